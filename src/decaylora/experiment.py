@@ -1,0 +1,645 @@
+"""Experiments: one config -> data, model, method, training, W-free export, report, figures.
+
+``run_experiment`` is what ``decaylora run`` does; ``compare`` runs several methods with the same
+model, data, seed, steps and evaluation and writes one table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import PRESETS, DecayConfig
+from .errors import ConfigError
+from .export import compress, load_compressed, save_adapter, save_compressed
+from .injection import as_exported, set_progress, wrap
+from .inspection import summary
+from .training import (
+    IndexedBatches,
+    LoopConfig,
+    eval_batches,
+    evaluate,
+    train_loop,
+)
+
+#: Methods of ``compare``. W-free methods end with W deleted; the others are references.
+WFREE_METHODS = ("default", "decay", "decay+c", "decay+noise", "decay+noise+c", "notes-a",
+                 "notes-b", "svd")
+REFERENCE_METHODS = ("full", "lora", "head")
+METHODS = REFERENCE_METHODS + WFREE_METHODS
+METHOD_ALIASES = {"preset-a": "notes-a", "preset-b": "notes-b"}
+
+#: Learning rates that train each kind of method (adapters tolerate much larger steps than full
+#: fine-tuning; SVD-initialised factors start at W's scale and need ~10x less, METHOD.md).
+DEFAULT_LR = {
+    "text": {"full": 5e-5, "head": 1e-3, "svd": 1e-4, "adapter": 1e-3},
+    "vision": {"full": 1e-3, "head": 3e-3, "svd": 3e-4, "adapter": 3e-3},
+}
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything one run needs; every field is also a ``--flag`` of the CLI."""
+
+    name: str = "default"
+    task: str = "text"                      # text | vision
+    model: str = "minilm"                   # text: alias/hub id/folder; vision: vgg11 | vgg16
+    data: str = "rotten_tomatoes"           # dataset name or local file
+    text_column: str = "text"
+    label_column: str = "label"
+    method: str = "default"                 # see METHODS
+    rank: int = 16
+    alpha: float | None = None              # None: alpha = rank (scale 1)
+    targets: list[str] | None = None        # None: the architecture's default targets
+    modules_to_save: list[str] | None = None  # None: the classifier head
+    schedule: dict | None = None            # overrides of the method's DecaySchedule fields
+    noise_stats: str | None = None          # overrides of the method preset
+    noise_scale: float | None = None
+    c_init: str | None = None
+    steps: int | None = None                # None: epochs over the training set
+    epochs: float = 2.0
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: int = 64
+    lr: float | None = None                 # None: DEFAULT_LR for the method
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.06
+    grad_clip: float = 1.0
+    eval_every: int | None = None           # None: 8 evaluations per run
+    log_every: int = 10
+    checkpoint_every: int = 100
+    max_train: int | None = 4000
+    max_eval: int | None = 1500
+    max_val: int | None = 500
+    val_fraction: float = 0.1
+    seed: int = 0
+    output_dir: str = "runs"
+    threads: int | None = None
+    progress: bool = True
+    # vision
+    width: float = 0.25
+    augment: bool = False
+    pretrain_steps: int = 0                 # > 0: two-stage flow, pretrain the base first
+    pretrain_fraction: float = 0.5
+    pretrain_lr: float = 3e-3
+    cache_dir: str = "runs/cache"
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        self.method = METHOD_ALIASES.get(self.method, self.method)
+        if self.method not in METHODS:
+            raise ConfigError(_unknown("method", self.method, METHODS))
+        if self.task not in ("text", "vision"):
+            raise ConfigError(f"task must be 'text' or 'vision', got {self.task!r}")
+        for name in ("rank", "batch_size", "eval_batch_size", "max_length", "log_every",
+                     "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.lr is not None and not (0 < self.lr < 10):
+            raise ConfigError(f"lr must be in (0, 10), got {self.lr}")
+        if self.method not in REFERENCE_METHODS or self.method == "lora":
+            self.decay_config()  # validates rank/schedule/noise settings early
+
+    @property
+    def wfree(self) -> bool:
+        return self.method in WFREE_METHODS
+
+    @property
+    def wrapped(self) -> bool:
+        return self.method not in ("full", "head")
+
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        table = DEFAULT_LR[self.task]
+        return table.get(self.method, table["adapter"])
+
+    def decay_config(self, targets: list[str] | None = None,
+                     modules_to_save: list[str] | None = None) -> DecayConfig:
+        preset = self.method if self.method in PRESETS else "default"
+        overrides: dict[str, Any] = {"r": self.rank, "alpha": self.alpha, "seed": self.seed,
+                                     "target_modules": targets or self.targets or ["__any__"],
+                                     "modules_to_save": modules_to_save or self.modules_to_save}
+        for key in ("noise_stats", "noise_scale", "c_init"):
+            if getattr(self, key) is not None:
+                overrides[key] = getattr(self, key)
+        if self.schedule:
+            overrides["schedule"] = dict(self.schedule)
+        try:
+            return DecayConfig.from_preset(preset, **overrides)
+        except TypeError as e:
+            raise ConfigError(f"invalid schedule override {self.schedule!r}: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
+        names = [f.name for f in fields(cls)]
+        for key in data:
+            if key not in names:
+                raise ConfigError(_unknown("config key", key, names))
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> ExperimentConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found; pass an existing YAML file, e.g. "
+                              "configs/default.yaml")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p} must hold a mapping of config keys, got {type(data).__name__}")
+        data.update(overrides)
+        return cls.from_dict(data)
+
+
+def _unknown(what: str, value: Any, allowed: Any) -> str:
+    close = difflib.get_close_matches(str(value), list(allowed), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {value!r}{hint}; valid: {', '.join(map(str, allowed))}"
+
+
+def _check_types(cfg: Any) -> None:
+    """Reject values of the wrong type with the field name (YAML makes these easy to get wrong)."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        hint = hints[f.name]
+        allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        ok = False
+        for t in allowed:
+            origin = typing.get_origin(t) or t
+            if t is type(None) and value is None:
+                ok = True
+            elif origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+                ok = True
+            elif origin is int and isinstance(value, int) and not isinstance(value, bool):
+                ok = True
+            elif origin is list and isinstance(value, (list, tuple)):
+                ok = all(isinstance(v, str) for v in value)
+            elif origin in (str, bool, dict) and isinstance(value, origin):
+                ok = True
+        if not ok:
+            raise ConfigError(f"config key {f.name!r} must be {_type_name(hint)}, "
+                              f"got {value!r} ({type(value).__name__})")
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigError(f"config key {f.name!r} is NaN")
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+# ----- set-up ----------------------------------------------------------------------------------
+@dataclass
+class Task:
+    """A loaded model + data with the functions the training loop needs."""
+
+    model: nn.Module
+    step_fn: Callable
+    train_batches: IndexedBatches
+    val_batches: Callable[[], Any]
+    test_batches: Callable[[], Any]
+    num_labels: int
+    majority: float
+    targets: list[str]
+    head: list[str]
+    skeleton: Callable[[], nn.Module]       # a fresh dense model of the same architecture
+    describe: dict[str, Any]
+    save_extras: Callable[[Path], None] = lambda p: None
+
+
+def _text_step(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    out = model(**batch)
+    return out.loss, out.logits, batch["labels"]
+
+
+def _vision_step(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x, y = batch
+    logits = model(x)
+    return torch.nn.functional.cross_entropy(logits, y), logits, y
+
+
+def load_text_task(cfg: ExperimentConfig) -> Task:
+    from .data import load_text_dataset
+    from .models import default_text_targets, load_text_model
+
+    splits = load_text_dataset(cfg.data, text_column=cfg.text_column,
+                               label_column=cfg.label_column, val_fraction=cfg.val_fraction,
+                               max_train=cfg.max_train, max_eval=cfg.max_eval, seed=cfg.seed)
+    if not splits.train_texts:
+        raise ConfigError(f"dataset {cfg.data} has no training examples after filtering")
+    model, tokenizer = load_text_model(cfg.model, splits.num_labels)
+    val_texts, val_labels = splits.val_texts, splits.val_labels
+    if cfg.max_val is not None:
+        val_texts, val_labels = val_texts[: cfg.max_val], val_labels[: cfg.max_val]
+
+    def encoded(texts: list[str], labels: list[int]) -> Callable[[list[int]], dict]:
+        enc = tokenizer(texts, truncation=True, max_length=cfg.max_length)
+        lab = torch.tensor(labels, dtype=torch.long)
+
+        def collate(idx: list[int]) -> dict:
+            batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc.keys()},
+                                  return_tensors="pt")
+            batch["labels"] = lab[idx]
+            return dict(batch)
+        return collate
+
+    train_c = encoded(splits.train_texts, splits.train_labels)
+    val_c, test_c = encoded(val_texts, val_labels), encoded(splits.test_texts, splits.test_labels)
+    bs = cfg.eval_batch_size
+    config = model.config
+
+    def skeleton() -> nn.Module:
+        from transformers import AutoModelForSequenceClassification
+        return AutoModelForSequenceClassification.from_config(config)
+
+    def save_extras(path: Path) -> None:
+        config.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+
+    return Task(
+        model=model, step_fn=_text_step,
+        train_batches=IndexedBatches(len(splits.train_texts), cfg.batch_size, cfg.seed, train_c),
+        val_batches=lambda: eval_batches(len(val_texts), bs, val_c),
+        test_batches=lambda: eval_batches(len(splits.test_texts), bs, test_c),
+        num_labels=splits.num_labels, majority=splits.majority_baseline,
+        targets=cfg.targets or default_text_targets(model),
+        head=cfg.modules_to_save or ["classifier"], skeleton=skeleton,
+        describe={"data": splits.source, "train": len(splits.train_texts), "val": len(val_texts),
+                  "test": len(splits.test_texts), "label_names": splits.label_names},
+        save_extras=save_extras,
+    )
+
+
+def load_vision_task(cfg: ExperimentConfig) -> Task:
+    from .data import load_image_dataset
+    from .models import default_vision_targets, vgg
+
+    splits = load_image_dataset(cfg.data, val_fraction=cfg.val_fraction, max_train=cfg.max_train,
+                                max_eval=cfg.max_eval, seed=cfg.seed)
+    arch = dict(name=cfg.model, num_classes=splits.num_classes, in_channels=splits.in_channels,
+                width=cfg.width, image_size=splits.image_size)
+
+    def skeleton() -> nn.Module:
+        return vgg(**arch)
+
+    torch.manual_seed(cfg.seed)
+    model = skeleton()
+    describe: dict[str, Any] = {"data": splits.source, "arch": arch}
+    if cfg.pretrain_steps > 0:
+        pre, splits = splits.pretrain_finetune_split(cfg.pretrain_fraction, cfg.seed)
+        describe["pretrain"] = pretrain_vision(model, pre, cfg, arch)
+    val_x, val_y = splits.val_x, splits.val_y
+    if cfg.max_val is not None:
+        val_x, val_y = val_x[: cfg.max_val], val_y[: cfg.max_val]
+    train_x, train_y = splits.train_x, splits.train_y
+
+    def train_collate(idx: list[int]):
+        x = train_x[idx]
+        return (_augment(x, idx) if cfg.augment else x), train_y[idx]
+
+    bs = cfg.eval_batch_size
+    describe.update(train=len(train_y), val=len(val_y), test=len(splits.test_y))
+
+    def save_extras(path: Path) -> None:
+        (path / "architecture.json").write_text(json.dumps({"vgg": arch}, indent=2))
+
+    return Task(
+        model=model, step_fn=_vision_step,
+        train_batches=IndexedBatches(len(train_y), cfg.batch_size, cfg.seed, train_collate),
+        val_batches=lambda: eval_batches(len(val_y), bs, lambda i: (val_x[i], val_y[i])),
+        test_batches=lambda: eval_batches(len(splits.test_y), bs,
+                                          lambda i: (splits.test_x[i], splits.test_y[i])),
+        num_labels=splits.num_classes, majority=splits.majority_baseline,
+        targets=cfg.targets or default_vision_targets(model),
+        head=cfg.modules_to_save or ["classifier"], skeleton=skeleton, describe=describe,
+        save_extras=save_extras,
+    )
+
+
+def _augment(x: torch.Tensor, idx: list[int]) -> torch.Tensor:
+    """Random horizontal flip + 2-pixel random crop, seeded by the example indices so a
+    resumed run augments identically."""
+    g = torch.Generator().manual_seed(int(sum(idx)) * 31 + len(idx))
+    flip = torch.rand(x.shape[0], generator=g) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    dx, dy = torch.randint(0, 5, (2,), generator=g).tolist()
+    return padded[..., dy:dy + x.shape[-2], dx:dx + x.shape[-1]]
+
+
+def pretrain_vision(model: nn.Module, pre, cfg: ExperimentConfig, arch: dict) -> dict:
+    """Stage 1 of the notes' vision flow: train the base network on its own split, cached by
+    a hash of everything that determines it."""
+    from safetensors.torch import load_model, save_model
+
+    key = json.dumps({"arch": arch, "data": cfg.data, "steps": cfg.pretrain_steps,
+                      "lr": cfg.pretrain_lr, "fraction": cfg.pretrain_fraction,
+                      "seed": cfg.seed, "bs": cfg.batch_size, "max_train": cfg.max_train,
+                      "augment": cfg.augment}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    path = Path(cfg.cache_dir) / f"pretrain-{cfg.model}-{digest}.safetensors"
+    info: dict[str, Any] = {"cache": str(path), "steps": cfg.pretrain_steps,
+                            "train": len(pre.train_y)}
+    if path.is_file():
+        load_model(model, str(path))
+        info["cached"] = True
+    else:
+        tx, ty = pre.train_x, pre.train_y
+        batches = IndexedBatches(len(ty), cfg.batch_size, cfg.seed + 1,
+                                 lambda i: (_augment(tx[i], i) if cfg.augment else tx[i], ty[i]))
+        loop = LoopConfig(total_steps=cfg.pretrain_steps, lr=cfg.pretrain_lr,
+                          eval_every=cfg.pretrain_steps, log_every=max(1, cfg.pretrain_steps // 10),
+                          checkpoint_every=10**9, seed=cfg.seed, num_labels=pre.num_classes,
+                          progress=cfg.progress)
+        vx, vy = pre.val_x[:1000], pre.val_y[:1000]
+        res = train_loop(model, _vision_step, batches,
+                         lambda: eval_batches(len(vy), cfg.eval_batch_size,
+                                              lambda i: (vx[i], vy[i])),
+                         loop, wrapped=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_model(model, str(tmp))
+        os.replace(tmp, path)
+        info.update(cached=False, seconds=res.seconds)
+    acc = evaluate(model, _vision_step, eval_batches(
+        len(pre.test_y), cfg.eval_batch_size, lambda i: (pre.test_x[i], pre.test_y[i])),
+        progress=False)["acc"]
+    info["test_acc"] = acc
+    return info
+
+
+def load_task(cfg: ExperimentConfig) -> Task:
+    return load_text_task(cfg) if cfg.task == "text" else load_vision_task(cfg)
+
+
+def apply_method(task: Task, cfg: ExperimentConfig) -> DecayConfig | None:
+    """Make the model ready for the method: wrap it, or set the trainable flags."""
+    model = task.model
+    if cfg.method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return None
+    if cfg.method == "head":
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for name, m in model.named_modules():
+            if any(name == h or name.endswith("." + h) for h in task.head):
+                for p in m.parameters():
+                    p.requires_grad_(True)
+        return None
+    dcfg = cfg.decay_config(task.targets, task.head)
+    wrap(model, dcfg)
+    return dcfg
+
+
+# ----- one run ---------------------------------------------------------------------------------
+def make_run_dir(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = None) -> Path:
+    if run_dir is not None:
+        return Path(run_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(cfg.output_dir) / f"{cfg.name}-{cfg.method}-r{cfg.rank}-s{cfg.seed}-{stamp}"
+
+
+def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = None, *,
+                   resume: bool = False, plots: bool = True) -> dict[str, Any]:
+    """Run one experiment into ``run_dir`` and return its results (also ``results.json``)."""
+    run_dir = make_run_dir(cfg, run_dir)
+    if resume:
+        saved = ExperimentConfig.from_yaml(run_dir / "config.yaml")
+        if saved.to_dict() != cfg.to_dict():
+            diff = {k: (v, cfg.to_dict()[k]) for k, v in saved.to_dict().items()
+                    if cfg.to_dict()[k] != v}
+            raise ConfigError(f"cannot resume {run_dir} with a different config: {diff} "
+                              "(saved, given); resume without overrides")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"run directory {run_dir} already exists and is not empty; choose "
+                          "another --run-dir or resume it with --resume")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    task = load_task(cfg)              # fails before any output is written
+    dcfg = apply_method(task, cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    summ = summary(task.model)
+    (run_dir / "summary.txt").write_text(summ.table() + "\n")
+    if cfg.progress:
+        tqdm.write(summ.table(max_rows=60))
+    total = cfg.steps or max(1, int(cfg.epochs * task.train_batches.per_epoch))
+    loop = LoopConfig(
+        total_steps=total, lr=cfg.learning_rate(), weight_decay=cfg.weight_decay,
+        warmup_fraction=cfg.warmup_fraction, grad_clip=cfg.grad_clip,
+        eval_every=cfg.eval_every or max(1, total // 8), log_every=cfg.log_every,
+        checkpoint_every=cfg.checkpoint_every, seed=cfg.seed, num_labels=task.num_labels,
+        majority=task.majority, progress=cfg.progress)
+    metrics_path = run_dir / "metrics.jsonl"
+
+    def on_record(rec: dict) -> None:
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    if not resume:
+        metrics_path.unlink(missing_ok=True)
+    res = train_loop(task.model, task.step_fn, task.train_batches, task.val_batches, loop,
+                     run_dir=run_dir, wrapped=dcfg is not None, on_record=on_record)
+    # keep metrics.jsonl equal to the records (a resumed run restores them from the checkpoint)
+    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in res.records))
+    model = task.model
+    if dcfg is not None:
+        set_progress(model, total, total)
+    test = evaluate(model, task.step_fn, task.test_batches(), desc="test", progress=cfg.progress)
+    results: dict[str, Any] = {
+        "name": cfg.name, "method": cfg.method, "rank": cfg.rank if dcfg else None,
+        "seed": cfg.seed, "steps": total, "lr": loop.lr, "w_free": cfg.wfree,
+        "data": task.describe, "majority_baseline": task.majority,
+        "num_labels": task.num_labels,
+        "schedule": dcfg.schedule.to_dict() if dcfg else None,
+        "noise_scale": dcfg.noise_scale if dcfg else None,
+        "decay_config": dcfg.to_dict() if dcfg else None,
+        "test_acc": test["acc"], "test_loss": test["loss"],
+        "final_val_acc": res.records[-1].get("val_acc") if res.records else None,
+        "stuck_at_chance": res.stuck, "warnings": res.warnings,
+        "train_seconds": res.seconds, "resumed_from_step": res.resumed_from,
+        "params": {"total_during_training": summ.total, "trainable": summ.trainable,
+                   "wrapped_layers": len(summ.wrapped),
+                   "wrapped_before": summ.wrapped_params_before,
+                   "wrapped_after": summ.wrapped_params_after,
+                   "wrapped_macs_per_position_before": summ.wrapped_macs_before,
+                   "wrapped_macs_per_position_after": summ.wrapped_macs_after},
+    }
+    if dcfg is not None:
+        with as_exported(model):
+            results["test_acc_wfree_view"] = evaluate(model, task.step_fn, task.test_batches(),
+                                                      desc="test (W-free)",
+                                                      progress=cfg.progress)["acc"]
+    if dcfg is not None:
+        save_adapter(model, run_dir / "adapter", extra={"steps": total})
+    if cfg.wfree:
+        results["params"]["deployed"] = summ.params_after_compression
+        results["export"] = export_and_check(task, run_dir / "export", test["acc"], cfg)
+    elif cfg.method == "lora":
+        # W is kept: deployed = the dense model with B A merged into W
+        results["params"]["deployed"] = summ.total - summ.trainable + _head_params(model, task)
+    else:
+        results["params"]["deployed"] = summ.total
+    results["wall_seconds"] = time.time() - t0
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+    if plots:
+        from .plots import plot_run
+        results["figures"] = [p.name for p in plot_run(run_dir)]
+    (run_dir / "report.md").write_text(render_report(results, summ.table()))
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _head_params(model: nn.Module, task: Task) -> int:
+    return sum(p.numel() for n, p in model.named_parameters()
+               if p.requires_grad and "lora_" not in n and not n.endswith(".C"))
+
+
+def export_and_check(task: Task, out: Path, expected_acc: float,
+                     cfg: ExperimentConfig) -> dict[str, Any]:
+    """Compress, save, reload into a fresh dense skeleton and check the reloaded model
+    reproduces the final test accuracy."""
+    model = compress(task.model)
+    save_compressed(model, out, extra={"experiment": cfg.to_dict()})
+    task.save_extras(out)
+    fresh = load_compressed(task.skeleton(), out)
+    acc = evaluate(fresh, task.step_fn, task.test_batches(), desc="test (reloaded export)",
+                   progress=cfg.progress)["acc"]
+    size = sum(f.stat().st_size for f in out.iterdir() if f.suffix == ".safetensors")
+    return {"dir": str(out), "reloaded_test_acc": acc, "matches": abs(acc - expected_acc) < 1e-9,
+            "params": sum(p.numel() for p in fresh.parameters()), "bytes": size}
+
+
+def render_report(r: dict[str, Any], table: str) -> str:
+    p = r["params"]
+    lines = [f"# decaylora run: {r['name']} / {r['method']}", ""]
+    lines.append(f"- data: {r['data'].get('data')} (train {r['data'].get('train')}, "
+                 f"val {r['data'].get('val')}, test {r['data'].get('test')})")
+    lines.append(f"- steps: {r['steps']}, lr {r['lr']:.3g}, seed {r['seed']}, "
+                 f"train time {r['train_seconds']:.0f} s (wall {r.get('wall_seconds', 0):.0f} s)")
+    lines.append(f"- majority-class baseline: {r['majority_baseline']:.3f}")
+    lines.append("")
+    lines.append("| | value |")
+    lines.append("|---|---|")
+    lines.append(f"| test accuracy (final model) | {r['test_acc']:.4f} |")
+    if "test_acc_wfree_view" in r:
+        lines.append(f"| test accuracy with W deleted | {r['test_acc_wfree_view']:.4f} |")
+    if "export" in r:
+        e = r["export"]
+        lines.append(f"| test accuracy of the reloaded export | {e['reloaded_test_acc']:.4f} "
+                     f"({'matches' if e['matches'] else 'DOES NOT MATCH'}) |")
+        lines.append(f"| exported size | {e['bytes'] / 1e6:.1f} MB |")
+    lines.append(f"| parameters during training | {p['total_during_training']:,} "
+                 f"({p['trainable']:,} trainable) |")
+    lines.append(f"| parameters deployed | {p['deployed']:,} |")
+    if p["wrapped_layers"]:
+        lines.append(f"| wrapped layers: parameters | {p['wrapped_before']:,} → "
+                     f"{p['wrapped_after']:,} |")
+        lines.append(f"| wrapped layers: MACs per token/pixel | "
+                     f"{p['wrapped_macs_per_position_before']:,} → "
+                     f"{p['wrapped_macs_per_position_after']:,} |")
+    lines.append("")
+    for w in r["warnings"]:
+        lines.append(f"> **Warning:** {w}")
+        lines.append("")
+    for fig in r.get("figures", []):
+        lines.append(f"![{fig}]({fig})")
+    lines += ["", "## Parameters per module", "", "```", table, "```", ""]
+    return "\n".join(lines)
+
+
+# ----- compare ---------------------------------------------------------------------------------
+def compare(cfg: ExperimentConfig, methods: list[str], seeds: list[int] | None = None,
+            out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run every method with the same model, data, steps and evaluation (and each seed);
+    write ``compare.md``, ``compare.json`` and overlay plots into ``out_dir``."""
+    methods = [METHOD_ALIASES.get(m, m) for m in methods]
+    for m in methods:
+        if m not in METHODS:
+            raise ConfigError(_unknown("method", m, METHODS))
+    seeds = seeds or [cfg.seed]
+    out = Path(out_dir) if out_dir else Path(cfg.output_dir) / (
+        f"compare-{cfg.name}-r{cfg.rank}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, list[dict]] = {}
+    histories: dict[str, list[dict]] = {}
+    for m in methods:
+        for s in seeds:
+            run_cfg = dataclasses.replace(cfg, method=m, seed=s)
+            tqdm.write(f"== {m} (seed {s}) ==")
+            r = run_experiment(run_cfg, out / f"{m}-s{s}")
+            runs.setdefault(m, []).append(r)
+            if s == seeds[0]:
+                histories[m] = [json.loads(line) for line in
+                                (out / f"{m}-s{s}" / "metrics.jsonl").read_text().splitlines()]
+    rows = [_compare_row(m, rs) for m, rs in runs.items()]
+    from .plots import plot_compare
+    figures = [p.name for p in plot_compare(histories, rows, out)]
+    table = render_compare(rows, cfg, seeds)
+    (out / "compare.md").write_text(table + "\n" + "".join(f"\n![{f}]({f})\n" for f in figures))
+    result = {"rows": rows, "seeds": seeds, "config": cfg.to_dict(), "figures": figures}
+    (out / "compare.json").write_text(json.dumps(result, indent=2))
+    tqdm.write(table)
+    return result
+
+
+def _compare_row(method: str, rs: list[dict]) -> dict[str, Any]:
+    import statistics
+    accs = [r["test_acc"] for r in rs]
+    return {"method": method, "w_free": rs[0]["w_free"], "seeds": [r["seed"] for r in rs],
+            "test_acc": statistics.mean(accs),
+            "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else None,
+            "test_accs": accs, "lr": rs[0]["lr"],
+            "deployed_params": rs[0]["params"]["deployed"],
+            "trainable_params": rs[0]["params"]["trainable"],
+            "wrapped_after": rs[0]["params"]["wrapped_after"],
+            "wrapped_before": rs[0]["params"]["wrapped_before"],
+            "train_seconds": statistics.mean(r["train_seconds"] for r in rs),
+            "stuck": any(r["stuck_at_chance"] for r in rs),
+            "majority_baseline": rs[0]["majority_baseline"]}
+
+
+def render_compare(rows: list[dict], cfg: ExperimentConfig, seeds: list[int]) -> str:
+    lines = [f"## {cfg.model} on {cfg.data}, rank {cfg.rank}, seeds {seeds}", "",
+             "| method | ends W-free | test acc | ± (std over seeds) | deployed params | "
+             "trainable | lr | train s/run | note |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: -r["test_acc"]):
+        std = f"{r['test_acc_std']:.3f}" if r["test_acc_std"] is not None else "–"
+        note = "stuck at chance" if r["stuck"] else ""
+        lines.append(f"| {r['method']} | {'yes' if r['w_free'] else 'no'} | "
+                     f"{r['test_acc']:.3f} | {std} | {r['deployed_params']:,} | "
+                     f"{r['trainable_params']:,} | {r['lr']:.0e} | {r['train_seconds']:.0f} | "
+                     f"{note} |")
+    lines.append("")
+    lines.append(f"Majority class: {rows[0]['majority_baseline']:.3f}.")
+    return "\n".join(lines)
