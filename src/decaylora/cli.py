@@ -87,12 +87,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not (run_dir / "checkpoint").is_dir():
             raise ConfigError(f"{run_dir} has no checkpoint to resume (finished, or stopped "
                               "before the first checkpoint)")
-        cfg = ExperimentConfig.from_yaml(run_dir / "config.yaml")
-        given = {k for k in vars(args) if k.startswith("cfg_")}
-        if given:
-            cfg2 = _config_from_args(args)
-            if cfg2.to_dict() != cfg.to_dict():
-                cfg = cfg2  # run_experiment names the difference
+        # flags given with --resume must agree with the saved config (run_experiment names
+        # any difference and refuses)
+        overrides = {k[4:]: _parse_value(k[4:], v) for k, v in vars(args).items()
+                     if k.startswith("cfg_")}
+        cfg = ExperimentConfig.from_yaml(run_dir / "config.yaml", **overrides)
         res = run_experiment(cfg, run_dir, resume=True)
     else:
         cfg = _config_from_args(args)

@@ -172,14 +172,20 @@ def load_compressed(model: nn.Module, directory: str | os.PathLike) -> nn.Module
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Everything trained or scheduled: A, B, C, decay state and noise statistics of every
-    wrapped layer, and the parameters of ``modules_to_save``."""
+    wrapped layer, and the parameters of ``modules_to_save``. A tensor shared under several
+    names (tied weights, e.g. GPT-2's ``lm_head`` and ``wte``) is kept once, under its first
+    name: safetensors refuses shared tensors, and loading into the one tensor keeps the tie."""
     state = {}
+    seen: set[int] = set()
     layer_names = [n for n, _ in decay_layers(model)]
     for name, t in model.state_dict(keep_vars=True).items():
         owner = name.rpartition(".")[0]
         in_layer = any(owner == n or owner.startswith(n + ".") for n in layer_names)
         is_base = ".base_layer." in name + "."
         if (in_layer and not is_base) or (isinstance(t, nn.Parameter) and t.requires_grad):
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
             state[name] = t.detach()
     return state
 

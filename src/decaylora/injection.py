@@ -80,6 +80,11 @@ def _check_layer(name: str, module: nn.Module, config: DecayConfig) -> None:
     g = geometry(module)  # raises for unsupported types
     r = config.r
     if g.groups > 1:
+        if config.init == "svd":  # checked here, before wrap() touches the model
+            raise InjectionError(
+                f"{name}: init='svd' is not supported for grouped convolutions "
+                f"({g.groups} groups); use init='lora' or exclude the layer"
+            )
         if g.out_features == g.groups and g.fan_in == g.kernel:
             raise InjectionError(
                 f"{name}: depthwise convolution ({g.groups} groups of one channel) has no "

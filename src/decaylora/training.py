@@ -274,6 +274,8 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
         _set_rng_state(state["rng"])
         start = int(state["step"])
         result.records = state["records"]
+        result.warnings = state.get("warnings", [])
+        result.stuck = bool(state.get("stuck", False))
         result.resumed_from = start
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     buffers = {n for n, _ in model.named_buffers()}
@@ -287,6 +289,7 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
             "model": {k: v for k, v in sd.items() if k in trainable or k in buffers},
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "rng": _rng_state(), "records": result.records,
+            "warnings": result.warnings, "stuck": result.stuck,
         })
 
     interrupted = {"flag": False}
@@ -313,7 +316,7 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
             loss, _, _ = step_fn(model, batch)
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"loss became {float(loss)} at step {step} (lr={sched.get_last_lr()[0]:.3g}). "
+                    f"loss became {loss.item()} at step {step} (lr={sched.get_last_lr()[0]:.3g}). "
                     "Lower the learning rate (e.g. --lr "
                     f"{cfg.lr / 10:.1g}) or the noise (--noise-scale); the last good checkpoint "
                     "is kept in the run directory")
@@ -328,6 +331,8 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
             done = step + 1
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.total_steps:
+                if wrapped:  # log d at the progress the record names (the next step's state)
+                    set_progress(model, done, cfg.total_steps)
                 rec = _base_record(model, done, cfg, wrapped, sched)
                 rec.update(kind="train", train_loss=float(np.mean(losses)))
                 losses.clear()
