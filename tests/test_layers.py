@@ -101,14 +101,17 @@ def test_fresh_wrap_is_identity(kind):
         assert max_diff(model(x), y0) <= 1e-6
 
 
-def test_fresh_wrap_is_identity_with_copied_c():
-    """c_init='copy' must not double the bias: at d = 1 the output is still the original."""
+def test_copied_c_takes_over_the_bias():
+    """c_init='copy': C starts as b, so at d = 0 (W and b gone) the bias is still b."""
     orig, model = wrapped_seq("linear", c_init="copy")
+    layer = model[0]
+    assert torch.equal(layer.C.detach(), orig[0].bias.detach())
+    assert layer.C is not layer.base_layer.bias and layer.C.requires_grad
+    dl.set_decay(model, 0.0)
     x = inputs_for("linear")
-    assert torch.equal(model[0].C.detach(), orig[0].bias.detach())
     with torch.no_grad():
-        # d (W x + b) + C = W x + 2 b: c_init="copy" is meant for a C that takes over as d falls
-        assert max_diff(model(x), orig(x) + orig[0].bias) <= 1e-6
+        # B = 0 at wrap time: the d = 0 output is exactly the copied bias
+        assert torch.equal(model(x), orig[0].bias.expand(3, 5, 16))
 
 
 def test_conv2d_adapter_is_real_lowrank_conv():

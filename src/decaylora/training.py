@@ -177,6 +177,8 @@ def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
         tensors[key] = obj.detach().contiguous().cpu()
         return {"__tensor__": key}
     if isinstance(obj, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
+            return {k: _flatten(v, prefix, tensors) for k, v in obj.items()}  # readable JSON
         return {"__dict__": [[_flatten(k, prefix, tensors), _flatten(v, prefix, tensors)]
                              for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
@@ -198,6 +200,7 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
             return tuple(items) if obj.get("tuple") else items
         if "__float__" in obj:
             return float(obj["__float__"])
+        return {k: _unflatten(v, tensors) for k, v in obj.items()}
     return obj
 
 
@@ -263,6 +266,7 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
     result = LoopResult()
     ckpt = run_dir / "checkpoint" if run_dir is not None else None
     start = 0
+    pending_losses: list[float] = []
     if ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt)
         missing = model.load_state_dict(
@@ -277,6 +281,7 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
         result.warnings = state.get("warnings", [])
         result.stuck = bool(state.get("stuck", False))
         result.resumed_from = start
+        pending_losses = state.get("pending_losses", [])
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     buffers = {n for n, _ in model.named_buffers()}
 
@@ -290,6 +295,7 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "rng": _rng_state(), "records": result.records,
             "warnings": result.warnings, "stuck": result.stuck,
+            "pending_losses": list(losses),  # the next train record averages these too
         })
 
     interrupted = {"flag": False}
@@ -306,7 +312,7 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
 
     t0 = time.time()
     model.train()
-    losses: list[float] = []
+    losses: list[float] = list(pending_losses)
     bar = tqdm(total=cfg.total_steps, initial=start, desc="train", disable=not cfg.progress,
                dynamic_ncols=True)
     try:
