@@ -112,6 +112,12 @@ def test_copied_c_takes_over_the_bias():
     with torch.no_grad():
         # B = 0 at wrap time: the d = 0 output is exactly the copied bias
         assert torch.equal(model(x), orig[0].bias.expand(3, 5, 16))
+        # the bias moved into C: at d = 1 and d = 0.5 the layer is d W x + b, not + (1 + d) b
+        for d in (1.0, 0.5):
+            dl.set_decay(model, d)
+            expected = torch.nn.functional.linear(x, orig[0].weight) * d + orig[0].bias
+            assert max_diff(model(x), expected) <= 1e-6
+            assert max_diff(layer.reference_forward(x, None), expected) <= 1e-6
 
 
 def test_conv2d_adapter_is_real_lowrank_conv():

@@ -595,8 +595,17 @@ def compare(cfg: ExperimentConfig, methods: list[str], seeds: list[int] | None =
     for m in methods:
         for s in seeds:
             run_cfg = dataclasses.replace(cfg, method=m, seed=s)
-            tqdm.write(f"== {m} (seed {s}) ==")
-            r = run_experiment(run_cfg, out / f"{m}-s{s}")
+            run_dir = out / f"{m}-s{s}"
+            if (run_dir / "results.json").is_file():  # finished earlier: a rerun continues
+                tqdm.write(f"== {m} (seed {s}): done before, reusing {run_dir} ==")
+                r = json.loads((run_dir / "results.json").read_text())
+            else:
+                tqdm.write(f"== {m} (seed {s}) ==")
+                if (run_dir / "checkpoint").is_dir():
+                    r = run_experiment(run_cfg, run_dir, resume=True)
+                else:
+                    shutil.rmtree(run_dir, ignore_errors=True)  # a run that died before its
+                    r = run_experiment(run_cfg, run_dir)        # first checkpoint
             runs.setdefault(m, []).append(r)
             if s == seeds[0]:
                 histories[m] = [json.loads(line) for line in

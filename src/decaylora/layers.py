@@ -139,11 +139,15 @@ class DecayLayer(nn.Module):
         self.lora_B.to(device=w.device, dtype=w.dtype)
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))  # as LoRA
         nn.init.zeros_(self.lora_B.weight)
+        self.bias_moved = False
         if c_init == "none":
             self.C = None
         else:
             b = self.base_layer.bias
-            init_c = b.detach().clone() if (c_init == "copy" and b is not None) else torch.zeros(
+            # "copy" moves b into C: the frozen path then decays W only, so the wrapped layer
+            # still computes W x + b at d = 1 (instead of W x + 2 b).
+            self.bias_moved = c_init == "copy" and b is not None
+            init_c = b.detach().clone() if self.bias_moved else torch.zeros(
                 self.geometry.out_features, device=w.device, dtype=w.dtype
             )
             self.C = nn.Parameter(init_c)
@@ -239,7 +243,7 @@ class DecayLayer(nn.Module):
         d, noisy = self.d, bool(self.noise_active)
         if d == 0.0 and not noisy:  # cool-down: the frozen path is gone
             return self._add_c(self.adapter_forward(x))
-        b = self.base_layer.bias
+        b = None if self.bias_moved else self.base_layer.bias
         bias = None if b is None else (b if d == 1.0 else b * d)
         if self.C is not None:  # C rides along as the bias of the single frozen matmul
             bias = self.C if bias is None else bias + self.C
@@ -249,7 +253,8 @@ class DecayLayer(nn.Module):
 
     def reference_forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         """The unfused formula ``d (W x + b) + N x + s B A x + C`` (for tests/benchmarks)."""
-        y = self.base_layer(x) * self.d
+        b = None if self.bias_moved else self.base_layer.bias
+        y = self._frozen(x, self.base_layer.weight, b) * self.d
         if noise is not None:
             y = y + self._frozen(x, noise, None)
         return self._add_c(y + self.adapter_forward(x))
