@@ -101,6 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_result(res: dict) -> None:
+    if "test_acc" not in res:  # a non-main process of a distributed run: it writes nothing
+        return
     line = f"\ntest accuracy {res['test_acc']:.4f} (majority class {res['majority_baseline']:.3f})"
     if "export" in res:
         e = res["export"]

@@ -78,6 +78,7 @@ class ExperimentConfig:
     batch_size: int = 32
     eval_batch_size: int = 128
     max_length: int = 64
+    dropout: float | None = None            # None: the model's own; else every nn.Dropout's p
     lr: float | None = None                 # None: DEFAULT_LR for the method
     weight_decay: float = 0.01
     warmup_fraction: float = 0.06
@@ -114,6 +115,8 @@ class ExperimentConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.dropout is not None and not (0.0 <= self.dropout < 1.0):
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.lr is not None and not (0 < self.lr < 10):
             raise ConfigError(f"lr must be in (0, 10), got {self.lr}")
         if self.method not in REFERENCE_METHODS or self.method == "lora":
@@ -295,7 +298,7 @@ def load_text_task(cfg: ExperimentConfig) -> Task:
     )
 
 
-def load_vision_task(cfg: ExperimentConfig) -> Task:
+def load_vision_task(cfg: ExperimentConfig, accelerator: Any = None) -> Task:
     from .data import load_image_dataset
     from .models import default_vision_targets, vgg
 
@@ -312,7 +315,7 @@ def load_vision_task(cfg: ExperimentConfig) -> Task:
     describe: dict[str, Any] = {"data": splits.source, "arch": arch}
     if cfg.pretrain_steps > 0:
         pre, splits = splits.pretrain_finetune_split(cfg.pretrain_fraction, cfg.seed)
-        describe["pretrain"] = pretrain_vision(model, pre, cfg, arch)
+        describe["pretrain"] = pretrain_vision(model, pre, cfg, arch, accelerator)
     val_x, val_y = splits.val_x, splits.val_y
     if cfg.max_val is not None:
         val_x, val_y = val_x[: cfg.max_val], val_y[: cfg.max_val]
@@ -352,7 +355,8 @@ def _augment(x: torch.Tensor, idx: list[int]) -> torch.Tensor:
     return padded[..., dy:dy + x.shape[-2], dx:dx + x.shape[-1]]
 
 
-def pretrain_vision(model: nn.Module, pre, cfg: ExperimentConfig, arch: dict) -> dict:
+def pretrain_vision(model: nn.Module, pre, cfg: ExperimentConfig, arch: dict,
+                    accelerator: Any = None) -> dict:
     """Stage 1 of the notes' vision flow: train the base network on its own split, cached by
     a hash of everything that determines it."""
     from safetensors.torch import load_model, save_model
@@ -380,11 +384,12 @@ def pretrain_vision(model: nn.Module, pre, cfg: ExperimentConfig, arch: dict) ->
         res = train_loop(model, _vision_step, batches,
                          lambda: eval_batches(len(vy), cfg.eval_batch_size,
                                               lambda i: (vx[i], vy[i])),
-                         loop, wrapped=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_model(model, str(tmp))
-        os.replace(tmp, path)
+                         loop, wrapped=False, accelerator=accelerator)
+        if accelerator is None or accelerator.is_main_process:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            save_model(model, str(tmp))
+            os.replace(tmp, path)
         info.update(cached=False, seconds=res.seconds)
     acc = evaluate(model, _vision_step, eval_batches(
         len(pre.test_y), cfg.eval_batch_size, lambda i: (pre.test_x[i], pre.test_y[i])),
@@ -393,8 +398,13 @@ def pretrain_vision(model: nn.Module, pre, cfg: ExperimentConfig, arch: dict) ->
     return info
 
 
-def load_task(cfg: ExperimentConfig) -> Task:
-    return load_text_task(cfg) if cfg.task == "text" else load_vision_task(cfg)
+def load_task(cfg: ExperimentConfig, accelerator: Any = None) -> Task:
+    task = load_text_task(cfg) if cfg.task == "text" else load_vision_task(cfg, accelerator)
+    if cfg.dropout is not None:
+        for m in task.model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = cfg.dropout
+    return task
 
 
 def apply_method(task: Task, cfg: ExperimentConfig) -> DecayConfig | None:
@@ -429,6 +439,8 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
                    resume: bool = False, plots: bool = True) -> dict[str, Any]:
     """Run one experiment into ``run_dir`` and return its results (also ``results.json``)."""
     run_dir = make_run_dir(cfg, run_dir)
+    accelerator = make_accelerator()
+    is_main = accelerator.is_main_process
     if resume:
         saved = ExperimentConfig.from_yaml(run_dir / "config.yaml")
         if saved.to_dict() != cfg.to_dict():
@@ -443,14 +455,17 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
         torch.set_num_threads(cfg.threads)
     t0 = time.time()
     torch.manual_seed(cfg.seed)
-    task = load_task(cfg)              # fails before any output is written
+    task = load_task(cfg, accelerator)  # fails before any output is written
     dcfg = apply_method(task, cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    accelerator.wait_for_everyone()  # every process has checked run_dir before it is created
     summ = summary(task.model)
-    (run_dir / "summary.txt").write_text(summ.table() + "\n")
-    if cfg.progress:
-        tqdm.write(summ.table(max_rows=60))
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        (run_dir / "summary.txt").write_text(summ.table() + "\n")
+        if cfg.progress:
+            tqdm.write(summ.table(max_rows=60))
+    accelerator.wait_for_everyone()
     total = cfg.steps or max(1, int(cfg.epochs * task.train_batches.per_epoch))
     loop = LoopConfig(
         total_steps=total, lr=cfg.learning_rate(), weight_decay=cfg.weight_decay,
@@ -464,10 +479,15 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
         with open(metrics_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
 
-    if not resume:
+    if not resume and is_main:
         metrics_path.unlink(missing_ok=True)
     res = train_loop(task.model, task.step_fn, task.train_batches, task.val_batches, loop,
-                     run_dir=run_dir, wrapped=dcfg is not None, on_record=on_record)
+                     run_dir=run_dir, wrapped=dcfg is not None, on_record=on_record,
+                     accelerator=accelerator)
+    fingerprints = adapter_fingerprints(task.model, accelerator)
+    if not is_main:  # only the main process evaluates on test and writes files
+        accelerator.wait_for_everyone()
+        return {"rank": accelerator.process_index, "fingerprints": fingerprints}
     # keep metrics.jsonl equal to the records (a resumed run restores them from the checkpoint)
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in res.records))
     model = task.model
@@ -508,6 +528,9 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
         results["params"]["deployed"] = summ.total - summ.trainable + _head_params(model, task)
     else:
         results["params"]["deployed"] = summ.total
+    results["processes"] = accelerator.num_processes
+    results["adapter_fingerprints"] = fingerprints
+    results["ranks_identical"] = len(set(fingerprints)) == 1
     results["wall_seconds"] = time.time() - t0
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
@@ -516,7 +539,32 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
         results["figures"] = [p.name for p in plot_run(run_dir)]
     (run_dir / "report.md").write_text(render_report(results, summ.table()))
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    accelerator.wait_for_everyone()
     return results
+
+
+def make_accelerator() -> Any:
+    """An ``accelerate.Accelerator``: one process normally; DDP (gloo on CPU) under
+    ``accelerate launch`` or ``torchrun``."""
+    from accelerate import Accelerator
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def adapter_fingerprints(model: nn.Module, accelerator: Any) -> list[str]:
+    """SHA-256 of every process's trainable parameters, gathered on every process: equal
+    fingerprints prove the processes hold bitwise-identical adapters."""
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    mine = h.hexdigest()[:16]
+    if accelerator.num_processes == 1:
+        return [mine]
+    import torch.distributed as dist
+    out: list[Any] = [None] * accelerator.num_processes
+    dist.all_gather_object(out, mine)
+    return [str(x) for x in out]
 
 
 def _head_params(model: nn.Module, task: Task) -> int:

@@ -48,14 +48,16 @@ class IndexedBatches:
         self.per_epoch = max(1, size // self.batch_size)  # drop the ragged last batch
         self._epoch, self._order = -1, None
 
-    def __call__(self, step: int) -> Batch:
+    def __call__(self, step: int, shard: tuple[int, int] = (0, 1)) -> Batch:
+        """The global batch of ``step``; with ``shard=(rank, world)`` this process's part."""
         epoch, i = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 7_919 + epoch)
             self._order = torch.randperm(self.size, generator=g) if self.shuffle else torch.arange(self.size)
             self._epoch = epoch
         idx = self._order[i * self.batch_size:(i + 1) * self.batch_size].tolist()
-        return self.collate(idx)
+        rank, world = shard
+        return self.collate(idx[rank::world])
 
 
 def eval_batches(size: int, batch_size: int, collate: Callable[[list[int]], Batch]):
@@ -255,10 +257,20 @@ def _set_rng_state(s: dict[str, Any]) -> None:
 def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
                val_batches: Callable[[], Any], cfg: LoopConfig, *,
                run_dir: Path | None = None, wrapped: bool = True,
-               on_record: Callable[[dict], None] | None = None) -> LoopResult:
+               on_record: Callable[[dict], None] | None = None,
+               accelerator: Any = None) -> LoopResult:
     """Train for ``cfg.total_steps`` steps, evaluating every ``eval_every`` steps both the
     current model and (when wrapped) the W-free as-exported model. Checkpoints to
-    ``run_dir/checkpoint`` and resumes from it when present."""
+    ``run_dir/checkpoint`` and resumes from it when present.
+
+    Under ``accelerate launch``/``torchrun`` (an ``accelerate.Accelerator`` with several
+    processes) the model runs as DDP: every process takes its slice of each global batch, d and
+    the noise are identical on every process (functions of the step), every process evaluates
+    the whole validation set, and only the main process writes checkpoints and records."""
+    world, rank, is_main = 1, 0, True
+    if accelerator is not None:
+        world, rank = accelerator.num_processes, accelerator.process_index
+        is_main = accelerator.is_main_process
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -285,8 +297,10 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     buffers = {n for n, _ in model.named_buffers()}
 
+    ddp_model = accelerator.prepare(model) if world > 1 else model
+
     def checkpoint(step: int) -> None:
-        if ckpt is None:
+        if ckpt is None or not is_main:
             return
         sd = model.state_dict()
         save_checkpoint(ckpt, {
@@ -313,16 +327,19 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
     t0 = time.time()
     model.train()
     losses: list[float] = list(pending_losses)
-    bar = tqdm(total=cfg.total_steps, initial=start, desc="train", disable=not cfg.progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=cfg.total_steps, initial=start, desc="train",
+               disable=not (cfg.progress and is_main), dynamic_ncols=True)
     try:
         for step in range(start, cfg.total_steps):
             d = set_progress(model, step, cfg.total_steps) if wrapped else 1.0
-            batch = train_batches(step)
-            loss, _, _ = step_fn(model, batch)
-            if not torch.isfinite(loss):
+            batch = train_batches(step, (rank, world))
+            loss, _, _ = step_fn(ddp_model, batch)
+            loss_value = loss.detach()
+            if world > 1:  # log and check the global batch's loss, the same on every process
+                loss_value = accelerator.reduce(loss_value.clone(), reduction="mean")
+            if not torch.isfinite(loss_value):
                 raise TrainingError(
-                    f"loss became {loss.item()} at step {step} (lr={sched.get_last_lr()[0]:.3g}). "
+                    f"loss became {loss_value.item()} at step {step} (lr={sched.get_last_lr()[0]:.3g}). "
                     "Lower the learning rate (e.g. --lr "
                     f"{cfg.lr / 10:.1g}) or the noise (--noise-scale); the last good checkpoint "
                     "is kept in the run directory")
@@ -333,7 +350,7 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            losses.append(loss_value.item())
             done = step + 1
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.total_steps:
@@ -343,11 +360,11 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
                 rec.update(kind="train", train_loss=float(np.mean(losses)))
                 losses.clear()
                 bar.set_postfix(loss=f"{rec['train_loss']:.3f}", d=f"{d:.2f}")
-                _emit(result, rec, on_record)
+                _emit(result, rec, on_record if is_main else None)
             if done % cfg.eval_every == 0 or done == cfg.total_steps:
                 rec = _eval_record(model, step_fn, val_batches, done, cfg, wrapped, sched)
-                _emit(result, rec, on_record)
-                _check_stuck(result, rec, cfg)
+                _emit(result, rec, on_record if is_main else None)
+                _check_stuck(result, rec, cfg, warn=is_main)
                 model.train()
             if interrupted["flag"]:
                 checkpoint(done)
@@ -393,7 +410,7 @@ def _eval_record(model, step_fn, val_batches, done, cfg, wrapped, sched) -> dict
     return rec
 
 
-def _check_stuck(result: LoopResult, rec: dict, cfg: LoopConfig) -> None:
+def _check_stuck(result: LoopResult, rec: dict, cfg: LoopConfig, warn: bool = True) -> None:
     """Flag a run stuck at chance (the notes' BERT-small at 50%): after 30% of training, the
     validation accuracy within 1 point of the majority class, or the loss at ln K."""
     if rec["progress"] < 0.3 or result.stuck:
@@ -409,4 +426,5 @@ def _check_stuck(result: LoopResult, rec: dict, cfg: LoopConfig) -> None:
                "the signal (try --method default or a smaller --noise-scale), or the wrong "
                "parameters trainable (check the summary table).")
         result.warnings.append(msg)
-        tqdm.write("WARNING: " + msg)
+        if warn:
+            tqdm.write("WARNING: " + msg)
