@@ -217,6 +217,24 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     mb = (killed / "metrics.jsonl").read_text().splitlines()
     assert ma == mb
 
+    # SIGTERM (and Ctrl-C) is caught: the step finishes, a checkpoint is written, exit 130
+    termed = tmp_path / "termed"
+    proc = subprocess.Popen(_cli("run", *common, "--run-dir", str(termed)), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = termed / "metrics.jsonl"
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 20):
+        assert proc.poll() is None, "finished before SIGTERM"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "resume with --resume" in err
+    state = json.loads((termed / "checkpoint" / "state.json").read_text())
+    assert 40 <= state["step"] < 240  # checkpointed where it stopped, not at a multiple of 7
+    subprocess.run(_cli("run", "--resume", str(termed)), check=True, env=env, capture_output=True)
+    c = load_file(termed / "adapter" / "adapter.safetensors")
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    assert (termed / "metrics.jsonl").read_text().splitlines() == ma
+
 
 def test_resume_with_different_config_is_refused(tmp_path: Path, capsys) -> None:
     run_dir = tmp_path / "r"

@@ -122,3 +122,31 @@ def test_wrapped_loop_reaches_d_zero_and_logs_wfree_accuracy() -> None:
     assert evals[-1]["d"] == 0.0 and evals[-1]["val_acc"] == evals[-1]["val_acc_exported"]
     assert evals[0]["weight_stats"]["layer"] == "0"
     assert set(evals[0]["c_norm"]) == {"0"}
+
+
+class _LearnsLate(nn.Module):
+    """Constant logits for its first 5 training steps, then the right answer: at chance at the
+    40% evaluation, correct at the end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.calls += 1
+        logits = torch.zeros(x.shape[0], 2) + self.w
+        if self.calls > 5:
+            logits = logits + torch.stack([-x[:, 0], x[:, 0]], dim=1)
+        return logits
+
+
+def test_temporary_collapse_is_reported_as_recovered() -> None:
+    _, step_fn, batches, val = _toy()
+    res = train_loop(_LearnsLate(), step_fn, batches, val,
+                     LoopConfig(total_steps=10, lr=1e-3, eval_every=4, progress=False,
+                                majority=0.5, num_labels=2), wrapped=False)
+    assert not res.stuck
+    assert "STUCK AT CHANCE at step 4" in res.warnings[0]
+    assert "recovered" in res.warnings[1]

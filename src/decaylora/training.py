@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -215,9 +216,16 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     if tmp.exists():
         for f in tmp.iterdir():
             f.unlink()
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(tmp / "state.safetensors"))
-    (tmp / "state.json").write_text(json.dumps(meta))
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(tmp / "state.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(meta))
+    except OSError as e:  # e.g. disk full: drop the partial copy, keep the previous checkpoint
+        shutil.rmtree(tmp, ignore_errors=True)
+        then = (f"the previous checkpoint in {path} is kept: free disk space, then continue with "
+                f"`decaylora run --resume {path.parent}`" if path.exists() else
+                "no earlier checkpoint exists: free disk space and start the run again")
+        raise TrainingError(f"could not write checkpoint {path}: {e.strerror or e}; {then}") from None
     old = path.with_name(path.name + ".old")
     if path.exists():
         os.replace(path, old) if not old.exists() else (_rmtree(old), os.replace(path, old))
@@ -237,8 +245,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         tensors = load_file(str(path / "state.safetensors"))
         meta = json.loads((path / "state.json").read_text())
     except Exception as e:
-        raise DecayLoraError(f"checkpoint {path} is corrupt or incomplete ({e}); delete it to "
-                             "start over, or restore an earlier copy") from None
+        raise DecayLoraError(f"checkpoint {path} is corrupt or incomplete ({e}); it cannot be "
+                             "resumed: restore an earlier copy, or start the run again (delete "
+                             f"{path.parent} or choose another --run-dir)") from None
     return _unflatten(meta, tensors)
 
 
@@ -338,11 +347,8 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
             if world > 1:  # log and check the global batch's loss, the same on every process
                 loss_value = accelerator.reduce(loss_value.clone(), reduction="mean")
             if not torch.isfinite(loss_value):
-                raise TrainingError(
-                    f"loss became {loss_value.item()} at step {step} (lr={sched.get_last_lr()[0]:.3g}). "
-                    "Lower the learning rate (e.g. --lr "
-                    f"{cfg.lr / 10:.1g}) or the noise (--noise-scale); the last good checkpoint "
-                    "is kept in the run directory")
+                raise TrainingError(_diverged(loss_value.item(), step, sched, cfg, model,
+                                              wrapped, ckpt))
             loss.backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(
@@ -376,7 +382,37 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
         for sig, h in old_handlers.items():
             signal.signal(sig, h)
     result.seconds = time.time() - t0
+    evals = [r for r in result.records if r["kind"] == "eval"]
+    if result.stuck and evals and not _at_chance(evals[-1], cfg):
+        # at chance for a while (e.g. while W faded out), but not at the end
+        result.stuck = False
+        result.warnings.append(
+            f"the run recovered from chance level: final val acc {evals[-1]['val_acc']:.3f}")
     return result
+
+
+def _at_chance(rec: dict, cfg: LoopConfig) -> bool:
+    at_majority = cfg.majority is not None and abs(rec["val_acc"] - cfg.majority) <= 0.01
+    return at_majority or abs(rec["val_loss"] - math.log(cfg.num_labels)) < 0.01
+
+
+def _diverged(value: float, step: int, sched, cfg: LoopConfig, model: nn.Module, wrapped: bool,
+              ckpt: Path | None) -> str:
+    """The message for a NaN/Inf loss: what happened, what to change, what was kept."""
+    fixes = [f"Lower the learning rate (e.g. --lr {cfg.lr / 10:.1g})"]
+    if wrapped and any(bool(layer.noise_active) for _, layer in decay_layers(model)):
+        fixes.append("the noise (--noise-scale; it is on at this step)")
+    if not cfg.grad_clip:
+        fixes.append("turn gradient clipping back on (--grad-clip 1.0)")
+    msg = (f"loss became {value} at step {step} (lr={sched.get_last_lr()[0]:.3g}). "
+           f"{', or '.join(fixes)} and start a new run (--resume keeps the old settings)")
+    if ckpt is None:
+        return msg
+    try:
+        saved = json.loads((ckpt / "state.json").read_text())["step"]
+        return f"{msg}; the last good checkpoint (step {saved}) is kept in {ckpt}"
+    except (OSError, ValueError, KeyError):
+        return f"{msg}; no checkpoint had been written yet"
 
 
 def _emit(result: LoopResult, rec: dict, on_record: Callable[[dict], None] | None) -> None:
@@ -415,9 +451,7 @@ def _check_stuck(result: LoopResult, rec: dict, cfg: LoopConfig, warn: bool = Tr
     validation accuracy within 1 point of the majority class, or the loss at ln K."""
     if rec["progress"] < 0.3 or result.stuck:
         return
-    at_majority = cfg.majority is not None and abs(rec["val_acc"] - cfg.majority) <= 0.01
-    at_lnk = abs(rec["val_loss"] - math.log(cfg.num_labels)) < 0.01
-    if at_majority or at_lnk:
+    if _at_chance(rec, cfg):
         result.stuck = True
         msg = (f"run looks STUCK AT CHANCE at step {rec['step']}: val acc {rec['val_acc']:.3f} "
                f"(majority class {cfg.majority if cfg.majority is not None else float('nan'):.3f}), "
