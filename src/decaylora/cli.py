@@ -8,6 +8,8 @@ MiniLM-L6 on Rotten Tomatoes, rank 16, decay + C, ending W-free.
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
 import json
 import os
 import sys
@@ -119,7 +121,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     cfg = _config_from_args(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else None
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, e.g. --seeds 0,1,2; got "
+                          f"{args.seeds!r}") from None
     compare(cfg, methods, seeds, args.out)
     return 0
 
@@ -162,6 +168,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not (run_dir / "adapter").is_dir():
         raise ConfigError(f"{run_dir} has no adapter/ directory: only finished runs of wrapped "
                           "methods can be exported")
+    missing = [f for f in ("config.yaml", "results.json") if not (run_dir / f).is_file()]
+    if missing:
+        raise ConfigError(f"{run_dir} has no {' or '.join(missing)}: not a finished run (resume "
+                          "it with `decaylora run --resume RUN_DIR` first)")
     cfg, model, save_extras = _load_run_model(run_dir)
     load_adapter(model, run_dir / "adapter")
     results = json.loads((run_dir / "results.json").read_text())
@@ -266,18 +276,54 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
+        return 2
+    if unknown:
+        print(f"decaylora: error: {_unknown_args(parser, args.command, unknown)}", file=sys.stderr)
         return 2
     try:
         return args.func(args)
     except DecayLoraError as e:
         print(f"decaylora: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.errno not in _OS_HINTS:  # not an environment problem: keep the traceback
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"decaylora: error: {e.strerror or e}{where}; {_OS_HINTS[e.errno]}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:
         print(f"\ndecaylora: {e or 'interrupted'}", file=sys.stderr)
         return 130
+
+
+#: Operating-system errors that come from the machine, not from decaylora, with what to do.
+_OS_HINTS = {
+    errno.ENOSPC: "free disk space or write the run elsewhere (--run-dir / --output-dir)",
+    errno.EDQUOT: "free disk space or write the run elsewhere (--run-dir / --output-dir)",
+    errno.EACCES: "choose a directory you can write to (--run-dir / --output-dir)",
+    errno.EPERM: "choose a directory you can write to (--run-dir / --output-dir)",
+    errno.EROFS: "the file system is read-only; write the run elsewhere (--run-dir)",
+    errno.ENOTDIR: "a part of the path is a file, not a directory; choose another path",
+}
+
+
+def _unknown_args(parser: argparse.ArgumentParser, command: str, unknown: list[str]) -> str:
+    """Name the first unknown argument of ``decaylora COMMAND`` and suggest the close option."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = [o for a in sub.choices[command]._actions for o in a.option_strings
+               if o.startswith("--")]
+    flag = unknown[0].split("=", 1)[0]
+    if not flag.startswith("-"):
+        return (f"unexpected argument {unknown[0]!r} for `decaylora {command}`; options take "
+                f"the form --KEY VALUE (`decaylora {command} --help` lists them)")
+    close = difflib.get_close_matches(flag, options, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return (f"unknown option {flag}{hint} for `decaylora {command}`; "
+            f"`decaylora {command} --help` lists the options")
 
 
 if __name__ == "__main__":

@@ -98,7 +98,9 @@ class DecayConfig:
         base = dict(PRESETS[name])
         sched = base.pop("schedule")
         if isinstance(overrides.get("schedule"), dict):
-            sched = replace(sched, **overrides.pop("schedule"))
+            changes = overrides.pop("schedule")
+            _check_keys(DecaySchedule, changes, "schedule")
+            sched = replace(sched, **changes)
         base.update(overrides)
         base.setdefault("schedule", sched)
         return cls(**base)
@@ -134,16 +136,21 @@ def _unknown(what: str, value: Any, allowed: Any) -> str:
     return f"unknown {what} {value!r}{hint}; choose one of: {', '.join(map(str, allowed))}"
 
 
-def _build(cls: type, data: dict[str, Any], what: str) -> Any:
-    """Construct a dataclass from a dict, rejecting unknown keys with a suggestion."""
+def _check_keys(cls: type, data: dict[str, Any], what: str) -> None:
+    """Reject keys of ``data`` that are not fields of the dataclass, with a suggestion."""
     if not isinstance(data, dict):
         raise ConfigError(f"{what} must be a mapping, got {type(data).__name__}")
     names = [f.name for f in fields(cls)]
     for key in data:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
+            close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"unknown {what} key {key!r}{hint}; valid keys: {', '.join(names)}")
+
+
+def _build(cls: type, data: dict[str, Any], what: str) -> Any:
+    """Construct a dataclass from a dict, rejecting unknown keys with a suggestion."""
+    _check_keys(cls, data, what)
     try:
         return cls(**data)
     except TypeError as e:  # pragma: no cover - defensive, keys are checked above

@@ -769,6 +769,12 @@ def _to_nchw(x: np.ndarray, where: str) -> np.ndarray:
     elif x.ndim == 4:
         if x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
             x = x.transpose(0, 3, 1, 2)
+        elif x.shape[1] not in (1, 3, 4):
+            raise DataError(
+                f"{where}: images have shape {x.shape}; neither axis 1 nor the last axis is a "
+                "channel axis (1, 3 or 4 channels). Save them as (N, H, W), (N, H, W, C) or "
+                "(N, C, H, W) with C in 1/3/4."
+            )
     else:
         raise DataError(
             f"{where}: images have shape {x.shape}; expected (N, H, W), (N, H, W, C) or "

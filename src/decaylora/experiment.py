@@ -108,7 +108,7 @@ class ExperimentConfig:
         if self.method not in METHODS:
             raise ConfigError(_unknown("method", self.method, METHODS))
         if self.task not in ("text", "vision"):
-            raise ConfigError(f"task must be 'text' or 'vision', got {self.task!r}")
+            raise ConfigError(_unknown("task", self.task, ("text", "vision")))
         for name in ("rank", "batch_size", "eval_batch_size", "max_length", "log_every",
                      "checkpoint_every"):
             if getattr(self, name) < 1:
@@ -119,6 +119,17 @@ class ExperimentConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.lr is not None and not (0 < self.lr < 10):
             raise ConfigError(f"lr must be in (0, 10), got {self.lr}")
+        for name in ("max_train", "max_eval", "max_val", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 (or null for no limit/default), got "
+                                  f"{getattr(self, name)}")
+        if self.steps is None and not self.epochs > 0:
+            raise ConfigError(f"epochs must be > 0 (or set steps), got {self.epochs}")
+        for name in ("weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ConfigError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.method not in REFERENCE_METHODS or self.method == "lora":
             self.decay_config()  # validates rank/schedule/noise settings early
 
@@ -192,6 +203,13 @@ def _check_types(cfg: Any) -> None:
         value = getattr(cfg, f.name)
         hint = hints[f.name]
         allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if float in allowed and isinstance(value, str):
+            # PyYAML reads 1e-3 and 1.0e20 as strings (YAML 1.1 wants "1.0e-3"/"1.0e+20")
+            try:
+                value = float(value)
+                setattr(cfg, f.name, value)
+            except ValueError:
+                pass
         ok = False
         for t in allowed:
             origin = typing.get_origin(t) or t
@@ -255,7 +273,12 @@ def load_text_task(cfg: ExperimentConfig) -> Task:
                                max_train=cfg.max_train, max_eval=cfg.max_eval, seed=cfg.seed)
     if not splits.train_texts:
         raise ConfigError(f"dataset {cfg.data} has no training examples after filtering")
+    _check_classes(splits.num_labels, splits.label_names, cfg)
     model, tokenizer = load_text_model(cfg.model, splits.num_labels)
+    positions = _max_positions(model, tokenizer)
+    if positions is not None and cfg.max_length > positions:
+        raise ConfigError(f"max_length {cfg.max_length} is longer than the {positions} positions "
+                          f"model {cfg.model!r} can read; use --max-length {positions} or less")
     val_texts, val_labels = splits.val_texts, splits.val_labels
     if cfg.max_val is not None:
         val_texts, val_labels = val_texts[: cfg.max_val], val_labels[: cfg.max_val]
@@ -298,12 +321,29 @@ def load_text_task(cfg: ExperimentConfig) -> Task:
     )
 
 
+def _check_classes(k: int, names: list[str], cfg: ExperimentConfig) -> None:
+    if k < 2:
+        from .data import DataError
+        raise DataError(f"{cfg.data}: the labels hold only {k} class ({', '.join(names)}); a "
+                        "classifier needs at least 2. Check --label-column and the file's labels")
+
+
+def _max_positions(model: nn.Module, tokenizer: Any) -> int | None:
+    """Longest input (in tokens) the text model can read, if it says."""
+    limits = [getattr(model.config, k, None) for k in ("max_position_embeddings", "n_positions")]
+    limit = getattr(tokenizer, "model_max_length", None)
+    limits.append(limit if isinstance(limit, int) and limit < 1_000_000 else None)
+    limits = [v for v in limits if isinstance(v, int) and v > 0]
+    return min(limits) if limits else None
+
+
 def load_vision_task(cfg: ExperimentConfig, accelerator: Any = None) -> Task:
     from .data import load_image_dataset
     from .models import default_vision_targets, vgg
 
     splits = load_image_dataset(cfg.data, val_fraction=cfg.val_fraction, max_train=cfg.max_train,
                                 max_eval=cfg.max_eval, seed=cfg.seed)
+    _check_classes(splits.num_classes, splits.class_names, cfg)
     arch = dict(name=cfg.model, num_classes=splits.num_classes, in_channels=splits.in_channels,
                 width=cfg.width, image_size=splits.image_size)
 

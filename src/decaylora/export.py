@@ -7,6 +7,7 @@ PyTorch: every wrapped layer became ``nn.Sequential(A, B)`` (two ``nn.Linear`` o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -89,25 +90,37 @@ def compress(model: nn.Module, *, force: bool = False) -> nn.Module:
 
 
 def _atomic_dir_write(directory: str | os.PathLike, files: dict[str, Any]) -> Path:
-    """Write files into ``directory`` atomically per file (temp file + rename), so an
-    interrupted save never leaves a truncated file under the final name."""
+    """Write files into ``directory``: every file to a temp file first, then all renamed into
+    place, so an interrupted or failed save (e.g. disk full) never leaves a truncated file
+    under a final name, nor new weights beside an old manifest. A directory this call created
+    is removed again if the save fails."""
     directory = Path(directory)
+    created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ExportError(f"cannot create output directory {directory}: {e}") from None
-    for fname, writer in files.items():
-        fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".tmp", dir=directory)
-        os.close(fd)
-        try:
-            writer(tmp)
+    written: dict[str, str] = {}
+    try:
+        for fname, writer in files.items():
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".tmp", dir=directory)
+                os.close(fd)
+                written[fname] = tmp
+                writer(tmp)
+            except OSError as e:
+                raise ExportError(
+                    f"could not write {directory / fname}: {e}; nothing was saved (free disk "
+                    "space or choose another directory, then save again)") from None
+        for fname, tmp in written.items():
             os.replace(tmp, directory / fname)
-        except OSError as e:
+    except BaseException:
+        for tmp in written.values():
             Path(tmp).unlink(missing_ok=True)
-            raise ExportError(f"could not write {directory / fname}: {e}") from None
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if created:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only if empty
+        raise
     return directory
 
 
@@ -162,7 +175,8 @@ def load_compressed(model: nn.Module, directory: str | os.PathLike) -> nn.Module
     try:
         missing, unexpected = load_model(model, directory / WEIGHTS_FILE, strict=False)
     except (SafetensorError, OSError) as e:
-        raise ExportError(f"cannot read {directory / WEIGHTS_FILE}: {e}") from None
+        raise ExportError(f"cannot read {directory / WEIGHTS_FILE} (corrupt or truncated?): {e}; "
+                          "export the model again (`decaylora export RUN_DIR`)") from None
     if missing or unexpected:
         raise ExportError(f"weights in {directory} do not fit the model: missing {missing[:5]}, "
                           f"unexpected {unexpected[:5]}")
@@ -215,7 +229,7 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
         tensors = load_file(directory / ADAPTER_FILE)
     except (SafetensorError, OSError) as e:
         raise ExportError(f"cannot read {directory / ADAPTER_FILE} (corrupt or truncated?): "
-                          f"{e}") from None
+                          f"{e}; save the adapter again or restore a copy") from None
     expected = adapter_state_dict(model)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

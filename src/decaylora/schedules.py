@@ -8,6 +8,7 @@ when ``clear_below`` is ``None`` (the notes' config A).
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import asdict, dataclass
 
@@ -41,8 +42,11 @@ class DecaySchedule:
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
+            close = difflib.get_close_matches(str(self.shape), SHAPES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"unknown decay schedule shape {self.shape!r}; choose one of {', '.join(SHAPES)}"
+                f"unknown decay schedule shape {self.shape!r}{hint}; choose one of "
+                f"{', '.join(SHAPES)}"
             )
         for name in ("start", "end"):
             v = getattr(self, name)
