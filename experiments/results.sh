@@ -11,7 +11,7 @@ case "${1:-all}" in
       --out runs/results/minilm-r8 ;;&
   minilm-r32|all)
     decaylora compare $COMMON_TEXT --rank 32 --threads "${THREADS:-2}" \
-      --methods lora,svd,decay,decay+noise,decay+noise+c,notes-a,default \
+      --methods lora,decay,decay+noise+c,default,svd \
       --out runs/results/minilm-r32 ;;&
   vgg|all)
     decaylora compare --config configs/vision.yaml --rank 8 --threads "${THREADS:-2}" --progress false \
