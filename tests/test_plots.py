@@ -274,3 +274,11 @@ def test_plot_compare(tmp_path):
     # degenerate inputs still give images
     paths = plot_compare({}, [], tmp_path / "cmp_empty")
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in paths)
+
+
+def test_compare_accuracy_series_uses_the_deployed_model() -> None:
+    from decaylora.plots import _acc_series
+
+    recs = [{"kind": "eval", "step": 1, "progress": 0.5, "val_acc": 0.9, "val_acc_exported": 0.1}]
+    assert list(_acc_series(recs, w_free=True)[1]) == [0.1]   # W-free: the exported model
+    assert list(_acc_series(recs, w_free=False)[1]) == [0.9]  # LoRA keeps W: the live model

@@ -778,12 +778,13 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     return out
 
 
-def _acc_series(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
-    """Exported accuracy (or live accuracy where the exported one is null) vs progress."""
+def _acc_series(records: Sequence[Record], w_free: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy of the model the method deploys vs progress: the exported (W-free) model for
+    W-free methods, the live model otherwise (LoRA keeps W: its W-free view is meaningless)."""
     pts = []
     for r in _kind(records, "eval"):
         p = _num(r.get("progress"))
-        a = _num(r.get("val_acc_exported"))
+        a = _num(r.get("val_acc_exported")) if w_free else None
         if a is None:
             a = _num(r.get("val_acc"))
         if p is not None and a is not None:
@@ -809,9 +810,10 @@ def plot_compare(
         # ---- curves
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.0, 4.8))
         any_acc = any_loss = False
+        w_free = {str(r.get("method")): bool(r.get("w_free", True)) for r in rows}
         for m, recs in histories.items():
             recs = [r for r in recs if isinstance(r, Mapping)]
-            px, acc = _acc_series(recs)
+            px, acc = _acc_series(recs, w_free.get(m, True))
             if len(px):
                 any_acc = True
                 ax1.plot(px, acc, "o-", ms=3, lw=1.6, color=colors[m], label=m)
@@ -822,7 +824,7 @@ def plot_compare(
         if majority is not None:
             ax1.axhline(majority, color=C_MAJ, ls="--", lw=1.2,
                         label=f"majority class ({majority:.3f})")
-        ax1.set_title("Validation accuracy (exported model where available)")
+        ax1.set_title("Validation accuracy of the deployed model (W-free ones: as exported)")
         ax1.set_xlabel("training progress p")
         ax1.set_ylabel("accuracy")
         ax2.set_title("Training loss (smoothed)")
