@@ -495,3 +495,27 @@ def test_extra_repr_mentions_state():
     dl.set_decay(model, 0.25, noise=True)
     text = repr(model[0])
     assert "r=4" in text and "d=0.25" in text and "noise=on" in text
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv1d", "plain-stride2"])
+def test_svd_residual_keeps_function_then_ends_at_truncated_svd(kind):
+    """init='svd-residual': at d = 1 the layer is the original (W - sBA + sBA, b moved into C);
+    at d = 0 only the rank-r truncated SVD (+ b) is left; the caller's W is not modified."""
+    r = 3
+    orig = nn.Sequential(base_layer(kind)).eval()
+    base = base_layer(kind)
+    w_tensor = base.weight  # e.g. shared with another module: must not change
+    cfg = dl.DecayConfig.from_preset("svd-residual", r=r, alpha=6.0, target_modules=["0"])
+    model = dl.wrap(nn.Sequential(base), cfg).eval()
+    layer = model[0]
+    ref = dl.wrap(nn.Sequential(base_layer(kind)),
+                  dl.DecayConfig.from_preset("svd", r=r, target_modules=["0"]))[0]
+    x = inputs_for(kind)
+    with torch.no_grad():
+        assert torch.equal(w_tensor, orig[0].weight)  # the caller's tensor is untouched
+        assert layer.d == 1.0
+        assert max_diff(model(x), orig(x)) <= 1e-5
+        # the frozen weight is the residual: the top-r energy is removed
+        assert layer.base_layer.weight.norm() < 0.95 * orig[0].weight.norm()
+        dl.set_decay(model, 0.0)
+        assert max_diff(model(x), _svd_expected(ref, x, r)) <= 1e-4

@@ -11,7 +11,7 @@ from .schedules import PRESET_SCHEDULES, DecaySchedule
 
 NOISE_STATS = ("global", "per_output")
 C_INITS = ("zeros", "copy", "none")
-INITS = ("lora", "svd")
+INITS = ("lora", "svd", "svd-residual")
 
 
 @dataclass
@@ -27,7 +27,8 @@ class DecayConfig:
 
     Layer: rank ``r``, scale ``alpha / r`` (``alpha=None`` means ``alpha = r``); ``c_init`` is the
     initial value of the new bias C (``"zeros"``, ``"copy"`` of the base bias, or ``"none"`` for
-    no C); ``init="svd"`` starts B A at the rank-r truncated SVD of W instead of B = 0.
+    no C); ``init="svd"`` starts B A at the rank-r truncated SVD of W instead of B = 0, and
+    ``init="svd-residual"`` also leaves only the residual ``W - s B A`` in the frozen path.
     Noise: ``noise_stats`` is ``"global"`` (one mean/var per weight) or ``"per_output"`` (one per
     output unit); ``noise_scale`` multiplies its std (1 = the notes' moment matching); ``seed``
     seeds the per-step noise so runs and processes draw identical noise.
@@ -121,6 +122,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Baselines through the same layer: LoRA keeps W forever; SVD drops W at step 0.
     "lora": dict(schedule=DecaySchedule("none"), c_init="none"),
     "svd": dict(schedule=DecaySchedule("off"), c_init="copy", init="svd"),
+    # B A starts at the truncated SVD of W; only the residual W - s B A decays (the function is
+    # unchanged at step 0).
+    "svd-residual": dict(schedule=DecaySchedule("linear", 0.05, 0.85, noise=False),
+                         c_init="copy", init="svd-residual"),
 }
 
 

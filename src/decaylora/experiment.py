@@ -41,7 +41,7 @@ from .training import (
 
 #: Methods of ``compare``. W-free methods end with W deleted; the others are references.
 WFREE_METHODS = ("default", "decay", "decay+c", "decay+noise", "decay+noise+c", "notes-a",
-                 "notes-b", "svd")
+                 "notes-b", "svd", "svd-residual")
 REFERENCE_METHODS = ("full", "lora", "head")
 METHODS = REFERENCE_METHODS + WFREE_METHODS
 METHOD_ALIASES = {"preset-a": "notes-a", "preset-b": "notes-b"}
@@ -49,8 +49,8 @@ METHOD_ALIASES = {"preset-a": "notes-a", "preset-b": "notes-b"}
 #: Learning rates that train each kind of method (adapters tolerate much larger steps than full
 #: fine-tuning; SVD-initialised factors start at W's scale and need ~10x less, METHOD.md).
 DEFAULT_LR = {
-    "text": {"full": 5e-5, "head": 1e-3, "svd": 1e-4, "adapter": 1e-3},
-    "vision": {"full": 1e-3, "head": 3e-3, "svd": 3e-4, "adapter": 3e-3},
+    "text": {"full": 5e-5, "head": 1e-3, "svd": 1e-4, "svd-residual": 1e-4, "adapter": 1e-3},
+    "vision": {"full": 1e-3, "head": 3e-3, "svd": 3e-4, "svd-residual": 3e-4, "adapter": 3e-3},
 }
 
 

@@ -151,6 +151,8 @@ class DecayLayer(nn.Module):
                 self.geometry.out_features, device=w.device, dtype=w.dtype
             )
             self.C = nn.Parameter(init_c)
+        if init in ("svd", "svd-residual"):  # before the noise statistics: they describe
+            self._init_svd(residual=init == "svd-residual")  # the weight that decays
         with torch.no_grad():
             w2 = self.weight_2d().float()
             if noise_stats == "per_output":
@@ -163,8 +165,6 @@ class DecayLayer(nn.Module):
         self.register_buffer("noise_active", torch.zeros((), dtype=torch.bool, device=w.device))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64, device=w.device))
         self._generators: dict[torch.device, torch.Generator] = {}
-        if init == "svd":
-            self._init_svd()
 
     # ----- subclass hooks -------------------------------------------------------------------
     def _make_adapter(self, r: int) -> tuple[nn.Module, nn.Module]:
@@ -216,8 +216,14 @@ class DecayLayer(nn.Module):
         w = self.base_layer.weight
         g = self._generator(w.device)
         g.manual_seed(self.noise_seed_for_step())
-        z = torch.randn(w.shape, generator=g, device=w.device, dtype=w.dtype)
         mean, std = self.noise_params()
+        if self.noise_stats != "per_output" and w.device.type == "cpu":
+            # One pass instead of three: normal_ applies the scalar mean/std inside the sampling
+            # kernel (the same generator stream as randn * std + mean, equal up to rounding).
+            # CPU only: reading the two scalars would cost a device sync per layer on a GPU.
+            return torch.empty(w.shape, device=w.device, dtype=w.dtype).normal_(
+                float(mean), float(std), generator=g)
+        z = torch.randn(w.shape, generator=g, device=w.device, dtype=w.dtype)
         return z.mul_(std).add_(mean)
 
     def effective_weight(self, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -226,8 +232,9 @@ class DecayLayer(nn.Module):
         if not bool(self.noise_active):
             return w if d == 1.0 else w * d
         if noise is None:
-            if self.training:
+            if self.training:  # a fresh sample owned here: build d W + N in place
                 noise = self.sample_noise()
+                return noise.add_(w, alpha=d) if d != 0.0 else noise
             else:
                 noise = torch.broadcast_to(self.noise_params()[0], w.shape)
         return noise.add(w, alpha=d) if d != 0.0 else noise.expand_as(w)
@@ -260,8 +267,12 @@ class DecayLayer(nn.Module):
         return self._add_c(y + self.adapter_forward(x))
 
     # ----- compression ----------------------------------------------------------------------
-    def _init_svd(self) -> None:
-        """B A := best rank-r approximation of W / s (truncated SVD, split as sqrt(S) each)."""
+    def _init_svd(self, residual: bool = False) -> None:
+        """B A := best rank-r approximation of W / s (truncated SVD, split as sqrt(S) each).
+
+        ``residual``: the frozen weight becomes ``W - s B A`` (a new tensor; the caller's W is
+        not modified), so the layer's function is unchanged at d = 1 and only the residual
+        decays while the adapter starts from the best rank-r approximation."""
         if self.geometry.groups != 1:
             raise InjectionError("init='svd' is not supported for grouped convolutions")
         with torch.no_grad():
@@ -271,6 +282,12 @@ class DecayLayer(nn.Module):
             a = (root[:, None] * vh[: self.r]).to(self.lora_A.weight.dtype)
             self.lora_B.weight.copy_(b.reshape(self.lora_B.weight.shape))
             self.lora_A.weight.copy_(a.reshape(self.lora_A.weight.shape))
+            if residual:
+                w = self.base_layer.weight
+                self.base_layer.weight = nn.Parameter(w.detach().clone(), requires_grad=False)
+                approx = (self.lora_B.weight.reshape(b.shape) @ self.lora_A.weight.reshape(
+                    a.shape)) * self.scale
+                self.weight_2d().sub_(approx.to(w.dtype))  # a view of the new tensor
 
     def to_compressed(self) -> nn.Sequential:
         """Plain-PyTorch low-rank module ``Sequential(A, B)`` with s folded into B, C as bias."""
