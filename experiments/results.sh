@@ -7,7 +7,7 @@ COMMON_TEXT="--config configs/default.yaml --steps 100 --max-train 3200 --max-va
 case "${1:-all}" in
   minilm-r8|all)
     decaylora compare $COMMON_TEXT --rank 8 --threads "${THREADS:-2}" \
-      --methods full,lora,svd,decay,decay+noise,decay+noise+c,notes-a,head,default \
+      --methods full,lora,default,decay+noise+c,svd,svd-residual,decay,notes-a,head,decay+noise \
       --out runs/results/minilm-r8 ;;&
   minilm-r32|all)
     decaylora compare $COMMON_TEXT --rank 32 --threads "${THREADS:-2}" \
