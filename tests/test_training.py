@@ -150,3 +150,17 @@ def test_temporary_collapse_is_reported_as_recovered() -> None:
     assert not res.stuck
     assert "STUCK AT CHANCE at step 4" in res.warnings[0]
     assert "recovered" in res.warnings[1]
+
+
+def test_chance_level_uses_the_validation_label_prior() -> None:
+    """On imbalanced labels a model that ignores its input sits at the prior's entropy, not at
+    ln K, and at the validation majority, which may differ from the test majority."""
+    from decaylora.training import _at_chance, label_prior
+
+    majority, prior = label_prior([0] * 62 + [1] * 38, 2)
+    assert majority == pytest.approx(0.62)
+    assert prior == pytest.approx(-(0.62 * math.log(0.62) + 0.38 * math.log(0.38)))
+    cfg = LoopConfig(total_steps=1, lr=1.0, majority=majority, prior_loss=prior)
+    assert _at_chance({"val_acc": 0.70, "val_loss": prior + 0.005}, cfg)      # loss at the prior
+    assert _at_chance({"val_acc": 0.615, "val_loss": 0.5}, cfg)               # acc at majority
+    assert not _at_chance({"val_acc": 0.70, "val_loss": 0.55}, cfg)           # learning

@@ -36,6 +36,7 @@ from .training import (
     LoopConfig,
     eval_batches,
     evaluate,
+    label_prior,
     train_loop,
 )
 
@@ -246,6 +247,7 @@ class Task:
     test_batches: Callable[[], Any]
     num_labels: int
     majority: float
+    val_labels: Any = None                  # for the stuck-at-chance check
     targets: list[str]
     head: list[str]
     skeleton: Callable[[], nn.Module]       # a fresh dense model of the same architecture
@@ -312,7 +314,7 @@ def load_text_task(cfg: ExperimentConfig) -> Task:
         train_batches=IndexedBatches(len(splits.train_texts), cfg.batch_size, cfg.seed, train_c),
         val_batches=lambda: eval_batches(len(val_texts), bs, val_c),
         test_batches=lambda: eval_batches(len(splits.test_texts), bs, test_c),
-        num_labels=splits.num_labels, majority=splits.majority_baseline,
+        num_labels=splits.num_labels, majority=splits.majority_baseline, val_labels=val_labels,
         targets=cfg.targets or default_text_targets(model),
         head=cfg.modules_to_save or ["classifier"], skeleton=skeleton,
         describe={"data": splits.source, "train": len(splits.train_texts), "val": len(val_texts),
@@ -377,7 +379,7 @@ def load_vision_task(cfg: ExperimentConfig, accelerator: Any = None) -> Task:
         val_batches=lambda: eval_batches(len(val_y), bs, lambda i: (val_x[i], val_y[i])),
         test_batches=lambda: eval_batches(len(splits.test_y), bs,
                                           lambda i: (splits.test_x[i], splits.test_y[i])),
-        num_labels=splits.num_classes, majority=splits.majority_baseline,
+        num_labels=splits.num_classes, majority=splits.majority_baseline, val_labels=val_y,
         targets=cfg.targets or default_vision_targets(model),
         head=cfg.modules_to_save or ["classifier"], skeleton=skeleton, describe=describe,
         save_extras=save_extras,
@@ -507,12 +509,13 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
             tqdm.write(summ.table(max_rows=60))
     accelerator.wait_for_everyone()
     total = cfg.steps or max(1, int(cfg.epochs * task.train_batches.per_epoch))
+    val_majority, val_prior = label_prior(task.val_labels, task.num_labels)
     loop = LoopConfig(
         total_steps=total, lr=cfg.learning_rate(), weight_decay=cfg.weight_decay,
         warmup_fraction=cfg.warmup_fraction, grad_clip=cfg.grad_clip,
         eval_every=cfg.eval_every or max(1, total // 8), log_every=cfg.log_every,
         checkpoint_every=cfg.checkpoint_every, seed=cfg.seed, num_labels=task.num_labels,
-        majority=task.majority, progress=cfg.progress)
+        majority=val_majority, prior_loss=val_prior, progress=cfg.progress)
     metrics_path = run_dir / "metrics.jsonl"
 
     def on_record(rec: dict) -> None:
@@ -544,7 +547,10 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
         "decay_config": dcfg.to_dict() if dcfg else None,
         "test_acc": test["acc"], "test_loss": test["loss"],
         "final_val_acc": res.records[-1].get("val_acc") if res.records else None,
-        "stuck_at_chance": res.stuck, "warnings": res.warnings,
+        "stuck_at_chance": res.stuck or abs(test["acc"] - task.majority) <= 0.01,
+        "warnings": res.warnings + ([
+            f"test accuracy {test['acc']:.3f} is at the majority class ({task.majority:.3f}): "
+            "the model ignores its input"] if abs(test["acc"] - task.majority) <= 0.01 else []),
         "train_seconds": res.seconds, "resumed_from_step": res.resumed_from,
         "params": {"total_during_training": summ.total, "trainable": summ.trainable,
                    "wrapped_layers": len(summ.wrapped),

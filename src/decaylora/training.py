@@ -67,6 +67,14 @@ def eval_batches(size: int, batch_size: int, collate: Callable[[list[int]], Batc
 
 
 @torch.no_grad()
+def label_prior(labels: list[int] | torch.Tensor, num_labels: int) -> tuple[float, float]:
+    """(majority-class accuracy, cross-entropy of predicting the label frequencies)."""
+    counts = torch.bincount(torch.as_tensor(labels, dtype=torch.long), minlength=num_labels)
+    freq = counts.double() / max(int(counts.sum()), 1)
+    nz = freq[freq > 0]
+    return float(freq.max()), float(-(nz * nz.log()).sum())
+
+
 def evaluate(model: nn.Module, step_fn: StepFn, batches, *, exported: bool = False,
              desc: str = "eval", progress: bool = True) -> dict[str, float]:
     """Mean loss and accuracy; ``exported=True`` evaluates the W-free (as-exported) model."""
@@ -142,7 +150,8 @@ class LoopConfig:
     checkpoint_every: int = 100
     seed: int = 0
     num_labels: int = 2
-    majority: float | None = None
+    majority: float | None = None      # of the validation labels (what "chance" means there)
+    prior_loss: float | None = None    # cross-entropy of predicting the label frequencies
     progress: bool = True
 
 
@@ -393,7 +402,8 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
 
 def _at_chance(rec: dict, cfg: LoopConfig) -> bool:
     at_majority = cfg.majority is not None and abs(rec["val_acc"] - cfg.majority) <= 0.01
-    return at_majority or abs(rec["val_loss"] - math.log(cfg.num_labels)) < 0.01
+    at_prior = cfg.prior_loss is not None and abs(rec["val_loss"] - cfg.prior_loss) < 0.01
+    return at_majority or at_prior or abs(rec["val_loss"] - math.log(cfg.num_labels)) < 0.01
 
 
 def _diverged(value: float, step: int, sched, cfg: LoopConfig, model: nn.Module, wrapped: bool,
@@ -448,14 +458,17 @@ def _eval_record(model, step_fn, val_batches, done, cfg, wrapped, sched) -> dict
 
 def _check_stuck(result: LoopResult, rec: dict, cfg: LoopConfig, warn: bool = True) -> None:
     """Flag a run stuck at chance (the notes' BERT-small at 50%): after 30% of training, the
-    validation accuracy within 1 point of the majority class, or the loss at ln K."""
+    validation accuracy within 1 point of the validation majority class, or the loss at ln K or
+    at the entropy of the label prior (what a model that ignores its input reaches)."""
     if rec["progress"] < 0.3 or result.stuck:
         return
     if _at_chance(rec, cfg):
         result.stuck = True
         msg = (f"run looks STUCK AT CHANCE at step {rec['step']}: val acc {rec['val_acc']:.3f} "
                f"(majority class {cfg.majority if cfg.majority is not None else float('nan'):.3f}), "
-               f"val loss {rec['val_loss']:.3f} (ln K = {math.log(cfg.num_labels):.3f}). Likely "
+               f"val loss {rec['val_loss']:.3f} (ln K = {math.log(cfg.num_labels):.3f}, label "
+               f"prior {cfg.prior_loss if cfg.prior_loss is not None else float('nan'):.3f}). "
+               "Likely "
                "causes: learning rate too high for this model (try 10x lower), noise drowning "
                "the signal (try --method default or a smaller --noise-scale), or the wrong "
                "parameters trainable (check the summary table).")
