@@ -247,12 +247,12 @@ class Task:
     test_batches: Callable[[], Any]
     num_labels: int
     majority: float
-    val_labels: Any = None                  # for the stuck-at-chance check
     targets: list[str]
     head: list[str]
     skeleton: Callable[[], nn.Module]       # a fresh dense model of the same architecture
     describe: dict[str, Any]
     save_extras: Callable[[Path], None] = lambda p: None
+    val_labels: Any = None                  # for the stuck-at-chance check
 
 
 def _text_step(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
