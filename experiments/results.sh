@@ -15,6 +15,6 @@ case "${1:-all}" in
       --out runs/results/minilm-r32 ;;&
   vgg|all)
     decaylora compare --config configs/vision.yaml --rank 8 --threads "${THREADS:-2}" --progress false \
-      --methods full,lora,svd,decay,decay+noise,decay+noise+c,notes-a,head,default \
+      --methods full,lora,svd,svd-residual,decay,decay+noise,decay+noise+c,notes-a,head,default \
       --out runs/results/vgg-r8 ;;
 esac
