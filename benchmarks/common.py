@@ -49,6 +49,9 @@ def machine_info(threads: int) -> dict[str, Any]:
         "threads": threads,
         "processor": _cpu_model(),
         "loadavg_start": list(os.getloadavg()),
+        # settings that change CPU timings (OpenMP waiting policy, glibc malloc thresholds)
+        "env": {k: v for k, v in sorted(os.environ.items())
+                if k.startswith(("OMP_", "GOMP_", "KMP_", "MKL_", "MALLOC_"))},
     }
     try:
         import peft

@@ -167,7 +167,25 @@ def bench_family(
     return out
 
 
-def run_minilm(ranks: tuple[int, ...], rounds: dict[int, int], warmup: int) -> dict[str, Any]:
+def op_breakdown(model: nn.Module, call: Callable[[nn.Module], Any], reps: int = 3,
+                 top: int = 12) -> dict[str, float]:
+    """Self CPU milliseconds per forward of the ``top`` most expensive aten ops (profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        call(model)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(reps):
+                call(model)
+    rows = {e.key: e.self_cpu_time_total / 1e3 / reps for e in prof.key_averages()}
+    ranked = sorted(rows.items(), key=lambda kv: -kv[1])
+    out = dict(ranked[:top])
+    out["(all ops)"] = sum(rows.values())
+    return out
+
+
+def run_minilm(ranks: tuple[int, ...], rounds: dict[int, int], warmup: int,
+               profile: bool = False) -> dict[str, Any]:
     print("building MiniLM models ...", flush=True)
     dense, _ = load_text_model("minilm", 2)
     dense.eval()
@@ -198,6 +216,10 @@ def run_minilm(ranks: tuple[int, ...], rounds: dict[int, int], warmup: int) -> d
     res = bench_family("minilm", models, inputs, rounds, macs_fn, warmup)
     res["setup"] = {"seq": SEQ, "batches": list(TEXT_BATCHES), "ranks": list(ranks),
                     "targets": len(targets), "formula": bert_macs_per_sequence.__doc__}
+    if profile:
+        b = max(TEXT_BATCHES)
+        res[f"profile_b{b}_ms_per_forward"] = {v: op_breakdown(m, inputs[b])
+                                               for v, m in models.items()}
     return res
 
 
@@ -256,6 +278,13 @@ def report(result: dict[str, Any]) -> str:
                             "total MACs/sample", "median ms", "target MACs x",
                             "total MACs x", "speed-up x"], rows))
         lines.append("")
+    prof = {k: v for k, v in result["minilm"].items() if k.startswith("profile_")}
+    for key, per_model in prof.items():
+        ops = list(dict.fromkeys(op for d in per_model.values() for op in d))
+        rows = [[op, *(f"{per_model[v].get(op, 0.0):.1f}" for v in per_model)] for op in ops]
+        lines.append(f"minilm {key} (self CPU ms per forward; top ops of each model)")
+        lines.append(table(["op", *per_model], rows))
+        lines.append("")
     for k, ok in result["targets_met"].items():
         lines.append(f"target {k}: {'MET' if ok else 'NOT MET'}")
     return "\n".join(lines)
@@ -271,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="measured rounds at the large batch (default 20; 4 quick); batch 1 "
                         "gets 3x as many")
     p.add_argument("--ranks", type=str, default=None, help="comma-separated (default 8,16,32,64)")
+    p.add_argument("--profile", action="store_true",
+                   help="also record a per-op time breakdown of every MiniLM model at batch 32")
     args = p.parse_args(argv)
     ranks = tuple(int(r) for r in args.ranks.split(",")) if args.ranks else (
         (16,) if args.quick else RANKS)
@@ -278,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     warmup = 1 if args.quick else 2
     setup_threads(args.threads)
     info = machine_info(args.threads)
-    minilm = run_minilm(ranks, {1: 3 * n, 32: n}, warmup)
+    minilm = run_minilm(ranks, {1: 3 * n, 32: n}, warmup, args.profile)
     vgg_res = run_vgg(ranks, {1: 3 * n, 64: n}, warmup)
     result: dict[str, Any] = {
         "benchmark": "inference",
