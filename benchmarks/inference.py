@@ -123,9 +123,14 @@ def bench_family(
     rounds: dict[int, int],
     macs_fn: Callable[[str, nn.Module, int], dict[str, int]],
     warmup: int,
+    compile_models: bool = False,
 ) -> dict[str, Any]:
-    """Interleaved latency of every model at every batch size, plus params and MACs."""
-    out: dict[str, Any] = {"variants": {}, "ratios": {}}
+    """Interleaved latency of every model at every batch size, plus params and MACs.
+    ``compile_models``: time ``torch.compile``-d copies of every model (dense included, so the
+    ratio stays like for like); MACs are counted on the eager modules (hooks)."""
+    out: dict[str, Any] = {"variants": {}, "ratios": {}, "compiled": compile_models}
+    # one compiled wrapper per model; the first (warm-up) call of each batch size compiles
+    compiled = {v: torch.compile(m) for v, m in models.items()} if compile_models else {}
     for v, m in models.items():
         out["variants"][v] = {"params": count_params(m), "batches": {}}
     for b, call in inputs.items():
@@ -138,7 +143,8 @@ def bench_family(
                     return call(m)
             return f
 
-        times, cpu = interleave({v: timed(m) for v, m in models.items()}, rounds=rounds[b],
+        runnable = {v: (compiled[v] if compile_models else m) for v, m in models.items()}
+        times, cpu = interleave({v: timed(m) for v, m in runnable.items()}, rounds=rounds[b],
                                 warmup=warmup, progress=False)
         for v, m in models.items():
             macs = macs_fn(v, m, b)
@@ -185,7 +191,7 @@ def op_breakdown(model: nn.Module, call: Callable[[nn.Module], Any], reps: int =
 
 
 def run_minilm(ranks: tuple[int, ...], rounds: dict[int, int], warmup: int,
-               profile: bool = False) -> dict[str, Any]:
+               profile: bool = False, compile_models: bool = False) -> dict[str, Any]:
     print("building MiniLM models ...", flush=True)
     dense, _ = load_text_model("minilm", 2)
     dense.eval()
@@ -213,7 +219,7 @@ def run_minilm(ranks: tuple[int, ...], rounds: dict[int, int], warmup: int,
         return {"target": b * ana["target"], "attention": b * ana["attention"],
                 "total": b * ana["total"], "target_hooked": target_macs(hooked, targets)}
 
-    res = bench_family("minilm", models, inputs, rounds, macs_fn, warmup)
+    res = bench_family("minilm", models, inputs, rounds, macs_fn, warmup, compile_models)
     res["setup"] = {"seq": SEQ, "batches": list(TEXT_BATCHES), "ranks": list(ranks),
                     "targets": len(targets), "formula": bert_macs_per_sequence.__doc__}
     if profile:
@@ -223,7 +229,8 @@ def run_minilm(ranks: tuple[int, ...], rounds: dict[int, int], warmup: int,
     return res
 
 
-def run_vgg(ranks: tuple[int, ...], rounds: dict[int, int], warmup: int) -> dict[str, Any]:
+def run_vgg(ranks: tuple[int, ...], rounds: dict[int, int], warmup: int,
+            compile_models: bool = False) -> dict[str, Any]:
     print("building VGG models ...", flush=True)
 
     def fresh() -> nn.Module:
@@ -249,7 +256,7 @@ def run_vgg(ranks: tuple[int, ...], rounds: dict[int, int], warmup: int) -> dict
         hooked = count_macs(m, lambda: m(data[b]))
         return {"target": target_macs(hooked, all_targets), "total": sum(hooked.values())}
 
-    res = bench_family("vgg", models, inputs, rounds, macs_fn, warmup)
+    res = bench_family("vgg", models, inputs, rounds, macs_fn, warmup, compile_models)
     res["setup"] = {"model": "vgg11 width 0.25, 1x28x28", "batches": list(VGG_BATCHES),
                     "ranks": [int(k[1:]) for k in models if k != "dense"],
                     "targets": all_targets, "left_dense": skipped,
@@ -302,6 +309,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ranks", type=str, default=None, help="comma-separated (default 8,16,32,64)")
     p.add_argument("--profile", action="store_true",
                    help="also record a per-op time breakdown of every MiniLM model at batch 32")
+    p.add_argument("--compile", action="store_true",
+                   help="time torch.compile-d models (dense and compressed alike); the first "
+                        "warm-up call compiles (minutes on 2 cores); default JSON "
+                        "benchmarks/out/inference_compiled.json")
     args = p.parse_args(argv)
     ranks = tuple(int(r) for r in args.ranks.split(",")) if args.ranks else (
         (16,) if args.quick else RANKS)
@@ -309,12 +320,13 @@ def main(argv: list[str] | None = None) -> None:
     warmup = 1 if args.quick else 2
     setup_threads(args.threads)
     info = machine_info(args.threads)
-    minilm = run_minilm(ranks, {1: 3 * n, 32: n}, warmup, args.profile)
-    vgg_res = run_vgg(ranks, {1: 3 * n, 64: n}, warmup)
+    minilm = run_minilm(ranks, {1: 3 * n, 32: n}, warmup, args.profile, args.compile)
+    vgg_res = run_vgg(ranks, {1: 3 * n, 64: n}, warmup, args.compile)
     result: dict[str, Any] = {
         "benchmark": "inference",
         "command": " ".join(["python", "-m", "benchmarks.inference", *sys.argv[1:]]),
         "machine": info,
+        "compiled": args.compile,
         "minilm": minilm,
         "vgg": vgg_res,
         "ratios": {"minilm": minilm["ratios"], "vgg": vgg_res["ratios"]},
@@ -327,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
         targets["minilm r16 batch-32 latency >= 3x faster"] = (
             r16["b32"]["latency_ratio_dense_over_compressed"] >= 3)
     result["targets_met"] = targets
-    path = write_json("inference", result, args.out)
+    path = write_json("inference_compiled" if args.compile else "inference", result, args.out)
     print()
     print(report(result))
     print(f"\nwrote {path}")

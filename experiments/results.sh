@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # The commands behind docs/results.md. Each `compare` writes its table (compare.md, compare.json),
 # overlay plots and one run directory per method under runs/results/. A rerun skips finished
-# methods and resumes interrupted ones.
+# methods and resumes interrupted ones. Run them one at a time: on 2 cores, parallel jobs only
+# slow each other down.
 set -euo pipefail
-COMMON_TEXT="--config configs/default.yaml --steps 100 --max-train 3200 --max-val 300 --max-eval 1000 --eval-every 25 --progress false"
+COMMON_TEXT="--config configs/default.yaml --steps 200 --max-train 3200 --max-val 300 --max-eval 1000 --eval-every 50 --progress false --threads ${THREADS:-2}"
 case "${1:-all}" in
   minilm-r8|all)
-    decaylora compare $COMMON_TEXT --rank 8 --threads "${THREADS:-2}" \
-      --methods full,lora,default,decay+noise+c,svd,svd-residual,decay,notes-a,head,decay+noise \
-      --out runs/results/minilm-r8 ;;&
+    decaylora compare $COMMON_TEXT --rank 8 \
+      --methods full,lora,head,default,svd,decay,decay+noise,decay+noise+c,notes-a,svd-residual \
+      --out runs/results/minilm-r8-200 ;;&
   minilm-r32|all)
-    decaylora compare $COMMON_TEXT --rank 32 --threads "${THREADS:-2}" \
-      --methods lora,decay,decay+noise+c,default,svd \
-      --out runs/results/minilm-r32 ;;&
+    decaylora compare $COMMON_TEXT --rank 32 \
+      --methods lora,default,svd,decay+noise+c \
+      --out runs/results/minilm-r32-200 ;;&
+  minilm-kd|all)
+    # issue 5: distillation from a fully fine-tuned teacher (200 steps, cached in runs/cache)
+    decaylora compare $COMMON_TEXT --rank 8 --kd-weight 0.5 --kd-temperature 2 \
+      --methods default,svd \
+      --out runs/results/minilm-r8-200-kd ;;&
   vgg|all)
     decaylora compare --config configs/vision.yaml --rank 8 --threads "${THREADS:-2}" --progress false \
       --methods full,lora,svd,svd-residual,decay,decay+noise,decay+noise+c,notes-a,head,default \

@@ -116,6 +116,35 @@ def test_compare_produces_table(tmp_path: Path) -> None:
     assert (out / "compare_accuracy_params.png").is_file()
 
 
+def test_compare_lr_grid_picks_on_validation(tmp_path: Path) -> None:
+    out = tmp_path / "grid"
+    rc = main(["compare", "--config", TINY, "--steps", "4", "--eval-every", "2",
+               "--methods", "lora,head", "--seeds", "0,1", "--lr-grid", "1e-9,3e-2",
+               "--out", str(out)])
+    assert rc == 0
+    data = json.loads((out / "compare.json").read_text())
+    assert data["lr_grid"] == [1e-9, 3e-2]
+    for row in data["rows"]:
+        runs = {lr: [json.loads((out / f"{row['method']}-lr{lr}-s{s}" / "results.json")
+                                .read_text()) for s in (0, 1)] for lr in ("1e-09", "0.03")}
+        val = {lr: sum(r["final_val_acc"] for r in rs) / 2 for lr, rs in runs.items()}
+        assert row["lr_grid_val_acc"] == pytest.approx(val)
+        best = max(sorted(val, key=float), key=lambda k: val[k])  # ties: the smaller lr
+        assert row["lr"] == pytest.approx(float(best))
+        # the reported test accuracy is the best-validation lr's, whatever the test says
+        assert row["test_accs"] == [r["test_acc"] for r in runs[best]]
+    assert "chosen by mean validation accuracy" in (out / "compare.md").read_text()
+
+
+def test_compare_bad_lr_grid(tmp_path: Path, capsys) -> None:
+    assert main(["compare", "--config", TINY, "--methods", "lora", "--lr-grid", "1e-3,fast",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--lr-grid must be comma-separated numbers" in _err(capsys)
+    assert main(["compare", "--config", TINY, "--methods", "lora", "--lr-grid", "1e-3,-1",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "every lr of the grid must be in (0, 10)" in _err(capsys)
+
+
 def _err(capsys) -> str:
     return capsys.readouterr().err
 

@@ -338,3 +338,59 @@ def test_compress_then_conv_inputs_shape():
     y0 = run(make_convnet(), x)
     dl.compress(model)
     assert run(model, x).shape == y0.shape
+
+
+# ----- mixed ranks (rank_pattern) ------------------------------------------------------------------
+#: Per-model rank patterns (each rank valid for its layer: within full rank, shrinking, and a
+#: multiple of the groups for the grouped conv "0"), mixing ranks below and above r = 4.
+MIXED = {
+    "mlp": (make_mlp, mlp_config, mlp_inputs, {"2": 2, "4": 5}),
+    "conv": (make_convnet, conv_config, conv_inputs, {"0": 6, "4": 2}),
+    "gpt2": (make_gpt2, gpt2_config, gpt2_inputs, {"c_attn": 2, "h.1.mlp.c_proj": 6}),
+}
+
+
+@pytest.mark.parametrize("which", sorted(MIXED))
+def test_mixed_ranks_compress_save_load_round_trip(which, tmp_path):
+    build, config, inputs, pattern = MIXED[which]
+    model = trained(build, config, rank_pattern=pattern, alpha=8)  # scales 8 / r differ
+    ranks = {n: layer.r for n, layer in dl.decay_layers(model)}
+    assert len(set(ranks.values())) > 1
+    x = inputs()
+    with dl.as_exported(model):
+        y_view = run(model, x)
+    dl.compress(model)
+    y = run(model, x)
+    # folding the per-layer scale into B only changes float32 rounding
+    assert max_diff(y, y_view) <= 1e-5
+    dl.save_compressed(model, tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "decaylora.json").read_text())
+    assert {n: spec["r"] for n, spec in manifest["modules"].items()} == ranks
+    assert manifest["config"]["rank_pattern"] == pattern
+    skeleton = build(seed=5).eval()  # dense, other weights: every low-rank shape from the manifest
+    dl.load_compressed(skeleton, tmp_path / "out")
+    modules = dict(skeleton.named_modules())
+    for name, r in ranks.items():
+        a, b = modules[name]
+        r_b = b.in_channels if isinstance(b, nn.Conv2d) else b.in_features
+        assert a.weight.shape[0] == r and r_b == r, name
+    assert max_diff(run(skeleton, x), y_view) <= 1e-5
+    assert torch.equal(run(skeleton, x), y)
+
+
+@pytest.mark.parametrize("which", sorted(MIXED))
+def test_mixed_ranks_adapter_round_trip(which, tmp_path):
+    build, config, inputs, pattern = MIXED[which]
+    model = trained(build, config, rank_pattern=pattern)
+    dl.set_decay(model, 0.4, noise=False, step=3)
+    x = inputs()
+    y = _outputs(model, x, False)
+    dl.save_adapter(model, tmp_path)
+    fresh = build()
+    dl.load_adapter(fresh, tmp_path)  # wraps with the saved config, rank_pattern included
+    assert {n: la.r for n, la in dl.decay_layers(fresh)} == \
+        {n: la.r for n, la in dl.decay_layers(model)}
+    assert torch.equal(_outputs(fresh, x, False), y)
+    # a model wrapped with one rank everywhere does not fit these adapters
+    with pytest.raises(dl.ExportError, match="different rank"):
+        dl.load_adapter(dl.wrap(build(), config()), tmp_path)

@@ -399,3 +399,81 @@ def test_wrap_gpt2_leaves_tied_embeddings_tied():
     assert not model.lm_head.weight.requires_grad
     out = model(**gpt2_inputs())
     assert out.logits.shape == (2, 8, 100)
+
+
+# ----- rank_pattern: per-layer ranks ---------------------------------------------------------------
+def test_rank_pattern_shapes_scales_and_trainable_count():
+    # MLP: "0" Linear(16 -> 32), "2" Linear(32 -> 24), "4" Linear(24 -> 8); r=4 elsewhere
+    model = dl.wrap(make_mlp(), mlp_config(rank_pattern={"2": 2, "4": 5}, alpha=8))
+    shapes = {n: (tuple(la.lora_A.weight.shape), tuple(la.lora_B.weight.shape))
+              for n, la in dl.decay_layers(model)}
+    assert shapes == {"0": ((4, 16), (32, 4)), "2": ((2, 32), (24, 2)), "4": ((5, 24), (8, 5))}
+    assert {n: la.r for n, la in dl.decay_layers(model)} == {"0": 4, "2": 2, "4": 5}
+    assert {n: la.scale for n, la in dl.decay_layers(model)} == {"0": 2.0, "2": 4.0, "4": 1.6}
+    # A + B: 4 (16 + 32) + 2 (32 + 24) + 5 (24 + 8); C: 32 + 24 + 8
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == 192 + 112 + 160 + 64
+    # alpha=None: every layer has scale 1 whatever its rank
+    plain = dl.wrap(make_mlp(), mlp_config(rank_pattern={"2": 2, "4": 5}))
+    assert {la.scale for _, la in dl.decay_layers(plain)} == {1.0}
+    # the summary reports each layer's own rank and sizes
+    rows = {row.name: row for row in dl.summary(model).wrapped}
+    assert {n: row.rank for n, row in rows.items()} == {"0": 4, "2": 2, "4": 5}
+    assert rows["2"].params_after == 2 * (32 + 24) + 24
+
+
+def test_rank_pattern_longest_key_wins():
+    pattern = {"query": 2, "self.query": 3, "layer.1.attention.self.query": 6}
+    model = dl.wrap(make_bert(), bert_config(rank_pattern=pattern))
+    ranks = {n: la.r for n, la in dl.decay_layers(model)}
+    assert ranks["bert.encoder.layer.0.attention.self.query"] == 3
+    assert ranks["bert.encoder.layer.1.attention.self.query"] == 6
+    others = {r for n, r in ranks.items() if not n.endswith("query")}
+    assert others == {4}
+    # still the original function at wrap time
+    assert max_diff(run(model, bert_inputs()), run(make_bert(), bert_inputs())) <= 1e-5
+
+
+def test_rank_pattern_config_round_trip():
+    cfg = mlp_config(rank_pattern={"2": 2})
+    assert dl.DecayConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.rank_for("2") == 2 and cfg.rank_for("0") == 4 and cfg.rank_for("x.2") == 2
+    assert cfg.rank_for("12") == 4  # "2" is not a dotted suffix of "12"
+
+
+def test_error_rank_pattern_key_matches_no_wrapped_layer():
+    with pytest.raises(dl.InjectionError, match=r"rank_pattern key 'qurey' matched no wrapped "
+                                                r"layer.*Close names:.*query") as err:
+        dl.wrap(make_bert(), bert_config(rank_pattern={"qurey": 2}))
+    assert "regex" not in str(err.value)  # keys are names only, unlike target_modules
+    # the classifier exists but is not wrapped
+    with pytest.raises(dl.InjectionError, match=r"'classifier' matched no wrapped layer"):
+        dl.wrap(make_bert(), bert_config(rank_pattern={"classifier": 2}))
+
+
+@pytest.mark.parametrize("pattern, match", [
+    ({"0": 0}, r"rank_pattern\['0'\] must be a positive integer"),
+    ({"0": -2}, r"positive integer"), ({"0": 2.5}, r"positive integer"),
+    ({"0": True}, r"positive integer"), ({"0": "4"}, r"positive integer"),
+    ({"": 2}, r"keys must be module names"), (["0"], r"must be a mapping"),
+])
+def test_error_rank_pattern_bad_values(pattern, match):
+    with pytest.raises(dl.ConfigError, match=match):
+        dl.DecayConfig(target_modules=["0"], rank_pattern=pattern)
+
+
+def test_rank_pattern_goes_through_the_rank_checks():
+    # Linear(16 -> 8): full rank 8, shrinks for r < 5.33; r=2 itself is fine
+    with pytest.raises(dl.InjectionError, match=r"rank 9 is larger than the layer's full rank "
+                                                r"8.*choose rank_pattern\['0'\] < 8"):
+        dl.wrap(_lin(16, 8), dl.DecayConfig(r=2, target_modules=["0"], rank_pattern={"0": 9}))
+    with pytest.raises(dl.InjectionError, match=r"rank 6 would make the layer larger.*Lower "
+                                                r"rank_pattern\['0'\]"):
+        dl.wrap(_lin(16, 8), dl.DecayConfig(r=2, target_modules=["0"], rank_pattern={"0": 6}))
+    conv = nn.Sequential(nn.Conv2d(4, 16, 3, groups=2))
+    with pytest.raises(dl.InjectionError, match=r"rank 3 must be a multiple of the conv's "
+                                                r"groups \(2\).*rank_pattern\['0'\]=2"):
+        dl.wrap(conv, dl.DecayConfig(r=2, target_modules=["0"], rank_pattern={"0": 3}))
+    # a pattern rank can also make a too-large r acceptable for that layer
+    model = dl.wrap(_lin(16, 8), dl.DecayConfig(r=9, target_modules=["0"], rank_pattern={"0": 5}))
+    assert model[0].r == 5

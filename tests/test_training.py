@@ -164,3 +164,23 @@ def test_chance_level_uses_the_validation_label_prior() -> None:
     assert _at_chance({"val_acc": 0.70, "val_loss": prior + 0.005}, cfg)      # loss at the prior
     assert _at_chance({"val_acc": 0.615, "val_loss": 0.5}, cfg)               # acc at majority
     assert not _at_chance({"val_acc": 0.70, "val_loss": 0.55}, cfg)           # learning
+
+
+def test_eval_step_fn_computes_the_validation_loss() -> None:
+    """A training loss with an extra term (e.g. distillation) must not leak into val_loss."""
+    model, step_fn, batches, val = _toy()
+
+    def shifted(m, batch):
+        loss, logits, y = step_fn(m, batch)
+        return loss + 1000.0, logits, y  # same gradient, loss offset by 1000
+
+    res = train_loop(model, shifted, batches, val,
+                     LoopConfig(total_steps=4, lr=1e-2, eval_every=4, progress=False),
+                     wrapped=False, eval_step_fn=step_fn)
+    ev = [r for r in res.records if r["kind"] == "eval"][-1]
+    tr = [r for r in res.records if r["kind"] == "train"][-1]
+    assert ev["val_loss"] < 10 and tr["train_loss"] > 1000
+    res2 = train_loop(_toy()[0], shifted, batches, val,
+                      LoopConfig(total_steps=4, lr=1e-2, eval_every=4, progress=False),
+                      wrapped=False)
+    assert [r for r in res2.records if r["kind"] == "eval"][-1]["val_loss"] > 1000

@@ -5,6 +5,7 @@ schedule (with optional moment-matched noise and a new bias C taking over); ``co
 deletes the frozen weights, leaving a smaller, faster model made only of low-rank factors.
 """
 
+from .budget import allocate_ranks, budgeted_config
 from .config import PRESETS, DecayConfig
 from .errors import ConfigError, DecayLoraError, ExportError, InjectionError
 from .export import (
@@ -33,7 +34,8 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS", "PRESET_SCHEDULES", "ConfigError", "DecayConfig", "DecayConv1D", "DecayConv2d",
     "DecayLayer", "DecayLinear", "DecayLoraError", "DecaySchedule", "ExportError",
-    "InjectionError", "Summary", "as_exported", "build_lowrank", "compress", "decay_factor",
+    "InjectionError", "Summary", "allocate_ranks", "as_exported", "budgeted_config",
+    "build_lowrank", "compress", "decay_factor",
     "decay_layers", "find_targets", "get_config", "load_adapter", "load_compressed",
     "save_adapter", "save_compressed", "set_decay", "set_progress", "summary", "wrap",
 ]

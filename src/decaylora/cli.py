@@ -126,7 +126,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--seeds must be comma-separated integers, e.g. --seeds 0,1,2; got "
                           f"{args.seeds!r}") from None
-    compare(cfg, methods, seeds, args.out)
+    grid = None
+    if args.lr_grid:
+        try:
+            grid = [float(v) for v in args.lr_grid.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"--lr-grid must be comma-separated numbers, e.g. --lr-grid "
+                              f"1e-4,3e-4,1e-3; got {args.lr_grid!r}") from None
+    compare(cfg, methods, seeds, args.out, lr_grid=grid)
     return 0
 
 
@@ -257,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "notes-a,head,default", help="comma-separated methods")
     c.add_argument("--seeds", help="comma-separated seeds (default: --seed)")
     c.add_argument("--out", help="output directory")
+    c.add_argument("--lr-grid", help="comma-separated learning rates: every method runs at each "
+                   "and is reported at the one with the best validation accuracy")
     c.set_defaults(func=cmd_compare)
     pl = sub.add_parser("plot", help="(re)draw a run's figures")
     pl.add_argument("run_dir")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -25,13 +26,18 @@ class DecayConfig:
     must satisfy both. ``exclude_modules`` removes matches (same syntax). ``modules_to_save``
     names modules that stay fully trainable (e.g. the classifier head); everything else is frozen.
 
-    Layer: rank ``r``, scale ``alpha / r`` (``alpha=None`` means ``alpha = r``); ``c_init`` is the
+    Layer: rank ``r``, scale ``alpha / r`` (``alpha=None`` means ``alpha = r``);
+    ``rank_pattern`` (as PEFT's) maps module names (exact or dotted suffix, the longest matching
+    key wins) to a per-layer rank used instead of ``r``, with scale ``alpha / rank``
+    (``decaylora.budget.allocate_ranks`` fills it from one parameter budget); ``c_init`` is the
     initial value of the new bias C (``"zeros"``, ``"copy"`` of the base bias, or ``"none"`` for
     no C); ``init="svd"`` starts B A at the rank-r truncated SVD of W instead of B = 0, and
     ``init="svd-residual"`` also leaves only the residual ``W - s B A`` in the frozen path.
     Noise: ``noise_stats`` is ``"global"`` (one mean/var per weight) or ``"per_output"`` (one per
-    output unit); ``noise_scale`` multiplies its std (1 = the notes' moment matching); ``seed``
-    seeds the per-step noise so runs and processes draw identical noise.
+    output unit); ``noise_scale`` multiplies its std (1 = the notes' moment matching);
+    ``noise_cap`` (None: off; a number > 0) caps the std so that the noise's expected spectral
+    norm stays <= ``noise_cap * d * ||W||_2`` (the signal d W dominates; at d = 0 the noise
+    vanishes); ``seed`` seeds the per-step noise so runs and processes draw identical noise.
     """
 
     r: int = 16
@@ -43,10 +49,12 @@ class DecayConfig:
     schedule: DecaySchedule = field(default_factory=DecaySchedule)
     noise_stats: str = "global"
     noise_scale: float = 1.0
+    noise_cap: float | None = None
     c_init: str = "zeros"
     init: str = "lora"
     seed: int = 0
     allow_larger: bool = False
+    rank_pattern: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.schedule, dict):
@@ -59,11 +67,29 @@ class DecayConfig:
             isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0
         ):
             raise ConfigError(f"alpha must be a positive number (or None for alpha = r), got {self.alpha!r}")
+        if self.rank_pattern is not None:
+            if not isinstance(self.rank_pattern, dict):
+                raise ConfigError("rank_pattern must be a mapping of module name -> rank, e.g. "
+                                  f"{{'layer.0.query': 8}}, got {type(self.rank_pattern).__name__}")
+            for key, value in self.rank_pattern.items():
+                if not isinstance(key, str) or not key:
+                    raise ConfigError(f"rank_pattern keys must be module names, got {key!r}")
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ConfigError(f"rank_pattern[{key!r}] must be a positive integer rank, "
+                                      f"got {value!r}")
+            self.rank_pattern = dict(self.rank_pattern)
         _choice("noise_stats", self.noise_stats, NOISE_STATS)
         _choice("c_init", self.c_init, C_INITS)
         _choice("init", self.init, INITS)
         if not isinstance(self.noise_scale, (int, float)) or self.noise_scale < 0:
             raise ConfigError(f"noise_scale must be a number >= 0, got {self.noise_scale!r}")
+        if self.noise_cap is not None and (
+            isinstance(self.noise_cap, bool) or not isinstance(self.noise_cap, (int, float))
+            or not math.isfinite(self.noise_cap) or self.noise_cap <= 0
+        ):
+            raise ConfigError(
+                f"noise_cap must be a number > 0, or null/None for no cap, got {self.noise_cap!r}; e.g. "
+                "noise_cap=0.5 keeps the noise's spectral norm at most half that of d·W")
         for name in ("target_modules", "exclude_modules"):
             v = getattr(self, name)
             if isinstance(v, tuple):
@@ -81,6 +107,22 @@ class DecayConfig:
     @property
     def scale(self) -> float:
         return float(self.alpha if self.alpha is not None else self.r) / self.r
+
+    def rank_key(self, name: str) -> str | None:
+        """The ``rank_pattern`` key that sets the rank of module ``name`` (the longest key equal
+        to ``name`` or a dotted suffix of it), or None when ``r`` applies."""
+        keys = [k for k in self.rank_pattern or {} if name == k or name.endswith("." + k)]
+        return max(keys, key=len) if keys else None
+
+    def rank_for(self, name: str) -> int:
+        """Rank of the wrapped layer ``name``: its ``rank_pattern`` entry, else ``r``."""
+        key = self.rank_key(name)
+        return self.r if key is None else self.rank_pattern[key]  # type: ignore[index]
+
+    def scale_for(self, name: str) -> float:
+        """Scale of the wrapped layer ``name``: ``alpha / rank`` (1 with ``alpha=None``)."""
+        r = self.rank_for(name)
+        return float(self.alpha if self.alpha is not None else r) / r
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -117,6 +159,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         schedule=DecaySchedule("linear", 0.05, 0.85, noise=True, clear_below=0.3), c_init="none"
     ),
     "decay+noise+c": dict(schedule=PRESET_SCHEDULES["B"], c_init="zeros"),
+    # The notes' noise with its std capped: expected ||N - mean||_2 <= 0.5 d ||W||_2, so d W
+    # dominates the effective weight (the uncapped noise drowned it: METHOD.md, calibration).
+    "decay+capped-noise": dict(
+        schedule=DecaySchedule("linear", 0.05, 0.85, noise=True, clear_below=0.3),
+        c_init="zeros", noise_cap=0.5,
+    ),
     "notes-a": dict(schedule=PRESET_SCHEDULES["A"], c_init="none", noise_stats="global"),
     "notes-b": dict(schedule=PRESET_SCHEDULES["B"], c_init="zeros", noise_stats="global"),
     # Baselines through the same layer: LoRA keeps W forever; SVD drops W at step 0.

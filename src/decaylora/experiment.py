@@ -7,7 +7,6 @@ model, data, seed, steps and evaluation and writes one table.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -26,7 +25,7 @@ import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import PRESETS, DecayConfig
+from .config import PRESETS, DecayConfig, _unknown
 from .errors import ConfigError
 from .export import compress, load_compressed, save_adapter, save_compressed
 from .injection import as_exported, set_progress, wrap
@@ -41,8 +40,8 @@ from .training import (
 )
 
 #: Methods of ``compare``. W-free methods end with W deleted; the others are references.
-WFREE_METHODS = ("default", "decay", "decay+c", "decay+noise", "decay+noise+c", "notes-a",
-                 "notes-b", "svd", "svd-residual")
+WFREE_METHODS = ("default", "decay", "decay+c", "decay+noise", "decay+noise+c",
+                 "decay+capped-noise", "notes-a", "notes-b", "svd", "svd-residual")
 REFERENCE_METHODS = ("full", "lora", "head")
 METHODS = REFERENCE_METHODS + WFREE_METHODS
 METHOD_ALIASES = {"preset-a": "notes-a", "preset-b": "notes-b"}
@@ -67,12 +66,15 @@ class ExperimentConfig:
     label_column: str = "label"
     method: str = "default"                 # see METHODS
     rank: int = 16
+    rank_budget: float | None = None        # per-layer ranks from a fraction of the wrapped
+                                            # layers' dense weights (0.125 = 1/8); None: rank
     alpha: float | None = None              # None: alpha = rank (scale 1)
     targets: list[str] | None = None        # None: the architecture's default targets
     modules_to_save: list[str] | None = None  # None: the classifier head
     schedule: dict | None = None            # overrides of the method's DecaySchedule fields
     noise_stats: str | None = None          # overrides of the method preset
     noise_scale: float | None = None
+    noise_cap: float | None = None          # > 0: cap the noise's spectral norm (see DecayConfig)
     c_init: str | None = None
     steps: int | None = None                # None: epochs over the training set
     epochs: float = 2.0
@@ -102,6 +104,12 @@ class ExperimentConfig:
     pretrain_fraction: float = 0.5
     pretrain_lr: float = 3e-3
     cache_dir: str = "runs/cache"
+    # knowledge distillation from a fully fine-tuned teacher (a cached first stage)
+    kd_weight: float = 0.0                  # w: (1 - w) CE + w T^2 KL(teacher || student)
+    kd_temperature: float = 2.0
+    kd_feature_weight: float = 0.0          # MSE between student and teacher hidden states
+    teacher_steps: int | None = None        # None: as many steps as the student run
+    teacher_lr: float | None = None         # None: the full fine-tuning default
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -129,14 +137,41 @@ class ExperimentConfig:
         for name in ("weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
+        if not 0 <= self.kd_weight <= 1:
+            raise ConfigError(f"kd_weight must be in [0, 1] (0 turns distillation off), got "
+                              f"{self.kd_weight}")
+        if not self.kd_temperature > 0:
+            raise ConfigError(f"kd_temperature must be > 0, got {self.kd_temperature}")
+        if self.kd_feature_weight < 0:
+            raise ConfigError(f"kd_feature_weight must be >= 0 (0 turns it off), got "
+                              f"{self.kd_feature_weight}")
+        if self.teacher_steps is not None and self.teacher_steps < 1:
+            raise ConfigError(f"teacher_steps must be >= 1 (or null: as many as the run), got "
+                              f"{self.teacher_steps}")
+        if self.teacher_lr is not None and not (0 < self.teacher_lr < 10):
+            raise ConfigError(f"teacher_lr must be in (0, 10), got {self.teacher_lr}")
+        if self.distills and self.method == "full":
+            raise ConfigError("method 'full' is the teacher of distillation; set kd_weight and "
+                              "kd_feature_weight to 0 for it")
         if not 0 <= self.warmup_fraction < 1:
             raise ConfigError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.rank_budget is not None:
+            self.rank_budget = float(self.rank_budget)
+            if not 0 < self.rank_budget <= 1:
+                raise ConfigError(
+                    f"rank_budget must be a fraction in (0, 1] of the wrapped layers' dense "
+                    f"weights (e.g. 0.125 = 1/8 of them), got {self.rank_budget}; or null to "
+                    "use one rank everywhere")
         if self.method not in REFERENCE_METHODS or self.method == "lora":
             self.decay_config()  # validates rank/schedule/noise settings early
 
     @property
     def wfree(self) -> bool:
         return self.method in WFREE_METHODS
+
+    @property
+    def distills(self) -> bool:
+        return self.kd_weight > 0 or self.kd_feature_weight > 0
 
     @property
     def wrapped(self) -> bool:
@@ -154,7 +189,7 @@ class ExperimentConfig:
         overrides: dict[str, Any] = {"r": self.rank, "alpha": self.alpha, "seed": self.seed,
                                      "target_modules": targets or self.targets or ["__any__"],
                                      "modules_to_save": modules_to_save or self.modules_to_save}
-        for key in ("noise_stats", "noise_scale", "c_init"):
+        for key in ("noise_stats", "noise_scale", "noise_cap", "c_init"):
             if getattr(self, key) is not None:
                 overrides[key] = getattr(self, key)
         if self.schedule:
@@ -189,12 +224,6 @@ class ExperimentConfig:
             raise ConfigError(f"{p} must hold a mapping of config keys, got {type(data).__name__}")
         data.update(overrides)
         return cls.from_dict(data)
-
-
-def _unknown(what: str, value: Any, allowed: Any) -> str:
-    close = difflib.get_close_matches(str(value), list(allowed), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {what} {value!r}{hint}; valid: {', '.join(map(str, allowed))}"
 
 
 def _check_types(cfg: Any) -> None:
@@ -465,6 +494,9 @@ def apply_method(task: Task, cfg: ExperimentConfig) -> DecayConfig | None:
                     p.requires_grad_(True)
         return None
     dcfg = cfg.decay_config(task.targets, task.head)
+    if cfg.rank_budget is not None:  # per-layer ranks from the original weights, before wrap
+        from .budget import budgeted_config
+        dcfg = budgeted_config(model, dcfg, cfg.rank_budget)
     wrap(model, dcfg)
     return dcfg
 
@@ -498,6 +530,12 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     task = load_task(cfg, accelerator)  # fails before any output is written
+    total = cfg.steps or max(1, int(cfg.epochs * task.train_batches.per_epoch))
+    train_step, teacher_info = task.step_fn, None
+    if cfg.distills:
+        teacher, teacher_info = train_teacher(task, cfg, total, accelerator)
+        train_step = kd_step_for(task, cfg, teacher)
+        torch.manual_seed(cfg.seed)  # adapters start the same whether the teacher was cached
     dcfg = apply_method(task, cfg)
     accelerator.wait_for_everyone()  # every process has checked run_dir before it is created
     summ = summary(task.model)
@@ -508,7 +546,6 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
         if cfg.progress:
             tqdm.write(summ.table(max_rows=60))
     accelerator.wait_for_everyone()
-    total = cfg.steps or max(1, int(cfg.epochs * task.train_batches.per_epoch))
     val_majority, val_prior = label_prior(task.val_labels, task.num_labels)
     loop = LoopConfig(
         total_steps=total, lr=cfg.learning_rate(), weight_decay=cfg.weight_decay,
@@ -524,9 +561,9 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
 
     if not resume and is_main:
         metrics_path.unlink(missing_ok=True)
-    res = train_loop(task.model, task.step_fn, task.train_batches, task.val_batches, loop,
+    res = train_loop(task.model, train_step, task.train_batches, task.val_batches, loop,
                      run_dir=run_dir, wrapped=dcfg is not None, on_record=on_record,
-                     accelerator=accelerator)
+                     accelerator=accelerator, eval_step_fn=task.step_fn)
     fingerprints = adapter_fingerprints(task.model, accelerator)
     if not is_main:  # only the main process evaluates on test and writes files
         accelerator.wait_for_everyone()
@@ -559,6 +596,9 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
                    "wrapped_macs_per_position_before": summ.wrapped_macs_before,
                    "wrapped_macs_per_position_after": summ.wrapped_macs_after},
     }
+    if dcfg is not None and cfg.rank_budget is not None:
+        from .budget import budget_summary
+        results["rank_budget"], results["ranks"] = budget_summary(model, cfg.rank_budget)
     if dcfg is not None:
         with as_exported(model):
             results["test_acc_wfree_view"] = evaluate(model, task.step_fn, task.test_batches(),
@@ -574,6 +614,11 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
         results["params"]["deployed"] = summ.total - summ.trainable + _head_params(model, task)
     else:
         results["params"]["deployed"] = summ.total
+    if teacher_info is not None:
+        results["distillation"] = {"kd_weight": cfg.kd_weight,
+                                   "kd_temperature": cfg.kd_temperature,
+                                   "kd_feature_weight": cfg.kd_feature_weight,
+                                   "teacher": teacher_info}
     results["processes"] = accelerator.num_processes
     results["adapter_fingerprints"] = fingerprints
     results["ranks_identical"] = len(set(fingerprints)) == 1
@@ -587,6 +632,67 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     accelerator.wait_for_everyone()
     return results
+
+
+#: ExperimentConfig fields that determine a distillation teacher (its cache key).
+_TEACHER_KEYS = ("task", "model", "data", "text_column", "label_column", "max_train", "max_val",
+                 "max_eval", "val_fraction", "seed", "batch_size", "max_length", "dropout",
+                 "weight_decay", "warmup_fraction", "grad_clip", "width", "augment",
+                 "pretrain_steps", "pretrain_fraction", "pretrain_lr")
+
+
+def train_teacher(task: Task, cfg: ExperimentConfig, total: int,
+                  accelerator: Any = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Stage 1 of distillation: fine-tune a copy of the (pre-trained) model in full on the
+    training split, cached in ``cache_dir`` by a hash of everything that determines it."""
+    import copy
+
+    from safetensors.torch import load_model, save_model
+
+    steps = cfg.teacher_steps or total
+    lr = cfg.teacher_lr or DEFAULT_LR[cfg.task]["full"]
+    key = json.dumps({**{k: getattr(cfg, k) for k in _TEACHER_KEYS}, "steps": steps, "lr": lr},
+                     sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    path = Path(cfg.cache_dir) / f"teacher-{digest}.safetensors"
+    teacher = copy.deepcopy(task.model)
+    info: dict[str, Any] = {"cache": str(path), "steps": steps, "lr": lr}
+    if path.is_file():
+        load_model(teacher, str(path))
+        info["cached"] = True
+    else:
+        if cfg.progress and (accelerator is None or accelerator.is_main_process):
+            tqdm.write(f"== distillation teacher: full fine-tuning, {steps} steps, lr {lr:g} ==")
+        for p in teacher.parameters():
+            p.requires_grad_(True)
+        loop = LoopConfig(total_steps=steps, lr=lr, weight_decay=cfg.weight_decay,
+                          warmup_fraction=cfg.warmup_fraction, grad_clip=cfg.grad_clip,
+                          eval_every=steps, log_every=max(1, steps // 10),
+                          checkpoint_every=10**9, seed=cfg.seed, num_labels=task.num_labels,
+                          progress=cfg.progress)
+        res = train_loop(teacher, task.step_fn, task.train_batches, task.val_batches, loop,
+                         wrapped=False, accelerator=accelerator)
+        if accelerator is None or accelerator.is_main_process:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            save_model(teacher, str(tmp))
+            os.replace(tmp, path)
+        if accelerator is not None:
+            accelerator.wait_for_everyone()
+        info.update(cached=False, seconds=res.seconds)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    teacher.eval()
+    info["val_acc"] = evaluate(teacher, task.step_fn, task.val_batches(), progress=False)["acc"]
+    info["test_acc"] = evaluate(teacher, task.step_fn, task.test_batches(), progress=False)["acc"]
+    return teacher, info
+
+
+def kd_step_for(task: Task, cfg: ExperimentConfig, teacher: nn.Module) -> Callable:
+    from .distill import text_kd_step, vision_kd_step
+
+    make = text_kd_step if cfg.task == "text" else vision_kd_step
+    return make(teacher, cfg.kd_weight, cfg.kd_temperature, cfg.kd_feature_weight)
 
 
 def make_accelerator() -> Any:
@@ -641,6 +747,12 @@ def render_report(r: dict[str, Any], table: str) -> str:
     lines.append(f"- steps: {r['steps']}, lr {r['lr']:.3g}, seed {r['seed']}, "
                  f"train time {r['train_seconds']:.0f} s (wall {r.get('wall_seconds', 0):.0f} s)")
     lines.append(f"- majority-class baseline: {r['majority_baseline']:.3f}")
+    if "distillation" in r:
+        kd, t = r["distillation"], r["distillation"]["teacher"]
+        lines.append(f"- distilled from a fully fine-tuned teacher ({t['steps']} steps, lr "
+                     f"{t['lr']:g}, {'cached' if t.get('cached') else 'trained now'}; teacher "
+                     f"test accuracy {t['test_acc']:.4f}): kd_weight {kd['kd_weight']:g}, "
+                     f"T {kd['kd_temperature']:g}, feature weight {kd['kd_feature_weight']:g}")
     lines.append("")
     lines.append("| | value |")
     lines.append("|---|---|")
@@ -667,52 +779,105 @@ def render_report(r: dict[str, Any], table: str) -> str:
         lines.append("")
     for fig in r.get("figures", []):
         lines.append(f"![{fig}]({fig})")
+    if r.get("ranks"):
+        from .budget import format_ranks
+        b = r["rank_budget"]
+        lines += ["", "## Ranks", "",
+                  f"Chosen per layer by singular-value energy from a budget of {b['budget']:g} of "
+                  f"the wrapped layers' {b['dense_weights']:,} dense weights "
+                  f"({b['budget_params']:,} parameters; A + B use {b['allocated_params']:,}):",
+                  "", "```", *format_ranks(r["ranks"]), "```"]
     lines += ["", "## Parameters per module", "", "```", table, "```", ""]
     return "\n".join(lines)
 
 
 # ----- compare ---------------------------------------------------------------------------------
 def compare(cfg: ExperimentConfig, methods: list[str], seeds: list[int] | None = None,
-            out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+            out_dir: str | os.PathLike | None = None,
+            lr_grid: list[float] | None = None) -> dict[str, Any]:
     """Run every method with the same model, data, steps and evaluation (and each seed);
-    write ``compare.md``, ``compare.json`` and overlay plots into ``out_dir``."""
+    write ``compare.md``, ``compare.json`` and overlay plots into ``out_dir``.
+
+    ``lr_grid``: every method is run at every learning rate of the grid (and every seed) and
+    reported at the rate with the best mean *validation* accuracy of its final model (the
+    validation split is carved from the training data; the test split never picks anything).
+    Without a grid each method uses its default rate (``DEFAULT_LR``) or ``cfg.lr``."""
     methods = [METHOD_ALIASES.get(m, m) for m in methods]
     for m in methods:
         if m not in METHODS:
             raise ConfigError(_unknown("method", m, METHODS))
     seeds = seeds or [cfg.seed]
+    if lr_grid is not None:
+        lr_grid = _check_lr_grid(lr_grid)
     out = Path(out_dir) if out_dir else Path(cfg.output_dir) / (
         f"compare-{cfg.name}-r{cfg.rank}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, list[dict]] = {}
+    rows: list[dict] = []
     histories: dict[str, list[dict]] = {}
     for m in methods:
-        for s in seeds:
-            run_cfg = dataclasses.replace(cfg, method=m, seed=s)
-            run_dir = out / f"{m}-s{s}"
-            if (run_dir / "results.json").is_file():  # finished earlier: a rerun continues
-                tqdm.write(f"== {m} (seed {s}): done before, reusing {run_dir} ==")
-                r = json.loads((run_dir / "results.json").read_text())
-            else:
-                tqdm.write(f"== {m} (seed {s}) ==")
-                if (run_dir / "checkpoint").is_dir():
-                    r = run_experiment(run_cfg, run_dir, resume=True)
-                else:
-                    shutil.rmtree(run_dir, ignore_errors=True)  # a run that died before its
-                    r = run_experiment(run_cfg, run_dir)        # first checkpoint
-            runs.setdefault(m, []).append(r)
-            if s == seeds[0]:
-                histories[m] = [json.loads(line) for line in
-                                (out / f"{m}-s{s}" / "metrics.jsonl").read_text().splitlines()]
-    rows = [_compare_row(m, rs) for m, rs in runs.items()]
+        by_lr: dict[float | None, list[dict]] = {}
+        for lr in (lr_grid or [None]):
+            for s in seeds:
+                run_cfg = dataclasses.replace(cfg, method=m, seed=s,
+                                              lr=cfg.lr if lr is None else lr)
+                name = f"{m}-s{s}" if lr is None else f"{m}-lr{lr:g}-s{s}"
+                by_lr.setdefault(lr, []).append(_run_or_reuse(run_cfg, out / name, f"{m}"
+                                                              f"{'' if lr is None else f' lr {lr:g}'}"
+                                                              f" (seed {s})"))
+        best = _best_lr(by_lr) if lr_grid else None
+        row = _compare_row(m, by_lr[best])
+        if lr_grid:
+            row["lr_grid_val_acc"] = {f"{lr:g}": _mean_val(rs) for lr, rs in by_lr.items()}
+            row["lr_selected_on"] = "validation"
+        rows.append(row)
+        name = f"{m}-s{seeds[0]}" if best is None else f"{m}-lr{best:g}-s{seeds[0]}"
+        histories[m] = [json.loads(line) for line in
+                        (out / name / "metrics.jsonl").read_text().splitlines()]
     from .plots import plot_compare
     figures = [p.name for p in plot_compare(histories, rows, out)]
-    table = render_compare(rows, cfg, seeds)
+    table = render_compare(rows, cfg, seeds, lr_grid)
     (out / "compare.md").write_text(table + "\n" + "".join(f"\n![{f}]({f})\n" for f in figures))
-    result = {"rows": rows, "seeds": seeds, "config": cfg.to_dict(), "figures": figures}
+    result = {"rows": rows, "seeds": seeds, "lr_grid": lr_grid, "config": cfg.to_dict(),
+              "figures": figures}
     (out / "compare.json").write_text(json.dumps(result, indent=2))
     tqdm.write(table)
     return result
+
+
+def _check_lr_grid(grid: list[float]) -> list[float]:
+    try:
+        values = [float(v) for v in grid]
+    except (TypeError, ValueError):
+        raise ConfigError(f"lr grid must be numbers, e.g. --lr-grid 1e-4,3e-4,1e-3; got "
+                          f"{grid!r}") from None
+    if not values or any(not (0 < v < 10) for v in values):
+        raise ConfigError(f"every lr of the grid must be in (0, 10), got {grid!r}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"lr grid has repeated values: {grid!r}")
+    return values
+
+
+def _run_or_reuse(run_cfg: ExperimentConfig, run_dir: Path, label: str) -> dict[str, Any]:
+    """A finished run is reused, an interrupted one resumed (so a rerun of ``compare``
+    continues where it stopped)."""
+    if (run_dir / "results.json").is_file():
+        tqdm.write(f"== {label}: done before, reusing {run_dir} ==")
+        return json.loads((run_dir / "results.json").read_text())
+    tqdm.write(f"== {label} ==")
+    if (run_dir / "checkpoint").is_dir():
+        return run_experiment(run_cfg, run_dir, resume=True)
+    shutil.rmtree(run_dir, ignore_errors=True)  # a run that died before its first checkpoint
+    return run_experiment(run_cfg, run_dir)
+
+
+def _mean_val(rs: list[dict]) -> float:
+    vals = [r["final_val_acc"] for r in rs if r.get("final_val_acc") is not None]
+    return sum(vals) / len(vals) if vals else float("-inf")
+
+
+def _best_lr(by_lr: dict[Any, list[dict]]) -> Any:
+    """The learning rate with the best mean final validation accuracy (ties: the smaller lr)."""
+    return max(sorted(by_lr), key=lambda lr: _mean_val(by_lr[lr]))
 
 
 def _compare_row(method: str, rs: list[dict]) -> dict[str, Any]:
@@ -721,7 +886,7 @@ def _compare_row(method: str, rs: list[dict]) -> dict[str, Any]:
     return {"method": method, "w_free": rs[0]["w_free"], "seeds": [r["seed"] for r in rs],
             "test_acc": statistics.mean(accs),
             "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else None,
-            "test_accs": accs, "lr": rs[0]["lr"],
+            "test_accs": accs, "lr": rs[0]["lr"], "val_acc": _mean_val(rs),
             "deployed_params": rs[0]["params"]["deployed"],
             "trainable_params": rs[0]["params"]["trainable"],
             "wrapped_after": rs[0]["params"]["wrapped_after"],
@@ -731,18 +896,29 @@ def _compare_row(method: str, rs: list[dict]) -> dict[str, Any]:
             "majority_baseline": rs[0]["majority_baseline"]}
 
 
-def render_compare(rows: list[dict], cfg: ExperimentConfig, seeds: list[int]) -> str:
-    lines = [f"## {cfg.model} on {cfg.data}, rank {cfg.rank}, seeds {seeds}", "",
-             "| method | ends W-free | test acc | ± (std over seeds) | deployed params | "
-             "trainable | lr | train s/run | note |",
-             "|---|---|---|---|---|---|---|---|---|"]
+def render_compare(rows: list[dict], cfg: ExperimentConfig, seeds: list[int],
+                   lr_grid: list[float] | None = None) -> str:
+    ranks = (f"per-layer ranks from a budget of {cfg.rank_budget:g} of the dense weights"
+             if cfg.rank_budget is not None else f"rank {cfg.rank}")
+    lines = [f"## {cfg.model} on {cfg.data}, {ranks}, seeds {seeds}", ""]
+    if lr_grid:
+        lines += [f"Each method at its best learning rate of the grid {[f'{v:g}' for v in lr_grid]}"
+                  ", chosen by mean validation accuracy (never by test accuracy).", ""]
+    lines += ["| method | ends W-free | test acc | ± (std over seeds) | val acc | deployed params | "
+              "trainable | lr | train s/run | note |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r["test_acc"]):
         std = f"{r['test_acc_std']:.3f}" if r["test_acc_std"] is not None else "–"
         note = "stuck at chance" if r["stuck"] else ""
         lines.append(f"| {r['method']} | {'yes' if r['w_free'] else 'no'} | "
-                     f"{r['test_acc']:.3f} | {std} | {r['deployed_params']:,} | "
+                     f"{r['test_acc']:.3f} | {std} | {_fmt_acc(r.get('val_acc'))} | "
+                     f"{r['deployed_params']:,} | "
                      f"{r['trainable_params']:,} | {r['lr']:.0e} | {r['train_seconds']:.0f} | "
                      f"{note} |")
     lines.append("")
     lines.append(f"Majority class: {rows[0]['majority_baseline']:.3f}.")
     return "\n".join(lines)
+
+
+def _fmt_acc(v: float | None) -> str:
+    return "–" if v is None or v == float("-inf") else f"{v:.3f}"

@@ -24,7 +24,8 @@ def _matches(name: str, pattern: list[str] | str) -> bool:
     return any(name == key or name.endswith("." + key) for key in pattern)
 
 
-def _check_each_key_matches(what: str, keys: list[str] | str, names: list[str]) -> None:
+def _check_each_key_matches(what: str, keys: list[str] | str, names: list[str],
+                            where: str = "module of the model", regex: bool = True) -> None:
     keys_list = [keys] if isinstance(keys, str) else keys
     for key in keys_list:
         if not any(_matches(n, [key] if not isinstance(keys, str) else key) for n in names):
@@ -32,8 +33,9 @@ def _check_each_key_matches(what: str, keys: list[str] | str, names: list[str]) 
             close = difflib.get_close_matches(key, suffixes, n=5, cutoff=0.5)
             hint = f" Close names: {', '.join(close)}." if close else ""
             raise InjectionError(
-                f"{what} {key!r} matched no module of the model.{hint} Use a module name "
-                "(exact or a dotted suffix such as 'attention.self.query') or a regex string; "
+                f"{what} {key!r} matched no {where}.{hint} Use a module name "
+                "(exact or a dotted suffix such as 'attention.self.query')"
+                f"{' or a regex string' if regex else ''}; "
                 "`decaylora summary` lists the model's modules."
             )
 
@@ -78,7 +80,9 @@ def find_targets(model: nn.Module, config: DecayConfig) -> list[str]:
 
 def _check_layer(name: str, module: nn.Module, config: DecayConfig) -> None:
     g = geometry(module)  # raises for unsupported types
-    r = config.r
+    r = config.rank_for(name)
+    key = config.rank_key(name)
+    fix = "r" if key is None else f"rank_pattern[{key!r}]"  # where this layer's rank comes from
     if g.groups > 1:
         if config.init == "svd":  # checked here, before wrap() touches the model
             raise InjectionError(
@@ -93,19 +97,19 @@ def _check_layer(name: str, module: nn.Module, config: DecayConfig) -> None:
         if r % g.groups:
             raise InjectionError(
                 f"{name}: rank {r} must be a multiple of the conv's groups ({g.groups}) so each "
-                f"group gets an equal rank; try r={max(g.groups, r - r % g.groups)}"
+                f"group gets an equal rank; try {fix}={max(g.groups, r - r % g.groups)}"
             )
     if r > g.max_rank:
         raise InjectionError(
             f"{name}: rank {r} is larger than the layer's full rank {g.max_rank} "
-            f"(out={g.out_features}, fan_in={g.fan_in}); choose r < {g.max_rank}"
+            f"(out={g.out_features}, fan_in={g.fan_in}); choose {fix} < {g.max_rank}"
         )
     if g.lowrank_macs(r) >= g.dense_macs() and not config.allow_larger:
         bound = g.out_features * g.fan_in / (g.fan_in + g.out_features // g.groups)
         raise InjectionError(
             f"{name}: rank {r} would make the layer larger after compression "
             f"({g.lowrank_macs(r):,} vs {g.dense_macs():,} weights); the layer shrinks only for "
-            f"r < {bound:.1f}. Lower r, exclude the layer, or set allow_larger=True"
+            f"r < {bound:.1f}. Lower {fix}, exclude the layer, or set allow_larger=True"
         )
 
 
@@ -118,6 +122,9 @@ def wrap(model: nn.Module, config: DecayConfig) -> nn.Module:
         raise InjectionError("model is already wrapped by decaylora; wrap a fresh model")
     targets = find_targets(model, config)
     modules = dict(model.named_modules())
+    if config.rank_pattern:
+        _check_each_key_matches("rank_pattern key", list(config.rank_pattern), targets,
+                                where="wrapped layer", regex=False)
     for name in targets:
         _check_layer(name, modules[name], config)
     save_names: list[str] = []
@@ -130,9 +137,9 @@ def wrap(model: nn.Module, config: DecayConfig) -> nn.Module:
     for index, name in enumerate(targets):
         base = modules[name]
         layer = decay_layer_class(base)(
-            base, config.r, config.scale, c_init=config.c_init, noise_stats=config.noise_stats,
-            noise_scale=config.noise_scale, noise_seed=noise_seed(config.seed, index),
-            init=config.init,
+            base, config.rank_for(name), config.scale_for(name), c_init=config.c_init,
+            noise_stats=config.noise_stats, noise_scale=config.noise_scale, noise_seed=noise_seed(config.seed, index),
+            init=config.init, noise_cap=config.noise_cap,
         )
         _set_submodule(model, name, layer)
     for name in save_names:

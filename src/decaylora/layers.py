@@ -105,6 +105,9 @@ class DecayLayer(nn.Module):
     Buffers (saved in the state dict, identical on every process): ``decay`` (d),
     ``noise_active``, ``step`` (seeds the noise), ``noise_mean`` / ``noise_std`` (moments of W,
     computed once at wrap time; shape ``(1,)`` for global stats, ``(out,)`` per output unit).
+    Non-persistent buffer: ``weight_spectral_norm`` (``||W||_2``, see ``weight_spectral``).
+    ``noise_cap`` (None: off) caps the noise std so that its expected spectral norm stays below
+    ``noise_cap * d * ||W||_2`` (see ``noise_params``).
     """
 
     #: Broadcast shape of a per-output statistic against the native weight layout.
@@ -121,6 +124,7 @@ class DecayLayer(nn.Module):
         noise_scale: float = 1.0,
         noise_seed: int = 0,
         init: str = "lora",
+        noise_cap: float | None = None,
     ) -> None:
         super().__init__()
         self.geometry = geometry(base_layer)
@@ -131,6 +135,7 @@ class DecayLayer(nn.Module):
         self.scale = float(scale)
         self.noise_stats = noise_stats
         self.noise_scale = float(noise_scale)
+        self.noise_cap = None if noise_cap is None else float(noise_cap)
         self.noise_seed = int(noise_seed)
         self.export_view = False
         w = self.base_layer.weight
@@ -164,6 +169,16 @@ class DecayLayer(nn.Module):
         self.register_buffer("decay", torch.ones((), dtype=torch.float32, device=w.device))
         self.register_buffer("noise_active", torch.zeros((), dtype=torch.bool, device=w.device))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64, device=w.device))
+        # ||W||_2 of the (out, fan_in) weight that decays. Not persistent: a pure function of the
+        # frozen W, recomputed at wrap time (adapter files and checkpoints keep their format).
+        # Computed here when the noise is capped; otherwise lazily (an SVD per layer costs
+        # seconds on large models) by the first ``weight_spectral()`` call, e.g. the SNR log.
+        self.register_buffer("weight_spectral_norm",
+                             torch.full((), math.nan, dtype=torch.float32, device=w.device),
+                             persistent=False)
+        self._spectral_ready = False
+        if self.noise_cap is not None:
+            self.weight_spectral()
         self._generators: dict[torch.device, torch.Generator] = {}
 
     # ----- subclass hooks -------------------------------------------------------------------
@@ -192,14 +207,64 @@ class DecayLayer(nn.Module):
     def d(self) -> float:
         return float(self.decay)
 
+    def weight_spectral(self) -> torch.Tensor:
+        """``||W||_2`` of the frozen ``(out, fan_in)`` weight (float32 scalar buffer, computed
+        once: on the first call, or at wrap time when ``noise_cap`` is set)."""
+        if not self._spectral_ready:  # a Python flag: testing the buffer would sync a GPU
+            with torch.no_grad():
+                self.weight_spectral_norm.fill_(
+                    torch.linalg.matrix_norm(self.weight_2d().float(), ord=2))
+            self._spectral_ready = True
+        return self.weight_spectral_norm
+
+    def _noise_dims(self) -> float:
+        """``sqrt(out) + sqrt(fan_in)``: E||G||_2 / std for an iid Gaussian (out, fan_in) G."""
+        g = self.geometry
+        return math.sqrt(g.out_features) + math.sqrt(g.fan_in)
+
     def noise_params(self, d: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std of N at decay d, broadcastable against the native weight layout."""
+        """Mean and std of N at decay d, broadcastable against the native weight layout.
+
+        With ``noise_cap`` = c the std (every entry, by one factor) is capped so that the
+        expected spectral norm of the zero-mean part, ``max std * (sqrt(out) + sqrt(fan_in))``,
+        stays <= ``c * d * ||W||_2``; the mean is unchanged."""
         d = self.d if d is None else d
         mean = self.noise_mean * (1.0 - d)
         std = self.noise_std * (self.noise_scale * math.sqrt(max(1.0 - d * d, 0.0)))
+        if self.noise_cap is not None:  # tensor ops only: no device sync on the hot path
+            cap = self.weight_spectral() * (self.noise_cap * d / self._noise_dims())
+            factor = (cap / std.max().float().clamp_min(1e-30)).clamp_max(1.0)
+            std = std * factor.to(std.dtype)
         if self.noise_stats == "per_output":
             return mean.view(self._per_out_view), std.view(self._per_out_view)
         return mean, std
+
+    @torch.no_grad()
+    def signal_to_noise(self, d: float | None = None) -> tuple[float, float]:
+        """``(snr_fro, snr_spec)`` of the effective weight ``d W + N`` at decay d (default: the
+        current one), from the buffers (no sampling). Signal ``d W``; noise: the zero-mean part
+        of N (its mean ``(1 - d) m`` is deterministic and not counted).
+
+        ``snr_fro = d ||W||_F / (std_rms sqrt(out fan_in))`` (std_rms: the RMS of the per-entry
+        std, so the denominator is E||N - mean||_F up to O(1/numel)); ``snr_spec = d ||W||_2 /
+        (std_max (sqrt(out) + sqrt(fan_in)))``, the Gaussian estimate of ||N - mean||_2 (an upper
+        estimate with per-output stats, the quantity ``noise_cap`` bounds: capped noise has
+        ``snr_spec >= 1 / noise_cap``). Both are ``inf`` when the noise is off (when
+        ``d`` is given: whatever the state) or has zero std.
+        """
+        if d is None and not bool(self.noise_active):
+            return math.inf, math.inf
+        d = self.d if d is None else float(d)
+        std = self.noise_params(d)[1].float()
+        g = self.geometry
+        std_rms = float(std.square().mean().sqrt())
+        std_max = float(std.max())
+        if std_max == 0.0:
+            return math.inf, math.inf
+        w2 = self.weight_2d().float()
+        snr_fro = d * float(w2.norm()) / (std_rms * math.sqrt(g.out_features * g.fan_in))
+        snr_spec = d * float(self.weight_spectral()) / (std_max * self._noise_dims())
+        return snr_fro, snr_spec
 
     def _generator(self, device: torch.device) -> torch.Generator:
         g = self._generators.get(device)

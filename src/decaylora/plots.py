@@ -9,6 +9,7 @@ The notes single out three figures as important (METHOD.md, "Schedules"):
 * **Bias** (:func:`plot_bias`): how the new bias ``C`` and the adapter ``s B A`` grow while the
   frozen path fades out.
 
+:func:`plot_snr` draws the signal-to-noise of ``d W + N`` (when the noise was on),
 :func:`plot_curves` draws losses and accuracies (live model and exported, W-free model),
 :func:`plot_run` draws all figures of a run directory, :func:`plot_compare` overlays methods.
 
@@ -49,6 +50,7 @@ __all__ = [
     "plot_noise",
     "plot_run",
     "plot_schedule",
+    "plot_snr",
     "read_metrics",
     "schedule_stages",
 ]
@@ -646,6 +648,73 @@ def plot_bias(records: list[dict], path: str | Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
+# Signal-to-noise figure
+# --------------------------------------------------------------------------------------------
+
+
+def has_snr(records: Iterable[Record]) -> bool:
+    """Whether some eval record logged a (finite, non-null) signal-to-noise value, i.e. the
+    noise was on at some evaluation."""
+    return any(
+        isinstance(v := r.get(key), Mapping) and any(_num(x) is not None for x in v.values())
+        for r in _kind(records, "eval") for key in ("snr_spec", "snr_fro")
+    )
+
+
+def plot_snr(records: list[dict], path: str | Path, *, noise_cap: float | None = None) -> Path:
+    """Signal-to-noise of the effective weight ``d W + N`` vs progress, one line per layer
+    group (the group's lowest), log scale; evaluations with the noise off (null) are gaps.
+
+    Top: spectral ``d ||W||_2 / E||N - mean||_2``; bottom: Frobenius ``d ||W||_F /
+    E||N - mean||_F``. Below 1 (dashed) the noise is larger than the signal; ``noise_cap``
+    (if given) bounds the spectral ratio from below at ``1 / noise_cap`` (dotted)."""
+    evals = sorted(_kind(records, "eval"), key=lambda r: _num(r.get("progress")) or 0.0)
+    stages = _record_stages([r for r in records if isinstance(r, Mapping)])
+    groups = _ordered_keys([r.get("snr_spec") for r in evals] + [r.get("snr_fro") for r in evals])
+    colors = _group_colors(groups)
+
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(2, 1, figsize=(9.0, 6.6), sharex=True)
+        for ax, key, title, ylabel in (
+            (axes[0], "snr_spec", "Signal-to-noise of d·W + N (spectral norm)",
+             "d‖W‖₂ / E‖N − mean‖₂"),
+            (axes[1], "snr_fro", "Signal-to-noise of d·W + N (Frobenius norm)",
+             "d‖W‖_F / E‖N − mean‖_F"),
+        ):
+            _shade_stages(ax, stages, label=True)
+            ax.set_title(title)
+            drawn = False
+            for g in groups:
+                xs, ys = [], []
+                for r in evals:
+                    vals = r.get(key)
+                    p = _num(r.get("progress"))
+                    v = _num(vals.get(g)) if isinstance(vals, Mapping) else None
+                    xs.append(np.nan if p is None else p)
+                    ys.append(np.nan if v is None or v <= 0 else v)  # gaps where noise is off
+                if np.any(np.isfinite(ys)):
+                    drawn = True
+                    ax.plot(xs, ys, "o-", ms=3, lw=1.6, color=colors[g], label=g)
+            if not drawn:
+                _empty_panel(ax, "noise off at every evaluation\n(no signal-to-noise logged)")
+                continue
+            ax.set_yscale("log")
+            ax.axhline(1.0, color=C_MAJ, ls="--", lw=1.2, label="signal = noise")
+            if noise_cap and key == "snr_spec":
+                ax.axhline(1.0 / noise_cap, color=C_ORIG, ls=":", lw=1.4,
+                           label=f"1 / noise_cap = {1.0 / noise_cap:g}")
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(lo, hi * 4.0)  # headroom for the stage labels
+            ax.set_ylabel(ylabel)
+            ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="layer group",
+                      title_fontsize=8.5)
+        axes[1].set_xlim(0.0, 1.0)
+        axes[1].set_xlabel("training progress p")
+        _stage_legend(fig, stages)
+        return _save(fig, path, bottom=0.08 if stages else 0.0)
+
+
+# --------------------------------------------------------------------------------------------
 # Training curves
 # --------------------------------------------------------------------------------------------
 
@@ -746,8 +815,9 @@ def _schedule_from_dict(d: Mapping[str, Any]) -> DecaySchedule:
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
-    """Draw ``schedule.png`` (if the run has a schedule), ``noise.png``, ``bias.png`` and
-    ``curves.png`` into ``run_dir`` from its ``metrics.jsonl`` and ``results.json``."""
+    """Draw ``schedule.png`` (if the run has a schedule), ``noise.png``, ``bias.png``,
+    ``snr.png`` (if the noise was on at some evaluation) and ``curves.png`` into ``run_dir``
+    from its ``metrics.jsonl`` and ``results.json``."""
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.jsonl"
     records = read_metrics(metrics) if metrics.exists() else []
@@ -772,6 +842,10 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         )
     out.append(plot_noise(records, run_dir / "noise.png"))
     out.append(plot_bias(records, run_dir / "bias.png"))
+    if has_snr(records):
+        dcfg = results.get("decay_config")
+        cap = _num(dcfg.get("noise_cap")) if isinstance(dcfg, Mapping) else None
+        out.append(plot_snr(records, run_dir / "snr.png", noise_cap=cap))
     out.append(
         plot_curves(records, run_dir / "curves.png", majority=_num(results.get("majority_baseline")))
     )

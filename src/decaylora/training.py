@@ -66,7 +66,6 @@ def eval_batches(size: int, batch_size: int, collate: Callable[[list[int]], Batc
         yield collate(list(range(start, min(size, start + batch_size))))
 
 
-@torch.no_grad()
 def label_prior(labels: list[int] | torch.Tensor, num_labels: int) -> tuple[float, float]:
     """(majority-class accuracy, cross-entropy of predicting the label frequencies)."""
     counts = torch.bincount(torch.as_tensor(labels, dtype=torch.long), minlength=num_labels)
@@ -75,6 +74,7 @@ def label_prior(labels: list[int] | torch.Tensor, num_labels: int) -> tuple[floa
     return float(freq.max()), float(-(nz * nz.log()).sum())
 
 
+@torch.no_grad()
 def evaluate(model: nn.Module, step_fn: StepFn, batches, *, exported: bool = False,
              desc: str = "eval", progress: bool = True) -> dict[str, float]:
     """Mean loss and accuracy; ``exported=True`` evaluates the W-free (as-exported) model."""
@@ -112,12 +112,19 @@ def group_of(name: str) -> str:
 @torch.no_grad()
 def layer_statistics(model: nn.Module) -> dict[str, Any]:
     """Norms of C and s·B·A per layer group, and the effective-weight moments of the first
-    wrapped layer (a fresh noise sample in training mode) against the original weight's."""
+    wrapped layer (a fresh noise sample in training mode) against the original weight's.
+
+    ``snr_fro`` / ``snr_spec``: signal-to-noise of the effective weight ``d W + N`` per layer
+    group (``DecayLayer.signal_to_noise``, analytic, no sampling), the group's lowest (most
+    drowned) layer; ``None`` (JSON null) while the noise is off."""
     c_norm: dict[str, list[float]] = {}
     ba_norm: dict[str, list[float]] = {}
+    snr: dict[str, dict[str, list[float]]] = {"snr_fro": {}, "snr_spec": {}}
     weight_stats = None
     for name, layer in decay_layers(model):
         g = group_of(name)
+        for key, value in zip(("snr_fro", "snr_spec"), layer.signal_to_noise(), strict=True):
+            snr[key].setdefault(g, []).append(value)
         if layer.C is not None:
             c_norm.setdefault(g, []).append(float(layer.C.norm()))
         a = layer.lora_A.weight.reshape(layer.r, -1)
@@ -135,7 +142,9 @@ def layer_statistics(model: nn.Module) -> dict[str, Any]:
                             "eff_mean": float(eff.mean()), "eff_std": float(eff.std())}
     return {"c_norm": {k: float(np.mean(v)) for k, v in c_norm.items()},
             "ba_norm": {k: float(np.mean(v)) for k, v in ba_norm.items()},
-            "weight_stats": weight_stats}
+            "weight_stats": weight_stats,
+            **{key: {k: (min(v) if math.isfinite(min(v)) else None) for k, v in groups.items()}
+               for key, groups in snr.items()}}
 
 
 @dataclass
@@ -276,7 +285,7 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
                val_batches: Callable[[], Any], cfg: LoopConfig, *,
                run_dir: Path | None = None, wrapped: bool = True,
                on_record: Callable[[dict], None] | None = None,
-               accelerator: Any = None) -> LoopResult:
+               accelerator: Any = None, eval_step_fn: StepFn | None = None) -> LoopResult:
     """Train for ``cfg.total_steps`` steps, evaluating every ``eval_every`` steps both the
     current model and (when wrapped) the W-free as-exported model. Checkpoints to
     ``run_dir/checkpoint`` and resumes from it when present.
@@ -284,7 +293,9 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
     Under ``accelerate launch``/``torchrun`` (an ``accelerate.Accelerator`` with several
     processes) the model runs as DDP: every process takes its slice of each global batch, d and
     the noise are identical on every process (functions of the step), every process evaluates
-    the whole validation set, and only the main process writes checkpoints and records."""
+    the whole validation set, and only the main process writes checkpoints and records.
+    ``eval_step_fn`` (default ``step_fn``) computes the validation loss, e.g. plain cross-entropy
+    when the training loss is a distillation loss."""
     world, rank, is_main = 1, 0, True
     if accelerator is not None:
         world, rank = accelerator.num_processes, accelerator.process_index
@@ -377,7 +388,8 @@ def train_loop(model: nn.Module, step_fn: StepFn, train_batches: IndexedBatches,
                 bar.set_postfix(loss=f"{rec['train_loss']:.3f}", d=f"{d:.2f}")
                 _emit(result, rec, on_record if is_main else None)
             if done % cfg.eval_every == 0 or done == cfg.total_steps:
-                rec = _eval_record(model, step_fn, val_batches, done, cfg, wrapped, sched)
+                rec = _eval_record(model, eval_step_fn or step_fn, val_batches, done, cfg,
+                                   wrapped, sched)
                 _emit(result, rec, on_record if is_main else None)
                 _check_stuck(result, rec, cfg, warn=is_main)
                 model.train()
@@ -452,7 +464,7 @@ def _eval_record(model, step_fn, val_batches, done, cfg, wrapped, sched) -> dict
         rec["val_loss_exported"] = exp["loss"]
         rec.update(layer_statistics(model))
     else:
-        rec.update(c_norm={}, ba_norm={}, weight_stats=None)
+        rec.update(c_norm={}, ba_norm={}, weight_stats=None, snr_fro={}, snr_spec={})
     return rec
 
 
@@ -470,7 +482,8 @@ def _check_stuck(result: LoopResult, rec: dict, cfg: LoopConfig, warn: bool = Tr
                f"prior {cfg.prior_loss if cfg.prior_loss is not None else float('nan'):.3f}). "
                "Likely "
                "causes: learning rate too high for this model (try 10x lower), noise drowning "
-               "the signal (try --method default or a smaller --noise-scale), or the wrong "
+               "the signal (try --method default, --noise-cap 0.5 or a smaller --noise-scale; "
+               "snr.png shows it), or the wrong "
                "parameters trainable (check the summary table).")
         result.warnings.append(msg)
         if warn:
