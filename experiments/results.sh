@@ -5,6 +5,7 @@
 # slow each other down.
 set -euo pipefail
 COMMON_TEXT="--config configs/default.yaml --steps 200 --max-train 3200 --max-val 300 --max-eval 1000 --eval-every 50 --progress false --threads ${THREADS:-2}"
+VISION="--config configs/vision.yaml --progress false --threads ${THREADS:-2}"
 case "${1:-all}" in
   minilm-r8|all)
     decaylora compare $COMMON_TEXT --rank 8 \
@@ -12,15 +13,18 @@ case "${1:-all}" in
       --out runs/results/minilm-r8-200 ;;&
   minilm-r32|all)
     decaylora compare $COMMON_TEXT --rank 32 \
-      --methods lora,default,svd,decay+noise+c \
+      --methods lora,default,svd \
       --out runs/results/minilm-r32-200 ;;&
-  minilm-kd|all)
-    # issue 5: distillation from a fully fine-tuned teacher (200 steps, cached in runs/cache)
-    decaylora compare $COMMON_TEXT --rank 8 --kd-weight 0.5 --kd-temperature 2 \
-      --methods default,svd \
-      --out runs/results/minilm-r8-200-kd ;;&
   vgg|all)
-    decaylora compare --config configs/vision.yaml --rank 8 --threads "${THREADS:-2}" --progress false \
-      --methods full,lora,svd,svd-residual,decay,decay+noise,decay+noise+c,notes-a,head,default \
-      --out runs/results/vgg-r8 ;;
+    decaylora compare $VISION --rank 8 \
+      --methods full,lora,svd,svd-residual,decay,decay+noise,decay+noise+c,notes-a,head,default,decay+capped-noise \
+      --out runs/results/vgg-r8 ;;&
+  vgg-kd|all)
+    # issue 5: distillation from a fully fine-tuned teacher (stage 2 full fine-tuning, cached)
+    decaylora compare $VISION --rank 8 --kd-weight 0.5 --kd-temperature 2 \
+      --methods svd,default,decay+noise+c --out runs/results/vgg-r8-kd ;;&
+  vgg-budget|all)
+    # issue 5: per-layer ranks from one budget (8% of the wrapped weights ~ uniform rank 8)
+    decaylora compare $VISION --rank-budget 0.08 \
+      --methods svd,default --out runs/results/vgg-budget-0.08 ;;
 esac
