@@ -15,6 +15,15 @@ case "${1:-all}" in
     decaylora compare $COMMON_TEXT --rank 32 \
       --methods lora,default,svd \
       --out runs/results/minilm-r32-200 ;;&
+  minilm-svd-grid|minilm-kd|all)
+    # issue 5: svd at its default lr (1e-4) never trains the new head in 200 steps; give it a
+    # validation-selected lr from a small grid
+    decaylora compare $COMMON_TEXT --rank 8 --methods svd --lr-grid 1e-4,1e-3 \
+      --out runs/results/minilm-r8-200-svd-grid ;;&
+  minilm-kd|all)
+    # issue 5: distillation from a fully fine-tuned teacher (200 steps, cached in runs/cache)
+    decaylora compare $COMMON_TEXT --rank 8 --kd-weight 0.5 --kd-temperature 2 \
+      --methods default --out runs/results/minilm-r8-200-kd ;;&
   vgg|all)
     decaylora compare $VISION --rank 8 \
       --methods full,lora,svd,svd-residual,decay,decay+noise,decay+noise+c,notes-a,head,default,decay+capped-noise \

@@ -578,6 +578,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike | None = No
         "name": cfg.name, "method": cfg.method, "rank": cfg.rank if dcfg else None,
         "seed": cfg.seed, "steps": total, "lr": loop.lr, "w_free": cfg.wfree,
         "data": task.describe, "majority_baseline": task.majority,
+        "val_majority_baseline": val_majority,
         "num_labels": task.num_labels,
         "schedule": dcfg.schedule.to_dict() if dcfg else None,
         "noise_scale": dcfg.noise_scale if dcfg else None,
@@ -893,7 +894,8 @@ def _compare_row(method: str, rs: list[dict]) -> dict[str, Any]:
             "wrapped_before": rs[0]["params"]["wrapped_before"],
             "train_seconds": statistics.mean(r["train_seconds"] for r in rs),
             "stuck": any(r["stuck_at_chance"] for r in rs),
-            "majority_baseline": rs[0]["majority_baseline"]}
+            "majority_baseline": rs[0]["majority_baseline"],
+            "val_majority_baseline": rs[0].get("val_majority_baseline")}
 
 
 def render_compare(rows: list[dict], cfg: ExperimentConfig, seeds: list[int],

@@ -847,7 +847,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         cap = _num(dcfg.get("noise_cap")) if isinstance(dcfg, Mapping) else None
         out.append(plot_snr(records, run_dir / "snr.png", noise_cap=cap))
     out.append(
-        plot_curves(records, run_dir / "curves.png", majority=_num(results.get("majority_baseline")))
+        plot_curves(records, run_dir / "curves.png", majority=_num(
+            results.get("val_majority_baseline", results.get("majority_baseline"))))
     )
     return out
 
@@ -877,7 +878,12 @@ def plot_compare(
     methods = list(histories) + [str(r.get("method")) for r in rows
                                  if str(r.get("method")) not in histories]
     colors = _group_colors(methods)
-    majority = next((m for r in rows if (m := _num(r.get("majority_baseline"))) is not None), None)
+    # the curves are validation accuracies: compare them with the validation majority class
+    majority = next((m for r in rows if (m := _num(r.get("val_majority_baseline",
+                                                         r.get("majority_baseline")))) is not None),
+                    None)
+    test_majority = next((m for r in rows if (m := _num(r.get("majority_baseline"))) is not None),
+                         None)
     paths: list[Path] = []
 
     with plt.rc_context(_STYLE):
@@ -897,7 +903,7 @@ def plot_compare(
                 ax2.plot(lx, _smooth(ly, 0.08), lw=1.6, color=colors[m], label=m)
         if majority is not None:
             ax1.axhline(majority, color=C_MAJ, ls="--", lw=1.2,
-                        label=f"majority class ({majority:.3f})")
+                        label=f"validation majority class ({majority:.3f})")
         ax1.set_title("Validation accuracy of the deployed model (W-free ones: as exported)")
         ax1.set_xlabel("training progress p")
         ax1.set_ylabel("accuracy")
@@ -942,7 +948,7 @@ def plot_compare(
                 ax.set_xlim(min(params) - 0.15 * span, max(params) + 0.35 * span)
             ax.xaxis.set_major_formatter(FuncFormatter(_fmt_params))
             ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
-            accs = [x[2] for x in pts] + ([majority] if majority is not None else [])
+            accs = [x[2] for x in pts] + ([test_majority] if test_majority is not None else [])
             ax.set_ylim(max(0.0, min(accs) - 0.06), min(1.02, max(accs) + 0.06))
             handles = [
                 Line2D([], [], marker="o", ls="", color="#444444", ms=8,
@@ -950,14 +956,14 @@ def plot_compare(
                 Line2D([], [], marker="s", ls="", color="#444444", mfc="white", mew=2,
                            ms=8, label="keeps W"),
             ]
-            if majority is not None:
-                ax.axhline(majority, color=C_MAJ, ls="--", lw=1.2)
+            if test_majority is not None:
+                ax.axhline(test_majority, color=C_MAJ, ls="--", lw=1.2)
                 handles.append(Line2D([], [], color=C_MAJ, ls="--",
-                                          label=f"majority class ({majority:.3f})"))
+                                          label=f"majority class ({test_majority:.3f})"))
             ax.legend(handles=handles, loc="best")
             fig.tight_layout()
             _label_points(fig, ax, [(x[0], x[1], x[2], x[3]) for x in pts], colors,
-                          hlines=[majority] if majority is not None else [])
+                          hlines=[test_majority] if test_majority is not None else [])
         else:
             _empty_panel(ax, "no results with test accuracy and deployed parameters")
         paths.append(_save(fig, out_dir / "compare_accuracy_params.png"))
