@@ -13,7 +13,7 @@ case "${1:-all}" in
       --out runs/results/minilm-r8-200 ;;&
   minilm-r32|all)
     decaylora compare $COMMON_TEXT --rank 32 \
-      --methods lora,default,svd \
+      --methods lora,default,svd,decay,decay+noise,decay+noise+c,notes-a \
       --out runs/results/minilm-r32-200 ;;&
   minilm-svd-grid|minilm-kd|all)
     # issue 5: svd at its default lr (1e-4) never trains the new head in 200 steps; give it a
