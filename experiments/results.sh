@@ -32,6 +32,11 @@ case "${1:-all}" in
     # issue 5: distillation from a fully fine-tuned teacher (stage 2 full fine-tuning, cached)
     decaylora compare $VISION --rank 8 --kd-weight 0.5 --kd-temperature 2 \
       --methods svd,default,decay+noise+c --out runs/results/vgg-r8-kd ;;&
+  vgg-grid|all)
+    # issue 5: every method at its validation-best lr of a grid, two seeds
+    decaylora compare --config configs/vision.yaml --progress false --threads 1 --rank 8 \
+      --methods full,svd,default,decay+noise+c --lr-grid 3e-4,1e-3,3e-3 --seeds 0,1 \
+      --out runs/results/vgg-r8-grid ;;&
   vgg-budget|all)
     # issue 5: per-layer ranks from one budget (8% of the wrapped weights ~ uniform rank 8)
     decaylora compare $VISION --rank-budget 0.08 \
