@@ -179,7 +179,7 @@ MODELS = {
 
 #: Test modules of the core library that run on the tiny models above.
 _TINY_MODEL_MODULES = {"test_layers", "test_schedules", "test_injection", "test_inspection",
-                       "test_export"}
+                       "test_export", "test_fused"}
 
 
 @pytest.fixture(autouse=True)

@@ -26,17 +26,6 @@ if _ROOT not in sys.path:  # `pytest` (not `python -m pytest`) does not put the 
 from benchmarks.train_step import naive_forward, use_naive_forward  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation cost on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def make_layer(kind: str, stats: str = "global", seed: int = 0, dtype=torch.float32):
     """A wrapped layer with non-zero bias, B and C (B = C = 0 would make comparisons trivial)."""
     torch.manual_seed(seed)
