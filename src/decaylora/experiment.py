@@ -430,7 +430,6 @@ def pretrain_vision(model: nn.Module, pre, cfg: ExperimentConfig, arch: dict,
                     accelerator: Any = None) -> dict:
     """Stage 1 of the notes' vision flow: train the base network on its own split, cached by
     a hash of everything that determines it."""
-    from safetensors.torch import load_model, save_model
 
     key = json.dumps({"arch": arch, "data": cfg.data, "steps": cfg.pretrain_steps,
                       "lr": cfg.pretrain_lr, "fraction": cfg.pretrain_fraction,
@@ -440,10 +439,8 @@ def pretrain_vision(model: nn.Module, pre, cfg: ExperimentConfig, arch: dict,
     path = Path(cfg.cache_dir) / f"pretrain-{cfg.model}-{digest}.safetensors"
     info: dict[str, Any] = {"cache": str(path), "steps": cfg.pretrain_steps,
                             "train": len(pre.train_y)}
-    if path.is_file():
-        load_model(model, str(path))
-        info["cached"] = True
-    else:
+
+    def train() -> float:
         tx, ty = pre.train_x, pre.train_y
         batches = IndexedBatches(len(ty), cfg.batch_size, cfg.seed + 1,
                                  lambda i: (_augment(tx[i], i) if cfg.augment else tx[i], ty[i]))
@@ -452,21 +449,38 @@ def pretrain_vision(model: nn.Module, pre, cfg: ExperimentConfig, arch: dict,
                           checkpoint_every=10**9, seed=cfg.seed, num_labels=pre.num_classes,
                           progress=cfg.progress)
         vx, vy = pre.val_x[:1000], pre.val_y[:1000]
-        res = train_loop(model, _vision_step, batches,
-                         lambda: eval_batches(len(vy), cfg.eval_batch_size,
-                                              lambda i: (vx[i], vy[i])),
-                         loop, wrapped=False, accelerator=accelerator)
-        if accelerator is None or accelerator.is_main_process:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            save_model(model, str(tmp))
-            os.replace(tmp, path)
-        info.update(cached=False, seconds=res.seconds)
+        return train_loop(model, _vision_step, batches,
+                          lambda: eval_batches(len(vy), cfg.eval_batch_size,
+                                               lambda i: (vx[i], vy[i])),
+                          loop, wrapped=False, accelerator=accelerator).seconds
+
+    info.update(cached_stage(model, path, train, accelerator))
     acc = evaluate(model, _vision_step, eval_batches(
         len(pre.test_y), cfg.eval_batch_size, lambda i: (pre.test_x[i], pre.test_y[i])),
         progress=False)["acc"]
     info["test_acc"] = acc
     return info
+
+
+def cached_stage(model: nn.Module, path: Path, train: Callable[[], float],
+                 accelerator: Any = None) -> dict[str, Any]:
+    """A cached training stage (vision pre-training, distillation teacher): load ``model`` from
+    ``path`` if it exists, else run ``train()`` (returns seconds) and save the weights
+    atomically from the main process."""
+    from safetensors.torch import load_model, save_model
+
+    if path.is_file():
+        load_model(model, str(path))
+        return {"cached": True}
+    seconds = train()
+    if accelerator is None or accelerator.is_main_process:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_model(model, str(tmp))
+        os.replace(tmp, path)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    return {"cached": False, "seconds": seconds}
 
 
 def load_task(cfg: ExperimentConfig, accelerator: Any = None) -> Task:
@@ -648,7 +662,6 @@ def train_teacher(task: Task, cfg: ExperimentConfig, total: int,
     training split, cached in ``cache_dir`` by a hash of everything that determines it."""
     import copy
 
-    from safetensors.torch import load_model, save_model
 
     steps = cfg.teacher_steps or total
     lr = cfg.teacher_lr or DEFAULT_LR[cfg.task]["full"]
@@ -658,10 +671,8 @@ def train_teacher(task: Task, cfg: ExperimentConfig, total: int,
     path = Path(cfg.cache_dir) / f"teacher-{digest}.safetensors"
     teacher = copy.deepcopy(task.model)
     info: dict[str, Any] = {"cache": str(path), "steps": steps, "lr": lr}
-    if path.is_file():
-        load_model(teacher, str(path))
-        info["cached"] = True
-    else:
+
+    def train() -> float:
         if cfg.progress and (accelerator is None or accelerator.is_main_process):
             tqdm.write(f"== distillation teacher: full fine-tuning, {steps} steps, lr {lr:g} ==")
         for p in teacher.parameters():
@@ -671,16 +682,10 @@ def train_teacher(task: Task, cfg: ExperimentConfig, total: int,
                           eval_every=steps, log_every=max(1, steps // 10),
                           checkpoint_every=10**9, seed=cfg.seed, num_labels=task.num_labels,
                           progress=cfg.progress)
-        res = train_loop(teacher, task.step_fn, task.train_batches, task.val_batches, loop,
-                         wrapped=False, accelerator=accelerator)
-        if accelerator is None or accelerator.is_main_process:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            save_model(teacher, str(tmp))
-            os.replace(tmp, path)
-        if accelerator is not None:
-            accelerator.wait_for_everyone()
-        info.update(cached=False, seconds=res.seconds)
+        return train_loop(teacher, task.step_fn, task.train_batches, task.val_batches, loop,
+                          wrapped=False, accelerator=accelerator).seconds
+
+    info.update(cached_stage(teacher, path, train, accelerator))
     for p in teacher.parameters():
         p.requires_grad_(False)
     teacher.eval()
