@@ -272,3 +272,18 @@ def test_resume_with_different_config_is_refused(tmp_path: Path, capsys) -> None
     (run_dir / "checkpoint").mkdir()
     assert main(["run", "--resume", str(run_dir), "--rank", "8"]) == 2
     assert "different config" in _err(capsys)
+
+
+def test_vision_pretrain_stage_is_cached(tmp_path: Path) -> None:
+    """The two-stage flow trains stage 1 once; a second run loads it and repeats the result."""
+    cache = tmp_path / "cache"
+    args = ["run", "--config", str(ROOT / "configs" / "vision.yaml"), "--steps", "3",
+            "--pretrain-steps", "3", "--max-train", "400", "--max-eval", "100", "--max-val",
+            "100", "--eval-every", "3", "--progress", "false", "--cache-dir", str(cache)]
+    assert main(args + ["--run-dir", str(tmp_path / "a")]) == 0
+    assert main(args + ["--run-dir", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("a", "b"))
+    assert a["data"]["pretrain"]["cached"] is False and b["data"]["pretrain"]["cached"] is True
+    assert len(list(cache.glob("pretrain-*.safetensors"))) == 1
+    assert b["data"]["pretrain"]["test_acc"] == a["data"]["pretrain"]["test_acc"]
+    assert b["test_acc"] == a["test_acc"]
