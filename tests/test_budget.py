@@ -251,3 +251,29 @@ def test_cli_tiny_run_with_rank_budget(tmp_path: Path) -> None:
     assert res["export"]["matches"]
     report = (run_dir / "report.md").read_text()
     assert "## Ranks" in report and "layer.*.attention.self.query: r=" in report
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True])
+def test_experiment_rank_budget_min_rank_validated(value):
+    with pytest.raises(dl.ConfigError,
+                       match="rank_budget_min_rank.* must be (a positive integer|int)"):
+        ExperimentConfig(rank_budget=0.125, rank_budget_min_rank=value)
+
+
+def test_cli_rank_budget_min_rank_is_a_floor(tmp_path: Path, capsys) -> None:
+    from decaylora.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    run_dir = tmp_path / "budget-floor"
+    assert main(["run", "--config", str(root / "configs" / "tiny.yaml"), "--run-dir",
+                 str(run_dir), "--rank-budget", "0.5", "--rank-budget-min-rank", "4",
+                 "--steps", "2", "--eval-every", "2"]) == 0
+    res = json.loads((run_dir / "results.json").read_text())
+    assert min(res["ranks"].values()) >= 4
+    assert res["rank_budget"]["allocated_params"] <= res["rank_budget"]["budget_params"]
+    # a floor the budget cannot pay for is refused before training, naming both fixes
+    assert main(["run", "--config", str(root / "configs" / "tiny.yaml"), "--run-dir",
+                 str(tmp_path / "too-high"), "--rank-budget", "0.05", "--rank-budget-min-rank",
+                 "7", "--steps", "2"]) == 2
+    assert "min_rank=7" in capsys.readouterr().err
+    assert not (tmp_path / "too-high" / "results.json").exists()

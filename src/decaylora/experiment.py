@@ -68,6 +68,7 @@ class ExperimentConfig:
     rank: int = 16
     rank_budget: float | None = None        # per-layer ranks from a fraction of the wrapped
                                             # layers' dense weights (0.125 = 1/8); None: rank
+    rank_budget_min_rank: int = 1           # floor of every layer's rank under a rank budget
     alpha: float | None = None              # None: alpha = rank (scale 1)
     targets: list[str] | None = None        # None: the architecture's default targets
     modules_to_save: list[str] | None = None  # None: the classifier head
@@ -162,6 +163,10 @@ class ExperimentConfig:
                     f"rank_budget must be a fraction in (0, 1] of the wrapped layers' dense "
                     f"weights (e.g. 0.125 = 1/8 of them), got {self.rank_budget}; or null to "
                     "use one rank everywhere")
+        if (isinstance(self.rank_budget_min_rank, bool)
+                or not isinstance(self.rank_budget_min_rank, int) or self.rank_budget_min_rank < 1):
+            raise ConfigError(f"rank_budget_min_rank must be a positive integer, got "
+                              f"{self.rank_budget_min_rank!r}")
         if self.method not in REFERENCE_METHODS or self.method == "lora":
             self.decay_config()  # validates rank/schedule/noise settings early
 
@@ -510,7 +515,7 @@ def apply_method(task: Task, cfg: ExperimentConfig) -> DecayConfig | None:
     dcfg = cfg.decay_config(task.targets, task.head)
     if cfg.rank_budget is not None:  # per-layer ranks from the original weights, before wrap
         from .budget import budgeted_config
-        dcfg = budgeted_config(model, dcfg, cfg.rank_budget)
+        dcfg = budgeted_config(model, dcfg, cfg.rank_budget, min_rank=cfg.rank_budget_min_rank)
     wrap(model, dcfg)
     return dcfg
 
@@ -907,6 +912,8 @@ def render_compare(rows: list[dict], cfg: ExperimentConfig, seeds: list[int],
                    lr_grid: list[float] | None = None) -> str:
     ranks = (f"per-layer ranks from a budget of {cfg.rank_budget:g} of the dense weights"
              if cfg.rank_budget is not None else f"rank {cfg.rank}")
+    if cfg.rank_budget is not None and cfg.rank_budget_min_rank > 1:
+        ranks += f" (each at least {cfg.rank_budget_min_rank})"
     lines = [f"## {cfg.model} on {cfg.data}, {ranks}, seeds {seeds}", ""]
     if lr_grid:
         lines += [f"Each method at its best learning rate of the grid {[f'{v:g}' for v in lr_grid]}"
