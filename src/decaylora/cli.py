@@ -137,6 +137,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from .collect import collect, parse_sources
+
+    rows = collect(parse_sources(args.dirs), args.out, reference=args.reference,
+                   title=args.title)
+    out = Path(args.out)
+    print((out / "collect.md").read_text())
+    print(f"{len(rows)} rows -> {out / 'collect.md'}, {out / 'collect.json'}, "
+          f"{out / 'accuracy_params.png'}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot_run
 
@@ -267,6 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--lr-grid", help="comma-separated learning rates: every method runs at each "
                    "and is reported at the one with the best validation accuracy")
     c.set_defaults(func=cmd_compare)
+    co = sub.add_parser("collect", help="several compare outputs in one table and one "
+                        "accuracy-vs-size figure")
+    co.add_argument("dirs", nargs="+", metavar="DIR[=LABEL]",
+                    help="compare output directories (label: default the directory name)")
+    co.add_argument("--out", required=True, help="output directory")
+    co.add_argument("--reference", help="row label or method to measure Δ against "
+                    "(default: the first 'full' row)")
+    co.add_argument("--title", help="title of the table and figure")
+    co.set_defaults(func=cmd_collect)
     pl = sub.add_parser("plot", help="(re)draw a run's figures")
     pl.add_argument("run_dir")
     pl.set_defaults(func=cmd_plot)

@@ -882,8 +882,6 @@ def plot_compare(
     majority = next((m for r in rows if (m := _num(r.get("val_majority_baseline",
                                                          r.get("majority_baseline")))) is not None),
                     None)
-    test_majority = next((m for r in rows if (m := _num(r.get("majority_baseline"))) is not None),
-                         None)
     paths: list[Path] = []
 
     with plt.rc_context(_STYLE):
@@ -920,9 +918,24 @@ def plot_compare(
                         color="#666666", style="italic")
         paths.append(_save(fig, out_dir / "compare_curves.png"))
 
-        # ---- accuracy vs deployed parameters
+    paths.append(plot_accuracy_params(rows, out_dir / "compare_accuracy_params.png",
+                                      colors=colors))
+    return paths
+
+
+def plot_accuracy_params(rows: list[dict], path: str | Path, *,
+                         colors: Mapping[str, Any] | None = None,
+                         title: str = "Test accuracy vs size of the deployed model") -> Path:
+    """Test accuracy (± std over seeds) vs parameters of the deployed model, one point per row
+    of a comparison (``method``, ``deployed_params``, ``test_acc``, ``test_acc_std``, ``w_free``):
+    W-free methods filled, W-keeping methods hollow, majority-class line if known."""
+    if colors is None:
+        colors = _group_colors(str(r.get("method")) for r in rows)
+    test_majority = next((m for r in rows if (m := _num(r.get("majority_baseline"))) is not None),
+                         None)
+    with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(8.5, 5.2))
-        ax.set_title("Test accuracy vs size of the deployed model")
+        ax.set_title(title)
         ax.set_xlabel("parameters of the deployed model")
         ax.set_ylabel("test accuracy")
         pts = [
@@ -966,5 +979,4 @@ def plot_compare(
                           hlines=[test_majority] if test_majority is not None else [])
         else:
             _empty_panel(ax, "no results with test accuracy and deployed parameters")
-        paths.append(_save(fig, out_dir / "compare_accuracy_params.png"))
-    return paths
+        return _save(fig, path)
