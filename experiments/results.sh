@@ -37,6 +37,21 @@ case "${1:-all}" in
     decaylora compare --config configs/vision.yaml --progress false --threads 1 --rank 8 \
       --methods full,svd,default,decay+noise+c --lr-grid 3e-4,1e-3,3e-3 --seeds 0,1 \
       --out runs/results/vgg-r8-grid ;;&
+  vgg-r12-grid|all)
+    # issue 5: rank 12 is the largest uniform rank within 1/8 of the wrapped weights (1/8.4);
+    # svd against full fine-tuning on a grid extended upward, three seeds
+    decaylora compare $VISION --rank 12 --methods svd,full --lr-grid 3e-3,1e-2 --seeds 0,1,2 \
+      --out runs/results/vgg-r12-grid ;;&
+  minilm-r32-probes|all)
+    # issue 5: one-seed probes at rank 32 (1/8) of what might close the gap for decay + C
+    decaylora compare $COMMON_TEXT --rank 32 --methods default --schedule '{end: 0.5}' \
+      --out runs/results/minilm-r32-200-end50
+    decaylora compare $COMMON_TEXT --rank 32 --methods default --kd-weight 0.5 \
+      --kd-temperature 2 --kd-feature-weight 1.0 --out runs/results/minilm-r32-200-kdfeat
+    decaylora compare $COMMON_TEXT --rank 32 --methods svd-residual --lr 1e-3 \
+      --out runs/results/minilm-r32-200-svdres-lr1e-3
+    decaylora compare $COMMON_TEXT --rank 32 --methods default --lr 3e-3 \
+      --out runs/results/minilm-r32-200-lr3e-3 ;;&
   vgg-budget|all)
     # issue 5: per-layer ranks from one budget (8% of the wrapped weights ~ uniform rank 8)
     decaylora compare $VISION --rank-budget 0.08 \
