@@ -42,6 +42,18 @@ case "${1:-all}" in
     # svd against full fine-tuning on a grid extended upward, three seeds
     decaylora compare $VISION --rank 12 --methods svd,full --lr-grid 3e-3,1e-2 --seeds 0,1,2 \
       --out runs/results/vgg-r12-grid ;;&
+  vgg-r12-kd|all)
+    # issue 5: svd + logit and feature distillation, same grid and seeds as vgg-r12-grid; and the
+    # decay methods with the same distillation (one seed)
+    KD="--kd-weight 0.5 --kd-temperature 2 --kd-feature-weight 1.0"
+    decaylora compare $VISION --rank 12 $KD --methods svd --lr-grid 3e-3,1e-2 --seeds 0,1,2 \
+      --out runs/results/vgg-r12-kdfeat-grid
+    decaylora compare $VISION --rank 12 $KD --methods default,decay+noise+c --lr 3e-3 \
+      --out runs/results/vgg-r12-kdfeat-decay ;;&
+  vgg-r12-900|all)
+    # issue 5: does a longer budget (900 steps instead of 300) close the gap without distillation?
+    decaylora compare $VISION --rank 12 --steps 900 --methods svd,full --lr-grid 1e-3,3e-3 \
+      --seeds 0,1 --out runs/results/vgg-r12-900-grid ;;&
   minilm-r32-probes|all)
     # issue 5: one-seed probes at rank 32 (1/8) of what might close the gap for decay + C
     decaylora compare $COMMON_TEXT --rank 32 --methods default --schedule '{end: 0.5}' \

@@ -287,3 +287,25 @@ def test_vision_pretrain_stage_is_cached(tmp_path: Path) -> None:
     assert len(list(cache.glob("pretrain-*.safetensors"))) == 1
     assert b["data"]["pretrain"]["test_acc"] == a["data"]["pretrain"]["test_acc"]
     assert b["test_acc"] == a["test_acc"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path: Path) -> None:
+    """Every config in configs/ loads with all keys known and values valid (a typo in a shipped
+    config would otherwise surface only when a user runs it)."""
+    from decaylora.experiment import ExperimentConfig
+
+    cfg = ExperimentConfig.from_yaml(path)
+    assert cfg.name == path.stem
+
+
+def test_vision_best_is_the_vision_flow_with_the_best_recipe() -> None:
+    """configs/vision-best.yaml changes only the compression recipe of configs/vision.yaml, so
+    its stage 1 (the cached pre-training) and data are the ones the results were measured on."""
+    import yaml
+
+    base = yaml.safe_load((ROOT / "configs" / "vision.yaml").read_text())
+    best = yaml.safe_load((ROOT / "configs" / "vision-best.yaml").read_text())
+    changed = {k for k in base.keys() | best.keys() if base.get(k) != best.get(k)}
+    assert changed == {"name", "method", "rank", "lr", "kd_weight", "kd_temperature",
+                       "kd_feature_weight"}
