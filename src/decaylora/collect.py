@@ -60,7 +60,7 @@ def collect(sources: list[tuple[Path, str]], out_dir: str | Path, *,
     row's). ``reference``: a row label or a method name (its first row); default: the first
     ``full`` row, if any. Writes ``collect.md``, ``collect.json`` and ``accuracy_params.png``
     into ``out_dir``."""
-    from .plots import plot_accuracy_params
+    from .plots import _group_colors, plot_accuracy_params
 
     if not sources:
         raise ConfigError("collect needs at least one compare directory")
@@ -93,7 +93,10 @@ def collect(sources: list[tuple[Path, str]], out_dir: str | Path, *,
          "rows": rows}, indent=2))
     (out / "collect.md").write_text(render_collect(rows, ref, title))
     plot_rows = [dict(r, method=r["label"]) for r in rows]
+    # one colour per method, so the same method under different settings reads as one family
+    by_method = _group_colors(dict.fromkeys(r["method"] for r in rows))
     plot_accuracy_params(plot_rows, out / "accuracy_params.png",
+                         colors={r["label"]: by_method[r["method"]] for r in rows},
                          title=title or "Test accuracy vs size of the deployed model")
     return rows
 
