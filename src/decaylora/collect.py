@@ -46,7 +46,8 @@ def parse_sources(specs: list[str]) -> list[tuple[Path, str]]:
 
 
 def kept_fraction(row: dict[str, Any]) -> float | None:
-    """Wrapped layers' weights the deployed model keeps (after / before), None if W is kept."""
+    """Share of the wrapped layers' parameters the deployed W-free model keeps: ``A + B (+ C)``
+    over ``W (+ b)``, biases counted on both sides; None if the model keeps W."""
     before, after = row.get("wrapped_before"), row.get("wrapped_after")
     if not row.get("w_free") or not before:
         return None
@@ -124,7 +125,7 @@ def render_collect(rows: list[dict[str, Any]], ref: dict[str, Any] | None,
     if ref is not None:
         lines += [f"Δ: test accuracy minus that of `{ref['label']}` ({ref['test_acc']:.3f}), "
                   "in points.", ""]
-    lines += ["| method | comparison | rank | wrapped weights kept | test acc | ± (std) | seeds | "
+    lines += ["| method | comparison | rank | wrapped params kept | test acc | ± (std) | seeds | "
               "lr | steps | Δ | note |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r["test_acc"]):
