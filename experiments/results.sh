@@ -59,11 +59,33 @@ case "${1:-all}" in
     decaylora compare $COMMON_TEXT --rank 32 --methods default --schedule '{end: 0.5}' \
       --out runs/results/minilm-r32-200-end50
     decaylora compare $COMMON_TEXT --rank 32 --methods default --kd-weight 0.5 \
-      --kd-temperature 2 --kd-feature-weight 1.0 --out runs/results/minilm-r32-200-kdfeat
-    decaylora compare $COMMON_TEXT --rank 32 --methods svd-residual --lr 1e-3 \
-      --out runs/results/minilm-r32-200-svdres-lr1e-3
+      --kd-temperature 2 --kd-feature-weight 1.0 --out runs/results/minilm-r32-200-kdfeat ;;&
+  minilm-r32-more|all)
+    # issue 5 (ran with THREADS=1): lr 3e-3 for the default, svd at lr 1e-3, a second seed, and a
+    # larger budget (400 steps over 6,400 snippets) for the default and full fine-tuning
     decaylora compare $COMMON_TEXT --rank 32 --methods default --lr 3e-3 \
-      --out runs/results/minilm-r32-200-lr3e-3 ;;&
+      --out runs/results/minilm-r32-200-lr3e-3
+    decaylora compare $COMMON_TEXT --rank 32 --methods svd --lr 1e-3 \
+      --out runs/results/minilm-r32-200-svd-lr1e-3
+    decaylora compare $COMMON_TEXT --rank 32 --methods full --seed 1 --out runs/results/minilm-r32-200-s1
+    decaylora compare $COMMON_TEXT --rank 32 --methods default --seed 1 \
+      --out runs/results/minilm-r32-200-default-s1
+    for m in full default; do
+      decaylora compare $COMMON_TEXT --rank 32 --steps 400 --max-train 6400 --eval-every 100 \
+        --methods $m --out runs/results/minilm-r32-400-$m
+    done ;;&
+  vgg-scratch-control|all)
+    # issue 5: the same stage-2 fine-tuning from a random VGG (stage 1: one step at lr 1e-9)
+    decaylora compare $VISION --rank 12 --pretrain-steps 1 --pretrain-lr 1e-9 --methods full \
+      --lr 3e-3 --seeds 0,1 --out runs/results/vgg-scratch-control ;;&
+  vgg-budget-floor|all)
+    # issue 5: the budget of uniform rank 12 (0.118 of the wrapped weights), every layer at least
+    # rank 6, with and without distillation; lr grid, three seeds
+    for kd in "" "--kd-weight 0.5 --kd-temperature 2 --kd-feature-weight 1.0"; do
+      decaylora compare $VISION --rank-budget 0.118 --rank-budget-min-rank 6 --methods svd \
+        --lr-grid 3e-3,1e-2 --seeds 0,1,2 $kd \
+        --out runs/results/vgg-budget-0.118-min6${kd:+-kd}-grid
+    done ;;&
   vgg-budget|all)
     # issue 5: per-layer ranks from one budget (8% of the wrapped weights ~ uniform rank 8)
     decaylora compare $VISION --rank-budget 0.08 \
