@@ -24,10 +24,11 @@ def _row(method: str, acc: float, *, w_free: bool, before: int = 1000, after: in
             "majority_baseline": 0.5}
 
 
-def _write(path: Path, rows: list[dict], *, data: str = "rotten_tomatoes", rank: int = 8) -> Path:
+def _write(path: Path, rows: list[dict], *, data: str = "rotten_tomatoes", rank: int = 8,
+           **config) -> Path:
     path.mkdir(parents=True)
     (path / "compare.json").write_text(json.dumps(
-        {"rows": rows, "config": {"data": data, "rank": rank, "steps": 200}}))
+        {"rows": rows, "config": {"data": data, "rank": rank, "steps": 200, **config}}))
     return path
 
 
@@ -82,6 +83,15 @@ def test_collect_refuses_bad_input(tmp_path: Path) -> None:
     with pytest.raises(dl.ConfigError, match="not valid JSON"):
         collect(parse_sources([str(tmp_path / "broken")]), tmp_path / "o")
     assert not (tmp_path / "o").exists()  # nothing written for refused input
+
+
+def test_collect_names_a_rank_budget_instead_of_the_unused_rank(tmp_path: Path) -> None:
+    a = _write(tmp_path / "b", [_row("svd", 0.88, w_free=True)], rank=16, rank_budget=0.118,
+               rank_budget_min_rank=6)
+    b = _write(tmp_path / "c", [_row("svd", 0.87, w_free=True)], rank=16, rank_budget=0.125)
+    rows = collect(parse_sources([str(a), str(b)]), tmp_path / "o")
+    assert [r["rank"] for r in rows] == ["budget 0.118, min 6", "budget 0.125"]
+    assert "| svd | b | budget 0.118, min 6 |" in (tmp_path / "o" / "collect.md").read_text()
 
 
 def test_kept_fraction() -> None:

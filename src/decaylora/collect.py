@@ -75,7 +75,7 @@ def collect(sources: list[tuple[Path, str]], out_dir: str | Path, *,
             row = dict(r)
             row["source"] = label
             row["label"] = f"{r['method']} · {label}"
-            row["rank"] = cfg.get("rank") if r.get("w_free") or r["method"] == "lora" else None
+            row["rank"] = _rank_label(cfg) if r.get("w_free") or r["method"] == "lora" else None
             row["steps"] = cfg.get("steps")
             row["kept"] = kept_fraction(r)
             rows.append(row)
@@ -100,6 +100,14 @@ def collect(sources: list[tuple[Path, str]], out_dir: str | Path, *,
                          colors={r["label"]: by_method[r["method"]] for r in rows},
                          title=title or "Test accuracy vs size of the deployed model")
     return rows
+
+
+def _rank_label(cfg: dict[str, Any]) -> int | str | None:
+    """The uniform rank, or the rank budget that chose per-layer ranks (see results.json)."""
+    if cfg.get("rank_budget") is not None:
+        floor = cfg.get("rank_budget_min_rank") or 1
+        return f"budget {cfg['rank_budget']:g}" + (f", min {floor}" if floor > 1 else "")
+    return cfg.get("rank")
 
 
 def _reference(rows: list[dict[str, Any]], reference: str | None) -> dict[str, Any] | None:
