@@ -307,5 +307,5 @@ def test_vision_best_is_the_vision_flow_with_the_best_recipe() -> None:
     base = yaml.safe_load((ROOT / "configs" / "vision.yaml").read_text())
     best = yaml.safe_load((ROOT / "configs" / "vision-best.yaml").read_text())
     changed = {k for k in base.keys() | best.keys() if base.get(k) != best.get(k)}
-    assert changed == {"name", "method", "rank", "lr", "kd_weight", "kd_temperature",
-                       "kd_feature_weight"}
+    assert changed == {"name", "method", "rank", "rank_budget", "rank_budget_min_rank", "lr",
+                       "kd_weight", "kd_temperature", "kd_feature_weight"}
