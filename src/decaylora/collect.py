@@ -2,7 +2,7 @@
 
 A study of one task is usually several comparisons (ranks, learning-rate grids, options such as
 distillation); ``collect`` puts their rows side by side, each labelled by the comparison it came
-from, with the fraction of the wrapped layers' weights each W-free model keeps and the
+from, with the share of the wrapped layers' parameters each W-free model keeps and the
 difference to a reference row (by default full fine-tuning). Every directory must hold the
 ``compare.json`` that ``compare`` writes, and all must share one test set.
 """
@@ -61,7 +61,7 @@ def collect(sources: list[tuple[Path, str]], out_dir: str | Path, *,
     row's). ``reference``: a row label or a method name (its first row); default: the first
     ``full`` row, if any. Writes ``collect.md``, ``collect.json`` and ``accuracy_params.png``
     into ``out_dir``."""
-    from .plots import _group_colors, plot_accuracy_params
+    from .plots import group_colors, plot_accuracy_params
 
     if not sources:
         raise ConfigError("collect needs at least one compare directory")
@@ -95,7 +95,7 @@ def collect(sources: list[tuple[Path, str]], out_dir: str | Path, *,
     (out / "collect.md").write_text(render_collect(rows, ref, title))
     plot_rows = [dict(r, method=r["label"]) for r in rows]
     # one colour per method, so the same method under different settings reads as one family
-    by_method = _group_colors(dict.fromkeys(r["method"] for r in rows))
+    by_method = group_colors(dict.fromkeys(r["method"] for r in rows))
     plot_accuracy_params(plot_rows, out / "accuracy_params.png",
                          colors={r["label"]: by_method[r["method"]] for r in rows},
                          title=title or "Test accuracy vs size of the deployed model")

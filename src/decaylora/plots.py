@@ -44,6 +44,8 @@ from .schedules import DecaySchedule  # noqa: E402
 
 __all__ = [
     "STAGE_COLORS",
+    "group_colors",
+    "plot_accuracy_params",
     "plot_bias",
     "plot_compare",
     "plot_curves",
@@ -319,7 +321,8 @@ _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#
             "#7f7f7f", "#bcbd22", "#ff7f0e"]
 
 
-def _group_colors(names: Iterable[str]) -> dict[str, Any]:
+def group_colors(names: Iterable[str]) -> dict[str, Any]:
+    """One palette colour per name, in order (the palette repeats after its last colour)."""
     return {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(names)}
 
 
@@ -517,7 +520,7 @@ def plot_noise(records: list[dict], path: str | Path) -> Path:
         layers = _ordered_keys([{str(w.get("layer", "layer")): 1} for r in evals
                                 for w in _weight_stats(r)])
         single = len(layers) == 1
-        colors = _group_colors(layers)
+        colors = group_colors(layers)
         fig, (ax_m, ax_s) = plt.subplots(
             2, 1, figsize=(8.0 if single else 10.0, 6.6), sharex=True
         )
@@ -603,7 +606,7 @@ def plot_bias(records: list[dict], path: str | Path) -> Path:
     stages = _record_stages([r for r in records if isinstance(r, Mapping)])
     c_groups = _ordered_keys(r.get("c_norm") for r in evals)
     ba_groups = _ordered_keys(r.get("ba_norm") for r in evals)
-    colors = _group_colors(_ordered_keys([dict.fromkeys(c_groups + ba_groups)]))
+    colors = group_colors(_ordered_keys([dict.fromkeys(c_groups + ba_groups)]))
 
     def draw(ax: Axes, key: str, groups: list[str], title: str, ylabel: str, empty: str) -> None:
         _shade_stages(ax, stages, label=True)
@@ -671,7 +674,7 @@ def plot_snr(records: list[dict], path: str | Path, *, noise_cap: float | None =
     evals = sorted(_kind(records, "eval"), key=lambda r: _num(r.get("progress")) or 0.0)
     stages = _record_stages([r for r in records if isinstance(r, Mapping)])
     groups = _ordered_keys([r.get("snr_spec") for r in evals] + [r.get("snr_fro") for r in evals])
-    colors = _group_colors(groups)
+    colors = group_colors(groups)
 
     with plt.rc_context(_STYLE):
         fig, axes = plt.subplots(2, 1, figsize=(9.0, 6.6), sharex=True)
@@ -877,7 +880,7 @@ def plot_compare(
     out_dir = Path(out_dir)
     methods = list(histories) + [str(r.get("method")) for r in rows
                                  if str(r.get("method")) not in histories]
-    colors = _group_colors(methods)
+    colors = group_colors(methods)
     # the curves are validation accuracies: compare them with the validation majority class
     majority = next((m for r in rows if (m := _num(r.get("val_majority_baseline",
                                                          r.get("majority_baseline")))) is not None),
@@ -930,7 +933,7 @@ def plot_accuracy_params(rows: list[dict], path: str | Path, *,
     of a comparison (``method``, ``deployed_params``, ``test_acc``, ``test_acc_std``, ``w_free``):
     W-free methods filled, W-keeping methods hollow, majority-class line if known."""
     if colors is None:
-        colors = _group_colors(str(r.get("method")) for r in rows)
+        colors = group_colors(str(r.get("method")) for r in rows)
     test_majority = next((m for r in rows if (m := _num(r.get("majority_baseline"))) is not None),
                          None)
     with plt.rc_context(_STYLE):
