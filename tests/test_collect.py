@@ -72,7 +72,7 @@ def test_collect_reference_by_label_or_method(tmp_path: Path) -> None:
 def test_collect_refuses_bad_input(tmp_path: Path) -> None:
     a = _write(tmp_path / "text", [_row("full", 0.8, w_free=False)])
     b = _write(tmp_path / "vision", [_row("full", 0.9, w_free=False)], data="fashion_mnist")
-    with pytest.raises(dl.ConfigError, match="do not share one test set.*one task at a time"):
+    with pytest.raises(dl.ConfigError, match="do not share one test set.*one task and one split at a time"):
         collect(parse_sources([str(a), str(b)]), tmp_path / "o")
     with pytest.raises(dl.ConfigError, match="has no compare.json.*run the comparison first"):
         collect(parse_sources([str(tmp_path / "missing")]), tmp_path / "o")

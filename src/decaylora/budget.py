@@ -145,7 +145,7 @@ def allocate_ranks(model: nn.Module, config: DecayConfig, budget: float | int, *
         raise ConfigError(
             f"rank budget of {total:,} parameters is smaller than the {spent:,} that min_rank="
             f"{min_rank} on each of the {len(layers)} target layers needs; raise the budget or "
-            "lower min_rank")
+            "lower min_rank (--rank-budget-min-rank in runs)")
     # max-heap on (energy per parameter, earlier layer first)
     heap: list[tuple[float, int]] = []
 

@@ -81,8 +81,9 @@ def collect(sources: list[tuple[Path, str]], out_dir: str | Path, *,
             rows.append(row)
     if len(set(tests.values())) > 1:
         listing = "; ".join(f"{k}: data {d!r}, majority class {m}" for k, (d, m) in tests.items())
-        raise ConfigError(f"the comparisons do not share one test set ({listing}); collect one "
-                          "task at a time")
+        raise ConfigError(f"the comparisons do not share one test set ({listing}); collect "
+                          "comparisons of one task and one split at a time (on some datasets "
+                          "the seed draws the split)")
 
     ref = _reference(rows, reference)
     for row in rows:
