@@ -77,7 +77,10 @@ case "${1:-all}" in
   minilm-budget-floor|all)
     # issue 5 (ran with THREADS=1): the VGG winner's rank budget with a floor, at rank 32's size
     decaylora compare $COMMON_TEXT --rank-budget 0.125 --rank-budget-min-rank 16 \
-      --methods default --out runs/results/minilm-budget-0.125-min16 ;;&
+      --methods default --out runs/results/minilm-budget-0.125-min16
+    # (seed 1 ran with THREADS=2)
+    decaylora compare $COMMON_TEXT --rank-budget 0.125 --rank-budget-min-rank 16 \
+      --methods default --seed 1 --out runs/results/minilm-budget-0.125-min16-s1 ;;&
   vgg-scratch-control|all)
     # issue 5: the same stage-2 fine-tuning from a random VGG (stage 1: one step at lr 1e-9)
     decaylora compare $VISION --rank 12 --pretrain-steps 1 --pretrain-lr 1e-9 --methods full \
