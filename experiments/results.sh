@@ -81,6 +81,16 @@ case "${1:-all}" in
     # (seed 1 ran with THREADS=2)
     decaylora compare $COMMON_TEXT --rank-budget 0.125 --rank-budget-min-rank 16 \
       --methods default --seed 1 --out runs/results/minilm-budget-0.125-min16-s1 ;;&
+  vgg-ranks|all)
+    # issue 5: accuracy vs size beyond 1/8 at lr 3e-3 (the grid's choice at ranks 8 and 12), seed 0:
+    # rank 16, then budgets of 1/4 and 1/2 of the wrapped weights (uniform ranks 32 and 64 are
+    # refused: the first convolution has full rank 32 and stops shrinking above rank 26)
+    decaylora compare $VISION --rank 16 --methods svd,default,decay+noise+c --lr 3e-3 \
+      --out runs/results/vgg-r16-lr3e-3
+    for b in 0.25 0.5; do
+      decaylora compare $VISION --rank-budget $b --rank-budget-min-rank 6 \
+        --methods svd,default,decay+noise+c --lr 3e-3 --out runs/results/vgg-budget-$b-min6-lr3e-3
+    done ;;&
   vgg-scratch-control|all)
     # issue 5: the same stage-2 fine-tuning from a random VGG (stage 1: one step at lr 1e-9)
     decaylora compare $VISION --rank 12 --pretrain-steps 1 --pretrain-lr 1e-9 --methods full \
