@@ -18,28 +18,23 @@ import statistics
 
 import torch
 
+from decaylora.budget import energy_shares
+from decaylora.config import DecayConfig
 from decaylora.experiment import ExperimentConfig, load_task
-from decaylora.layers import geometry
-
-
-def _weight_2d(module: torch.nn.Module) -> torch.Tensor:
-    g = geometry(module)
-    w = module.weight.detach().float()
-    return w.t() if g.kind == "conv1d" else w.reshape(g.out_features, -1)
+from decaylora.injection import find_targets
 
 
 def layer_spectra(model: torch.nn.Module, targets: list[str], ranks: list[int]) -> dict:
     """{group: {rank: (mean energy share, min, max)}}, groups = names with layer indices
-    replaced by '*'."""
+    replaced by '*'. The shares are the rank budgets' (``decaylora.budget.energy_shares``) and
+    the layers are the ones a run wraps (``find_targets``)."""
     modules = dict(model.named_modules())
-    names = [n for n in modules if any(n == t or n.endswith("." + t) for t in targets)]
     per_group: dict[str, dict[int, list[float]]] = {}
-    for name in names:
-        s2 = torch.linalg.svdvals(_weight_2d(modules[name])).double().pow(2)
+    for name in find_targets(model, DecayConfig(target_modules=targets)):
+        shares = energy_shares(modules[name])
         group = re.sub(r"\.\d+\.", ".*.", name)
         for r in ranks:
-            per_group.setdefault(group, {}).setdefault(r, []).append(
-                float(s2[:r].sum() / s2.sum()))
+            per_group.setdefault(group, {}).setdefault(r, []).append(sum(shares[:r]))
     return {g: {r: (statistics.mean(v), min(v), max(v)) for r, v in by_r.items()}
             for g, by_r in per_group.items()}
 

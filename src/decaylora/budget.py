@@ -70,10 +70,11 @@ def _weight_2d(module: nn.Module, g: Geometry) -> torch.Tensor:
     return w.reshape(g.out_features, -1)
 
 
-def _energies(module: nn.Module, g: Geometry) -> list[float]:
+def energy_shares(module: nn.Module, g: Geometry | None = None) -> list[float]:
     """Per step of ``groups`` ranks, the share of the weight's energy it adds: the k-th
     singular value squared of every group's ``(out/groups, fan_in)`` block, summed over groups,
-    over the total."""
+    over the total (so the sum of the first r/groups entries is what rank r keeps)."""
+    g = geometry(module) if g is None else g
     w = _weight_2d(module, g).float().reshape(g.groups, g.out_features // g.groups, g.fan_in)
     s2 = torch.linalg.svdvals(w).double().pow(2)  # (groups, k), each row descending
     total = float(s2.sum())
@@ -109,7 +110,7 @@ def _layers(model: nn.Module, config: DecayConfig, min_rank: int,
                 f"(out={g.out_features}, fan_in={g.fan_in}, groups={g.groups}; a layer must stay "
                 "smaller than dense unless allow_larger=True). Lower min_rank or exclude the "
                 "layer")
-        out.append(_Layer(name, g, _energies(module, g), unit, lo, hi))
+        out.append(_Layer(name, g, energy_shares(module, g), unit, lo, hi))
     return out
 
 
@@ -227,4 +228,4 @@ def format_ranks(ranks: dict[str, int]) -> list[str]:
 
 
 __all__ = ["allocate_ranks", "allocated_params", "budget_params", "budget_summary",
-           "budgeted_config", "dense_weight_count", "format_ranks"]
+           "budgeted_config", "dense_weight_count", "energy_shares", "format_ranks"]
