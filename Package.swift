@@ -1,0 +1,35 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Data flows one way: Tensor → Models → (Manifest, Surgery, Training) → surgeon.
+let package = Package(
+  name: "surgeon",
+  products: [
+    .executable(name: "surgeon", targets: ["surgeon"]),
+    .library(name: "Models", targets: ["Models"]),
+  ],
+  targets: [
+    .systemLibrary(
+      name: "CBLAS",
+      pkgConfig: "openblas",
+      providers: [.apt(["libopenblas-dev"])]
+    ),
+    .systemLibrary(
+      name: "CYAML",
+      pkgConfig: "yaml-0.1",
+      providers: [.apt(["libyaml-dev"])]
+    ),
+    .target(name: "Tensor", dependencies: ["CBLAS"]),
+    .target(name: "Models", dependencies: ["Tensor"]),
+    .target(name: "Manifest", dependencies: ["CYAML"]),
+    .executableTarget(name: "surgeon", dependencies: ["Models", "Manifest", "Tensor"]),
+    .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+    .testTarget(
+      name: "ModelsTests",
+      dependencies: ["Models", "Tensor"],
+      resources: [.copy("Fixtures")]
+    ),
+    .testTarget(name: "ManifestTests", dependencies: ["Manifest"]),
+  ],
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,2 @@
+// OpenBLAS's CBLAS interface (pkg-config "openblas" points at Debian's optimised build).
+#include <cblas.h>

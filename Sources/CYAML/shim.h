@@ -1,0 +1,2 @@
+// libyaml's event API (pkg-config "yaml-0.1").
+#include <yaml.h>

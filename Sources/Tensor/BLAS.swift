@@ -1,0 +1,58 @@
+import CBLAS
+
+/// The OpenBLAS calls surgeon uses, with Swift argument labels.
+public enum BLAS {
+  /// Sets the number of threads OpenBLAS uses for every later call (process-wide).
+  public static func setThreadCount(_ count: Int) {
+    openblas_set_num_threads(Int32(Swift.max(1, count)))
+  }
+
+  /// The threads OpenBLAS will use.
+  public static var threadCount: Int { Int(openblas_get_num_threads()) }
+
+  /// OpenBLAS's build description, including the kernel family it picked for this CPU.
+  public static var configuration: String {
+    guard let text = openblas_get_config() else { return "unknown" }
+    return String(cString: text)
+  }
+
+  /// `C = alpha · op(A) · op(B) + beta · C` on row-major matrices: `op(A)` is `m × k`,
+  /// `op(B)` is `k × n`, `C` is `m × n`; `lda`, `ldb`, `ldc` are the row strides as stored.
+  @inline(__always)
+  public static func gemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float = 0,
+    c: UnsafeMutablePointer<Float>, ldc: Int
+  ) {
+    if m == 0 || n == 0 { return }
+    cblas_sgemm(
+      CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+      Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+  }
+}
+
+extension Tensor {
+  /// The matrix product of two 2-D tensors, `op(self) · op(other)`.
+  public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false)
+    -> Tensor
+  {
+    precondition(shape.count == 2 && other.shape.count == 2, "matmul takes 2-D tensors")
+    let m = transposeSelf ? shape[1] : shape[0]
+    let k = transposeSelf ? shape[0] : shape[1]
+    let otherK = transposeOther ? other.shape[1] : other.shape[0]
+    let n = transposeOther ? other.shape[0] : other.shape[1]
+    precondition(k == otherK, "matmul: inner dimensions \(k) and \(otherK) differ")
+    var result = Tensor(zeros: [m, n])
+    withUnsafeBufferPointer { a in
+      other.withUnsafeBufferPointer { b in
+        result.withUnsafeMutableBufferPointer { c in
+          BLAS.gemm(
+            transposeA: transposeSelf, transposeB: transposeOther, m: m, n: n, k: k,
+            a: a.baseAddress!, lda: shape[1], b: b.baseAddress!, ldb: other.shape[1],
+            c: c.baseAddress!, ldc: n)
+        }
+      }
+    }
+    return result
+  }
+}

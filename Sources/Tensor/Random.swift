@@ -1,0 +1,153 @@
+/// A counter-based random stream (Philox4x32-10, Salmon et al. 2011).
+///
+/// Value `i` of a stream depends only on `(seed, stream, i)`, never on how many threads drew the
+/// values before it, so results are the same with any thread count, and the whole state is three
+/// integers (saved with a checkpoint, a run resumes the exact sequence).
+public struct RandomStream: Sendable, Equatable, Codable {
+  public let seed: UInt64
+  public let stream: UInt64
+  /// The number of 4-word blocks consumed so far.
+  public private(set) var position: UInt64
+
+  public init(seed: UInt64, stream: UInt64 = 0, position: UInt64 = 0) {
+    self.seed = seed
+    self.stream = stream
+    self.position = position
+  }
+
+  /// A stream of its own for a named purpose (for example one per dropout site), derived from
+  /// this stream's seed.
+  public func substream(_ index: UInt64) -> RandomStream {
+    RandomStream(seed: seed, stream: stream &* 0x9E37_79B9_7F4A_7C15 &+ index &+ 1)
+  }
+
+  /// Four random words of block `counter` (pure: no state).
+  @inline(__always)
+  static func block(seed: UInt64, stream: UInt64, counter: UInt64) -> SIMD4<UInt32> {
+    var c0 = UInt32(truncatingIfNeeded: counter)
+    var c1 = UInt32(truncatingIfNeeded: counter >> 32)
+    var c2 = UInt32(truncatingIfNeeded: stream)
+    var c3 = UInt32(truncatingIfNeeded: stream >> 32)
+    var k0 = UInt32(truncatingIfNeeded: seed)
+    var k1 = UInt32(truncatingIfNeeded: seed >> 32)
+    for _ in 0..<10 {
+      let product0 = UInt64(0xD251_1F53) &* UInt64(c0)
+      let product1 = UInt64(0xCD9E_8D57) &* UInt64(c2)
+      let hi0 = UInt32(truncatingIfNeeded: product0 >> 32)
+      let lo0 = UInt32(truncatingIfNeeded: product0)
+      let hi1 = UInt32(truncatingIfNeeded: product1 >> 32)
+      let lo1 = UInt32(truncatingIfNeeded: product1)
+      let next0 = hi1 ^ c1 ^ k0
+      let next2 = hi0 ^ c3 ^ k1
+      c0 = next0
+      c1 = lo1
+      c2 = next2
+      c3 = lo0
+      k0 = k0 &+ 0x9E37_79B9
+      k1 = k1 &+ 0xBB67_AE85
+    }
+    return SIMD4(c0, c1, c2, c3)
+  }
+
+  @inline(__always)
+  static func unitInterval(_ word: UInt32) -> Float {
+    // 24 random bits: exactly representable, in [0, 1).
+    Float(word >> 8) * (1.0 / 16_777_216.0)
+  }
+
+  /// Fills `buffer` with uniform values in `[low, high)`; consumes `ceil(count / 4)` blocks.
+  public mutating func fillUniform(
+    _ buffer: UnsafeMutableBufferPointer<Float>, low: Float, high: Float
+  ) {
+    let width = high - low
+    let blocks = (buffer.count + 3) / 4
+    for blockIndex in 0..<blocks {
+      let words = RandomStream.block(
+        seed: seed, stream: stream, counter: position &+ UInt64(blockIndex))
+      for lane in 0..<4 {
+        let index = blockIndex * 4 + lane
+        if index < buffer.count {
+          buffer[index] = low + width * RandomStream.unitInterval(words[lane])
+        }
+      }
+    }
+    position &+= UInt64(blocks)
+  }
+
+  /// Fills `buffer` with normal values (Box-Muller on pairs of words); consumes `ceil(count / 4)`
+  /// blocks.
+  public mutating func fillNormal(
+    _ buffer: UnsafeMutableBufferPointer<Float>, mean: Float, standardDeviation: Float
+  ) {
+    let blocks = (buffer.count + 3) / 4
+    for blockIndex in 0..<blocks {
+      let words = RandomStream.block(
+        seed: seed, stream: stream, counter: position &+ UInt64(blockIndex))
+      for pair in 0..<2 {
+        // u1 in (0, 1] keeps the logarithm finite.
+        let u1 = (Float(words[2 * pair] >> 8) + 1) * (1.0 / 16_777_216.0)
+        let u2 = RandomStream.unitInterval(words[2 * pair + 1])
+        let radius = (-2 * logf(u1)).squareRoot()
+        let angle = 2 * Float.pi * u2
+        let index = blockIndex * 4 + pair * 2
+        if index < buffer.count { buffer[index] = mean + standardDeviation * radius * cosf(angle) }
+        if index + 1 < buffer.count {
+          buffer[index + 1] = mean + standardDeviation * radius * sinf(angle)
+        }
+      }
+    }
+    position &+= UInt64(blocks)
+  }
+
+  /// One uniform value in `[0, 1)`.
+  public mutating func nextUniform() -> Float {
+    let words = RandomStream.block(seed: seed, stream: stream, counter: position)
+    position &+= 1
+    return RandomStream.unitInterval(words[0])
+  }
+
+  /// A uniform integer in `0..<upperBound` (for shuffles; negligible modulo bias for small bounds
+  /// is avoided by rejection).
+  public mutating func nextInt(below upperBound: Int) -> Int {
+    precondition(upperBound > 0, "empty range")
+    let bound = UInt64(upperBound)
+    let limit = UInt64.max - UInt64.max % bound
+    while true {
+      let words = RandomStream.block(seed: seed, stream: stream, counter: position)
+      position &+= 1
+      let value = UInt64(words[0]) << 32 | UInt64(words[1])
+      if value < limit { return Int(value % bound) }
+    }
+  }
+}
+
+extension Tensor {
+  /// Uniform values in `[low, high)`.
+  public static func uniform(shape: [Int], low: Float, high: Float, random: inout RandomStream)
+    -> Tensor
+  {
+    var result = Tensor(zeros: shape)
+    result.withUnsafeMutableBufferPointer { random.fillUniform($0, low: low, high: high) }
+    return result
+  }
+
+  /// Normal values.
+  public static func normal(
+    shape: [Int], mean: Float = 0, standardDeviation: Float = 1, random: inout RandomStream
+  ) -> Tensor {
+    var result = Tensor(zeros: shape)
+    result.withUnsafeMutableBufferPointer {
+      random.fillNormal($0, mean: mean, standardDeviation: standardDeviation)
+    }
+    return result
+  }
+
+  /// PyTorch's default `nn.Linear` / `nn.Conv2d` weight init: `kaiming_uniform_(a: √5)`, i.e.
+  /// uniform in `±1/√fanIn`.
+  public static func kaimingUniform(shape: [Int], fanIn: Int, random: inout RandomStream) -> Tensor
+  {
+    let gain = (2.0 / (1.0 + 5.0)).squareRoot()
+    let bound = Float(gain * (3.0 / Double(fanIn)).squareRoot())
+    return uniform(shape: shape, low: -bound, high: bound, random: &random)
+  }
+}
