@@ -301,8 +301,6 @@ public struct WordPieceTokenizer: Sendable {
     }
   }
 
-  // MARK: - Character classes (as `tokenizers` defines them)
-
   /// Split `vocab.txt` text as Rust's `BufRead::lines` and `trim_end` do.
   static func lines(of text: String) -> [String] {
     var lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)
@@ -312,6 +310,8 @@ public struct WordPieceTokenizer: Sendable {
       return String(line[..<(end ?? line.startIndex)])
     }
   }
+
+  // MARK: - Character classes (as `tokenizers` defines them)
 
   /// Cc, Cf and Co (the `unicode_categories` crate's `is_other`), except tab, newline and
   /// carriage return, which count as whitespace. Unassigned code points are kept.
