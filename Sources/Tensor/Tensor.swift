@@ -9,11 +9,14 @@ public final class TensorStorage: @unchecked Sendable {
   public init(count: Int) {
     precondition(count >= 0, "negative element count")
     self.count = count
-    base = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(count, 1))
-    base.initialize(repeating: 0, count: count)
+    // calloc: zero pages are mapped lazily, so a large zero tensor costs nothing until written.
+    guard let memory = calloc(Swift.max(count, 1), MemoryLayout<Float>.stride) else {
+      preconditionFailure("out of memory allocating \(count) floats")
+    }
+    base = memory.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
   }
 
-  deinit { base.deallocate() }
+  deinit { free(base) }
 
   func copy() -> TensorStorage {
     let result = TensorStorage(count: count)

@@ -1,0 +1,143 @@
+import Tensor
+
+/// What a node is for, as manifests select it (MANIFEST.md's role list).
+public enum NodeRole: String, Sendable, CaseIterable, Codable {
+  case query, key, value
+  case attentionOutput = "attention_output"
+  case attentionNorm = "attention_norm"
+  case ffnIntermediate = "ffn_intermediate"
+  case ffnOutput = "ffn_output"
+  case ffnNorm = "ffn_norm"
+  case embeddings, pooler, classifier
+  case conv
+  case batchNorm = "batch_norm"
+  /// A VGG classifier Linear other than the last.
+  case fc
+  /// The last Linear of a VGG classifier.
+  case head
+}
+
+/// The layer type of a node, as summaries print it.
+public enum NodeKind: String, Sendable, Codable {
+  case linear = "Linear"
+  case embedding = "Embedding"
+  case layerNorm = "LayerNorm"
+  case conv2d = "Conv2d"
+  case batchNorm2d = "BatchNorm2d"
+}
+
+/// A named tensor of a node and its shape.
+public struct TensorInfo: Sendable, Equatable, Codable {
+  public var name: String
+  public var shape: [Int]
+  public var count: Int { Tensor.elementCount(of: shape) }
+}
+
+/// A node of a loaded graph: its checkpoint prefix, type, role, the transformer block or
+/// feature index it sits in, its parameters and its buffers (running statistics: not parameters).
+public struct GraphNode: Sendable, Equatable {
+  public var name: String
+  public var kind: NodeKind
+  public var role: NodeRole
+  public var block: Int?
+  public var parameters: [TensorInfo]
+  public var buffers: [TensorInfo]
+
+  public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+}
+
+/// A weight that a checkpoint lacks or holds in the wrong shape.
+public struct WeightError: Error, CustomStringConvertible, Sendable {
+  public var description: String
+  public init(_ description: String) { self.description = description }
+}
+
+/// Looks up checkpoint tensors by name and checks their shapes.
+public struct WeightSource: Sendable {
+  public var tensors: [String: Tensor]
+
+  public init(tensors: [String: Tensor]) {
+    self.tensors = tensors
+  }
+
+  public func require(_ name: String, shape: [Int]) throws(WeightError) -> Tensor {
+    guard let tensor = tensors[name] else {
+      throw WeightError("missing tensor '\(name)' (expected shape \(shape))")
+    }
+    guard tensor.shape == shape else {
+      throw WeightError(
+        "tensor '\(name)' has shape \(tensor.shape) but config.json implies \(shape)")
+    }
+    return tensor
+  }
+
+  public func optional(_ name: String, shape: [Int]) throws(WeightError) -> Tensor? {
+    guard tensors[name] != nil else { return nil }
+    return try require(name, shape: shape)
+  }
+}
+
+extension Linear {
+  func node(role: NodeRole, block: Int?) -> GraphNode {
+    var parameters = [TensorInfo(name: weightName, shape: weight.shape)]
+    if let bias { parameters.append(TensorInfo(name: biasName, shape: bias.shape)) }
+    return GraphNode(
+      name: name, kind: .linear, role: role, block: block, parameters: parameters, buffers: [])
+  }
+
+  var namedParameters: [(String, Tensor)] {
+    var result = [(weightName, weight)]
+    if let bias { result.append((biasName, bias)) }
+    return result
+  }
+
+  init(loading name: String, inFeatures: Int, outFeatures: Int, from source: WeightSource)
+    throws(WeightError)
+  {
+    let weight = try source.require(name + ".weight", shape: [outFeatures, inFeatures])
+    let bias = try source.optional(name + ".bias", shape: [outFeatures])
+    self.init(name: name, weight: weight, bias: bias)
+  }
+}
+
+extension LayerNorm {
+  func node(role: NodeRole, block: Int?) -> GraphNode {
+    GraphNode(
+      name: name, kind: .layerNorm, role: role, block: block,
+      parameters: [
+        TensorInfo(name: weightName, shape: weight.shape),
+        TensorInfo(name: biasName, shape: bias.shape),
+      ], buffers: [])
+  }
+
+  var namedParameters: [(String, Tensor)] { [(weightName, weight), (biasName, bias)] }
+
+  init(loading name: String, features: Int, epsilon: Float, from source: WeightSource)
+    throws(WeightError)
+  {
+    self.init(
+      name: name, weight: try source.require(name + ".weight", shape: [features]),
+      bias: try source.require(name + ".bias", shape: [features]), epsilon: epsilon)
+  }
+}
+
+extension Embedding {
+  func node(role: NodeRole) -> GraphNode {
+    GraphNode(
+      name: name, kind: .embedding, role: role, block: nil,
+      parameters: [TensorInfo(name: weightName, shape: weight.shape)], buffers: [])
+  }
+}
+
+/// How a new model's parameters are filled.
+public enum Initialization: Sendable, Equatable {
+  /// All zeros: the shapes and counts of a model without paying for random numbers.
+  case zeros
+  /// The reference library's init scheme from this seed.
+  case seeded(UInt64)
+
+  var seed: UInt64? {
+    if case .seeded(let seed) = self { return seed }
+    return nil
+  }
+}

@@ -1,0 +1,187 @@
+import Tensor
+
+/// Scaled dot-product attention over `heads` heads, with Hugging Face's padding mask: key
+/// positions whose mask is 0 get `finfo(float32).min` added to their scores, so a row that masks
+/// every key attends uniformly, as in PyTorch.
+public struct MultiHeadAttention: Sendable {
+  public var heads: Int
+  public var dropout: Dropout
+
+  public init(heads: Int, dropoutProbability: Float) {
+    self.heads = heads
+    dropout = Dropout(probability: dropoutProbability)
+  }
+
+  /// What backward needs: the projections, the probabilities and the dropout mask.
+  public struct Cache: Sendable {
+    public var query: Tensor
+    public var key: Tensor
+    public var value: Tensor
+    public var probabilities: Tensor
+    public var dropoutMask: Tensor?
+  }
+
+  /// `query`, `key`, `value` are `[batch·length, hidden]` (heads side by side in `hidden`);
+  /// `mask` is `batch × length` (1 attend, 0 padding). The result has the layout of `query`.
+  public func forward(
+    query: Tensor, key: Tensor, value: Tensor, mask: [Int32], batch: Int, length: Int,
+    mode: ForwardMode, random: inout RandomStream
+  ) -> (output: Tensor, cache: Cache) {
+    let hidden = query.shape.last!
+    let headSize = hidden / heads
+    let scale = 1 / Float(headSize).squareRoot()
+    var scores = Tensor(zeros: [batch, heads, length, length])
+    query.withUnsafeBufferPointer { q in
+      key.withUnsafeBufferPointer { k in
+        scores.withUnsafeMutableBufferPointer { s in
+          for b in 0..<batch {
+            for h in 0..<heads {
+              let offset = b * length * hidden + h * headSize
+              BLAS.gemm(
+                transposeA: false, transposeB: true, m: length, n: length, k: headSize,
+                alpha: scale, a: q.baseAddress! + offset, lda: hidden,
+                b: k.baseAddress! + offset, ldb: hidden,
+                c: s.baseAddress! + (b * heads + h) * length * length, ldc: length)
+            }
+          }
+          MultiHeadAttention.maskedSoftmax(
+            s.baseAddress!, mask: mask, batch: batch, heads: heads, length: length)
+        }
+      }
+    }
+    let (dropped, dropoutMask) = dropout.forward(scores, mode: mode, random: &random)
+    var output = Tensor(zeros: query.shape)
+    dropped.withUnsafeBufferPointer { p in
+      value.withUnsafeBufferPointer { v in
+        output.withUnsafeMutableBufferPointer { out in
+          for b in 0..<batch {
+            for h in 0..<heads {
+              let offset = b * length * hidden + h * headSize
+              BLAS.gemm(
+                transposeA: false, transposeB: false, m: length, n: headSize, k: length,
+                a: p.baseAddress! + (b * heads + h) * length * length, lda: length,
+                b: v.baseAddress! + offset, ldb: hidden,
+                c: out.baseAddress! + offset, ldc: hidden)
+            }
+          }
+        }
+      }
+    }
+    let cache = Cache(
+      query: query, key: key, value: value, probabilities: scores, dropoutMask: dropoutMask)
+    return (output, cache)
+  }
+
+  /// Softmax of each score row after the additive padding mask, in place.
+  static func maskedSoftmax(
+    _ scores: UnsafeMutablePointer<Float>, mask: [Int32], batch: Int, heads: Int, length: Int
+  ) {
+    let maskValue = -Float.greatestFiniteMagnitude
+    for b in 0..<batch {
+      for h in 0..<heads {
+        for i in 0..<length {
+          let row = scores + ((b * heads + h) * length + i) * length
+          var maximum = -Float.infinity
+          for j in 0..<length {
+            if mask[b * length + j] == 0 { row[j] += maskValue }
+            maximum = Swift.max(maximum, row[j])
+          }
+          var sum: Float = 0
+          for j in 0..<length {
+            row[j] = expf(row[j] - maximum)
+            sum += row[j]
+          }
+          let inverse = 1 / sum
+          for j in 0..<length { row[j] *= inverse }
+        }
+      }
+    }
+  }
+
+  /// The gradients of the query, key and value projections.
+  public func backward(cache: Cache, outputGradient: Tensor, batch: Int, length: Int)
+    -> (query: Tensor, key: Tensor, value: Tensor)
+  {
+    let hidden = cache.query.shape.last!
+    let headSize = hidden / heads
+    let scale = 1 / Float(headSize).squareRoot()
+    let dropped: Tensor
+    if let mask = cache.dropoutMask {
+      var product = cache.probabilities
+      product.multiply(by: mask)
+      dropped = product
+    } else {
+      dropped = cache.probabilities
+    }
+    var probabilityGradient = Tensor(zeros: cache.probabilities.shape)
+    var queryGradient = Tensor(zeros: cache.query.shape)
+    var keyGradient = Tensor(zeros: cache.key.shape)
+    var valueGradient = Tensor(zeros: cache.value.shape)
+    outputGradient.withUnsafeBufferPointer { dout in
+      cache.value.withUnsafeBufferPointer { v in
+        dropped.withUnsafeBufferPointer { p in
+          probabilityGradient.withUnsafeMutableBufferPointer { dp in
+            valueGradient.withUnsafeMutableBufferPointer { dv in
+              for b in 0..<batch {
+                for h in 0..<heads {
+                  let offset = b * length * hidden + h * headSize
+                  let square = (b * heads + h) * length * length
+                  // dP = dOut · Vᵀ
+                  BLAS.gemm(
+                    transposeA: false, transposeB: true, m: length, n: length, k: headSize,
+                    a: dout.baseAddress! + offset, lda: hidden, b: v.baseAddress! + offset,
+                    ldb: hidden, c: dp.baseAddress! + square, ldc: length)
+                  // dV = Pᵀ · dOut
+                  BLAS.gemm(
+                    transposeA: true, transposeB: false, m: length, n: headSize, k: length,
+                    a: p.baseAddress! + square, lda: length, b: dout.baseAddress! + offset,
+                    ldb: hidden, c: dv.baseAddress! + offset, ldc: hidden)
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    probabilityGradient = dropout.backward(
+      mask: cache.dropoutMask, outputGradient: probabilityGradient)
+    // Softmax backward in place: dS = P ⊙ (dP − Σ dP ⊙ P).
+    cache.probabilities.withUnsafeBufferPointer { ps in
+      probabilityGradient.withUnsafeMutableBufferPointer { ds in
+        for row in 0..<(batch * heads * length) {
+          let p = ps.baseAddress! + row * length
+          let d = ds.baseAddress! + row * length
+          var dotProduct: Float = 0
+          for j in 0..<length { dotProduct += d[j] * p[j] }
+          for j in 0..<length { d[j] = p[j] * (d[j] - dotProduct) }
+        }
+      }
+    }
+    probabilityGradient.withUnsafeBufferPointer { ds in
+      cache.query.withUnsafeBufferPointer { q in
+        cache.key.withUnsafeBufferPointer { k in
+          queryGradient.withUnsafeMutableBufferPointer { dq in
+            keyGradient.withUnsafeMutableBufferPointer { dk in
+              for b in 0..<batch {
+                for h in 0..<heads {
+                  let offset = b * length * hidden + h * headSize
+                  let square = ds.baseAddress! + (b * heads + h) * length * length
+                  // dQ = s · dS · K,  dK = s · dSᵀ · Q
+                  BLAS.gemm(
+                    transposeA: false, transposeB: false, m: length, n: headSize, k: length,
+                    alpha: scale, a: square, lda: length, b: k.baseAddress! + offset,
+                    ldb: hidden, c: dq.baseAddress! + offset, ldc: hidden)
+                  BLAS.gemm(
+                    transposeA: true, transposeB: false, m: length, n: headSize, k: length,
+                    alpha: scale, a: square, lda: length, b: q.baseAddress! + offset,
+                    ldb: hidden, c: dk.baseAddress! + offset, ldc: hidden)
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return (queryGradient, keyGradient, valueGradient)
+  }
+}

@@ -1,0 +1,163 @@
+import Tensor
+
+/// Batch normalisation over `N × C × H × W` per channel. Training normalises with the batch's
+/// statistics and moves the running statistics (momentum 0.1, unbiased variance, as PyTorch);
+/// evaluation uses the running statistics.
+public struct BatchNorm2d: Sendable {
+  public var name: String
+  public var weight: Tensor
+  public var bias: Tensor
+  public var runningMean: Tensor
+  public var runningVariance: Tensor
+  /// PyTorch's `num_batches_tracked` buffer, kept so checkpoints round-trip.
+  public var batchesTracked: Int64
+  public var epsilon: Float
+  public var momentum: Float
+
+  public init(
+    name: String, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVariance: Tensor,
+    batchesTracked: Int64 = 0, epsilon: Float = 1e-5, momentum: Float = 0.1
+  ) {
+    self.name = name
+    self.weight = weight
+    self.bias = bias
+    self.runningMean = runningMean
+    self.runningVariance = runningVariance
+    self.batchesTracked = batchesTracked
+    self.epsilon = epsilon
+    self.momentum = momentum
+  }
+
+  public init(name: String, channels: Int) {
+    self.init(
+      name: name, weight: Tensor(shape: [channels], repeating: 1), bias: Tensor(zeros: [channels]),
+      runningMean: Tensor(zeros: [channels]),
+      runningVariance: Tensor(shape: [channels], repeating: 1))
+  }
+
+  public var channels: Int { weight.count }
+  public var weightName: String { name + ".weight" }
+  public var biasName: String { name + ".bias" }
+
+  public struct Cache: Sendable {
+    public var input: Tensor
+    public var mean: [Float]
+    public var reciprocalStandardDeviation: [Float]
+    /// True when the statistics were the batch's (their gradient flows through them).
+    public var usedBatchStatistics: Bool
+  }
+
+  /// In training the running statistics are updated in place.
+  public mutating func forward(_ input: Tensor, mode: ForwardMode) -> (
+    output: Tensor, cache: Cache
+  ) {
+    let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+    let pixels = height * width
+    let perChannel = batch * pixels
+    var means = [Float](repeating: 0, count: channels)
+    var rstds = [Float](repeating: 0, count: channels)
+    let training = mode == .training
+    input.withUnsafeBufferPointer { xs in
+      for c in 0..<channels {
+        if training {
+          var sum = 0.0
+          for n in 0..<batch {
+            let plane = xs.baseAddress! + (n * channels + c) * pixels
+            for p in 0..<pixels { sum += Double(plane[p]) }
+          }
+          let mean = sum / Double(perChannel)
+          var squares = 0.0
+          for n in 0..<batch {
+            let plane = xs.baseAddress! + (n * channels + c) * pixels
+            for p in 0..<pixels {
+              let centred = Double(plane[p]) - mean
+              squares += centred * centred
+            }
+          }
+          let variance = squares / Double(perChannel)
+          means[c] = Float(mean)
+          rstds[c] = Float(1 / (variance + Double(epsilon)).squareRoot())
+          let unbiased = perChannel > 1 ? squares / Double(perChannel - 1) : variance
+          runningMean[flat: c] = (1 - momentum) * runningMean[flat: c] + momentum * Float(mean)
+          runningVariance[flat: c] =
+            (1 - momentum) * runningVariance[flat: c] + momentum * Float(unbiased)
+        } else {
+          means[c] = runningMean[flat: c]
+          rstds[c] = 1 / (runningVariance[flat: c] + epsilon).squareRoot()
+        }
+      }
+    }
+    if training { batchesTracked += 1 }
+    var output = Tensor(zeros: input.shape)
+    input.withUnsafeBufferPointer { xs in
+      weight.withUnsafeBufferPointer { ws in
+        bias.withUnsafeBufferPointer { bs in
+          output.withUnsafeMutableBufferPointer { ys in
+            for n in 0..<batch {
+              for c in 0..<channels {
+                let offset = (n * channels + c) * pixels
+                let scale = rstds[c] * ws[c]
+                let shift = bs[c] - means[c] * scale
+                for p in 0..<pixels { ys[offset + p] = xs[offset + p] * scale + shift }
+              }
+            }
+          }
+        }
+      }
+    }
+    let cache = Cache(
+      input: input, mean: means, reciprocalStandardDeviation: rstds, usedBatchStatistics: training)
+    return (output, cache)
+  }
+
+  public func backward(cache: Cache, outputGradient: Tensor, gradients: inout GradientSet)
+    -> Tensor
+  {
+    let input = cache.input
+    let (batch, pixels) = (input.shape[0], input.shape[2] * input.shape[3])
+    let perChannel = Float(batch * pixels)
+    var inputGradient = Tensor(zeros: input.shape)
+    var weightGradient = Tensor(zeros: [channels])
+    var biasGradient = Tensor(zeros: [channels])
+    input.withUnsafeBufferPointer { xs in
+      outputGradient.withUnsafeBufferPointer { dys in
+        inputGradient.withUnsafeMutableBufferPointer { dxs in
+          for c in 0..<channels {
+            let mean = cache.mean[c]
+            let rstd = cache.reciprocalStandardDeviation[c]
+            var sumGradient: Float = 0
+            var sumGradientNorm: Float = 0
+            for n in 0..<batch {
+              let offset = (n * channels + c) * pixels
+              for p in 0..<pixels {
+                let norm = (xs[offset + p] - mean) * rstd
+                sumGradient += dys[offset + p]
+                sumGradientNorm += dys[offset + p] * norm
+              }
+            }
+            weightGradient[flat: c] = sumGradientNorm
+            biasGradient[flat: c] = sumGradient
+            let scale = weight[flat: c] * rstd
+            for n in 0..<batch {
+              let offset = (n * channels + c) * pixels
+              for p in 0..<pixels {
+                if cache.usedBatchStatistics {
+                  let norm = (xs[offset + p] - mean) * rstd
+                  dxs[offset + p] =
+                    scale
+                    * (dys[offset + p] - sumGradient / perChannel - norm * sumGradientNorm
+                      / perChannel)
+                } else {
+                  dxs[offset + p] = scale * dys[offset + p]
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    if gradients.wants(weightName) { gradients.accumulate(weightName, weightGradient) }
+    if gradients.wants(biasName) { gradients.accumulate(biasName, biasGradient) }
+    return inputGradient
+  }
+}

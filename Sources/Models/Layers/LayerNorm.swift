@@ -1,0 +1,114 @@
+import Tensor
+
+/// Layer normalisation over the last dimension, with an affine weight and bias.
+public struct LayerNorm: Sendable {
+  public var name: String
+  public var weight: Tensor
+  public var bias: Tensor
+  public var epsilon: Float
+
+  public init(name: String, weight: Tensor, bias: Tensor, epsilon: Float) {
+    self.name = name
+    self.weight = weight
+    self.bias = bias
+    self.epsilon = epsilon
+  }
+
+  public init(name: String, features: Int, epsilon: Float) {
+    self.init(
+      name: name, weight: Tensor(shape: [features], repeating: 1), bias: Tensor(zeros: [features]),
+      epsilon: epsilon)
+  }
+
+  public var features: Int { weight.count }
+  public var weightName: String { name + ".weight" }
+  public var biasName: String { name + ".bias" }
+
+  /// What backward needs: the input and each row's mean and reciprocal standard deviation.
+  public struct Cache: Sendable {
+    public var input: Tensor
+    public var mean: [Float]
+    public var reciprocalStandardDeviation: [Float]
+  }
+
+  public func forward(_ input: Tensor) -> (output: Tensor, cache: Cache) {
+    let columns = features
+    let rows = input.count / columns
+    var output = Tensor(zeros: input.shape)
+    var means = [Float](repeating: 0, count: rows)
+    var rstds = [Float](repeating: 0, count: rows)
+    input.withUnsafeBufferPointer { xs in
+      weight.withUnsafeBufferPointer { ws in
+        bias.withUnsafeBufferPointer { bs in
+          output.withUnsafeMutableBufferPointer { ys in
+            for row in 0..<rows {
+              let x = xs.baseAddress! + row * columns
+              let y = ys.baseAddress! + row * columns
+              var sum: Float = 0
+              for c in 0..<columns { sum += x[c] }
+              let mean = sum / Float(columns)
+              var squares: Float = 0
+              for c in 0..<columns {
+                let centred = x[c] - mean
+                squares += centred * centred
+              }
+              let rstd = 1 / (squares / Float(columns) + epsilon).squareRoot()
+              for c in 0..<columns { y[c] = (x[c] - mean) * rstd * ws[c] + bs[c] }
+              means[row] = mean
+              rstds[row] = rstd
+            }
+          }
+        }
+      }
+    }
+    return (output, Cache(input: input, mean: means, reciprocalStandardDeviation: rstds))
+  }
+
+  public func backward(cache: Cache, outputGradient: Tensor, gradients: inout GradientSet)
+    -> Tensor
+  {
+    let columns = features
+    let rows = cache.input.count / columns
+    var inputGradient = Tensor(zeros: cache.input.shape)
+    var weightGradient = Tensor(zeros: [columns])
+    var biasGradient = Tensor(zeros: [columns])
+    cache.input.withUnsafeBufferPointer { xs in
+      outputGradient.withUnsafeBufferPointer { dys in
+        weight.withUnsafeBufferPointer { ws in
+          inputGradient.withUnsafeMutableBufferPointer { dxs in
+            weightGradient.withUnsafeMutableBufferPointer { dw in
+              biasGradient.withUnsafeMutableBufferPointer { db in
+                for row in 0..<rows {
+                  let x = xs.baseAddress! + row * columns
+                  let dy = dys.baseAddress! + row * columns
+                  let dx = dxs.baseAddress! + row * columns
+                  let mean = cache.mean[row]
+                  let rstd = cache.reciprocalStandardDeviation[row]
+                  var meanGradient: Float = 0
+                  var meanGradientNorm: Float = 0
+                  for c in 0..<columns {
+                    let norm = (x[c] - mean) * rstd
+                    let normGradient = dy[c] * ws[c]
+                    meanGradient += normGradient
+                    meanGradientNorm += normGradient * norm
+                    dw[c] += dy[c] * norm
+                    db[c] += dy[c]
+                  }
+                  meanGradient /= Float(columns)
+                  meanGradientNorm /= Float(columns)
+                  for c in 0..<columns {
+                    let norm = (x[c] - mean) * rstd
+                    dx[c] = rstd * (dy[c] * ws[c] - meanGradient - norm * meanGradientNorm)
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    if gradients.wants(weightName) { gradients.accumulate(weightName, weightGradient) }
+    if gradients.wants(biasName) { gradients.accumulate(biasName, biasGradient) }
+    return inputGradient
+  }
+}

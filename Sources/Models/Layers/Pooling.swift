@@ -1,0 +1,143 @@
+import Tensor
+
+/// Max pooling over `N × C × H × W` windows (padding counts as −∞; floor output size).
+public struct MaxPool2d: Sendable {
+  public var kernel: (Int, Int)
+  public var stride: (Int, Int)
+  public var padding: (Int, Int)
+
+  public init(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0)) {
+    self.kernel = kernel
+    self.stride = stride ?? kernel
+    self.padding = padding
+  }
+
+  public func outputSize(height: Int, width: Int) -> (Int, Int) {
+    (
+      (height + 2 * padding.0 - kernel.0) / stride.0 + 1,
+      (width + 2 * padding.1 - kernel.1) / stride.1 + 1
+    )
+  }
+
+  /// The output and, per output element, the flat input index of its maximum (for backward).
+  public func forward(_ input: Tensor) -> (output: Tensor, argmax: [Int32]) {
+    let (batch, channels, height, width) = (
+      input.shape[0], input.shape[1], input.shape[2], input.shape[3]
+    )
+    let (outHeight, outWidth) = outputSize(height: height, width: width)
+    var output = Tensor(zeros: [batch, channels, outHeight, outWidth])
+    var argmax = [Int32](repeating: 0, count: output.count)
+    input.withUnsafeBufferPointer { xs in
+      output.withUnsafeMutableBufferPointer { ys in
+        argmax.withUnsafeMutableBufferPointer { indices in
+          for plane in 0..<(batch * channels) {
+            let x = xs.baseAddress! + plane * height * width
+            for oh in 0..<outHeight {
+              for ow in 0..<outWidth {
+                var best = -Float.infinity
+                var bestIndex = -1
+                for i in 0..<kernel.0 {
+                  let ih = oh * stride.0 - padding.0 + i
+                  if ih < 0 || ih >= height { continue }
+                  for j in 0..<kernel.1 {
+                    let iw = ow * stride.1 - padding.1 + j
+                    if iw < 0 || iw >= width { continue }
+                    let value = x[ih * width + iw]
+                    // PyTorch keeps the first maximum, and NaN wins.
+                    if value > best || value.isNaN || bestIndex < 0 {
+                      best = value
+                      bestIndex = ih * width + iw
+                      if value.isNaN { break }
+                    }
+                  }
+                }
+                let out = (plane * outHeight + oh) * outWidth + ow
+                ys[out] = best
+                indices[out] = Int32(plane * height * width + bestIndex)
+              }
+            }
+          }
+        }
+      }
+    }
+    return (output, argmax)
+  }
+
+  public func backward(argmax: [Int32], inputShape: [Int], outputGradient: Tensor) -> Tensor {
+    var inputGradient = Tensor(zeros: inputShape)
+    outputGradient.withUnsafeBufferPointer { dys in
+      inputGradient.withUnsafeMutableBufferPointer { dxs in
+        for (out, index) in argmax.enumerated() { dxs[Int(index)] += dys[out] }
+      }
+    }
+    return inputGradient
+  }
+}
+
+/// PyTorch's `AdaptiveAvgPool2d`: output cell `i` averages input rows
+/// `floor(i·H/out) ..< ceil((i+1)·H/out)` (and likewise columns).
+public struct AdaptiveAvgPool2d: Sendable {
+  public var outputHeight: Int
+  public var outputWidth: Int
+
+  public init(outputHeight: Int, outputWidth: Int) {
+    self.outputHeight = outputHeight
+    self.outputWidth = outputWidth
+  }
+
+  private func window(_ index: Int, _ inputSize: Int, _ outputSize: Int) -> Range<Int> {
+    let start = index * inputSize / outputSize
+    let end = ((index + 1) * inputSize + outputSize - 1) / outputSize
+    return start..<end
+  }
+
+  public func forward(_ input: Tensor) -> Tensor {
+    let (batch, channels, height, width) = (
+      input.shape[0], input.shape[1], input.shape[2], input.shape[3]
+    )
+    var output = Tensor(zeros: [batch, channels, outputHeight, outputWidth])
+    input.withUnsafeBufferPointer { xs in
+      output.withUnsafeMutableBufferPointer { ys in
+        for plane in 0..<(batch * channels) {
+          let x = xs.baseAddress! + plane * height * width
+          for oh in 0..<outputHeight {
+            let rows = window(oh, height, outputHeight)
+            for ow in 0..<outputWidth {
+              let columns = window(ow, width, outputWidth)
+              var sum: Float = 0
+              for ih in rows { for iw in columns { sum += x[ih * width + iw] } }
+              ys[(plane * outputHeight + oh) * outputWidth + ow] =
+                sum / Float(rows.count * columns.count)
+            }
+          }
+        }
+      }
+    }
+    return output
+  }
+
+  public func backward(inputShape: [Int], outputGradient: Tensor) -> Tensor {
+    let (batch, channels, height, width) = (
+      inputShape[0], inputShape[1], inputShape[2], inputShape[3]
+    )
+    var inputGradient = Tensor(zeros: inputShape)
+    outputGradient.withUnsafeBufferPointer { dys in
+      inputGradient.withUnsafeMutableBufferPointer { dxs in
+        for plane in 0..<(batch * channels) {
+          let dx = dxs.baseAddress! + plane * height * width
+          for oh in 0..<outputHeight {
+            let rows = window(oh, height, outputHeight)
+            for ow in 0..<outputWidth {
+              let columns = window(ow, width, outputWidth)
+              let share =
+                dys[(plane * outputHeight + oh) * outputWidth + ow]
+                / Float(rows.count * columns.count)
+              for ih in rows { for iw in columns { dx[ih * width + iw] += share } }
+            }
+          }
+        }
+      }
+    }
+    return inputGradient
+  }
+}

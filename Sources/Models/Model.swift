@@ -1,0 +1,54 @@
+import Tensor
+
+/// A loaded graph of either family: what `summary`, `forward` and later the rewriter work on.
+public enum Model: Sendable {
+  case bert(BertModel)
+  case vgg(VGGModel)
+
+  /// A new model of `architecture`.
+  public init(architecture: Architecture, initialization: Initialization, bertPrefix: String = "") {
+    switch architecture {
+    case .bert(let configuration, let classes):
+      self = .bert(
+        BertModel(
+          configuration: configuration, prefix: bertPrefix, classes: classes,
+          initialization: initialization))
+    case .vgg(let configuration):
+      self = .vgg(VGGModel(configuration: configuration, initialization: initialization))
+    }
+  }
+
+  public var family: String {
+    switch self {
+    case .bert: return "bert"
+    case .vgg: return "vgg"
+    }
+  }
+
+  public var nodes: [GraphNode] {
+    switch self {
+    case .bert(let model): return model.nodes
+    case .vgg(let model): return model.nodes
+    }
+  }
+
+  public var namedParameters: [(String, Tensor)] {
+    switch self {
+    case .bert(let model): return model.namedParameters
+    case .vgg(let model): return model.namedParameters
+    }
+  }
+
+  /// The number of classes of the head, nil when the model has none.
+  public var classCount: Int? {
+    switch self {
+    case .bert(let model): return model.classCount
+    case .vgg(let model): return model.classCount
+    }
+  }
+
+  /// The parameter count: buffers (running statistics, `position_ids`) are not parameters.
+  public var parameterCount: Int {
+    nodes.reduce(0) { $0 + $1.parameterCount }
+  }
+}
