@@ -180,14 +180,14 @@ public struct BertModel: Sendable {
     }
   }
 
-  /// Runs the model. In training mode dropout draws from `random` and the tape for `backward`
-  /// is returned; in evaluation mode the tape is nil and nothing is cached.
-  public func forward(_ batch: TextBatch, mode: ForwardMode, random: inout RandomStream)
-    throws(ModelInputError) -> (outputs: BertOutputs, tape: BertTape?)
-  {
+  /// Runs the model. In training mode dropout draws from `random`. The tape for `backward` is
+  /// kept only when `recordsTape` (by default: in training); otherwise nothing is cached.
+  public func forward(
+    _ batch: TextBatch, mode: ForwardMode, recordsTape: Bool? = nil, random: inout RandomStream
+  ) throws(ModelInputError) -> (outputs: BertOutputs, tape: BertTape?) {
     try validate(batch)
     let (batchSize, length, hidden) = (batch.batchSize, batch.length, configuration.hiddenSize)
-    let training = mode == .training
+    let recording = recordsTape ?? (mode == .training)
     let hiddenDropout = Dropout(probability: configuration.hiddenDropout)
 
     let positions = (0..<batchSize).flatMap { _ in (0..<length).map { Int32($0) } }
@@ -219,7 +219,7 @@ public struct BertModel: Sendable {
       droppedOutput.add(normalizedAttention)
       let (layerOutput, outputNormCache) = layer.outputNorm.forward(droppedOutput)
       hiddenState = layerOutput
-      if training {
+      if recording {
         layerCaches.append(
           BertLayer.Cache(
             input: input, attention: attentionCache, context: context,
@@ -258,7 +258,7 @@ public struct BertModel: Sendable {
         }
       }
     }
-    guard training else { return (outputs, nil) }
+    guard recording else { return (outputs, nil) }
     let tape = BertTape(
       batch: batch, embeddingSum: embeddingCache, embeddingDropoutMask: embeddingMask,
       layers: layerCaches, classifierToken: classifierToken,

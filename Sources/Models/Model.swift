@@ -52,3 +52,24 @@ public enum Model: Sendable {
     nodes.reduce(0) { $0 + $1.parameterCount }
   }
 }
+
+extension Model {
+  /// The model with a fresh `classes`-way head in place of any it had (the reference library's
+  /// init for a new classifier, from `seed`).
+  public func replacingHead(classes: Int, seed: UInt64) -> Model {
+    var random = RandomStream(seed: seed, stream: 1)
+    switch self {
+    case .bert(let model):
+      return .bert(model.replacingClassifier(classes: classes, random: &random))
+    case .vgg(var model):
+      let last = model.classifier[model.classifier.count - 1]
+      model.classifier[model.classifier.count - 1] = Linear(
+        name: last.name,
+        weight: Tensor.normal(
+          shape: [classes, last.inFeatures], standardDeviation: 0.01, random: &random),
+        bias: Tensor(zeros: [classes]))
+      model.configuration.classCount = classes
+      return .vgg(model)
+    }
+  }
+}

@@ -235,51 +235,52 @@ public struct VGGModel: Sendable {
     }
   }
 
-  /// Runs the model; training mode updates batch-norm running statistics, draws dropout from
-  /// `random` and returns the tape for `backward`.
+  /// Runs the model; training mode updates batch-norm running statistics and draws dropout
+  /// from `random`. The tape for `backward` is kept when `recordsTape` (by default: in training).
   public mutating func forward(
-    pixels: Tensor, labels: [Int32]?, mode: ForwardMode, random: inout RandomStream
+    pixels: Tensor, labels: [Int32]?, mode: ForwardMode, recordsTape: Bool? = nil,
+    random: inout RandomStream
   ) throws(ModelInputError) -> (outputs: VGGOutputs, tape: VGGTape?) {
     try validate(pixels: pixels, labels: labels)
-    let training = mode == .training
+    let recording = recordsTape ?? (mode == .training)
     var tape = VGGTape(
       featureInputs: [], batchNormCaches: [:], poolIndices: [:], averagePoolInput: nil,
       featureOutputShape: [], classifierInputs: [], hiddenOutputs: [], dropoutMasks: [],
       logitsGradient: nil)
     var x = pixels
     for index in features.indices {
-      if training { tape.featureInputs.append(x) }
+      if recording { tape.featureInputs.append(x) }
       switch features[index] {
       case .convolution(let conv):
         x = conv.forward(x)
       case .batchNorm(var norm):
         let (output, cache) = norm.forward(x, mode: mode)
         features[index] = .batchNorm(norm)
-        if training { tape.batchNormCaches[index] = cache }
+        if recording { tape.batchNormCaches[index] = cache }
         x = output
       case .relu:
         x = Activation.relu.forward(x)
       case .maxPool(let pool):
         let (output, indices) = pool.forward(x)
-        if training { tape.poolIndices[index] = indices }
+        if recording { tape.poolIndices[index] = indices }
         x = output
       }
     }
     tape.featureOutputShape = x.shape
     if let size = configuration.averagePool {
-      if training { tape.averagePoolInput = x }
+      if recording { tape.averagePoolInput = x }
       x = AdaptiveAvgPool2d(outputHeight: size, outputWidth: size).forward(x)
     }
     let batch = pixels.shape[0]
     x = x.reshaped([batch, x.count / batch])
     for (index, linear) in classifier.enumerated() {
-      if training { tape.classifierInputs.append(x) }
+      if recording { tape.classifierInputs.append(x) }
       x = linear.forward(x)
       if index < classifier.count - 1 {
         x = Activation.relu.forward(x)
-        if training { tape.hiddenOutputs.append(x) }
+        if recording { tape.hiddenOutputs.append(x) }
         let (dropped, mask) = dropout.forward(x, mode: mode, random: &random)
-        if training { tape.dropoutMasks.append(mask) }
+        if recording { tape.dropoutMasks.append(mask) }
         x = dropped
       }
     }
@@ -289,7 +290,7 @@ public struct VGGModel: Sendable {
       outputs.loss = loss
       tape.logitsGradient = gradient
     }
-    return (outputs, training ? tape : nil)
+    return (outputs, recording ? tape : nil)
   }
 
   /// The gradients of the mean cross-entropy for every wanted parameter.

@@ -1,1 +1,83 @@
-print("surgeon")
+import Foundation
+import Models
+import Tensor
+
+/// surgeon's command line: argument parsing and printing only; the work is in the libraries.
+let version = "0.1.0"
+
+let overview = """
+  surgeon \(version): declarative model surgery for BERT and VGG (LoRA adapters that can replace
+  the frozen weights they wrap).
+
+  Usage: surgeon <command> [options]
+
+  Commands:
+    summary    per-node parameter counts of a checkpoint or preset (Keras-style table or JSON)
+    forward    run a checkpoint on inputs from a safetensors file (outputs, loss, gradients)
+    tokenize   WordPiece ids of JSON strings read line by line from standard input
+
+  Options:
+    --version  print the version
+    --help     print this help (`surgeon <command> --help` for a command's)
+  """
+
+func printError(_ message: String) {
+  FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// Runs one subcommand; returns the exit status.
+func run(_ arguments: [String]) -> Int32 {
+  guard let command = arguments.first else {
+    print(overview)
+    return 2
+  }
+  let rest = Array(arguments.dropFirst())
+  let commands: [String: Command.Type] = [
+    "summary": SummaryCommand.self, "forward": ForwardCommand.self,
+    "tokenize": TokenizeCommand.self,
+  ]
+  switch command {
+  case "--version", "version":
+    print("surgeon \(version)")
+    return 0
+  case "--help", "-h", "help":
+    print(overview)
+    return 0
+  default:
+    guard let type = commands[command] else {
+      let suggestion =
+        closest(to: command, among: commands.keys.sorted()).map { " (did you mean '\($0)'?)" } ?? ""
+      printError("surgeon: error: unknown command '\(command)'\(suggestion)\n\n\(overview)")
+      return 2
+    }
+    if rest.contains("--help") || rest.contains("-h") {
+      print(type.usage)
+      return 0
+    }
+    do {
+      try type.run(rest)
+      return 0
+    } catch let error as UsageError {
+      printError("surgeon \(command): error: \(error.message)\n\n\(type.usage)")
+      return 2
+    } catch let error as CommandError {
+      printError(error.message)
+      return 1
+    } catch {
+      printError("surgeon \(command): error: \(error)")
+      return 1
+    }
+  }
+}
+
+/// A subcommand: its usage text and what it does.
+protocol Command {
+  static var usage: String { get }
+  static func run(_ arguments: [String]) throws
+}
+
+// Two cores: the BLAS pool is sized deliberately (SURGEON_THREADS overrides).
+BLAS.setThreadCount(
+  ProcessInfo.processInfo.environment["SURGEON_THREADS"].flatMap { Int($0) }
+    ?? ProcessInfo.processInfo.activeProcessorCount)
+exit(run(Array(CommandLine.arguments.dropFirst())))

@@ -1,0 +1,138 @@
+import Foundation
+import Tensor
+
+/// A model loaded from a checkpoint directory, with what the loader noticed but did not use.
+public struct LoadedCheckpoint: Sendable {
+  public var model: Model
+  public var directory: URL
+  /// Tensors in the file that no node uses (a pre-training head, say), one line each.
+  public var warnings: [String]
+}
+
+/// Loads `config.json` + `model.safetensors` directories (MANIFEST.md's input checkpoints).
+public enum CheckpointLoader {
+  /// Buffers checkpoints carry that are not parameters of any node.
+  static func isKnownBuffer(_ name: String) -> Bool {
+    name.hasSuffix("embeddings.position_ids") || name.hasSuffix(".running_mean")
+      || name.hasSuffix(".running_var") || name.hasSuffix(".num_batches_tracked")
+  }
+
+  /// The architecture alone (config.json): enough for summaries and validation.
+  public static func architecture(directory: URL) throws(CheckpointError) -> Architecture {
+    try checkDirectory(directory)
+    return try ConfigurationFile.read(directory.appendingPathComponent("config.json"))
+  }
+
+  private static func checkDirectory(_ directory: URL) throws(CheckpointError) {
+    if directory.path.hasPrefix("hf:/") {
+      throw CheckpointError(
+        file: directory.path, problem: "hub checkpoints cannot be downloaded by this command",
+        fix:
+          "download config.json, model.safetensors and vocab.txt into a directory and pass its path"
+      )
+    }
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory) else {
+      throw CheckpointError(
+        file: directory.path, problem: "no such checkpoint directory",
+        fix: "pass a directory holding config.json and model.safetensors")
+    }
+    guard isDirectory.boolValue else {
+      throw CheckpointError(
+        file: directory.path, problem: "a checkpoint is a directory, not a file",
+        fix: "pass the directory that holds config.json and model.safetensors")
+    }
+  }
+
+  public static func load(directory: URL) throws(CheckpointError) -> LoadedCheckpoint {
+    let architecture = try architecture(directory: directory)
+    let weightsURL = directory.appendingPathComponent("model.safetensors")
+    guard FileManager.default.fileExists(atPath: weightsURL.path) else {
+      let pickle = directory.appendingPathComponent("pytorch_model.bin")
+      if FileManager.default.fileExists(atPath: pickle.path) {
+        throw CheckpointError(
+          file: pickle.path,
+          problem: "only a pytorch_model.bin (pickle) is here; surgeon never unpickles",
+          fix:
+            "convert it once with: python3 -c \"import torch; from safetensors.torch import save_file; sd = torch.load('\(pickle.path)', map_location='cpu', weights_only=True); save_file({k: v.contiguous() for k, v in sd.items()}, '\(weightsURL.path)')\""
+        )
+      }
+      throw CheckpointError(
+        file: weightsURL.path, problem: "model.safetensors is missing",
+        fix: "put the weights as model.safetensors beside config.json")
+    }
+    let file: SafeTensorsFile
+    do {
+      file = try SafeTensorsFile.read(contentsOf: weightsURL)
+    } catch {
+      throw CheckpointError(file: error.file, problem: error.problem, fix: error.fix)
+    }
+    var floats: [String: Tensor] = [:]
+    var integers: [String: [Int64]] = [:]
+    for (name, stored) in file.tensors {
+      switch stored {
+      case .float(let tensor): floats[name] = tensor
+      case .integer(_, let values, _): integers[name] = values
+      }
+    }
+    let source = WeightSource(tensors: floats)
+    let model: Model
+    do {
+      switch architecture {
+      case .bert(let configuration, let classes):
+        let prefix = floats["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
+        let bert = try BertModel(configuration: configuration, prefix: prefix, loading: source)
+        if let classes, let head = bert.classCount, head != classes {
+          throw WeightError(
+            "classifier.weight has \(head) rows but config.json's id2label names \(classes) labels"
+          )
+        }
+        model = .bert(bert)
+      case .vgg(let configuration):
+        var vgg = try VGGModel(configuration: configuration, loading: source)
+        for index in vgg.features.indices {
+          if case .batchNorm(var norm) = vgg.features[index],
+            let tracked = integers[norm.name + ".num_batches_tracked"]?.first
+          {
+            norm.batchesTracked = tracked
+            vgg.features[index] = .batchNorm(norm)
+          }
+        }
+        model = .vgg(vgg)
+      }
+    } catch {
+      throw CheckpointError(
+        file: weightsURL.path, problem: error.description,
+        fix: "the weights must match config.json (\(directory.appendingPathComponent("config.json").path))"
+      )
+    }
+    let used = Set(model.namedParameters.map(\.0))
+    let unused = file.tensors.keys.filter { !used.contains($0) && !isKnownBuffer($0) }.sorted()
+    let warnings = unused.map { "\(weightsURL.path): warning: tensor '\($0)' is not used by any node" }
+    return LoadedCheckpoint(model: model, directory: directory, warnings: warnings)
+  }
+}
+
+extension Model {
+  /// Every parameter and buffer by checkpoint name, as a safetensors file stores them.
+  public var storedTensors: [String: StoredTensor] {
+    var result: [String: StoredTensor] = [:]
+    for (name, tensor) in namedParameters { result[name] = .float(tensor) }
+    switch self {
+    case .bert(let model):
+      let length = model.configuration.maxPositions
+      result[model.prefix + "embeddings.position_ids"] = .integer(
+        shape: [1, length], values: (0..<Int64(length)).map { $0 }, dtype: .int64)
+    case .vgg(let model):
+      for feature in model.features {
+        if case .batchNorm(let norm) = feature {
+          result[norm.name + ".running_mean"] = .float(norm.runningMean)
+          result[norm.name + ".running_var"] = .float(norm.runningVariance)
+          result[norm.name + ".num_batches_tracked"] = .integer(
+            shape: [], values: [norm.batchesTracked], dtype: .int64)
+        }
+      }
+    }
+    return result
+  }
+}
