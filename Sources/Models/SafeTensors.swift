@@ -10,8 +10,8 @@ import Tensor
 // The safetensors format: an 8-byte little-endian header length N, N bytes of UTF-8 JSON mapping
 // tensor names to {dtype, shape, data_offsets} (plus an optional string→string "__metadata__"),
 // then the data buffer the offsets point into. The reader is as strict as the reference Rust
-// reader (and a little stricter: duplicate and unknown keys are errors), so a damaged or hostile
-// file fails with a message instead of loading wrong weights.
+// reader (a little stricter: duplicate tensor names and a header not starting with '{' are
+// errors), so a damaged or hostile file fails with a message instead of loading wrong weights.
 
 /// The element types a safetensors file may hold that this package reads.
 ///
@@ -210,7 +210,8 @@ public struct SafeTensorsFile: Sendable {
     let syncError = synced ? nil : systemErrorDescription()
     let closed = close(descriptor) == 0
     if let writeError {
-      throw failure("cannot write \(bytes.count) bytes: \(writeError)", fix: "check free disk space")
+      throw failure(
+        "cannot write \(bytes.count) bytes: \(writeError)", fix: "check free disk space")
     }
     guard synced, closed else {
       throw failure("cannot flush the file to disk: \(syncError ?? systemErrorDescription())")
@@ -354,7 +355,7 @@ extension SafeTensorsFile {
     }
     if buffer.count > dataEnd {
       throw failure(
-        "\(buffer.count - dataEnd) trailing bytes after the last tensor (the file is "
+        "\(quantity(buffer.count - dataEnd, "trailing byte")) after the last tensor (the file is "
           + "\(bytes.count) bytes; 8 + header \(headerLength) + data \(dataEnd) = "
           + "\(8 + headerLength + dataEnd))",
         fix: "the file's size must be exactly 8 + header length + the end of the last tensor")
@@ -402,8 +403,7 @@ extension SafeTensorsFile {
       case "dtype": dtypeValue = value
       case "shape": shapeValue = value
       case "data_offsets": offsetsValue = value
-      default:
-        throw failure("tensor '\(name)' has unexpected key '\(key)'", "a tensor entry is \(fields)")
+      default: break  // Other keys are ignored, as the reference reader ignores them.
       }
     }
     guard let dtypeValue else { throw failure("tensor '\(name)' has no 'dtype'", nil) }
@@ -533,11 +533,15 @@ private func nonNegativeInteger(_ value: JSONValue) -> IntegerReading {
     return .invalid("\(value.summary) is \(value.kind), not an integer")
   }
   guard isInteger else { return .invalid("\(text) is not an integer") }
-  if text.hasPrefix("-") {
-    return text == "-0" ? .value(0) : .invalid("\(text) is negative")
-  }
+  // The reference reader rejects "-0" too (it parses as a float).
+  guard !text.hasPrefix("-") else { return .invalid("\(text) is negative") }
   guard let integer = Int(text) else { return .invalid("\(text) is too large") }
   return .value(integer)
+}
+
+/// "1 trailing byte", "2 trailing bytes".
+private func quantity(_ number: Int, _ noun: String) -> String {
+  "\(number) \(noun)\(number == 1 ? "" : "s")"
 }
 
 /// The offset of the first byte that breaks UTF-8, or nil when the bytes are valid.
