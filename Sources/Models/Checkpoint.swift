@@ -77,7 +77,7 @@ public enum CheckpointLoader {
     }
     let source = WeightSource(tensors: floats)
     let model: Model
-    do {
+    do throws(WeightError) {
       switch architecture {
       case .bert(let configuration, let classes):
         let prefix = floats["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
@@ -103,12 +103,15 @@ public enum CheckpointLoader {
     } catch {
       throw CheckpointError(
         file: weightsURL.path, problem: error.description,
-        fix: "the weights must match config.json (\(directory.appendingPathComponent("config.json").path))"
+        fix:
+          "the weights must match config.json (\(directory.appendingPathComponent("config.json").path))"
       )
     }
     let used = Set(model.namedParameters.map(\.0))
     let unused = file.tensors.keys.filter { !used.contains($0) && !isKnownBuffer($0) }.sorted()
-    let warnings = unused.map { "\(weightsURL.path): warning: tensor '\($0)' is not used by any node" }
+    let warnings = unused.map {
+      "\(weightsURL.path): warning: tensor '\($0)' is not used by any node"
+    }
     return LoadedCheckpoint(model: model, directory: directory, warnings: warnings)
   }
 }

@@ -59,7 +59,9 @@ struct Arguments {
     guard let text = values[name] else { return nil }
     guard let number = Int(text), range.contains(number) else {
       throw UsageError(
-        message: "--\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), not '\(text)'")
+        message:
+          "--\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), not '\(text)'"
+      )
     }
     return number
   }

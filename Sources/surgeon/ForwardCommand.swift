@@ -45,14 +45,17 @@ enum ForwardCommand: Command {
     let labels = try reader.integers("labels", required: false)?.values
     if wantsGradients && labels == nil {
       throw CommandError(
-        message: "\(inputsPath): error: --grads needs a 'labels' tensor (one class index per example)")
+        message:
+          "\(inputsPath): error: --grads needs a 'labels' tensor (one class index per example)")
     }
     do {
       switch checkpoint.model {
       case .bert(let model):
-        guard let ids = try reader.integers("input_ids", required: true), ids.shape.count == 2 else {
+        guard let ids = try reader.integers("input_ids", required: true), ids.shape.count == 2
+        else {
           throw CommandError(
-            message: "\(inputsPath): error: input_ids must be a 2-D integer tensor (batch × length)")
+            message: "\(inputsPath): error: input_ids must be a 2-D integer tensor (batch × length)"
+          )
         }
         let batch = TextBatch(
           batchSize: ids.shape[0], length: ids.shape[1], inputIDs: ids.values,
@@ -61,7 +64,8 @@ enum ForwardCommand: Command {
           labels: labels)
         if wantsGradients && model.classifier == nil {
           throw CommandError(
-            message: "\(checkpoint.directory.path): error: --grads needs a classifier head, and this checkpoint has none"
+            message:
+              "\(checkpoint.directory.path): error: --grads needs a classifier head, and this checkpoint has none"
           )
         }
         let (result, tape) = try model.forward(

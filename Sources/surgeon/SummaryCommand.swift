@@ -27,7 +27,8 @@ enum SummaryCommand: Command {
       guard let preset = Preset.architecture(named: name) else {
         let suggestion = closest(to: name, among: Preset.names).map { " (did you mean '\($0)'?)" }
         throw UsageError(
-          message: "unknown preset '\(name)'\(suggestion ?? ""); presets: \(Preset.names.joined(separator: ", "))"
+          message:
+            "unknown preset '\(name)'\(suggestion ?? ""); presets: \(Preset.names.joined(separator: ", "))"
         )
       }
       architecture = preset
