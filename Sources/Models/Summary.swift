@@ -74,20 +74,29 @@ public struct ParameterSummary: Sendable, Equatable {
   public func json() throws -> String {
     struct Node: Encodable {
       var name, type, role: String
-      var params, trainable, non_trainable: Int
+      var params, trainable, nonTrainable: Int
+      enum CodingKeys: String, CodingKey {
+        case name, type, role, params, trainable
+        case nonTrainable = "non_trainable"
+      }
     }
     struct Document: Encodable {
-      var total, trainable, non_trainable: Int
+      var total, trainable, nonTrainable: Int
       var nodes: [Node]
-      var compressed_total: Int
+      var compressedTotal: Int
+      enum CodingKeys: String, CodingKey {
+        case total, trainable, nodes
+        case nonTrainable = "non_trainable"
+        case compressedTotal = "compressed_total"
+      }
     }
     let document = Document(
-      total: total, trainable: trainable, non_trainable: nonTrainable,
+      total: total, trainable: trainable, nonTrainable: nonTrainable,
       nodes: rows.map {
         Node(
           name: $0.name, type: $0.type, role: $0.role, params: $0.parameters,
-          trainable: $0.trainable, non_trainable: $0.nonTrainable)
-      }, compressed_total: compressedTotal)
+          trainable: $0.trainable, nonTrainable: $0.nonTrainable)
+      }, compressedTotal: compressedTotal)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     return String(decoding: try encoder.encode(document), as: UTF8.self)
