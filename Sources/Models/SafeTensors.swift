@@ -102,7 +102,8 @@ public struct SafeTensorsFile: Sendable {
   public static let maximumHeaderLength = 100_000_000
 
   /// Reads a file by mapping it read-only, so each tensor's bytes are copied exactly once, from
-  /// the page cache into the tensor's storage.
+  /// the page cache into the tensor's storage. Another process must not truncate the file while
+  /// it is read: touching unmapped pages would fault rather than throw.
   public static func read(contentsOf url: URL) throws(SafeTensorsError) -> SafeTensorsFile {
     let path = url.path
     func failure(_ problem: String, fix: String? = nil) -> SafeTensorsError {
