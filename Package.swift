@@ -6,6 +6,7 @@ let package = Package(
   name: "surgeon",
   products: [
     .executable(name: "surgeon", targets: ["surgeon"]),
+    .executable(name: "surgeon-bench", targets: ["SurgeonBench"]),
     .library(name: "Models", targets: ["Models"]),
   ],
   targets: [
@@ -23,6 +24,8 @@ let package = Package(
     .target(name: "Models", dependencies: ["Tensor"]),
     .target(name: "Manifest", dependencies: ["CYAML"]),
     .executableTarget(name: "surgeon", dependencies: ["Models", "Manifest", "Tensor"]),
+    // Benchmarks (not tests): ratios measured side by side in one run.
+    .executableTarget(name: "SurgeonBench", dependencies: ["Models", "Tensor"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(
       name: "ModelsTests",
@@ -30,6 +33,12 @@ let package = Package(
       resources: [.copy("Fixtures")]
     ),
     .testTarget(name: "ManifestTests", dependencies: ["Manifest"]),
+    // Runs the built `surgeon` binary as a user would (exit codes, output, files).
+    .testTarget(
+      name: "SurgeonTests",
+      dependencies: ["surgeon", "Models", "Tensor"],
+      resources: [.copy("Fixtures")]
+    ),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: fetches MiniLM for its reference test (when absent), checks formatting, builds
+# the release binary without warnings, and runs the whole suite. Fails when no test ran.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash Scripts/fetch-minilm.sh
+swift format lint --strict -r Sources Tests Package.swift
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+swift build -c release 2>&1 | tee "$log"
+if grep -q "warning:" "$log"; then
+  echo "test.sh: the release build has compiler warnings" >&2
+  exit 1
+fi
+# One BLAS thread per test process: XCTest runs serially and the machine has 2 cores.
+SURGEON_THREADS=1 swift test --disable-swift-testing 2>&1 | tee "$log"
+summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)
+executed=$(echo "$summary" | grep -Eo "Executed [0-9]+" | grep -Eo "[0-9]+" || echo 0)
+failed=$(echo "$summary" | grep -Eo "with [0-9]+" | grep -Eo "[0-9]+" || echo 0)
+if [ "${executed:-0}" -eq 0 ]; then
+  echo "test.sh: no test ran" >&2
+  exit 1
+fi
+echo "tests: $((executed - failed)) passed, $failed failed"
