@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The test command: fetches MiniLM for its reference test (when absent), checks formatting, builds
+# The test command: installs the system packages when missing, fetches MiniLM for its reference test (when absent), checks formatting, builds
 # the release binary without warnings, and runs the whole suite. Fails when no test ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash Scripts/setup.sh
 bash Scripts/fetch-minilm.sh
 swift format lint --strict -r Sources Tests Package.swift
 log="$(mktemp)"

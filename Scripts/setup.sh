@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages surgeon builds against (OpenBLAS, libyaml, zlib, bzip2,
+# pkg-config) when any is missing. Idempotent; needs root or sudo only when it installs.
+set -euo pipefail
+packages="libopenblas-dev libyaml-dev zlib1g-dev libbz2-dev pkg-config"
+if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openblas yaml-0.1 zlib \
+  && [ -f /usr/include/bzlib.h ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "setup: error: run as root or install: $packages" >&2
+    exit 1
+  fi
+  SUDO="sudo"
+fi
+echo "setup: installing $packages"
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq $packages >/dev/null
