@@ -159,25 +159,29 @@ public struct VGGModel: Sendable {
 
   public var classCount: Int { classifier.last!.outFeatures }
 
-  /// Every node in execution order, with its role.
+  /// Every node in execution order, with its role. A conv's block is its ordinal among the
+  /// convolutions (`blocks: 0-3` selects the first four); its batch norm shares it.
   public var nodes: [GraphNode] {
     var result: [GraphNode] = []
-    for (index, feature) in features.enumerated() {
+    var convolutions = -1
+    for feature in features {
       switch feature {
       case .convolution(let conv):
+        convolutions += 1
         var parameters = [TensorInfo(name: conv.weightName, shape: conv.weight.shape)]
         if let bias = conv.bias {
           parameters.append(TensorInfo(name: conv.biasName, shape: bias.shape))
         }
         result.append(
           GraphNode(
-            name: conv.name, kind: .conv2d, role: .conv, block: index, parameters: parameters,
+            name: conv.name, kind: .conv2d, role: .conv, block: convolutions,
+            parameters: parameters,
             buffers: []))
       case .batchNorm(let norm):
         let shape = [norm.channels]
         result.append(
           GraphNode(
-            name: norm.name, kind: .batchNorm2d, role: .batchNorm, block: index,
+            name: norm.name, kind: .batchNorm2d, role: .batchNorm, block: convolutions,
             parameters: [
               TensorInfo(name: norm.weightName, shape: shape),
               TensorInfo(name: norm.biasName, shape: shape),
