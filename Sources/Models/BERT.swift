@@ -81,13 +81,17 @@ public struct BertLayer: Sendable {
   /// What backward needs from one block.
   public struct Cache: Sendable {
     var input: Tensor
+    var query: Linear.Cache
+    var key: Linear.Cache
+    var value: Linear.Cache
     var attention: MultiHeadAttention.Cache
-    var context: Tensor
+    var attentionOutput: Linear.Cache
     var attentionDropoutMask: Tensor?
     var attentionNorm: LayerNorm.Cache
-    var normalizedAttention: Tensor
+    var intermediate: Linear.Cache
     var intermediateInput: Tensor
     var intermediateOutput: Tensor
+    var output: Linear.Cache
     var outputDropoutMask: Tensor?
     var outputNorm: LayerNorm.Cache
   }
@@ -99,10 +103,10 @@ public struct BertTape: Sendable {
   var embeddingSum: LayerNorm.Cache
   var embeddingDropoutMask: Tensor?
   var layers: [BertLayer.Cache]
-  var classifierToken: Tensor
+  var pooler: Linear.Cache?
   var pooled: Tensor
   var classifierDropoutMask: Tensor?
-  var classifierInput: Tensor
+  var classifier: Linear.Cache?
 }
 
 /// The outputs of a forward pass, as Hugging Face names them.
@@ -201,20 +205,22 @@ public struct BertModel: Sendable {
     var layerCaches: [BertLayer.Cache] = []
     for layer in layers {
       let input = hiddenState
-      let query = layer.query.forward(input)
-      let key = layer.key.forward(input)
-      let value = layer.value.forward(input)
+      let (query, queryCache) = layer.query.forward(input, mode: mode, random: &random)
+      let (key, keyCache) = layer.key.forward(input, mode: mode, random: &random)
+      let (value, valueCache) = layer.value.forward(input, mode: mode, random: &random)
       let (context, attentionCache) = layer.attention.forward(
         query: query, key: key, value: value, mask: batch.attentionMask, batch: batchSize,
         length: length, mode: mode, random: &random)
-      let projected = layer.attentionOutput.forward(context)
+      let (projected, projectedCache) = layer.attentionOutput.forward(
+        context, mode: mode, random: &random)
       var (droppedAttention, attentionMask) = hiddenDropout.forward(
         projected, mode: mode, random: &random)
       droppedAttention.add(input)
       let (normalizedAttention, attentionNormCache) = layer.attentionNorm.forward(droppedAttention)
-      let preActivation = layer.intermediate.forward(normalizedAttention)
+      let (preActivation, intermediateCache) = layer.intermediate.forward(
+        normalizedAttention, mode: mode, random: &random)
       let activated = configuration.activation.forward(preActivation)
-      let output = layer.output.forward(activated)
+      let (output, outputCache) = layer.output.forward(activated, mode: mode, random: &random)
       var (droppedOutput, outputMask) = hiddenDropout.forward(output, mode: mode, random: &random)
       droppedOutput.add(normalizedAttention)
       let (layerOutput, outputNormCache) = layer.outputNorm.forward(droppedOutput)
@@ -222,18 +228,20 @@ public struct BertModel: Sendable {
       if recording {
         layerCaches.append(
           BertLayer.Cache(
-            input: input, attention: attentionCache, context: context,
+            input: input, query: queryCache, key: keyCache, value: valueCache,
+            attention: attentionCache, attentionOutput: projectedCache,
             attentionDropoutMask: attentionMask, attentionNorm: attentionNormCache,
-            normalizedAttention: normalizedAttention, intermediateInput: preActivation,
-            intermediateOutput: activated, outputDropoutMask: outputMask,
+            intermediate: intermediateCache, intermediateInput: preActivation,
+            intermediateOutput: activated, output: outputCache, outputDropoutMask: outputMask,
             outputNorm: outputNormCache))
       }
     }
 
     var outputs = BertOutputs(lastHiddenState: hiddenState.reshaped([batchSize, length, hidden]))
     var classifierToken = Tensor(zeros: [batchSize, hidden])
-    var classifierInput = Tensor(zeros: [0])
     var classifierMask: Tensor?
+    var poolerCache: Linear.Cache?
+    var classifierCache: Linear.Cache?
     if let pooler {
       hiddenState.withUnsafeBufferPointer { h in
         classifierToken.withUnsafeMutableBufferPointer { cls in
@@ -243,13 +251,17 @@ public struct BertModel: Sendable {
           }
         }
       }
-      let pooled = Activation.tanh.forward(pooler.forward(classifierToken))
+      let (preTanh, cache) = pooler.forward(classifierToken, mode: mode, random: &random)
+      poolerCache = cache
+      let pooled = Activation.tanh.forward(preTanh)
       outputs.poolerOutput = pooled
       if let classifier {
         let dropout = Dropout(
           probability: configuration.classifierDropout ?? configuration.hiddenDropout)
+        let classifierInput: Tensor
         (classifierInput, classifierMask) = dropout.forward(pooled, mode: mode, random: &random)
-        let logits = classifier.forward(classifierInput)
+        let (logits, cache) = classifier.forward(classifierInput, mode: mode, random: &random)
+        classifierCache = cache
         outputs.logits = logits
         if let labels = batch.labels {
           let (loss, gradient) = CrossEntropy.lossAndGradient(logits: logits, labels: labels)
@@ -261,15 +273,16 @@ public struct BertModel: Sendable {
     guard recording else { return (outputs, nil) }
     let tape = BertTape(
       batch: batch, embeddingSum: embeddingCache, embeddingDropoutMask: embeddingMask,
-      layers: layerCaches, classifierToken: classifierToken,
-      pooled: outputs.poolerOutput ?? Tensor(zeros: [0]), classifierDropoutMask: classifierMask,
-      classifierInput: classifierInput)
+      layers: layerCaches, pooler: poolerCache, pooled: outputs.poolerOutput ?? Tensor(zeros: [0]),
+      classifierDropoutMask: classifierMask, classifier: classifierCache)
     return (outputs, tape)
   }
 
   /// The gradients of the mean cross-entropy of `outputs` for every wanted parameter.
   public func backward(tape: BertTape, outputs: BertOutputs, gradients: inout GradientSet) {
-    guard let logitsGradient = outputs.logitsGradient, let classifier, let pooler else {
+    guard let logitsGradient = outputs.logitsGradient, let classifier, let pooler,
+      let classifierCache = tape.classifier, let poolerCache = tape.pooler
+    else {
       preconditionFailure("backward needs a forward pass with labels through a classifier head")
     }
     let batch = tape.batch
@@ -279,13 +292,13 @@ public struct BertModel: Sendable {
       probability: configuration.classifierDropout ?? configuration.hiddenDropout)
 
     var pooledGradient = classifier.backward(
-      input: tape.classifierInput, outputGradient: logitsGradient, gradients: &gradients)!
+      cache: classifierCache, outputGradient: logitsGradient, gradients: &gradients)!
     pooledGradient = classifierDropout.backward(
       mask: tape.classifierDropoutMask, outputGradient: pooledGradient)
     let preTanhGradient = Activation.tanh.backward(
       input: tape.pooled, output: tape.pooled, outputGradient: pooledGradient)
     let tokenGradient = pooler.backward(
-      input: tape.classifierToken, outputGradient: preTanhGradient, gradients: &gradients)!
+      cache: poolerCache, outputGradient: preTanhGradient, gradients: &gradients)!
     var hiddenGradient = Tensor(zeros: [batchSize * length, hidden])
     tokenGradient.withUnsafeBufferPointer { cls in
       hiddenGradient.withUnsafeMutableBufferPointer { h in
@@ -303,13 +316,12 @@ public struct BertModel: Sendable {
       let outputGradient = hiddenDropout.backward(
         mask: cache.outputDropoutMask, outputGradient: sumGradient)
       let activatedGradient = layer.output.backward(
-        input: cache.intermediateOutput, outputGradient: outputGradient, gradients: &gradients)!
+        cache: cache.output, outputGradient: outputGradient, gradients: &gradients)!
       let preActivationGradient = configuration.activation.backward(
         input: cache.intermediateInput, output: cache.intermediateOutput,
         outputGradient: activatedGradient)
       var normalizedAttentionGradient = layer.intermediate.backward(
-        input: cache.normalizedAttention, outputGradient: preActivationGradient,
-        gradients: &gradients)!
+        cache: cache.intermediate, outputGradient: preActivationGradient, gradients: &gradients)!
       normalizedAttentionGradient.add(sumGradient)
       // Attention LayerNorm over (dropout(projected) + input).
       let attentionSumGradient = layer.attentionNorm.backward(
@@ -318,18 +330,18 @@ public struct BertModel: Sendable {
       let projectedGradient = hiddenDropout.backward(
         mask: cache.attentionDropoutMask, outputGradient: attentionSumGradient)
       let contextGradient = layer.attentionOutput.backward(
-        input: cache.context, outputGradient: projectedGradient, gradients: &gradients)!
+        cache: cache.attentionOutput, outputGradient: projectedGradient, gradients: &gradients)!
       let (queryGradient, keyGradient, valueGradient) = layer.attention.backward(
         cache: cache.attention, outputGradient: contextGradient, batch: batchSize, length: length)
       var inputGradient = attentionSumGradient
       inputGradient.add(
         layer.query.backward(
-          input: cache.input, outputGradient: queryGradient, gradients: &gradients)!)
+          cache: cache.query, outputGradient: queryGradient, gradients: &gradients)!)
       inputGradient.add(
-        layer.key.backward(input: cache.input, outputGradient: keyGradient, gradients: &gradients)!)
+        layer.key.backward(cache: cache.key, outputGradient: keyGradient, gradients: &gradients)!)
       inputGradient.add(
         layer.value.backward(
-          input: cache.input, outputGradient: valueGradient, gradients: &gradients)!)
+          cache: cache.value, outputGradient: valueGradient, gradients: &gradients)!)
       hiddenGradient = inputGradient
     }
 

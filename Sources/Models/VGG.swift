@@ -60,11 +60,12 @@ public enum VGGFeature: Sendable {
 /// What backward needs from a VGG forward pass.
 public struct VGGTape: Sendable {
   var featureInputs: [Tensor]
+  var convolutionCaches: [Int: Conv2d.Cache]
   var batchNormCaches: [Int: BatchNorm2d.Cache]
   var poolIndices: [Int: [Int32]]
   var averagePoolInput: Tensor?
   var featureOutputShape: [Int]
-  var classifierInputs: [Tensor]
+  var classifierCaches: [Linear.Cache]
   var hiddenOutputs: [Tensor]
   var dropoutMasks: [Tensor?]
   var logitsGradient: Tensor?
@@ -248,15 +249,18 @@ public struct VGGModel: Sendable {
     try validate(pixels: pixels, labels: labels)
     let recording = recordsTape ?? (mode == .training)
     var tape = VGGTape(
-      featureInputs: [], batchNormCaches: [:], poolIndices: [:], averagePoolInput: nil,
-      featureOutputShape: [], classifierInputs: [], hiddenOutputs: [], dropoutMasks: [],
+      featureInputs: [], convolutionCaches: [:], batchNormCaches: [:], poolIndices: [:],
+      averagePoolInput: nil,
+      featureOutputShape: [], classifierCaches: [], hiddenOutputs: [], dropoutMasks: [],
       logitsGradient: nil)
     var x = pixels
     for index in features.indices {
       if recording { tape.featureInputs.append(x) }
       switch features[index] {
       case .convolution(let conv):
-        x = conv.forward(x)
+        let (output, cache) = conv.forward(x, mode: mode, random: &random)
+        if recording { tape.convolutionCaches[index] = cache }
+        x = output
       case .batchNorm(var norm):
         let (output, cache) = norm.forward(x, mode: mode)
         features[index] = .batchNorm(norm)
@@ -278,8 +282,9 @@ public struct VGGModel: Sendable {
     let batch = pixels.shape[0]
     x = x.reshaped([batch, x.count / batch])
     for (index, linear) in classifier.enumerated() {
-      if recording { tape.classifierInputs.append(x) }
-      x = linear.forward(x)
+      let (output, cache) = linear.forward(x, mode: mode, random: &random)
+      if recording { tape.classifierCaches.append(cache) }
+      x = output
       if index < classifier.count - 1 {
         x = Activation.relu.forward(x)
         if recording { tape.hiddenOutputs.append(x) }
@@ -309,7 +314,7 @@ public struct VGGModel: Sendable {
         gradient = Activation.relu.backward(input: output, output: output, outputGradient: gradient)
       }
       gradient = classifier[index].backward(
-        input: tape.classifierInputs[index], outputGradient: gradient, gradients: &gradients)!
+        cache: tape.classifierCaches[index], outputGradient: gradient, gradients: &gradients)!
     }
     if let input = tape.averagePoolInput, let size = configuration.averagePool {
       gradient = AdaptiveAvgPool2d(outputHeight: size, outputWidth: size).backward(
@@ -323,8 +328,8 @@ public struct VGGModel: Sendable {
       case .convolution(let conv):
         guard
           let inputGradient = conv.backward(
-            input: input, outputGradient: gradient, gradients: &gradients,
-            needsInputGradient: index > 0)
+            cache: tape.convolutionCaches[index]!, outputGradient: gradient,
+            gradients: &gradients, needsInputGradient: index > 0)
         else { return }
         gradient = inputGradient
       case .batchNorm(let norm):

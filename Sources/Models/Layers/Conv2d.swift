@@ -40,6 +40,8 @@ public struct Conv2d: Sendable {
   public var padding: Padding2D
   public var dilation: (Int, Int)
   public var groups: Int
+  /// The LoRA adapter the rewriter attached, if any (`LowRankAdapter.convForm` says its shape).
+  public var adapter: LowRankAdapter?
 
   public init(
     name: String, weight: Tensor, bias: Tensor?, stride: (Int, Int) = (1, 1),
@@ -145,13 +147,136 @@ public struct Conv2d: Sendable {
     }
   }
 
+  /// Evaluation forward (no noise).
   public func forward(_ input: Tensor) -> Tensor {
+    var random = RandomStream(seed: 0)
+    return forward(input, mode: .evaluation, random: &random).output
+  }
+
+  /// What backward needs.
+  public struct Cache: Sendable {
+    public var input: Tensor
+    /// The kernel the frozen path convolved with (`d·W`, `d·W + N`, plus `s·ΔW` for loralib);
+    /// nil when the frozen path was skipped.
+    var kernel: Tensor?
+    /// The lowrank adapter's `A`-conv output (`N × r × H' × W'`).
+    var adapterHidden: Tensor?
+  }
+
+  /// The forward pass; a training step with active noise draws `N` from `random`.
+  public func forward(_ input: Tensor, mode: ForwardMode, random: inout RandomStream) -> (
+    output: Tensor, cache: Cache
+  ) {
     let g = geometry(for: input)
+    var cache = Cache(input: input)
+    let decay = adapter?.decay ?? 1
+    var kernel: Tensor?
+    if adapter?.skipsFrozenPath != true {
+      if let adapter, adapter.drawsNoise(mode), let noise = adapter.noise {
+        kernel = noise.effectiveWeight(weight: weight, decay: decay, random: &random)
+      } else if decay != 1 {
+        var scaled = weight
+        scaled.scale(by: decay)
+        kernel = scaled
+      } else {
+        kernel = weight
+      }
+    }
+    if let adapter, adapter.convForm == .loralib {
+      // loralib's merged kernel: one convolution with d·W (+ N) + s·reshape(B·A).
+      var merged = kernel ?? Tensor(zeros: weight.shape)
+      merged.add(adapter.up.matmul(adapter.down).reshaped(weight.shape), scaledBy: adapter.scale)
+      kernel = merged
+    }
+    var output = Tensor(zeros: [input.shape[0], outChannels, g.outHeight, g.outWidth])
+    if let kernel {
+      convolve(input, kernel: kernel, into: &output, g)
+      if adapter?.skipsFrozenPath != true, var bias {
+        if decay != 1 { bias.scale(by: decay) }
+        Conv2d.addChannelBias(bias, to: &output)
+      }
+    }
+    cache.kernel = kernel
+    if let adapter {
+      if adapter.convForm == .lowrank {
+        let down = lowRankDown(adapter)
+        let hidden = down.forward(input)
+        Conv2d.pointwise(adapter.up, hidden, into: &output, alpha: adapter.scale)
+        cache.adapterHidden = hidden
+      }
+      if let c = adapter.bias { Conv2d.addChannelBias(c, to: &output) }
+    }
+    return (output, cache)
+  }
+
+  /// The lowrank adapter's `A` (`r × in/groups × k × k`) as a convolution with this layer's
+  /// geometry, groups included (the rewriter keeps `r` a multiple of `groups`).
+  private func lowRankDown(_ adapter: LowRankAdapter) -> Conv2d {
+    Conv2d(
+      name: adapter.node + ".lora_A", weight: adapter.down, bias: nil, stride: stride,
+      padding: padding, dilation: dilation, groups: groups)
+  }
+
+  /// `output += alpha · B · h` per sample: the `1×1` conv `r → out` of a lowrank adapter.
+  static func pointwise(_ b: Tensor, _ hidden: Tensor, into output: inout Tensor, alpha: Float) {
+    let (batch, rank, pixels) = (
+      hidden.shape[0], hidden.shape[1], hidden.shape[2] * hidden.shape[3]
+    )
+    let out = b.shape[0]
+    b.withUnsafeBufferPointer { bs in
+      hidden.withUnsafeBufferPointer { hs in
+        output.withUnsafeMutableBufferPointer { ys in
+          for n in 0..<batch {
+            BLAS.gemm(
+              transposeA: false, transposeB: false, m: out, n: pixels, k: rank, alpha: alpha,
+              a: bs.baseAddress!, lda: rank, b: hs.baseAddress! + n * rank * pixels, ldb: pixels,
+              beta: 1, c: ys.baseAddress! + n * out * pixels, ldc: pixels)
+          }
+        }
+      }
+    }
+  }
+
+  static func addChannelBias(_ bias: Tensor, to output: inout Tensor) {
+    let (batch, channels) = (output.shape[0], output.shape[1])
+    let pixels = output.count / Swift.max(1, batch * channels)
+    bias.withUnsafeBufferPointer { bs in
+      output.withUnsafeMutableBufferPointer { ys in
+        for n in 0..<batch {
+          for o in 0..<channels {
+            let plane = ys.baseAddress! + (n * channels + o) * pixels
+            for p in 0..<pixels { plane[p] += bs[o] }
+          }
+        }
+      }
+    }
+  }
+
+  static func channelSums(_ gradient: Tensor) -> Tensor {
+    let (batch, channels) = (gradient.shape[0], gradient.shape[1])
+    let pixels = gradient.count / Swift.max(1, batch * channels)
+    var result = Tensor(zeros: [channels])
+    gradient.withUnsafeBufferPointer { gs in
+      result.withUnsafeMutableBufferPointer { rs in
+        for n in 0..<batch {
+          for o in 0..<channels {
+            let plane = gs.baseAddress! + (n * channels + o) * pixels
+            var sum: Float = 0
+            for p in 0..<pixels { sum += plane[p] }
+            rs[o] += sum
+          }
+        }
+      }
+    }
+    return result
+  }
+
+  /// `output = conv(input, kernel)` per sample and group, one GEMM each over im2col columns.
+  private func convolve(_ input: Tensor, kernel: Tensor, into output: inout Tensor, _ g: Geometry) {
     let batch = input.shape[0]
-    var output = Tensor(zeros: [batch, outChannels, g.outHeight, g.outWidth])
     var columns = [Float](repeating: 0, count: g.patch * g.pixels)
     input.withUnsafeBufferPointer { xs in
-      weight.withUnsafeBufferPointer { ws in
+      kernel.withUnsafeBufferPointer { ws in
         output.withUnsafeMutableBufferPointer { ys in
           columns.withUnsafeMutableBufferPointer { cols in
             for n in 0..<batch {
@@ -169,82 +294,177 @@ public struct Conv2d: Sendable {
               }
             }
           }
-          if let bias {
-            bias.withUnsafeBufferPointer { bs in
-              for n in 0..<batch {
-                for o in 0..<outChannels {
-                  let plane = ys.baseAddress! + (n * outChannels + o) * g.pixels
-                  for p in 0..<g.pixels { plane[p] += bs[o] }
-                }
+        }
+      }
+    }
+  }
+
+  /// `∂loss/∂kernel` for a unit kernel: `Σ_n dy_n · colsᵀ` (independent of the kernel's values).
+  private func kernelGradient(input: Tensor, outputGradient: Tensor, _ g: Geometry) -> Tensor {
+    let batch = input.shape[0]
+    var result = Tensor(zeros: weight.shape)
+    var columns = [Float](repeating: 0, count: g.patch * g.pixels)
+    input.withUnsafeBufferPointer { xs in
+      outputGradient.withUnsafeBufferPointer { dys in
+        result.withUnsafeMutableBufferPointer { dws in
+          columns.withUnsafeMutableBufferPointer { cols in
+            for n in 0..<batch {
+              for group in 0..<groups {
+                let image =
+                  xs.baseAddress! + (n * inChannels + group * g.channelsPerGroup) * g.height
+                  * g.width
+                im2col(image, cols.baseAddress!, g)
+                BLAS.gemm(
+                  transposeA: false, transposeB: true, m: g.outPerGroup, n: g.patch, k: g.pixels,
+                  a: dys.baseAddress! + (n * outChannels + group * g.outPerGroup) * g.pixels,
+                  lda: g.pixels, b: cols.baseAddress!, ldb: g.pixels, beta: 1,
+                  c: dws.baseAddress! + group * g.outPerGroup * g.patch, ldc: g.patch)
               }
             }
           }
         }
       }
     }
-    return output
+    return result
   }
 
+  /// `dx += conv_transpose(dy, kernel)`: a GEMM per sample and group, then col2im.
+  private func addInputGradient(
+    _ outputGradient: Tensor, kernel: Tensor, into inputGradient: inout Tensor, _ g: Geometry
+  ) {
+    let batch = inputGradient.shape[0]
+    var columns = [Float](repeating: 0, count: g.patch * g.pixels)
+    outputGradient.withUnsafeBufferPointer { dys in
+      kernel.withUnsafeBufferPointer { ws in
+        inputGradient.withUnsafeMutableBufferPointer { dxs in
+          columns.withUnsafeMutableBufferPointer { cols in
+            for n in 0..<batch {
+              for group in 0..<groups {
+                BLAS.gemm(
+                  transposeA: true, transposeB: false, m: g.patch, n: g.pixels, k: g.outPerGroup,
+                  a: ws.baseAddress! + group * g.outPerGroup * g.patch, lda: g.patch,
+                  b: dys.baseAddress! + (n * outChannels + group * g.outPerGroup) * g.pixels,
+                  ldb: g.pixels, c: cols.baseAddress!, ldc: g.pixels)
+                col2im(
+                  cols.baseAddress!,
+                  dxs.baseAddress! + (n * inChannels + group * g.channelsPerGroup) * g.height
+                    * g.width,
+                  g)
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// Backward from the input alone (a plain layer, or no noise drawn).
   public func backward(
     input: Tensor, outputGradient: Tensor, gradients: inout GradientSet,
     needsInputGradient: Bool = true
   ) -> Tensor? {
+    var random = RandomStream(seed: 0)
+    // Recomputing the forward only rebuilds the cache's kernel and hidden state.
+    let cache = forward(input, mode: .evaluation, random: &random).cache
+    return backward(
+      cache: cache, outputGradient: outputGradient, gradients: &gradients,
+      needsInputGradient: needsInputGradient)
+  }
+
+  /// Accumulates the gradients of the trained parameters and returns `dx` when asked.
+  public func backward(
+    cache: Cache, outputGradient: Tensor, gradients: inout GradientSet,
+    needsInputGradient: Bool = true
+  ) -> Tensor? {
+    let input = cache.input
     let g = geometry(for: input)
-    let batch = input.shape[0]
-    let wantsWeight = gradients.wants(weightName)
-    var weightGradient = Tensor(zeros: weight.shape)
+    let decay = adapter?.decay ?? 1
+    let frozenPathRan = adapter?.skipsFrozenPath != true
+    let loralib = adapter?.convForm == .loralib
+    let wantsWeight = frozenPathRan && gradients.wants(weightName)
+    let wantsMerged =
+      loralib
+      && (gradients.wants(adapter!.downName) || gradients.wants(adapter!.upName))
+    if wantsWeight || wantsMerged {
+      let unit = kernelGradient(input: input, outputGradient: outputGradient, g)
+      if wantsWeight {
+        var weightGradient = unit
+        if decay != 1 { weightGradient.scale(by: decay) }
+        gradients.accumulate(weightName, weightGradient)
+      }
+      if wantsMerged, let adapter {
+        // ΔW = s·B·A viewed as out·k × in·k: dB = s·G Aᵀ, dA = s·Bᵀ G.
+        var merged = unit.reshaped([adapter.up.shape[0], adapter.down.shape[1]])
+        merged.scale(by: adapter.scale)
+        if gradients.wants(adapter.upName) {
+          gradients.accumulate(adapter.upName, merged.matmul(adapter.down, transposeOther: true))
+        }
+        if gradients.wants(adapter.downName) {
+          gradients.accumulate(adapter.downName, adapter.up.matmul(merged, transposeSelf: true))
+        }
+      }
+    }
+    if frozenPathRan, bias != nil, gradients.wants(biasName) {
+      var biasGradient = Conv2d.channelSums(outputGradient)
+      if decay != 1 { biasGradient.scale(by: decay) }
+      gradients.accumulate(biasName, biasGradient)
+    }
+    if let adapter, adapter.bias != nil, gradients.wants(adapter.biasName) {
+      gradients.accumulate(adapter.biasName, Conv2d.channelSums(outputGradient))
+    }
     var inputGradient = Tensor(zeros: needsInputGradient ? input.shape : [0])
-    var columns = [Float](repeating: 0, count: g.patch * g.pixels)
-    input.withUnsafeBufferPointer { xs in
-      outputGradient.withUnsafeBufferPointer { dys in
-        weight.withUnsafeBufferPointer { ws in
-          weightGradient.withUnsafeMutableBufferPointer { dws in
-            inputGradient.withUnsafeMutableBufferPointer { dxs in
-              columns.withUnsafeMutableBufferPointer { cols in
-                for n in 0..<batch {
-                  for group in 0..<groups {
-                    let imageOffset =
-                      (n * inChannels + group * g.channelsPerGroup) * g.height * g.width
-                    let dy = dys.baseAddress! + (n * outChannels + group * g.outPerGroup) * g.pixels
-                    let groupWeight = group * g.outPerGroup * g.patch
-                    if wantsWeight {
-                      im2col(xs.baseAddress! + imageOffset, cols.baseAddress!, g)
-                      BLAS.gemm(
-                        transposeA: false, transposeB: true, m: g.outPerGroup, n: g.patch,
-                        k: g.pixels, a: dy, lda: g.pixels, b: cols.baseAddress!, ldb: g.pixels,
-                        beta: 1, c: dws.baseAddress! + groupWeight, ldc: g.patch)
-                    }
-                    if needsInputGradient {
-                      BLAS.gemm(
-                        transposeA: true, transposeB: false, m: g.patch, n: g.pixels,
-                        k: g.outPerGroup, a: ws.baseAddress! + groupWeight, lda: g.patch, b: dy,
-                        ldb: g.pixels, c: cols.baseAddress!, ldc: g.pixels)
-                      col2im(cols.baseAddress!, dxs.baseAddress! + imageOffset, g)
-                    }
-                  }
-                }
+    if needsInputGradient, let kernel = cache.kernel {
+      addInputGradient(outputGradient, kernel: kernel, into: &inputGradient, g)
+    }
+    if let adapter, adapter.convForm == .lowrank, let hidden = cache.adapterHidden {
+      let (batch, rank) = (hidden.shape[0], hidden.shape[1])
+      let pixels = hidden.shape[2] * hidden.shape[3]
+      if gradients.wants(adapter.upName) {
+        // dB = s·Σ_n dy_n · h_nᵀ
+        var upGradient = Tensor(zeros: adapter.up.shape)
+        outputGradient.withUnsafeBufferPointer { dys in
+          hidden.withUnsafeBufferPointer { hs in
+            upGradient.withUnsafeMutableBufferPointer { db in
+              for n in 0..<batch {
+                BLAS.gemm(
+                  transposeA: false, transposeB: true, m: outChannels, n: rank, k: pixels,
+                  alpha: adapter.scale, a: dys.baseAddress! + n * outChannels * pixels,
+                  lda: pixels, b: hs.baseAddress! + n * rank * pixels, ldb: pixels, beta: 1,
+                  c: db.baseAddress!, ldc: rank)
               }
             }
           }
         }
+        gradients.accumulate(adapter.upName, upGradient)
       }
-    }
-    if wantsWeight { gradients.accumulate(weightName, weightGradient) }
-    if bias != nil, gradients.wants(biasName) {
-      var biasGradient = Tensor(zeros: [outChannels])
-      outputGradient.withUnsafeBufferPointer { dys in
-        biasGradient.withUnsafeMutableBufferPointer { db in
-          for n in 0..<batch {
-            for o in 0..<outChannels {
-              let plane = dys.baseAddress! + (n * outChannels + o) * g.pixels
-              var sum: Float = 0
-              for p in 0..<g.pixels { sum += plane[p] }
-              db[o] += sum
+      if gradients.wants(adapter.downName) || needsInputGradient {
+        // dh_n = s·Bᵀ dy_n, then back through the A convolution.
+        var hiddenGradient = Tensor(zeros: hidden.shape)
+        outputGradient.withUnsafeBufferPointer { dys in
+          adapter.up.withUnsafeBufferPointer { bs in
+            hiddenGradient.withUnsafeMutableBufferPointer { dh in
+              for n in 0..<batch {
+                BLAS.gemm(
+                  transposeA: true, transposeB: false, m: rank, n: pixels, k: outChannels,
+                  alpha: adapter.scale, a: bs.baseAddress!, lda: rank,
+                  b: dys.baseAddress! + n * outChannels * pixels, ldb: pixels,
+                  c: dh.baseAddress! + n * rank * pixels, ldc: pixels)
+              }
             }
           }
         }
+        let down = lowRankDown(adapter)
+        let downGeometry = down.geometry(for: input)
+        if gradients.wants(adapter.downName) {
+          gradients.accumulate(
+            adapter.downName,
+            down.kernelGradient(input: input, outputGradient: hiddenGradient, downGeometry))
+        }
+        if needsInputGradient {
+          down.addInputGradient(
+            hiddenGradient, kernel: adapter.down, into: &inputGradient, downGeometry)
+        }
       }
-      gradients.accumulate(biasName, biasGradient)
     }
     return needsInputGradient ? inputGradient : nil
   }

@@ -1,0 +1,134 @@
+import Tensor
+
+/// The moments a layer's noise matches: the mean and variance of its frozen weight, over the
+/// whole matrix (`global`) or per output unit (`perOutput`, one pair per row of `out × fan_in`).
+public struct NoiseModel: Sendable, Equatable {
+  public enum Statistics: String, Sendable {
+    case global
+    case perOutput = "per_output"
+  }
+
+  public var statistics: Statistics
+  /// One entry (global) or one per output unit.
+  public var mean: [Float]
+  public var variance: [Float]
+  /// Multiplies the noise's standard deviation (1: exact moment matching).
+  public var scale: Float
+
+  /// The moments of `weight` viewed as `out × (count / out)`.
+  public init(weight: Tensor, statistics: Statistics, scale: Float) {
+    self.statistics = statistics
+    self.scale = scale
+    let rows = weight.shape[0]
+    let groups = statistics == .global ? 1 : rows
+    let perGroup = weight.count / groups
+    var means = [Float](repeating: 0, count: groups)
+    var variances = [Float](repeating: 0, count: groups)
+    weight.withUnsafeBufferPointer { w in
+      for group in 0..<groups {
+        let values = w.baseAddress! + group * perGroup
+        var sum = 0.0
+        for i in 0..<perGroup { sum += Double(values[i]) }
+        let mean = sum / Double(perGroup)
+        var squares = 0.0
+        for i in 0..<perGroup {
+          let centred = Double(values[i]) - mean
+          squares += centred * centred
+        }
+        means[group] = Float(mean)
+        variances[group] = Float(squares / Double(perGroup))
+      }
+    }
+    mean = means
+    variance = variances
+  }
+
+  /// `d·W + N` with `N ~ Normal((1 − d)·m, (1 − d²)·σ²·scale²)` drawn from `random`: the
+  /// effective weight of the training forward pass, built in one sweep.
+  public func effectiveWeight(weight: Tensor, decay d: Float, random: inout RandomStream) -> Tensor
+  {
+    var result = Tensor(zeros: weight.shape)
+    let rows = weight.shape[0]
+    let perRow = weight.count / rows
+    result.withUnsafeMutableBufferPointer { out in
+      random.fillNormal(out, mean: 0, standardDeviation: 1)
+      weight.withUnsafeBufferPointer { w in
+        for row in 0..<rows {
+          let group = statistics == .global ? 0 : row
+          let shift = (1 - d) * mean[group]
+          let spread = (max(0, 1 - d * d) * variance[group]).squareRoot() * scale
+          let o = out.baseAddress! + row * perRow
+          let source = w.baseAddress! + row * perRow
+          for i in 0..<perRow { o[i] = d * source[i] + shift + spread * o[i] }
+        }
+      }
+    }
+    return result
+  }
+}
+
+/// How a wrapped convolution's adapter is shaped.
+public enum ConvAdapterForm: String, Sendable {
+  /// A `k×k` conv `in → r` with the base geometry, then a `1×1` conv `r → out`: what ships is
+  /// really smaller and cheaper.
+  case lowrank
+  /// loralib's ConvLoRA: `B·A` (`out·k × r·k` · `r·k × in·k`) reshaped into a full kernel; it
+  /// compresses nothing, and is here to reproduce the notes' numbers.
+  case loralib
+}
+
+/// A LoRA adapter beside a frozen layer, with the decay state the trainer sets every step:
+/// `y = d·(W x + b) + N x + s·B A x + C` (METHOD.md).
+public struct LowRankAdapter: Sendable {
+  /// The wrapped node's name; the adapter's tensors are `<node>.lora_A`, `.lora_B`, `.lora_C`.
+  public var node: String
+  /// `A`: `r × in` (Linear), `r × in/groups × k × k` (conv lowrank), `r·k × in·k` (loralib).
+  public var down: Tensor
+  /// `B`: `out × r` (Linear), `out × r × 1 × 1` (conv lowrank), `out·k × r·k` (loralib).
+  public var up: Tensor
+  /// `C`: `out`, or nil (`bias_c: none`).
+  public var bias: Tensor?
+  /// `s = alpha / r`.
+  public var scale: Float
+  /// The decay factor `d ∈ [0, 1]` of the frozen path (1: plain LoRA).
+  public var decay: Float = 1
+  /// The noise's moments, when the manifest asked for noise.
+  public var noise: NoiseModel?
+  /// Whether the noise is drawn this step (the schedule turns it off below `clear_below`).
+  public var noiseActive: Bool = false
+  /// The conv form (ignored for Linear).
+  public var convForm: ConvAdapterForm = .lowrank
+
+  /// The adapter's rank `r`.
+  public var rank: Int
+
+  public init(node: String, rank: Int, down: Tensor, up: Tensor, bias: Tensor?, scale: Float) {
+    self.node = node
+    self.rank = rank
+    self.down = down
+    self.up = up
+    self.bias = bias
+    self.scale = scale
+  }
+
+  public var downName: String { node + ".lora_A" }
+  public var upName: String { node + ".lora_B" }
+  public var biasName: String { node + ".lora_C" }
+
+  /// True when the frozen path contributes nothing this step (d = 0 and no noise), so it is
+  /// skipped.
+  public var skipsFrozenPath: Bool { decay == 0 && !(noiseActive && noise != nil) }
+
+  /// True when a noise sample is drawn in a training forward pass.
+  func drawsNoise(_ mode: ForwardMode) -> Bool { mode == .training && noiseActive && noise != nil }
+
+  public var namedParameters: [(String, Tensor)] {
+    var result = [(downName, down), (upName, up)]
+    if let bias { result.append((biasName, bias)) }
+    return result
+  }
+
+  var tensorInfos: [TensorInfo] {
+    namedParameters.map { TensorInfo(name: $0.0, shape: $0.1.shape) }
+  }
+}
