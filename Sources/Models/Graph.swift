@@ -40,10 +40,44 @@ public struct GraphNode: Sendable, Equatable {
   public var kind: NodeKind
   public var role: NodeRole
   public var block: Int?
+  /// Base parameters first, then the adapter's (`lora_A`, `lora_B`, `lora_C`) when wrapped.
   public var parameters: [TensorInfo]
   public var buffers: [TensorInfo]
+  /// What the wrapped layer costs before and after compression; nil when not wrapped.
+  public var adapter: AdapterInfo?
+  /// Multiply-adds per token (Linear) or output pixel (Conv2d) of the plain layer.
+  public var multiplyAdds: Int = 0
+
+  public init(
+    name: String, kind: NodeKind, role: NodeRole, block: Int?, parameters: [TensorInfo],
+    buffers: [TensorInfo], adapter: AdapterInfo? = nil, multiplyAdds: Int = 0
+  ) {
+    self.name = name
+    self.kind = kind
+    self.role = role
+    self.block = block
+    self.parameters = parameters
+    self.buffers = buffers
+    self.adapter = adapter
+    self.multiplyAdds = multiplyAdds
+  }
 
   public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+}
+
+/// A wrapped layer's cost: the frozen base, the adapter, and the compressed layer that replaces
+/// both at export.
+public struct AdapterInfo: Sendable, Equatable {
+  public var rank: Int
+  public var form: String
+  /// `W` and `b`.
+  public var baseParameters: Int
+  /// `A`, `B`, `C`.
+  public var adapterParameters: Int
+  /// The exported layer: lowrank keeps `A`, `s·B`, `C`; loralib merges back into a full kernel.
+  public var compressedParameters: Int
+  public var multiplyAddsBefore: Int
+  public var multiplyAddsAfter: Int
 }
 
 /// A weight that a checkpoint lacks or holds in the wrong shape.
@@ -81,13 +115,26 @@ extension Linear {
   func node(role: NodeRole, block: Int?) -> GraphNode {
     var parameters = [TensorInfo(name: weightName, shape: weight.shape)]
     if let bias { parameters.append(TensorInfo(name: biasName, shape: bias.shape)) }
+    let base = parameters.reduce(0) { $0 + $1.count }
+    var info: AdapterInfo?
+    if let adapter {
+      parameters += adapter.tensorInfos
+      let adapterCount = adapter.tensorInfos.reduce(0) { $0 + $1.count }
+      info = AdapterInfo(
+        rank: adapter.rank, form: "lora", baseParameters: base,
+        adapterParameters: adapterCount, compressedParameters: adapterCount,
+        multiplyAddsBefore: inFeatures * outFeatures,
+        multiplyAddsAfter: adapter.rank * (inFeatures + outFeatures))
+    }
     return GraphNode(
-      name: name, kind: .linear, role: role, block: block, parameters: parameters, buffers: [])
+      name: name, kind: .linear, role: role, block: block, parameters: parameters, buffers: [],
+      adapter: info, multiplyAdds: inFeatures * outFeatures)
   }
 
   var namedParameters: [(String, Tensor)] {
     var result = [(weightName, weight)]
     if let bias { result.append((biasName, bias)) }
+    if let adapter { result += adapter.namedParameters }
     return result
   }
 
@@ -139,5 +186,37 @@ public enum Initialization: Sendable, Equatable {
   var seed: UInt64? {
     if case .seeded(let seed) = self { return seed }
     return nil
+  }
+}
+
+extension Conv2d {
+  func node(role: NodeRole, block: Int?) -> GraphNode {
+    var parameters = [TensorInfo(name: weightName, shape: weight.shape)]
+    if let bias { parameters.append(TensorInfo(name: biasName, shape: bias.shape)) }
+    let base = parameters.reduce(0) { $0 + $1.count }
+    let perPixel = weight.count  // out · in/groups · k · k multiply-adds per output pixel
+    var info: AdapterInfo?
+    if let adapter {
+      parameters += adapter.tensorInfos
+      let adapterCount = adapter.tensorInfos.reduce(0) { $0 + $1.count }
+      let lowrank = adapter.convForm == .lowrank
+      info = AdapterInfo(
+        rank: adapter.rank, form: adapter.convForm.rawValue, baseParameters: base,
+        adapterParameters: adapterCount,
+        compressedParameters: lowrank
+          ? adapterCount : weight.count + (adapter.bias?.count ?? bias?.count ?? 0),
+        multiplyAddsBefore: perPixel,
+        multiplyAddsAfter: lowrank ? adapter.down.count + outChannels * adapter.rank : perPixel)
+    }
+    return GraphNode(
+      name: name, kind: .conv2d, role: role, block: block, parameters: parameters, buffers: [],
+      adapter: info, multiplyAdds: perPixel)
+  }
+
+  var namedParameters: [(String, Tensor)] {
+    var result = [(weightName, weight)]
+    if let bias { result.append((biasName, bias)) }
+    if let adapter { result += adapter.namedParameters }
+    return result
   }
 }

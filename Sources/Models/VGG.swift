@@ -169,15 +169,7 @@ public struct VGGModel: Sendable {
       switch feature {
       case .convolution(let conv):
         convolutions += 1
-        var parameters = [TensorInfo(name: conv.weightName, shape: conv.weight.shape)]
-        if let bias = conv.bias {
-          parameters.append(TensorInfo(name: conv.biasName, shape: bias.shape))
-        }
-        result.append(
-          GraphNode(
-            name: conv.name, kind: .conv2d, role: .conv, block: convolutions,
-            parameters: parameters,
-            buffers: []))
+        result.append(conv.node(role: .conv, block: convolutions))
       case .batchNorm(let norm):
         let shape = [norm.channels]
         result.append(
@@ -208,8 +200,7 @@ public struct VGGModel: Sendable {
     for feature in features {
       switch feature {
       case .convolution(let conv):
-        result.append((conv.weightName, conv.weight))
-        if let bias = conv.bias { result.append((conv.biasName, bias)) }
+        result += conv.namedParameters
       case .batchNorm(let norm):
         result += [(norm.weightName, norm.weight), (norm.biasName, norm.bias)]
       case .relu, .maxPool:

@@ -1,0 +1,129 @@
+import Tensor
+
+extension Linear {
+  /// Every parameter of the node (base and adapter) by tensor name, writable.
+  mutating func visitParameters(_ body: (String, inout Tensor) -> Void) {
+    body(weightName, &weight)
+    if bias != nil { body(biasName, &bias!) }
+    adapter?.visitParameters(body)
+  }
+}
+
+extension Conv2d {
+  mutating func visitParameters(_ body: (String, inout Tensor) -> Void) {
+    body(weightName, &weight)
+    if bias != nil { body(biasName, &bias!) }
+    adapter?.visitParameters(body)
+  }
+}
+
+extension LowRankAdapter {
+  mutating func visitParameters(_ body: (String, inout Tensor) -> Void) {
+    body(downName, &down)
+    body(upName, &up)
+    if bias != nil { body(biasName, &bias!) }
+  }
+}
+
+extension LayerNorm {
+  mutating func visitParameters(_ body: (String, inout Tensor) -> Void) {
+    body(weightName, &weight)
+    body(biasName, &bias)
+  }
+}
+
+extension BertModel {
+  /// Every Linear of the graph by node name, writable (the rewriter attaches adapters here).
+  public mutating func visitLinears(_ body: (inout Linear) -> Void) {
+    for index in layers.indices {
+      body(&layers[index].query)
+      body(&layers[index].key)
+      body(&layers[index].value)
+      body(&layers[index].attentionOutput)
+      body(&layers[index].intermediate)
+      body(&layers[index].output)
+    }
+    if pooler != nil { body(&pooler!) }
+    if classifier != nil { body(&classifier!) }
+  }
+
+  /// Every parameter by tensor name, writable, in node order.
+  public mutating func visitParameters(_ body: (String, inout Tensor) -> Void) {
+    body(wordEmbeddings.weightName, &wordEmbeddings.weight)
+    body(positionEmbeddings.weightName, &positionEmbeddings.weight)
+    body(tokenTypeEmbeddings.weightName, &tokenTypeEmbeddings.weight)
+    embeddingNorm.visitParameters(body)
+    for index in layers.indices {
+      layers[index].query.visitParameters(body)
+      layers[index].key.visitParameters(body)
+      layers[index].value.visitParameters(body)
+      layers[index].attentionOutput.visitParameters(body)
+      layers[index].attentionNorm.visitParameters(body)
+      layers[index].intermediate.visitParameters(body)
+      layers[index].output.visitParameters(body)
+      layers[index].outputNorm.visitParameters(body)
+    }
+    if pooler != nil { pooler!.visitParameters(body) }
+    if classifier != nil { classifier!.visitParameters(body) }
+  }
+}
+
+extension VGGModel {
+  /// Every Linear (classifier) and Conv2d (features) by node name, writable.
+  public mutating func visitLayers(
+    linear: (inout Linear) -> Void, convolution: (inout Conv2d) -> Void
+  ) {
+    for index in features.indices {
+      if case .convolution(var conv) = features[index] {
+        convolution(&conv)
+        features[index] = .convolution(conv)
+      }
+    }
+    for index in classifier.indices { linear(&classifier[index]) }
+  }
+
+  public mutating func visitParameters(_ body: (String, inout Tensor) -> Void) {
+    for index in features.indices {
+      switch features[index] {
+      case .convolution(var conv):
+        conv.visitParameters(body)
+        features[index] = .convolution(conv)
+      case .batchNorm(var norm):
+        body(norm.weightName, &norm.weight)
+        body(norm.biasName, &norm.bias)
+        features[index] = .batchNorm(norm)
+      case .relu, .maxPool:
+        break
+      }
+    }
+    for index in classifier.indices { classifier[index].visitParameters(body) }
+  }
+}
+
+extension Model {
+  /// Every parameter (adapters included) by tensor name, writable, in node order.
+  public mutating func visitParameters(_ body: (String, inout Tensor) -> Void) {
+    switch self {
+    case .bert(var model):
+      model.visitParameters(body)
+      self = .bert(model)
+    case .vgg(var model):
+      model.visitParameters(body)
+      self = .vgg(model)
+    }
+  }
+
+  /// Every wrappable node (Linear or Conv2d), writable.
+  public mutating func visitWrappable(
+    linear: (inout Linear) -> Void, convolution: (inout Conv2d) -> Void
+  ) {
+    switch self {
+    case .bert(var model):
+      model.visitLinears(linear)
+      self = .bert(model)
+    case .vgg(var model):
+      model.visitLayers(linear: linear, convolution: convolution)
+      self = .vgg(model)
+    }
+  }
+}
