@@ -23,7 +23,10 @@ let package = Package(
     .target(name: "Tensor", dependencies: ["CBLAS"]),
     .target(name: "Models", dependencies: ["Tensor"]),
     .target(name: "Manifest", dependencies: ["CYAML"]),
-    .executableTarget(name: "surgeon", dependencies: ["Models", "Manifest", "Tensor"]),
+    .target(name: "Surgery", dependencies: ["Models", "Manifest", "Tensor"]),
+    .target(name: "Training", dependencies: ["Surgery", "Models", "Tensor"]),
+    .executableTarget(
+      name: "surgeon", dependencies: ["Models", "Manifest", "Surgery", "Training", "Tensor"]),
     // Benchmarks (not tests): ratios measured side by side in one run.
     .executableTarget(name: "SurgeonBench", dependencies: ["Models", "Tensor"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
@@ -33,6 +36,7 @@ let package = Package(
       resources: [.copy("Fixtures")]
     ),
     .testTarget(name: "ManifestTests", dependencies: ["Manifest"]),
+    .testTarget(name: "SurgeryTests", dependencies: ["Surgery", "Training", "Models", "Manifest", "Tensor"]),
     // Runs the built `surgeon` binary as a user would (exit codes, output, files).
     .testTarget(
       name: "SurgeonTests",

@@ -11,7 +11,16 @@ public struct ParameterSummary: Sendable, Equatable {
     public var role: String
     public var parameters: Int
     public var trainable: Int
+    /// The wrapped layer's cost before and after compression (nil: not wrapped).
+    public var adapter: AdapterInfo?
     public var nonTrainable: Int { parameters - trainable }
+    /// The row's parameters once compressed: a wrapped layer's `W`, `b` and adapter become the
+    /// exported factors.
+    public var compressedParameters: Int {
+      guard let adapter else { return parameters }
+      return parameters - adapter.baseParameters - adapter.adapterParameters
+        + adapter.compressedParameters
+    }
   }
 
   public var title: String
@@ -31,19 +40,77 @@ public struct ParameterSummary: Sendable, Equatable {
       let trained = node.parameters.filter { trainable?.contains($0.name) ?? true }
       return Row(
         name: node.name, type: node.kind.rawValue, role: node.role.rawValue,
-        parameters: node.parameterCount, trainable: trained.reduce(0) { $0 + $1.count })
+        parameters: node.parameterCount, trainable: trained.reduce(0) { $0 + $1.count },
+        adapter: node.adapter)
     }
-    compressedTotal = rows.reduce(0) { $0 + $1.parameters }
+    compressedTotal = rows.reduce(0) { $0 + $1.compressedParameters }
+  }
+
+  /// One row per group of nodes sharing their first `depth` name segments (a numeric segment
+  /// counts with the one before it: `encoder.layer.0` is two segments).
+  public func groupedByBlock(depth: Int) -> ParameterSummary {
+    var result = self
+    var order: [String] = []
+    var groups: [String: Row] = [:]
+    for row in rows {
+      var segments: [String] = []
+      for part in row.name.split(separator: ".") {
+        if let last = segments.last, part.allSatisfy(\.isNumber) {
+          segments[segments.count - 1] = last + "." + part
+        } else {
+          segments.append(String(part))
+        }
+      }
+      let key = segments.prefix(max(1, depth)).joined(separator: ".")
+      if var group = groups[key] {
+        group.parameters += row.parameters
+        group.trainable += row.trainable
+        if let info = row.adapter {
+          var merged = group.adapter ?? AdapterInfo(
+            rank: info.rank, form: info.form, baseParameters: 0, adapterParameters: 0,
+            compressedParameters: 0, multiplyAddsBefore: 0, multiplyAddsAfter: 0)
+          merged.baseParameters += info.baseParameters
+          merged.adapterParameters += info.adapterParameters
+          merged.compressedParameters += info.compressedParameters
+          merged.multiplyAddsBefore += info.multiplyAddsBefore
+          merged.multiplyAddsAfter += info.multiplyAddsAfter
+          group.adapter = merged
+        }
+        group.type = group.type == row.type ? row.type : "Block"
+        groups[key] = group
+      } else {
+        order.append(key)
+        var group = row
+        group.name = key
+        groups[key] = group
+      }
+    }
+    result.rows = order.compactMap { groups[$0] }
+    return result
   }
 
   /// A Keras-`summary()`-style table.
   public func table() -> String {
-    let headers = ["Node (type)", "Role", "Params", "Trainable", "Non-trainable"]
+    let wrapped = rows.contains { $0.adapter != nil }
+    var headers = ["Node (type)", "Role", "Params", "Trainable", "Non-trainable"]
+    if wrapped { headers += ["Params before → after", "MACs/token before → after"] }
     let cells = rows.map { row in
-      [
-        "\(row.name) (\(row.type))", row.role, grouped(row.parameters), grouped(row.trainable),
+      let type = row.adapter.map { "\(row.type) + LoRA r\($0.rank)" } ?? row.type
+      var line = [
+        "\(row.name) (\(type))", row.role, grouped(row.parameters), grouped(row.trainable),
         grouped(row.nonTrainable),
       ]
+      if wrapped {
+        if let info = row.adapter {
+          line += [
+            "\(grouped(info.baseParameters)) → \(grouped(info.compressedParameters))",
+            "\(grouped(info.multiplyAddsBefore)) → \(grouped(info.multiplyAddsAfter))",
+          ]
+        } else {
+          line += ["", ""]
+        }
+      }
+      return line
     }
     var widths = headers.map(\.count)
     for line in cells {
@@ -75,9 +142,14 @@ public struct ParameterSummary: Sendable, Equatable {
     struct Node: Encodable {
       var name, type, role: String
       var params, trainable, nonTrainable: Int
+      var rank: Int?
+      var compressedParams, macsBefore, macsAfter: Int?
       enum CodingKeys: String, CodingKey {
-        case name, type, role, params, trainable
+        case name, type, role, params, trainable, rank
         case nonTrainable = "non_trainable"
+        case compressedParams = "compressed_params"
+        case macsBefore = "macs_before"
+        case macsAfter = "macs_after"
       }
     }
     struct Document: Encodable {
@@ -95,7 +167,9 @@ public struct ParameterSummary: Sendable, Equatable {
       nodes: rows.map {
         Node(
           name: $0.name, type: $0.type, role: $0.role, params: $0.parameters,
-          trainable: $0.trainable, nonTrainable: $0.nonTrainable)
+          trainable: $0.trainable, nonTrainable: $0.nonTrainable, rank: $0.adapter?.rank,
+          compressedParams: $0.adapter == nil ? nil : $0.compressedParameters,
+          macsBefore: $0.adapter?.multiplyAddsBefore, macsAfter: $0.adapter?.multiplyAddsAfter)
       }, compressedTotal: compressedTotal)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -12,7 +12,9 @@ let overview = """
   Usage: surgeon <command> [options]
 
   Commands:
-    summary    per-node parameter counts of a checkpoint or preset (Keras-style table or JSON)
+    validate   check manifests (syntax, schema, selectors against the model, data files)
+    summary    per-node trainable/frozen parameter counts of a manifest, checkpoint or preset
+    schema     the JSON Schema of the manifest format
     forward    run a checkpoint on inputs from a safetensors file (outputs, loss, gradients)
     tokenize   WordPiece ids of JSON strings read line by line from standard input
 
@@ -34,7 +36,8 @@ func run(_ arguments: [String]) -> Int32 {
   let rest = Array(arguments.dropFirst())
   let commands: [String: Command.Type] = [
     "summary": SummaryCommand.self, "forward": ForwardCommand.self,
-    "tokenize": TokenizeCommand.self,
+    "tokenize": TokenizeCommand.self, "validate": ValidateCommand.self,
+    "schema": SchemaCommand.self,
   ]
   switch command {
   case "--version", "version":
@@ -63,6 +66,8 @@ func run(_ arguments: [String]) -> Int32 {
     } catch let error as CommandError {
       printError(error.message)
       return 1
+    } catch let status as ExitStatus {
+      return status.code
     } catch {
       printError("surgeon \(command): error: \(error)")
       return 1

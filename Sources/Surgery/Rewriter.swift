@@ -1,0 +1,208 @@
+import Manifest
+import Models
+import Tensor
+
+/// What the rewriter decided for one node, for reports.
+public struct NodeAction: Sendable, Equatable {
+  public enum Kind: String, Sendable {
+    /// Wrapped with an adapter; the base is frozen, the adapter trains.
+    case wrapped
+    /// Named by a `freeze` rule (or frozen by default beside a lora rule).
+    case frozen
+    /// Trained in full: named by `train`, a new head, or full fine-tuning.
+    case trained
+  }
+
+  public var node: String
+  public var kind: Kind
+  /// True when no rule named the node (MANIFEST.md's defaults decided).
+  public var byDefault: Bool
+}
+
+/// The manifest's surgery applied to a graph, compiled.
+public struct Rewrite: Sendable {
+  public var plan: TrainingPlan
+  public var actions: [NodeAction]
+  /// The graph before surgery (for `summary --before`).
+  public var original: Model
+}
+
+/// Applies a manifest's `surgery` rules, in order, to a graph and compiles the result.
+public enum Rewriter {
+  private enum LastRule {
+    case lora
+    case freeze
+    case train
+  }
+
+  private struct Wrap {
+    var settings: WrapSettings
+    var schedule: AdapterSchedule
+    var rule: LoRARule
+  }
+
+  /// `initializes` false leaves adapters at zero (validate and summary only need shapes).
+  public static func apply(
+    _ manifest: Manifest, to resolved: ResolvedModel, initializes: Bool
+  ) -> (Rewrite?, [Diagnostic]) {
+    var diagnostics: [Diagnostic] = []
+    var model = resolved.model
+    let nodes = model.nodes
+    var lastRule: [String: LastRule] = [:]
+    var wraps: [String: Wrap] = [:]
+    var hasLoRA = false
+
+    func resolve(_ selectors: [Located<String>], exclude: [Located<String>] = [], blocks: Set<Int>?)
+      -> [Int]?
+    {
+      var failed = false
+      for selector in selectors + exclude {
+        if let problem = unmatchedSelector(selector.value, in: nodes) {
+          diagnostics.append(
+            Diagnostic(
+              location: selector.location, severity: .error, message: problem.message,
+              fix: problem.fix))
+          failed = true
+        }
+      }
+      if failed { return nil }
+      do {
+        return try selectNodes(
+          selectors.map(\.value), exclude: exclude.map(\.value), blocks: blocks, in: nodes)
+      } catch {
+        diagnostics.append(
+          Diagnostic(
+            location: selectors.first?.location ?? SourceLocation(file: manifest.file, line: 1, column: 1),
+            severity: .error, message: error.message, fix: error.fix))
+        return nil
+      }
+    }
+
+    for rule in manifest.surgery {
+      switch rule {
+      case .lora(let lora):
+        hasLoRA = true
+        guard
+          let selected = resolve(
+            lora.layers, exclude: lora.exclude, blocks: lora.blocks.map { Set($0.value) })
+        else { continue }
+        if selected.isEmpty {
+          diagnostics.append(
+            Diagnostic(
+              location: lora.location, severity: .error,
+              message: "this lora rule selects no node after blocks and exclude",
+              fix: "widen layers or blocks, or remove the rule"))
+          continue
+        }
+        let unwrappable = selected.map { nodes[$0] }.filter {
+          $0.kind != .linear && $0.kind != .conv2d
+        }
+        if !unwrappable.isEmpty {
+          let names = unwrappable.prefix(3).map { "\($0.name) (\($0.kind.rawValue))" }
+          diagnostics.append(
+            Diagnostic(
+              location: lora.location, severity: .error,
+              message:
+                "lora cannot wrap \(names.joined(separator: ", "))\(unwrappable.count > 3 ? " and \(unwrappable.count - 3) more" : ""): adapters wrap Linear and Conv2d nodes",
+              fix: "narrow layers, or add those nodes to exclude"))
+          continue
+        }
+        let settings = WrapSettings(
+          rank: lora.rank.value, alpha: lora.alpha?.value,
+          initialization: lora.initialization.value == .svd ? .svd : .lora,
+          biasC: WrapSettings.BiasC(rawValue: lora.biasC.value.rawValue) ?? .none,
+          convForm: lora.convForm.value == .loralib ? .loralib : .lowrank,
+          noise: lora.noise.map {
+            (statistics: $0.statistics == .perOutput ? .perOutput : .global, scale: $0.scale)
+          })
+        let schedule = AdapterSchedule(
+          decay: lora.decay.map {
+            DecayCurve(
+              shape: DecayCurve.Shape(rawValue: $0.shape.rawValue) ?? .linear, start: $0.start,
+              end: $0.end)
+          },
+          noise: lora.noise.map { NoiseSchedule(clearBelow: $0.clearBelow) })
+        for index in selected {
+          wraps[nodes[index].name] = Wrap(settings: settings, schedule: schedule, rule: lora)
+          lastRule[nodes[index].name] = .lora
+        }
+      case .freeze(let selectors, _):
+        for index in resolve(selectors, blocks: nil) ?? [] { lastRule[nodes[index].name] = .freeze }
+      case .train(let selectors, _):
+        for index in resolve(selectors, blocks: nil) ?? [] { lastRule[nodes[index].name] = .train }
+      }
+    }
+
+    // Attach the adapters; each node's init draws from a stream of its own (node order).
+    let seed = UInt64(manifest.model.seed)
+    let order = Dictionary(uniqueKeysWithValues: nodes.enumerated().map { ($1.name, $0) })
+    func attach(_ name: String, _ body: (WrapSettings, inout RandomStream) throws(WrapError) -> Void)
+    {
+      guard let wrap = wraps[name] else { return }
+      var random = RandomStream(seed: seed, stream: 1_000 + UInt64(order[name] ?? 0))
+      do {
+        try body(wrap.settings, &random)
+      } catch {
+        let atRank = error.message.hasPrefix("rank")
+        diagnostics.append(
+          Diagnostic(
+            location: atRank ? wrap.rule.rank.location : wrap.rule.location, severity: .error,
+            message: error.message, fix: error.fix))
+      }
+    }
+    model.visitWrappable(
+      linear: { layer in
+        attach(layer.name) { settings, random throws(WrapError) in
+          try Wrapper.wrap(&layer, settings: settings, initializes: initializes, random: &random)
+        }
+      },
+      convolution: { layer in
+        attach(layer.name) { settings, random throws(WrapError) in
+          try Wrapper.wrap(&layer, settings: settings, initializes: initializes, random: &random)
+        }
+      })
+    if diagnostics.contains(where: { $0.severity == .error }) { return (nil, diagnostics) }
+
+    // Trainability: the last rule naming a node decides; MANIFEST.md's defaults for the rest.
+    var trainable: Set<String> = []
+    var actions: [NodeAction] = []
+    for node in model.nodes {
+      let adapterNames = Set(
+        node.parameters.map(\.name).filter {
+          $0.hasSuffix(".lora_A") || $0.hasSuffix(".lora_B") || $0.hasSuffix(".lora_C")
+        })
+      let all = Set(node.parameters.map(\.name))
+      let kind: NodeAction.Kind
+      switch lastRule[node.name] {
+      case .lora?:
+        trainable.formUnion(adapterNames)
+        kind = .wrapped
+      case .freeze?:
+        kind = .frozen
+      case .train?:
+        trainable.formUnion(all)
+        kind = .trained
+      case nil:
+        let isNewHead = !all.isEmpty && all.isSubset(of: resolved.newHeadParameters)
+        if !hasLoRA || isNewHead {
+          trainable.formUnion(all)
+          kind = .trained
+        } else {
+          kind = .frozen
+        }
+      }
+      actions.append(NodeAction(node: node.name, kind: kind, byDefault: lastRule[node.name] == nil))
+    }
+    let schedules = wraps.mapValues(\.schedule)
+    do {
+      let plan = try TrainingPlan(compiling: model, trainable: trainable, schedules: schedules)
+      return (Rewrite(plan: plan, actions: actions, original: resolved.model), diagnostics)
+    } catch {
+      diagnostics.append(
+        Diagnostic(
+          location: SourceLocation(file: manifest.file, line: 1, column: 1), severity: .error,
+          message: error.description))
+      return (nil, diagnostics)
+    }
+  }
+}

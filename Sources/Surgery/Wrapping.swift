@@ -1,0 +1,203 @@
+import Models
+import Tensor
+
+/// A lora rule's settings resolved for one node.
+public struct WrapSettings: Sendable, Equatable {
+  public enum Initialization: String, Sendable { case lora, svd }
+  public enum BiasC: String, Sendable { case zeros, copy, none }
+
+  public var rank: Int
+  /// Scale `s = alpha / rank`.
+  public var alpha: Double
+  public var initialization: Initialization
+  public var biasC: BiasC
+  public var convForm: ConvAdapterForm
+  /// The noise's statistics and std multiplier, when the rule asks for noise.
+  public var noise: (statistics: NoiseModel.Statistics, scale: Double)?
+
+  public init(
+    rank: Int, alpha: Double? = nil, initialization: Initialization = .lora, biasC: BiasC = .none,
+    convForm: ConvAdapterForm = .lowrank, noise: (statistics: NoiseModel.Statistics, scale: Double)? = nil
+  ) {
+    self.rank = rank
+    self.alpha = alpha ?? Double(rank)
+    self.initialization = initialization
+    self.biasC = biasC
+    self.convForm = convForm
+    self.noise = noise
+  }
+
+  public static func == (lhs: WrapSettings, rhs: WrapSettings) -> Bool {
+    lhs.rank == rhs.rank && lhs.alpha == rhs.alpha && lhs.initialization == rhs.initialization
+      && lhs.biasC == rhs.biasC && lhs.convForm == rhs.convForm
+      && lhs.noise?.statistics == rhs.noise?.statistics && lhs.noise?.scale == rhs.noise?.scale
+  }
+
+  public var scale: Float { Float(alpha / Double(rank)) }
+}
+
+/// Why a node cannot take the adapter a rule asks for; the message names the node and the fix.
+public struct WrapError: Error, CustomStringConvertible, Sendable {
+  public var message: String
+  public var fix: String
+  public var description: String { "\(message); \(fix)" }
+}
+
+/// Attaches adapters to Linear and Conv2d nodes.
+public enum Wrapper {
+  /// The largest rank that still factors the layer: `min(fan_in, out) − 1`.
+  static func rankBound(fanIn: Int, out: Int) -> Int { min(fanIn, out) }
+
+  static func checkRank(_ rank: Int, fanIn: Int, out: Int, node: String) throws(WrapError) {
+    let bound = rankBound(fanIn: fanIn, out: out)
+    guard rank >= 1, rank < bound else {
+      throw WrapError(
+        message: "rank \(rank) is not below min(in, out) = \(bound) for \(node)",
+        fix: "use rank < \(bound)")
+    }
+  }
+
+  /// Wraps a Linear: `A` (`r × in`) Kaiming-uniform and `B = 0`, or the rank-r SVD of `W`
+  /// (`s·B·A = U_r Σ_r V_rᵀ`); `C` zeros, a copy of `b`, or none. With `initializes` false the
+  /// adapter is zero (shapes and counts only, for validate and summary).
+  public static func wrap(
+    _ layer: inout Linear, settings: WrapSettings, initializes: Bool, random: inout RandomStream
+  ) throws(WrapError) {
+    let (fanIn, out, r) = (layer.inFeatures, layer.outFeatures, settings.rank)
+    try checkRank(r, fanIn: fanIn, out: out, node: layer.name)
+    var down = Tensor(zeros: [r, fanIn])
+    var up = Tensor(zeros: [out, r])
+    if initializes {
+      (down, up) = try initialFactors(
+        weight: layer.weight.reshaped([out, fanIn]), rank: r, fanIn: fanIn, settings: settings,
+        node: layer.name, random: &random)
+    }
+    var adapter = LowRankAdapter(
+      node: layer.name, rank: r, down: down, up: up,
+      bias: try biasC(settings, out: out, bias: layer.bias, node: layer.name), scale: settings.scale)
+    if let noise = settings.noise {
+      adapter.noise = NoiseModel(
+        weight: layer.weight, statistics: noise.statistics, scale: Float(noise.scale))
+    }
+    layer.adapter = adapter
+  }
+
+  /// Wraps a Conv2d: lowrank (`A` a `k×k` conv `in → r` with the base geometry and groups, `B`
+  /// a `1×1` conv `r → out`) or loralib (`A` `r·k × in·k`, `B` `out·k × r·k`, merged kernel).
+  public static func wrap(
+    _ layer: inout Conv2d, settings: WrapSettings, initializes: Bool, random: inout RandomStream
+  ) throws(WrapError) {
+    let (kh, kw) = layer.kernelSize
+    let perGroup = layer.inChannels / layer.groups
+    let fanIn = perGroup * kh * kw
+    let (out, r) = (layer.outChannels, settings.rank)
+    try checkRank(r, fanIn: fanIn, out: out, node: layer.name)
+    var down: Tensor
+    var up: Tensor
+    switch settings.convForm {
+    case .lowrank:
+      guard r % layer.groups == 0 else {
+        throw WrapError(
+          message: "rank \(r) is not a multiple of groups = \(layer.groups) for \(layer.name)",
+          fix: "use a rank divisible by \(layer.groups) (the A convolution keeps the groups)")
+      }
+      // A's groups: each of the `groups` slices maps in/groups channels to r/groups.
+      down = Tensor(zeros: [r, perGroup, kh, kw])
+      up = Tensor(zeros: [out, r, 1, 1])
+      if initializes {
+        if settings.initialization == .svd && layer.groups > 1 {
+          throw WrapError(
+            message: "init svd is not defined for the grouped convolution \(layer.name)",
+            fix: "use init: lora, or exclude it")
+        }
+        let (a, b) = try initialFactors(
+          weight: layer.weight.reshaped([out, fanIn]), rank: r, fanIn: fanIn, settings: settings,
+          node: layer.name, random: &random)
+        down = a.reshaped([r, perGroup, kh, kw])
+        up = b.reshaped([out, r, 1, 1])
+      }
+    case .loralib:
+      guard layer.groups == 1, kh == kw else {
+        throw WrapError(
+          message:
+            "conv_form loralib needs a square kernel and groups = 1; \(layer.name) has \(kh)×\(kw), groups \(layer.groups)",
+          fix: "use conv_form: lowrank")
+      }
+      guard settings.initialization == .lora else {
+        throw WrapError(
+          message: "init svd is not defined for conv_form loralib (\(layer.name))",
+          fix: "use init: lora, or conv_form: lowrank")
+      }
+      let k = kh
+      down = Tensor(zeros: [r * k, layer.inChannels * k])
+      up = Tensor(zeros: [out * k, r * k])
+      if initializes {
+        // loralib: kaiming_uniform_(A, a=√5) over its own fan-in (in·k); B = 0.
+        down = Tensor.kaimingUniform(
+          shape: down.shape, fanIn: layer.inChannels * k, random: &random)
+      }
+    }
+    var adapter = LowRankAdapter(
+      node: layer.name, rank: r, down: down, up: up,
+      bias: try biasC(settings, out: out, bias: layer.bias, node: layer.name), scale: settings.scale)
+    adapter.convForm = settings.convForm
+    if let noise = settings.noise {
+      adapter.noise = NoiseModel(
+        weight: layer.weight, statistics: noise.statistics, scale: Float(noise.scale))
+    }
+    layer.adapter = adapter
+  }
+
+  private static func biasC(_ settings: WrapSettings, out: Int, bias: Tensor?, node: String)
+    throws(WrapError) -> Tensor?
+  {
+    switch settings.biasC {
+    case .none: return nil
+    case .zeros: return Tensor(zeros: [out])
+    case .copy:
+      guard let bias else {
+        throw WrapError(
+          message: "bias_c copy needs a bias, and \(node) has none", fix: "use bias_c: zeros")
+      }
+      return bias
+    }
+  }
+
+  /// `(A, B)` for a weight viewed as `out × fanIn`.
+  private static func initialFactors(
+    weight: Tensor, rank r: Int, fanIn: Int, settings: WrapSettings, node: String,
+    random: inout RandomStream
+  ) throws(WrapError) -> (Tensor, Tensor) {
+    let out = weight.shape[0]
+    switch settings.initialization {
+    case .lora:
+      return (
+        Tensor.kaimingUniform(shape: [r, fanIn], fanIn: fanIn, random: &random),
+        Tensor(zeros: [out, r])
+      )
+    case .svd:
+      let factors: (u: Tensor, singularValues: [Float], vt: Tensor)
+      do {
+        factors = try weight.truncatedSVD(rank: r)
+      } catch {
+        throw WrapError(message: "the SVD of \(node) failed: \(error)", fix: "use init: lora")
+      }
+      // s·B·A = U Σ Vᵀ with A = √Σ Vᵀ and B = U √Σ / s.
+      let roots = factors.singularValues.map { $0.squareRoot() }
+      var down = factors.vt
+      down.withUnsafeMutableBufferPointer { a in
+        for row in 0..<r {
+          for column in 0..<fanIn { a[row * fanIn + column] *= roots[row] }
+        }
+      }
+      var up = factors.u
+      let inverseScale = 1 / settings.scale
+      up.withUnsafeMutableBufferPointer { b in
+        for row in 0..<out {
+          for column in 0..<r { b[row * r + column] *= roots[column] * inverseScale }
+        }
+      }
+      return (down, up)
+    }
+  }
+}
