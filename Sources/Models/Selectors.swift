@@ -47,7 +47,8 @@ public struct NodeSelector: Sendable, Equatable {
       if NodeSelector.name(node.name, hasDottedSuffix: suffix) { return true }
       return alias.map { $0.matches(node, among: nodes) } ?? false
     case .glob(let segments):
-      return Glob.matches(segments[...], node.name.split(separator: ".", omittingEmptySubsequences: false)[...])
+      let name = node.name.split(separator: ".", omittingEmptySubsequences: false)
+      return Glob.matches(segments[...], name[...])
     case .regex(let box):
       let name = node.name
       let range = NSRange(name.startIndex..<name.endIndex, in: name)
@@ -114,9 +115,15 @@ private func parsedSelectors(_ texts: [String], in nodes: [GraphNode]) throws(Se
 
 /// "matches no node", with the three node names nearest to the selector.
 private func noMatchError(_ text: String, in nodes: [GraphNode]) -> SelectorError {
-  let fix =
+  var fix =
     "use a role (query, key, value, attention_output, ffn_intermediate, …), "
     + "a node name or dotted suffix, a glob (* one segment, ** any) or a /regex/"
+  // Globs match whole names, so `encoder.layer.*.…` misses a `bert.`-prefixed checkpoint.
+  if text.contains("*"), !text.hasPrefix("/"), let anywhere = try? NodeSelector("**." + text),
+    nodes.contains(where: { anywhere.matches($0, among: nodes) })
+  {
+    fix = "globs match whole names: write '**.\(text)' to allow any prefix"
+  }
   guard !nodes.isEmpty else {
     return SelectorError(message: "selector '\(text)' matches no node; the model has no nodes")
   }
