@@ -127,7 +127,9 @@ private func noMatchError(_ text: String, in nodes: [GraphNode]) -> SelectorErro
   guard !nodes.isEmpty else {
     return SelectorError(message: "selector '\(text)' matches no node; the model has no nodes")
   }
-  let closest = closestNames(to: text, in: nodes.map(\.name), count: 3)
+  // A regular expression's slashes are no part of any name.
+  let probe = text.hasPrefix("/") ? text.trimmingCharacters(in: ["/"]) : text
+  let closest = closestNames(to: probe, in: nodes.map(\.name), count: 3)
   return SelectorError(
     message: "selector '\(text)' matches no node; closest: "
       + closest.joined(separator: ", "),
@@ -137,7 +139,7 @@ private func noMatchError(_ text: String, in nodes: [GraphNode]) -> SelectorErro
 /// The `count` names nearest to `text`, nearest first (ties in node order). A name's distance
 /// is that of its nearest dotted suffix, so `qurey` is near `…attention.self.query` rather than
 /// near the shortest names; case is ignored.
-func closestNames(to text: String, in names: [String], count: Int) -> [String] {
+private func closestNames(to text: String, in names: [String], count: Int) -> [String] {
   let target = Array(text.lowercased().unicodeScalars)
   var seen: Set<String> = []
   var scored: [(distance: Int, order: Int, name: String)] = []
@@ -155,7 +157,7 @@ func closestNames(to text: String, in names: [String], count: Int) -> [String] {
 }
 
 /// The Levenshtein distance (insertions, deletions, substitutions) between two strings.
-func editDistance(_ a: [Unicode.Scalar], _ b: [Unicode.Scalar]) -> Int {
+private func editDistance(_ a: [Unicode.Scalar], _ b: [Unicode.Scalar]) -> Int {
   guard !a.isEmpty else { return b.count }
   guard !b.isEmpty else { return a.count }
   var previous = Array(0...b.count)

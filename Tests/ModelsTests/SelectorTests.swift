@@ -388,6 +388,10 @@ final class SelectorTests: XCTestCase {
     XCTAssertEqual(single.message, expected)
     XCTAssertTrue(single.fix?.contains("role") ?? false)
     XCTAssertEqual(single.description, expected + "; " + (single.fix ?? ""))
+    // A regular expression is compared without its slashes.
+    XCTAssertEqual(
+      unmatchedSelector("/qurey/", in: nodes)?.message,
+      expected.replacingOccurrences(of: "'qurey'", with: "'/qurey/'"))
     let vggError = try XCTUnwrap(unmatchedSelector("feature.3", in: try vgg("vgg16-cifar")))
     // 2 edits (add the s, change the digit) from every one-digit feature index, 3 from the
     // two-digit ones: the first three in node order.
