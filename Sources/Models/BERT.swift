@@ -309,7 +309,15 @@ public struct BertModel: Sendable {
       }
     }
 
-    for (layer, cache) in zip(layers, tape.layers).reversed() {
+    // Backward stops below the lowest block that has a trained tensor.
+    let needsEmbeddings = gradients.wantsAny(withPrefix: prefix + "embeddings.")
+    let lowestLayer =
+      needsEmbeddings
+      ? 0
+      : (layers.indices.first { gradients.wantsAny(withPrefix: prefix + "encoder.layer.\($0).") }
+        ?? layers.count)
+    for (index, (layer, cache)) in zip(layers, tape.layers).enumerated().reversed() {
+      if index < lowestLayer { return }
       // Output LayerNorm over (dropout(output) + normalizedAttention).
       let sumGradient = layer.outputNorm.backward(
         cache: cache.outputNorm, outputGradient: hiddenGradient, gradients: &gradients)
@@ -344,6 +352,7 @@ public struct BertModel: Sendable {
           cache: cache.value, outputGradient: valueGradient, gradients: &gradients)!)
       hiddenGradient = inputGradient
     }
+    guard needsEmbeddings else { return }
 
     let normalizedGradient = hiddenDropout.backward(
       mask: tape.embeddingDropoutMask, outputGradient: hiddenGradient)

@@ -66,9 +66,11 @@ public struct ParameterSummary: Sendable, Equatable {
         group.parameters += row.parameters
         group.trainable += row.trainable
         if let info = row.adapter {
-          var merged = group.adapter ?? AdapterInfo(
-            rank: info.rank, form: info.form, baseParameters: 0, adapterParameters: 0,
-            compressedParameters: 0, multiplyAddsBefore: 0, multiplyAddsAfter: 0)
+          var merged =
+            group.adapter
+            ?? AdapterInfo(
+              rank: info.rank, form: info.form, baseParameters: 0, adapterParameters: 0,
+              compressedParameters: 0, multiplyAddsBefore: 0, multiplyAddsAfter: 0)
           merged.baseParameters += info.baseParameters
           merged.adapterParameters += info.adapterParameters
           merged.compressedParameters += info.compressedParameters

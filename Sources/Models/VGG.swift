@@ -313,14 +313,24 @@ public struct VGGModel: Sendable {
         outputGradient: gradient.reshaped([input.shape[0], input.shape[1], size, size]))
     }
     gradient = gradient.reshaped(tape.featureOutputShape)
+    // Backward stops below the lowest feature layer that has a trained tensor.
+    let lowest =
+      features.indices.first { index in
+        switch features[index] {
+        case .convolution(let conv): return gradients.wantsAny(withPrefix: conv.name + ".")
+        case .batchNorm(let norm): return gradients.wantsAny(withPrefix: norm.name + ".")
+        case .relu, .maxPool: return false
+        }
+      } ?? features.count
     for index in features.indices.reversed() {
+      if index < lowest { return }
       let input = tape.featureInputs[index]
       switch features[index] {
       case .convolution(let conv):
         guard
           let inputGradient = conv.backward(
             cache: tape.convolutionCaches[index]!, outputGradient: gradient,
-            gradients: &gradients, needsInputGradient: index > 0)
+            gradients: &gradients, needsInputGradient: index > lowest)
         else { return }
         gradient = inputGradient
       case .batchNorm(let norm):

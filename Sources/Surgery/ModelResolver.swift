@@ -138,7 +138,8 @@ public enum ModelResolver {
       diagnostics.append(
         Diagnostic(
           location: section.family.location, severity: .error,
-          message: "model.family is \(section.family.value.rawValue) but \(origin) is a \(model.family)",
+          message:
+            "model.family is \(section.family.value.rawValue) but \(origin) is a \(model.family)",
           fix: "set family: \(model.family)"))
       return (nil, diagnostics)
     }

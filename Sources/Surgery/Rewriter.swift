@@ -72,7 +72,8 @@ public enum Rewriter {
       } catch {
         diagnostics.append(
           Diagnostic(
-            location: selectors.first?.location ?? SourceLocation(file: manifest.file, line: 1, column: 1),
+            location: selectors.first?.location
+              ?? SourceLocation(file: manifest.file, line: 1, column: 1),
             severity: .error, message: error.message, fix: error.fix))
         return nil
       }
@@ -136,18 +137,24 @@ public enum Rewriter {
     // Attach the adapters; each node's init draws from a stream of its own (node order).
     let seed = UInt64(manifest.model.seed)
     let order = Dictionary(uniqueKeysWithValues: nodes.enumerated().map { ($1.name, $0) })
-    func attach(_ name: String, _ body: (WrapSettings, inout RandomStream) throws(WrapError) -> Void)
-    {
+    // Ranks too large for several nodes of one rule become one diagnostic at its rank.
+    var rankFailures: [(rank: Located<Int>, node: String, bound: Int)] = []
+    func attach(
+      _ name: String, _ body: (WrapSettings, inout RandomStream) throws(WrapError) -> Void
+    ) {
       guard let wrap = wraps[name] else { return }
       var random = RandomStream(seed: seed, stream: 1_000 + UInt64(order[name] ?? 0))
       do {
         try body(wrap.settings, &random)
       } catch {
-        let atRank = error.message.hasPrefix("rank")
-        diagnostics.append(
-          Diagnostic(
-            location: atRank ? wrap.rule.rank.location : wrap.rule.location, severity: .error,
-            message: error.message, fix: error.fix))
+        if let bound = error.rankBound {
+          rankFailures.append((wrap.rule.rank, name, bound))
+        } else {
+          diagnostics.append(
+            Diagnostic(
+              location: wrap.rule.location, severity: .error, message: error.message,
+              fix: error.fix))
+        }
       }
     }
     model.visitWrappable(
@@ -161,6 +168,19 @@ public enum Rewriter {
           try Wrapper.wrap(&layer, settings: settings, initializes: initializes, random: &random)
         }
       })
+    let byRule = Dictionary(grouping: rankFailures) { $0.rank.location }
+    for (location, failures) in byRule.sorted(by: { $0.key.line < $1.key.line }) {
+      let tightest = failures.min { $0.bound < $1.bound }!
+      let others = failures.count - 1
+      diagnostics.append(
+        Diagnostic(
+          location: location, severity: .error,
+          message:
+            "rank \(tightest.rank.value) is not below min(in, out) = \(tightest.bound) for \(tightest.node)"
+            + (others > 0
+              ? " (and \(others) more node\(others == 1 ? "" : "s") of this rule)" : ""),
+          fix: "use rank < \(tightest.bound), or exclude the smaller layers"))
+    }
     if diagnostics.contains(where: { $0.severity == .error }) { return (nil, diagnostics) }
 
     // Trainability: the last rule naming a node decides; MANIFEST.md's defaults for the rest.

@@ -17,7 +17,8 @@ public struct WrapSettings: Sendable, Equatable {
 
   public init(
     rank: Int, alpha: Double? = nil, initialization: Initialization = .lora, biasC: BiasC = .none,
-    convForm: ConvAdapterForm = .lowrank, noise: (statistics: NoiseModel.Statistics, scale: Double)? = nil
+    convForm: ConvAdapterForm = .lowrank,
+    noise: (statistics: NoiseModel.Statistics, scale: Double)? = nil
   ) {
     self.rank = rank
     self.alpha = alpha ?? Double(rank)
@@ -40,7 +41,15 @@ public struct WrapSettings: Sendable, Equatable {
 public struct WrapError: Error, CustomStringConvertible, Sendable {
   public var message: String
   public var fix: String
+  /// For a rank that is too large: the node's `min(fan_in, out)`.
+  public var rankBound: Int?
   public var description: String { "\(message); \(fix)" }
+
+  init(message: String, fix: String, rankBound: Int? = nil) {
+    self.message = message
+    self.fix = fix
+    self.rankBound = rankBound
+  }
 }
 
 /// Attaches adapters to Linear and Conv2d nodes.
@@ -53,7 +62,7 @@ public enum Wrapper {
     guard rank >= 1, rank < bound else {
       throw WrapError(
         message: "rank \(rank) is not below min(in, out) = \(bound) for \(node)",
-        fix: "use rank < \(bound)")
+        fix: "use rank < \(bound)", rankBound: bound)
     }
   }
 
@@ -74,7 +83,8 @@ public enum Wrapper {
     }
     var adapter = LowRankAdapter(
       node: layer.name, rank: r, down: down, up: up,
-      bias: try biasC(settings, out: out, bias: layer.bias, node: layer.name), scale: settings.scale)
+      bias: try biasC(settings, out: out, bias: layer.bias, node: layer.name), scale: settings.scale
+    )
     if let noise = settings.noise {
       adapter.noise = NoiseModel(
         weight: layer.weight, statistics: noise.statistics, scale: Float(noise.scale))
@@ -91,7 +101,11 @@ public enum Wrapper {
     let perGroup = layer.inChannels / layer.groups
     let fanIn = perGroup * kh * kw
     let (out, r) = (layer.outChannels, settings.rank)
-    try checkRank(r, fanIn: fanIn, out: out, node: layer.name)
+    // loralib does not factor W (its B·A is a full kernel), so the bound that makes a
+    // factorisation smaller does not apply; the notes use r 32 on a 3-channel first conv.
+    if settings.convForm == .lowrank {
+      try checkRank(r, fanIn: fanIn, out: out, node: layer.name)
+    }
     var down: Tensor
     var up: Tensor
     switch settings.convForm {
@@ -139,7 +153,8 @@ public enum Wrapper {
     }
     var adapter = LowRankAdapter(
       node: layer.name, rank: r, down: down, up: up,
-      bias: try biasC(settings, out: out, bias: layer.bias, node: layer.name), scale: settings.scale)
+      bias: try biasC(settings, out: out, bias: layer.bias, node: layer.name), scale: settings.scale
+    )
     adapter.convForm = settings.convForm
     if let noise = settings.noise {
       adapter.noise = NoiseModel(

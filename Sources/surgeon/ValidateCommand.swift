@@ -62,7 +62,9 @@ enum ManifestCheck {
     if resolvesModel {
       result += rewrite(manifest).diagnostics
     }
-    return result.sorted { ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column) }
+    return result.sorted {
+      ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column)
+    }
   }
 
   /// The manifest's surgery on its model with zero weights (shapes and counts only).

@@ -17,6 +17,13 @@ public struct GradientSet: Sendable {
     trainable?.contains(name) ?? true
   }
 
+  /// True when some trained tensor's name starts with `prefix` (backward can stop below the
+  /// lowest such node).
+  public func wantsAny(withPrefix prefix: String) -> Bool {
+    guard let trainable else { return true }
+    return trainable.contains { $0.hasPrefix(prefix) }
+  }
+
   /// Adds `gradient` to the gradient of `name` (a parameter used twice gets both contributions).
   public mutating func accumulate(_ name: String, _ gradient: Tensor) {
     if var existing = tensors.removeValue(forKey: name) {
