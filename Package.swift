@@ -32,7 +32,11 @@ let package = Package(
       dependencies: ["Models", "Tensor"],
       resources: [.copy("Fixtures")]
     ),
-    .testTarget(name: "ManifestTests", dependencies: ["Manifest"]),
+    .testTarget(
+      name: "ManifestTests",
+      dependencies: ["Manifest"],
+      resources: [.copy("Fixtures")]
+    ),
     // Runs the built `surgeon` binary as a user would (exit codes, output, files).
     .testTarget(
       name: "SurgeonTests",
