@@ -35,8 +35,15 @@ let package = Package(
       dependencies: ["Models", "Tensor"],
       resources: [.copy("Fixtures")]
     ),
-    .testTarget(name: "ManifestTests", dependencies: ["Manifest"]),
-    .testTarget(name: "SurgeryTests", dependencies: ["Surgery", "Training", "Models", "Manifest", "Tensor"]),
+    .testTarget(
+      name: "ManifestTests",
+      dependencies: ["Manifest"],
+      resources: [.copy("Fixtures")]
+    ),
+    .testTarget(
+      name: "SurgeryTests",
+      dependencies: ["Surgery", "Training", "Models", "Manifest", "Tensor"]
+    ),
     // Runs the built `surgeon` binary as a user would (exit codes, output, files).
     .testTarget(
       name: "SurgeonTests",

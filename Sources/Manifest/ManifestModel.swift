@@ -1,0 +1,300 @@
+/// A decoded value with the position of the YAML node it came from, so that later checks (the
+/// rewriter's, the trainer's) can still point at the manifest. A defaulted value carries the
+/// location of the section that would have held it.
+public struct Located<Value: Sendable>: Sendable {
+  public var value: Value
+  public var location: SourceLocation
+
+  public init(_ value: Value, at location: SourceLocation) {
+    self.value = value
+    self.location = location
+  }
+}
+
+extension Located: Equatable where Value: Equatable {}
+extension Located: Hashable where Value: Hashable {}
+
+/// A manifest of format 1 (MANIFEST.md), decoded and checked as far as possible without a model.
+public struct Manifest: Sendable, Equatable {
+  /// The path as given to the decoder; every location names it.
+  public var file: String
+  /// The exact text, stored in checkpoints so a run can be reproduced.
+  public var text: String
+  /// 1 to 100 of [A-Za-z0-9._-]; names the default output directory.
+  public var name: Located<String>
+  public var model: ModelSection
+  /// Applied in order; on overlap the later rule wins.
+  public var surgery: [SurgeryRule]
+  /// nil: apply only rewrites and saves.
+  public var train: TrainSection?
+  public var output: OutputSection
+}
+
+public enum ModelFamily: String, Sendable, Equatable, Hashable, CaseIterable {
+  case bert
+  case vgg
+}
+
+public struct ModelSection: Sendable, Equatable {
+  public var family: Located<ModelFamily>
+  public var source: Located<ModelSource>
+  /// `model.config`: single configuration fields of a preset to override (only with a preset).
+  public var configOverrides: [ConfigOverride]
+  /// `model.head.classes`: a fresh classifier of this many classes (2...100000).
+  public var headClasses: Located<Int>?
+  /// Seeds random weights and the fresh head.
+  public var seed: Int
+}
+
+/// Where the weights come from.
+public enum ModelSource: Sendable, Equatable, Hashable {
+  /// A checkpoint directory, or "hf://ORG/NAME".
+  case checkpoint(String)
+  /// A built-in architecture; `randomWeights` is always true in a decoded manifest (presets have
+  /// no pretrained weights offline), and kept explicit for the day they do.
+  case preset(String, randomWeights: Bool)
+
+  /// Every preset name and its family, in the order the documentation lists them.
+  public static let presets: [(name: String, family: ModelFamily)] =
+    ["bert-tiny", "bert-small", "bert-medium", "bert-base"].map { ($0, .bert) }
+    + ["vgg11", "vgg11-bn", "vgg13", "vgg13-bn", "vgg16", "vgg16-bn", "vgg19", "vgg19-bn"].map {
+      ($0, .vgg)
+    } + [("vgg16-cifar", .vgg)]
+}
+
+/// One `model.config` entry; `location` is its key's.
+public struct ConfigOverride: Sendable, Equatable {
+  public var key: String
+  public var value: ConfigValue
+  public var location: SourceLocation
+
+  public init(key: String, value: ConfigValue, location: SourceLocation) {
+    self.key = key
+    self.value = value
+    self.location = location
+  }
+}
+
+/// A configuration value as YAML typed it: plain scalars become numbers, booleans or null;
+/// quoted scalars stay strings.
+public enum ConfigValue: Sendable, Equatable, Hashable {
+  case int(Int)
+  case double(Double)
+  case string(String)
+  case bool(Bool)
+  case null
+  case list([ConfigValue])
+}
+
+/// One element of `surgery`.
+public enum SurgeryRule: Sendable, Equatable {
+  case lora(LoRARule)
+  /// Selectors whose parameters get no gradient; `location` is the `freeze:` key's.
+  case freeze([Located<String>], location: SourceLocation)
+  /// Selectors whose parameters are trained in full; `location` is the `train:` key's.
+  case train([Located<String>], location: SourceLocation)
+}
+
+/// A `lora:` rule: which nodes to wrap and how the adapter is built and decayed.
+public struct LoRARule: Sendable, Equatable {
+  /// The `lora:` key's.
+  public var location: SourceLocation
+  /// Selectors; never empty.
+  public var layers: [Located<String>]
+  /// Selectors taken out of this rule.
+  public var exclude: [Located<String>]
+  /// Transformer block / convolution indices, expanded from ranges, in the order written.
+  public var blocks: Located<[Int]>?
+  /// >= 1; the model-dependent upper bound is checked by the rewriter.
+  public var rank: Located<Int>
+  /// > 0; nil means alpha = rank (scale 1).
+  public var alpha: Located<Double>?
+  /// Key `init`.
+  public var initialization: Located<AdapterInitialization>
+  /// Key `bias_c`; defaults to zeros when `decay` is set, none otherwise.
+  public var biasC: Located<BiasCInitialization>
+  /// Key `conv_form`; only affects Conv2d nodes.
+  public var convForm: Located<ConvForm>
+  /// nil: plain LoRA, W stays (d = 1 throughout).
+  public var decay: DecaySchedule?
+  /// nil: no noise; never set without `decay`.
+  public var noise: NoiseSettings?
+}
+
+public enum AdapterInitialization: String, Sendable, Equatable, Hashable, CaseIterable {
+  /// A Kaiming-uniform, B = 0.
+  case lora
+  /// B·A = the rank-r truncated SVD of W.
+  case svd
+}
+
+public enum BiasCInitialization: String, Sendable, Equatable, Hashable, CaseIterable {
+  case zeros
+  /// C starts as a copy of the frozen bias b.
+  case copy
+  case none
+}
+
+public enum ConvForm: String, Sendable, Equatable, Hashable, CaseIterable {
+  /// k×k conv in→r, then 1×1 r→out: cheaper once W is gone.
+  case lowrank
+  /// loralib's reshaped B·A kernel: trains the same way, compresses nothing.
+  case loralib
+}
+
+public enum ScheduleShape: String, Sendable, Equatable, Hashable, CaseIterable {
+  case linear
+  case cosine
+  case sine
+}
+
+/// How the frozen path's factor d falls from 1 to 0 over training progress p.
+public struct DecaySchedule: Sendable, Equatable {
+  public var shape: ScheduleShape
+  /// Progress where d starts to fall; 0 <= start < end.
+  public var start: Double
+  /// Progress where d reaches 0; end <= 1.
+  public var end: Double
+  /// The `decay:` key's.
+  public var location: SourceLocation
+
+  public init(shape: ScheduleShape, start: Double, end: Double, location: SourceLocation) {
+    self.shape = shape
+    self.start = start
+    self.end = end
+    self.location = location
+  }
+}
+
+public enum NoiseStatistics: String, Sendable, Equatable, Hashable, CaseIterable {
+  /// One mean and variance for the whole weight.
+  case global
+  /// One mean and variance per output unit (per row of an out × in weight).
+  case perOutput = "per_output"
+}
+
+/// The moment-matched noise added while W decays.
+public struct NoiseSettings: Sendable, Equatable {
+  /// Key `stats`.
+  public var statistics: NoiseStatistics
+  /// Key `clear_below`: noise off once d < this, in (0, 1]; nil (null) = never.
+  public var clearBelow: Double?
+  /// Multiplies the noise standard deviation; >= 0.
+  public var scale: Double
+  /// The `noise:` key's.
+  public var location: SourceLocation
+
+  public init(
+    statistics: NoiseStatistics, clearBelow: Double?, scale: Double, location: SourceLocation
+  ) {
+    self.statistics = statistics
+    self.clearBelow = clearBelow
+    self.scale = scale
+    self.location = location
+  }
+}
+
+public enum Task: String, Sendable, Equatable, Hashable, CaseIterable {
+  case textClassification = "text-classification"
+  case imageClassification = "image-classification"
+
+  /// The model family that can do this task.
+  public var family: ModelFamily {
+    switch self {
+    case .textClassification: return .bert
+    case .imageClassification: return .vgg
+    }
+  }
+}
+
+public struct TrainSection: Sendable, Equatable {
+  /// The `train:` key's.
+  public var location: SourceLocation
+  public var task: Located<Task>
+  public var data: DataSection
+  public var steps: Located<Int>
+  /// 1...65536; default 32.
+  public var batchSize: Located<Int>
+  public var optimizer: OptimizerSettings
+  /// Steps between evaluations; default max(1, steps / 10).
+  public var evalEvery: Located<Int>
+  public var seed: Int
+}
+
+public struct DataSection: Sendable, Equatable {
+  public var train: Located<DataSource>
+  /// nil: the test set is carved out of `train` by `split`.
+  public var test: Located<DataSource>?
+  /// Label order (default, nil: sorted unique values); at least 2, no duplicates.
+  public var labels: [Located<String>]?
+  public var split: SplitSettings
+  /// Text: tokens per example including [CLS]/[SEP]; 2...4096, default 128.
+  public var maxLength: Located<Int>
+}
+
+public enum DataFormat: String, Sendable, Equatable, Hashable, CaseIterable {
+  case csv
+  case tsv
+  case jsonl
+  case idx
+}
+
+public enum DataSource: Sendable, Equatable, Hashable {
+  /// csv, tsv or jsonl with the named text and label columns.
+  case table(format: DataFormat, path: String, textColumn: String, labelColumn: String)
+  /// Format idx: IDX image and label files (.gz allowed).
+  case images(imagesPath: String, labelsPath: String)
+
+  /// The files this source reads.
+  public var paths: [String] {
+    switch self {
+    case .table(_, let path, _, _): return [path]
+    case .images(let images, let labels): return [images, labels]
+    }
+  }
+}
+
+/// How validation (and, without `data.test`, test) examples are carved out of `data.train`.
+public struct SplitSettings: Sendable, Equatable {
+  /// Fraction in [0, 1); default 0.1.
+  public var validation: Double
+  /// Fraction in [0, 1); default 0.2 without `data.test`, else 0.
+  public var test: Double
+  /// A column whose equal values stay on one side of every split.
+  public var groupBy: String?
+  public var seed: Int
+
+  public init(validation: Double, test: Double, groupBy: String?, seed: Int) {
+    self.validation = validation
+    self.test = test
+    self.groupBy = groupBy
+    self.seed = seed
+  }
+}
+
+public struct OptimizerSettings: Sendable, Equatable {
+  /// "adamw", the only optimizer format 1 knows.
+  public var name: String
+  /// Key `lr`; > 0, default 1e-3.
+  public var learningRate: Double
+  /// >= 0, default 0.
+  public var weightDecay: Double
+  /// Fraction of steps with a linearly rising learning rate; [0, 1), default 0.
+  public var warmup: Double
+
+  public init(name: String, learningRate: Double, weightDecay: Double, warmup: Double) {
+    self.name = name
+    self.learningRate = learningRate
+    self.weightDecay = weightDecay
+    self.warmup = warmup
+  }
+}
+
+public struct OutputSection: Sendable, Equatable {
+  /// Key `dir`: relative, without "..", default "checkpoints/<name>".
+  public var directory: Located<String>
+  /// Also write the W-free model.
+  public var compress: Bool
+  /// Steps between saved training states; nil = none.
+  public var checkpointEvery: Located<Int>?
+}

@@ -1,0 +1,283 @@
+extension DecodingContext {
+  mutating func trainSection(
+    _ node: YAMLNode, owner: SourceLocation, family: ModelFamily?
+  ) throws(Invalid) -> TrainSection {
+    guard
+      let fields = fields(
+        of: node, path: "train", owner: owner, allowed: ManifestKeys.train,
+        aliases: [
+          "batch": "batch_size", "batchsize": "batch_size", "evaluate_every": "eval_every",
+          "optimiser": "optimizer", "max_steps": "steps", "dataset": "data",
+        ])
+    else { throw Invalid() }
+    var failed = false
+    let task = required(fields, "task", example: "task: text-classification", &failed) {
+      context, node throws(Invalid) in
+      Located(try context.choice(node, "train.task", as: Task.self), at: node.location)
+    }
+    // The data formats are checked against the task only when the task fits the family: after a
+    // mismatch the task is the likely mistake, and the data would only repeat it.
+    var dataTask = task?.value
+    if let task, let family, task.value.family != family {
+      dataTask = nil
+      let other = Task.allCases.first { $0.family == family }
+      error(
+        "train.task \(task.value.rawValue) needs family \(task.value.family.rawValue), but "
+          + "model.family is \(family.rawValue)", at: task.location,
+        fix: other.map { "use task: \($0.rawValue) for \(family.rawValue)" })
+      failed = true
+    }
+    let data = required(fields, "data", example: "data: {train: {...}}", &failed) {
+      context, node throws(Invalid) in
+      try context.dataSection(
+        node, owner: fields.keyLocation("data") ?? node.location, task: dataTask)
+    }
+    let steps = required(fields, "steps", example: "steps: 400", &failed) {
+      context, node throws(Invalid) in
+      Located(try context.integer(node, "train.steps", in: 1...Int.max), at: node.location)
+    }
+    let batchSize =
+      optional(fields, "batch_size", &failed) { context, node throws(Invalid) in
+        Located(try context.integer(node, "train.batch_size", in: 1...65_536), at: node.location)
+      } ?? Located(32, at: owner)
+    let optimizer =
+      optional(fields, "optimizer", &failed) { context, node throws(Invalid) in
+        try context.optimizer(node, owner: fields.keyLocation("optimizer") ?? node.location)
+      } ?? OptimizerSettings(name: "adamw", learningRate: 1e-3, weightDecay: 0, warmup: 0)
+    let evalEvery = optional(fields, "eval_every", &failed) { context, node throws(Invalid) in
+      Located(try context.integer(node, "train.eval_every", in: 1...Int.max), at: node.location)
+    }
+    if let evalEvery, let steps, evalEvery.value > steps.value {
+      warning(
+        "train.eval_every \(evalEvery.value) is more than train.steps \(steps.value): "
+          + "the model is evaluated only at the end", at: evalEvery.location)
+    }
+    let seed =
+      optional(fields, "seed", &failed) { context, node throws(Invalid) in
+        try context.integer(node, "train.seed", in: 0...Int.max)
+      } ?? 0
+    guard !failed, let task, let data, let steps else { throw Invalid() }
+    return TrainSection(
+      location: owner, task: task, data: data, steps: steps, batchSize: batchSize,
+      optimizer: optimizer,
+      evalEvery: evalEvery ?? Located(max(1, steps.value / 10), at: steps.location), seed: seed)
+  }
+
+  mutating func dataSection(
+    _ node: YAMLNode, owner: SourceLocation, task: Task?
+  ) throws(Invalid) -> DataSection {
+    guard
+      let fields = fields(
+        of: node, path: "train.data", owner: owner, allowed: ManifestKeys.data,
+        aliases: ["validation": "split", "max_len": "max_length", "max_seq_length": "max_length"])
+    else { throw Invalid() }
+    var failed = false
+    let train = required(fields, "train", example: "train: {format: csv, path: PATH, ...}", &failed) {
+      context, node throws(Invalid) in
+      try context.dataSource(
+        node, path: "train.data.train", owner: fields.keyLocation("train") ?? node.location,
+        task: task)
+    }
+    let test = optional(fields, "test", &failed) { context, node throws(Invalid) in
+      try context.dataSource(
+        node, path: "train.data.test", owner: fields.keyLocation("test") ?? node.location,
+        task: task)
+    }
+    let labels = optional(fields, "labels", &failed) { context, node throws(Invalid) in
+      try context.labels(node)
+    }
+    let split =
+      optional(fields, "split", &failed) { context, node throws(Invalid) in
+        try context.split(
+          node, owner: fields.keyLocation("split") ?? node.location,
+          hasTest: fields["test"] != nil)
+      } ?? SplitSettings(validation: 0.1, test: fields["test"] == nil ? 0.2 : 0, groupBy: nil, seed: 0)
+    let maxLength =
+      optional(fields, "max_length", &failed) { context, node throws(Invalid) in
+        Located(
+          try context.integer(node, "train.data.max_length", in: 2...4096), at: node.location)
+      } ?? Located(128, at: owner)
+    guard !failed, let train else { throw Invalid() }
+    return DataSection(train: train, test: test, labels: labels, split: split, maxLength: maxLength)
+  }
+
+  /// A table (csv, tsv, jsonl) or IDX images; which keys apply depends on `format`.
+  mutating func dataSource(
+    _ node: YAMLNode, path: String, owner: SourceLocation, task: Task?
+  ) throws(Invalid) -> Located<DataSource> {
+    let allKeys = ManifestKeys.table + ManifestKeys.images.filter { $0 != "format" }
+    guard
+      let fields = fields(
+        of: node, path: path, owner: owner, allowed: allKeys,
+        aliases: ["file": "path", "text_column": "text", "label_column": "label"])
+    else { throw Invalid() }
+    var failed = false
+    let format = required(fields, "format", example: "format: csv", &failed) {
+      context, node throws(Invalid) in
+      try context.choice(node, "\(path).format", as: DataFormat.self)
+    }
+    guard let format else { throw Invalid() }
+    let keys = format == .idx ? ManifestKeys.images : ManifestKeys.table
+    for key in allKeys where !keys.contains(key) {
+      if let location = fields.keyLocation(key) {
+        error(
+          "unknown key '\(key)' in \(path) for format \(format.rawValue)", at: location,
+          fix: "format \(format.rawValue) takes \(keys.joined(separator: ", "))")
+        failed = true
+      }
+    }
+    if let task, let formatNode = fields["format"] {
+      if task == .textClassification && format == .idx {
+        error(
+          "format idx holds images; train.task text-classification reads csv, tsv or jsonl",
+          at: formatNode.location, fix: "use format: csv, tsv or jsonl with text and label columns")
+        failed = true
+      } else if task == .imageClassification && format != .idx {
+        error(
+          "format \(format.rawValue) holds text; train.task image-classification reads idx",
+          at: formatNode.location, fix: "use {format: idx, images: PATH, labels: PATH}")
+        failed = true
+      }
+    }
+    func text(_ key: String, example: String) -> String? {
+      required(fields, key, example: example, &failed) { context, node throws(Invalid) in
+        try context.name(node, "\(path).\(key)")
+      }
+    }
+    let source: DataSource?
+    if format == .idx {
+      let images = text("images", example: "images: data/train-images-idx3-ubyte.gz")
+      let labels = text("labels", example: "labels: data/train-labels-idx1-ubyte.gz")
+      source = images.flatMap { images in labels.map { .images(imagesPath: images, labelsPath: $0) } }
+    } else {
+      let file = text("path", example: "path: data/train.\(format.rawValue)")
+      let column = text("text", example: "text: text")
+      let label = text("label", example: "label: label")
+      if let file, let column, let label {
+        source = .table(format: format, path: file, textColumn: column, labelColumn: label)
+      } else {
+        source = nil
+      }
+    }
+    guard !failed, let source else { throw Invalid() }
+    return Located(source, at: node.location)
+  }
+
+  mutating func labels(_ node: YAMLNode) throws(Invalid) -> [Located<String>] {
+    guard case .sequence(let items) = node.kind else {
+      error(
+        "train.data.labels must be a list of labels, not \(describe(node))", at: node.location,
+        fix: "for example: labels: [negative, positive]")
+      throw Invalid()
+    }
+    guard items.count >= 2 else {
+      error(
+        "train.data.labels needs at least 2 labels, not \(items.count)", at: node.location,
+        fix: "list every label of the task, or omit labels (sorted unique values)")
+      throw Invalid()
+    }
+    var labels: [Located<String>] = []
+    var seen: [String: SourceLocation] = [:]
+    var failed = false
+    for item in items {
+      do {
+        let label = try string(item, "a label")
+        if let first = seen[label] {
+          error(
+            "label '\(label)' is listed twice (first at \(first.lineColumn))", at: item.location,
+            fix: "list each label once")
+          failed = true
+        }
+        seen[label] = seen[label] ?? item.location
+        labels.append(Located(label, at: item.location))
+      } catch {
+        failed = true
+      }
+    }
+    if failed { throw Invalid() }
+    return labels
+  }
+
+  mutating func split(
+    _ node: YAMLNode, owner: SourceLocation, hasTest: Bool
+  ) throws(Invalid) -> SplitSettings {
+    guard
+      let fields = fields(
+        of: node, path: "train.data.split", owner: owner, allowed: ManifestKeys.split,
+        aliases: ["val": "validation", "valid": "validation", "group": "group_by"])
+    else { throw Invalid() }
+    var failed = false
+    let validation =
+      optional(fields, "validation", &failed) { context, node throws(Invalid) in
+        try context.number(node, "train.data.split.validation", "in [0, 1)") { $0 >= 0 && $0 < 1 }
+      } ?? 0.1
+    let test = optional(fields, "test", &failed) { context, node throws(Invalid) in
+      try context.number(node, "train.data.split.test", "in [0, 1)") { $0 >= 0 && $0 < 1 }
+    }
+    if let test, test > 0, hasTest, let location = fields["test"]?.location {
+      error(
+        "train.data.split.test carves a test set, but train.data.test already names one",
+        at: location, fix: "remove split.test, or data.test")
+      failed = true
+    }
+    let groupBy = optional(fields, "group_by", &failed) { context, node throws(Invalid) in
+      try context.name(node, "train.data.split.group_by")
+    }
+    let seed =
+      optional(fields, "seed", &failed) { context, node throws(Invalid) in
+        try context.integer(node, "train.data.split.seed", in: 0...Int.max)
+      } ?? 0
+    if failed { throw Invalid() }
+    let settings = SplitSettings(
+      validation: validation, test: test ?? (hasTest ? 0 : 0.2), groupBy: groupBy, seed: seed)
+    if settings.validation + settings.test >= 1 {
+      let offending = fields["test"] ?? fields["validation"]
+      error(
+        "train.data.split.validation + train.data.split.test must be below 1, not "
+          + "\(settings.validation) + \(settings.test)", at: offending?.location ?? owner,
+        fix: "leave a fraction of the data for training")
+      throw Invalid()
+    }
+    return settings
+  }
+
+  mutating func optimizer(_ node: YAMLNode, owner: SourceLocation) throws(Invalid)
+    -> OptimizerSettings
+  {
+    guard
+      let fields = fields(
+        of: node, path: "train.optimizer", owner: owner, allowed: ManifestKeys.optimizer,
+        aliases: [
+          "learning_rate": "lr", "learningrate": "lr", "decay": "weight_decay",
+          "warmup_ratio": "warmup", "type": "name",
+        ])
+    else { throw Invalid() }
+    var failed = false
+    let name =
+      optional(fields, "name", &failed) { context, node throws(Invalid) in
+        let text = try context.string(node, "train.optimizer.name")
+        guard text == "adamw" else {
+          context.error(
+            "train.optimizer.name must be adamw, not \(describe(node))", at: node.location,
+            fix: "this surgeon trains with adamw only")
+          throw Invalid()
+        }
+        return text
+      } ?? "adamw"
+    let learningRate =
+      optional(fields, "lr", &failed) { context, node throws(Invalid) in
+        try context.number(node, "train.optimizer.lr", "> 0") { $0 > 0 }
+      } ?? 1e-3
+    let weightDecay =
+      optional(fields, "weight_decay", &failed) { context, node throws(Invalid) in
+        try context.number(node, "train.optimizer.weight_decay", ">= 0") { $0 >= 0 }
+      } ?? 0
+    let warmup =
+      optional(fields, "warmup", &failed) { context, node throws(Invalid) in
+        try context.number(node, "train.optimizer.warmup", "in [0, 1)") { $0 >= 0 && $0 < 1 }
+      } ?? 0
+    if failed { throw Invalid() }
+    return OptimizerSettings(
+      name: name, learningRate: learningRate, weightDecay: weightDecay, warmup: warmup)
+  }
+}
