@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages surgeon builds against (OpenBLAS, libyaml, zlib, bzip2,
-# pkg-config) when any is missing. Idempotent; needs root or sudo only when it installs.
+# pkg-config) and Fashion-MNIST (real images for the vision flow) when any is missing. Idempotent; needs root or sudo only when it installs.
 set -euo pipefail
-packages="libopenblas-dev libyaml-dev zlib1g-dev libbz2-dev pkg-config"
+packages="libopenblas-dev libyaml-dev zlib1g-dev libbz2-dev pkg-config dataset-fashion-mnist"
 if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openblas yaml-0.1 zlib \
-  && [ -f /usr/include/bzlib.h ]; then
+  && [ -f /usr/include/bzlib.h ] \
+  && [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   exit 0
 fi
 SUDO=""

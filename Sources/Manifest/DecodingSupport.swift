@@ -159,7 +159,8 @@ extension DecodingContext {
         }
       }
       return explicit + nested
-    case .sequence(let items) where items.allSatisfy({ if case .mapping = $0.kind { true } else { false } }):
+    case .sequence(let items)
+    where items.allSatisfy({ if case .mapping = $0.kind { true } else { false } }):
       return items.flatMap { mergeEntries(of: $0, depth: depth + 1) }
     default:
       error(

@@ -162,7 +162,8 @@ private struct TreeBuilder {
   mutating func run() {
     var parser = yaml_parser_t()
     guard yaml_parser_initialize(&parser) == 1 else {
-      fail("libyaml could not allocate a parser", at: SourceLocation(file: file, line: 1, column: 1))
+      fail(
+        "libyaml could not allocate a parser", at: SourceLocation(file: file, line: 1, column: 1))
       return
     }
     defer { yaml_parser_delete(&parser) }
@@ -336,7 +337,8 @@ private struct TreeBuilder {
       } else {
         let value = Int(parser.problem_value)
         let hex = String(value, radix: 16, uppercase: true)
-        let code = value >= 0 ? " (U+\(String(repeating: "0", count: max(0, 4 - hex.count)))\(hex))" : ""
+        let code =
+          value >= 0 ? " (U+\(String(repeating: "0", count: max(0, 4 - hex.count)))\(hex))" : ""
         fail(
           "YAML syntax error: \(problem)\(code)", at: at,
           fix: "remove the character; a manifest is plain text")

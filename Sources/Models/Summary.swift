@@ -79,6 +79,7 @@ public struct ParameterSummary: Sendable, Equatable {
           group.adapter = merged
         }
         group.type = group.type == row.type ? row.type : "Block"
+        group.role = group.role == row.role ? row.role : "—"
         groups[key] = group
       } else {
         order.append(key)

@@ -30,11 +30,46 @@ public enum ModelResolver {
 
   /// `needsWeights` false: counts and shapes are enough (validate, summary), so presets get zero
   /// weights and hub checkpoints not downloaded resolve through their preset, with a warning.
+  /// `producers` maps output directories to the manifests that write them: a checkpoint that
+  /// does not exist yet but is another manifest's output resolves (for checks only) as that
+  /// manifest's model — the two-stage flows validate before stage 1 has run.
   public static func resolve(
-    _ section: ModelSection, needsWeights: Bool, workingDirectory: URL
+    _ section: ModelSection, needsWeights: Bool, workingDirectory: URL,
+    producers: [String: Manifest] = [:]
   ) -> (ResolvedModel?, [Diagnostic]) {
     var diagnostics: [Diagnostic] = []
     let location = section.source.location
+    if !needsWeights, case .checkpoint(let path) = section.source.value,
+      let producer = producers[normalized(path)],
+      !FileManager.default.fileExists(
+        atPath: URL(fileURLWithPath: path, relativeTo: workingDirectory).path)
+    {
+      var remaining = producers
+      remaining[normalized(path)] = nil  // a cycle ends here
+      let (base, baseDiagnostics) = resolve(
+        producer.model, needsWeights: false, workingDirectory: workingDirectory,
+        producers: remaining)
+      guard var base else {
+        return (
+          nil,
+          [
+            Diagnostic(
+              location: location, severity: .error,
+              message: "\(path) is written by \(producer.file), whose model does not resolve",
+              fix: "fix \(producer.file) first")
+          ] + baseDiagnostics.filter { $0.severity == .error }
+        )
+      }
+      diagnostics.append(
+        Diagnostic(
+          location: location, severity: .warning,
+          message:
+            "\(path) does not exist yet; it is written by \(producer.file), so its graph is checked as that manifest's model",
+          fix: "run surgeon apply \(producer.file) first"))
+      base.newHeadParameters = []
+      base.origin = "\(path) (from \(producer.file))"
+      return finish(base, section, diagnostics)
+    }
     var model: Model
     var origin: String
     switch section.source.value {
@@ -118,7 +153,26 @@ public enum ModelResolver {
         initialization: needsWeights ? .seeded(UInt64(section.seed)) : .zeros)
       origin = "preset \(name)"
     }
-    var newHead: Set<String> = []
+    return finish(
+      ResolvedModel(model: model, newHeadParameters: [], origin: origin), section, diagnostics)
+  }
+
+  /// A path without `./` and trailing slashes, for comparing output directories.
+  public static func normalized(_ path: String) -> String {
+    var result = path
+    while result.hasPrefix("./") { result.removeFirst(2) }
+    while result.count > 1 && result.hasSuffix("/") { result.removeLast() }
+    return result
+  }
+
+  /// The head the manifest asks for, and the family check.
+  private static func finish(
+    _ resolved: ResolvedModel, _ section: ModelSection, _ diagnostics: [Diagnostic]
+  ) -> (ResolvedModel?, [Diagnostic]) {
+    var diagnostics = diagnostics
+    var model = resolved.model
+    let origin = resolved.origin
+    var newHead = resolved.newHeadParameters
     if let classes = section.headClasses {
       if let existing = model.classCount, existing != classes.value {
         diagnostics.append(

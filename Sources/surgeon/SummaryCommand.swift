@@ -99,7 +99,8 @@ enum SummaryCommand: Command {
     var diagnostics = decodeDiagnostics
     var rewrite: Rewrite?
     if let manifest {
-      let result = ManifestCheck.rewrite(manifest)
+      let result = ManifestCheck.rewrite(
+        manifest, producers: ManifestCheck.producers(near: [path]))
       rewrite = result.rewrite
       diagnostics += result.diagnostics
     }

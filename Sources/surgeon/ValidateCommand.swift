@@ -4,30 +4,44 @@ import Surgery
 
 enum ValidateCommand: Command {
   static let usage = """
-    Usage: surgeon validate FILE... [--format text|github|json] [--no-model]
+    Usage: surgeon validate FILE... [--format text|github|json] [--no-model] [--strict]
 
     Checks manifests: YAML syntax, every key and value of the format, every selector resolved
     against the model's graph (config.json or a preset is enough; no weights are read), the
-    adapter ranks, and that data files exist. Errors and warnings name file:line:col.
+    adapter ranks, and that data files exist (a missing data file is a warning here, since CI
+    machines rarely hold the data; surgeon apply stops on it). A checkpoint that another of the
+    given manifests writes is checked as that manifest's model. Errors and warnings name
+    file:line:col.
 
     Options:
       --format F   text (default: file:line:col: error: …), github (::error annotations), json
       --no-model   skip everything that needs the model (selectors, ranks, checkpoint files)
+      --strict     warnings fail validation too
 
     Exit status: 0 valid, 1 invalid, 2 usage error.
     """
 
   static func run(_ arguments: [String]) throws {
-    let parsed = try Arguments(arguments, options: ["format"], flags: ["no-model"])
+    let parsed = try Arguments(arguments, options: ["format"], flags: ["no-model", "strict"])
     guard !parsed.positionals.isEmpty else { throw UsageError(message: "give at least one FILE") }
     let formatName = parsed.value("format") ?? "text"
     guard let format = DiagnosticFormat(rawValue: formatName) else {
       throw UsageError(message: "--format must be text, github or json, not '\(formatName)'")
     }
+    let decoded = parsed.positionals.map { ($0, ManifestDecoder.decode(contentsOf: $0)) }
+    var producers = ManifestCheck.producers(near: parsed.positionals)
+    for (_, (manifest, _)) in decoded {
+      if let manifest {
+        producers[ModelResolver.normalized(manifest.output.directory.value)] = manifest
+      }
+    }
     var all: [Diagnostic] = []
-    for path in parsed.positionals {
-      all += ManifestCheck.diagnostics(
-        forFile: path, resolvesModel: !parsed.flag("no-model"))
+    for (_, (manifest, diagnostics)) in decoded {
+      all += diagnostics
+      if let manifest {
+        all += ManifestCheck.diagnostics(
+          for: manifest, resolvesModel: !parsed.flag("no-model"), producers: producers)
+      }
     }
     let rendered = render(all, as: format)
     if format == .json {
@@ -35,7 +49,7 @@ enum ValidateCommand: Command {
     } else if !rendered.isEmpty {
       printError(rendered)
     }
-    if all.contains(where: { $0.severity == .error }) {
+    if all.contains(where: { $0.severity == .error || parsed.flag("strict") }) {
       throw ExitStatus(code: 1)
     }
     if format == .text {
@@ -54,13 +68,38 @@ struct ExitStatus: Error {
 enum ManifestCheck {
   static let workingDirectory = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
 
-  static func diagnostics(forFile path: String, resolvesModel: Bool) -> [Diagnostic] {
-    let (manifest, diagnostics) = ManifestDecoder.decode(contentsOf: path)
-    guard let manifest else { return diagnostics }
-    var result = diagnostics
-    result += ManifestFiles.missingDataFiles(manifest, relativeTo: workingDirectory.path)
+  /// The manifests beside `paths` (same directories) by the output directory each writes, so
+  /// a stage-2 manifest resolves its not-yet-written checkpoint as its stage 1's model.
+  static func producers(near paths: [String]) -> [String: Manifest] {
+    var result: [String: Manifest] = [:]
+    let directories = Set(paths.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path })
+    for directory in directories.sorted() {
+      let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+      for name in names.sorted() where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
+        let path = URL(fileURLWithPath: directory).appendingPathComponent(name).path
+        let relative = paths.first { URL(fileURLWithPath: $0).path == path } ?? path
+        if let manifest = ManifestDecoder.decode(contentsOf: relative).manifest {
+          result[ModelResolver.normalized(manifest.output.directory.value)] = manifest
+        }
+      }
+    }
+    return result
+  }
+
+  /// The checks beyond decoding: data files (warnings here) and, with `resolvesModel`, the
+  /// surgery on the model's graph.
+  static func diagnostics(
+    for manifest: Manifest, resolvesModel: Bool, producers: [String: Manifest] = [:]
+  ) -> [Diagnostic] {
+    var result = ManifestFiles.missingDataFiles(manifest, relativeTo: workingDirectory.path).map {
+      missing in
+      var warning = missing
+      warning.severity = .warning
+      warning.fix = (missing.fix.map { $0 + " " } ?? "") + "(surgeon apply stops here)"
+      return warning
+    }
     if resolvesModel {
-      result += rewrite(manifest).diagnostics
+      result += rewrite(manifest, producers: producers).diagnostics
     }
     return result.sorted {
       ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column)
@@ -68,9 +107,12 @@ enum ManifestCheck {
   }
 
   /// The manifest's surgery on its model with zero weights (shapes and counts only).
-  static func rewrite(_ manifest: Manifest) -> (rewrite: Rewrite?, diagnostics: [Diagnostic]) {
+  static func rewrite(_ manifest: Manifest, producers: [String: Manifest] = [:]) -> (
+    rewrite: Rewrite?, diagnostics: [Diagnostic]
+  ) {
     let (resolved, resolveDiagnostics) = ModelResolver.resolve(
-      manifest.model, needsWeights: false, workingDirectory: workingDirectory)
+      manifest.model, needsWeights: false, workingDirectory: workingDirectory,
+      producers: producers)
     guard let resolved else { return (nil, resolveDiagnostics) }
     let (rewrite, rewriteDiagnostics) = Rewriter.apply(
       manifest, to: resolved, initializes: false)
