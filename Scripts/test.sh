@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs the system packages when missing, fetches MiniLM for its reference test (when absent), checks formatting, builds
-# the release binary without warnings, and runs the whole suite. Fails when no test ran.
+# the release binary without warnings, validates manifests/, and runs the whole suite. Fails when no test ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Scripts/setup.sh
@@ -13,6 +13,8 @@ if grep -q "warning:" "$log"; then
   echo "test.sh: the release build has compiler warnings" >&2
   exit 1
 fi
+# Every shipped manifest must validate (what a user's CI would run).
+.build/release/surgeon validate manifests/*.yaml
 # One BLAS thread per test process: XCTest runs serially and the machine has 2 cores.
 SURGEON_THREADS=1 swift test --disable-swift-testing 2>&1 | tee "$log"
 summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)
