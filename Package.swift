@@ -28,7 +28,8 @@ let package = Package(
     .executableTarget(
       name: "surgeon", dependencies: ["Models", "Manifest", "Surgery", "Training", "Tensor"]),
     // Benchmarks (not tests): ratios measured side by side in one run.
-    .executableTarget(name: "SurgeonBench", dependencies: ["Models", "Tensor"]),
+    .executableTarget(
+      name: "SurgeonBench", dependencies: ["Models", "Tensor", "Manifest", "Surgery", "Training"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(
       name: "ModelsTests",

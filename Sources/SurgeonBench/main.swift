@@ -1,6 +1,9 @@
 import Foundation
+import Manifest
 import Models
+import Surgery
 import Tensor
+import Training
 
 /// `surgeon-bench forward`: MiniLM's forward pass against `cblas_sgemm` alone on the same GEMM
 /// shapes, in one run, so the ratio does not depend on how busy the machine is.
@@ -123,10 +126,61 @@ func benchmarkForward() throws {
   print(String(decoding: data, as: UTF8.self))
 }
 
+/// One training step (forward, backward, AdamW) of a manifest's compiled plan on random ids, at
+/// two points of the schedule: during the noisy decay stage and after it.
+func benchmarkTrainStep() throws {
+  let path = option("manifest", "manifests/minilm-rotten-tomatoes.yaml")
+  let batchSize = Int(option("batch", "32")) ?? 32
+  let length = Int(option("length", "64")) ?? 64
+  let repeats = Int(option("repeats", "5")) ?? 5
+  BLAS.setThreadCount(Int(option("threads", "2")) ?? 2)
+  let (manifest, diagnostics) = ManifestDecoder.decode(contentsOf: path)
+  guard let manifest else {
+    print(render(diagnostics, as: .text))
+    exit(1)
+  }
+  let directory = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+  let (resolved, _) = ModelResolver.resolve(
+    manifest.model, needsWeights: true, workingDirectory: directory)
+  guard let resolved, let rewrite = Rewriter.apply(manifest, to: resolved, initializes: true).0
+  else {
+    print("surgeon-bench: error: \(path) does not resolve")
+    exit(1)
+  }
+  var plan = rewrite.plan
+  var optimizer = AdamW(plan: plan, learningRate: 1e-3)
+  var random = RandomStream(seed: 0)
+  let ids = (0..<(batchSize * length)).map { index -> Int32 in
+    index % length == 0 ? 101 : Int32(1000 + random.nextInt(below: 20_000))
+  }
+  let batch = TextBatch(
+    batchSize: batchSize, length: length, inputIDs: ids,
+    labels: (0..<batchSize).map { Int32($0 % 2) })
+  func step() throws {
+    guard case .bert(let model) = plan.model else { return }
+    let (outputs, tape) = try model.forward(batch, mode: .training, random: &random)
+    var gradients = plan.makeGradients()
+    if let tape { model.backward(tape: tape, outputs: outputs, gradients: &gradients) }
+    optimizer.apply(gradients, to: &plan)
+  }
+  for (label, progress) in [("decay stage (p = 0.5)", 0.5), ("after decay (p = 0.95)", 0.95)] {
+    plan.setProgress(progress)
+    try step()
+    var times: [Double] = []
+    for _ in 0..<repeats { times.append(try seconds { try step() }) }
+    print(String(format: "  train step, %@: %.3f s (median of %d)", label, median(times), repeats))
+  }
+}
+
 let usage = """
   Usage: surgeon-bench forward [--checkpoint DIR] [--batch 32] [--length 64] [--repeats 7] [--threads 2]
   """
 switch CommandLine.arguments.dropFirst().first {
+case "train-step":
+  do { try benchmarkTrainStep() } catch {
+    print("surgeon-bench: error: \(error)")
+    exit(1)
+  }
 case "forward":
   do { try benchmarkForward() } catch {
     print("surgeon-bench: error: \(error)")
