@@ -2,9 +2,11 @@ import CBLAS
 
 /// The OpenBLAS calls surgeon uses, with Swift argument labels.
 public enum BLAS {
-  /// Sets the number of threads OpenBLAS uses for every later call (process-wide).
+  /// Sets the number of threads OpenBLAS and surgeon's own kernels use for every later call
+  /// (process-wide).
   public static func setThreadCount(_ count: Int) {
     openblas_set_num_threads(Int32(Swift.max(1, count)))
+    Parallel.threadCount = Swift.max(1, count)
   }
 
   /// The threads OpenBLAS will use.

@@ -14,13 +14,14 @@ extension Tensor {
     precondition(count == other.count, "add: \(count) and \(other.count) elements")
     other.withUnsafeBufferPointer { source in
       withUnsafeMutableBufferPointer { target in
-        let n = target.count
         let s = source.baseAddress!
         let t = target.baseAddress!
-        if scale == 1 {
-          for i in 0..<n { t[i] += s[i] }
-        } else {
-          for i in 0..<n { t[i] += scale * s[i] }
+        Parallel.forEachChunk(target.count) { range in
+          if scale == 1 {
+            for i in range { t[i] += s[i] }
+          } else {
+            for i in range { t[i] += scale * s[i] }
+          }
         }
       }
     }
@@ -33,7 +34,9 @@ extension Tensor {
       withUnsafeMutableBufferPointer { target in
         let s = source.baseAddress!
         let t = target.baseAddress!
-        for i in 0..<target.count { t[i] *= s[i] }
+        Parallel.forEachChunk(target.count) { range in
+          for i in range { t[i] *= s[i] }
+        }
       }
     }
   }
@@ -42,7 +45,9 @@ extension Tensor {
   public mutating func scale(by factor: Float) {
     withUnsafeMutableBufferPointer { target in
       let t = target.baseAddress!
-      for i in 0..<target.count { t[i] *= factor }
+      Parallel.forEachChunk(target.count) { range in
+        for i in range { t[i] *= factor }
+      }
     }
   }
 
@@ -55,9 +60,11 @@ extension Tensor {
         let rows = target.count / columns
         let t = target.baseAddress!
         let bb = b.baseAddress!
-        for row in 0..<rows {
-          let r = t + row * columns
-          for column in 0..<columns { r[column] += bb[column] }
+        Parallel.forEachChunk(rows, grain: max(1, 16_384 / columns)) { chunk in
+          for row in chunk {
+            let r = t + row * columns
+            for column in 0..<columns { r[column] += bb[column] }
+          }
         }
       }
     }

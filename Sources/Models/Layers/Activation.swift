@@ -12,21 +12,24 @@ public enum Activation: String, Sendable, CaseIterable {
   public func forward(_ input: Tensor) -> Tensor {
     var output = input
     output.withUnsafeMutableBufferPointer { values in
-      let v = values.baseAddress!
-      let n = values.count
-      switch self {
-      case .gelu:
-        for i in 0..<n { v[i] = 0.5 * v[i] * (1 + erff(v[i] * Float(0.5).squareRoot())) }
-      case .geluTanh:
-        let c = (2 / Float.pi).squareRoot()
-        for i in 0..<n {
-          let x = v[i]
-          v[i] = 0.5 * x * (1 + tanhf(c * (x + 0.044715 * x * x * x)))
+      let base = values.baseAddress!
+      Parallel.forEachChunk(values.count) { range in
+        let v = base + range.lowerBound
+        let n = range.count
+        switch self {
+        case .gelu:
+          for i in 0..<n { v[i] = 0.5 * v[i] * (1 + erff(v[i] * Float(0.5).squareRoot())) }
+        case .geluTanh:
+          let c = (2 / Float.pi).squareRoot()
+          for i in 0..<n {
+            let x = v[i]
+            v[i] = 0.5 * x * (1 + tanhf(c * (x + 0.044715 * x * x * x)))
+          }
+        case .relu:
+          for i in 0..<n where !(v[i] > 0) { v[i] = 0 }
+        case .tanh:
+          for i in 0..<n { v[i] = tanhf(v[i]) }
         }
-      case .relu:
-        for i in 0..<n where !(v[i] > 0) { v[i] = 0 }
-      case .tanh:
-        for i in 0..<n { v[i] = tanhf(v[i]) }
       }
     }
     return output
@@ -38,31 +41,34 @@ public enum Activation: String, Sendable, CaseIterable {
     input.withUnsafeBufferPointer { xs in
       output.withUnsafeBufferPointer { ys in
         result.withUnsafeMutableBufferPointer { gs in
-          let x = xs.baseAddress!
-          let y = ys.baseAddress!
-          let g = gs.baseAddress!
-          let n = gs.count
-          switch self {
-          case .gelu:
-            let inverseRootTwo = Float(0.5).squareRoot()
-            let inverseRootTwoPi = 1 / (2 * Float.pi).squareRoot()
-            for i in 0..<n {
-              let cdf = 0.5 * (1 + erff(x[i] * inverseRootTwo))
-              let pdf = inverseRootTwoPi * expf(-0.5 * x[i] * x[i])
-              g[i] *= cdf + x[i] * pdf
+          let (xBase, yBase, gBase) = (xs.baseAddress!, ys.baseAddress!, gs.baseAddress!)
+          Parallel.forEachChunk(gs.count) { range in
+            let x = xBase + range.lowerBound
+            let y = yBase + range.lowerBound
+            let g = gBase + range.lowerBound
+            let n = range.count
+            switch self {
+            case .gelu:
+              let inverseRootTwo = Float(0.5).squareRoot()
+              let inverseRootTwoPi = 1 / (2 * Float.pi).squareRoot()
+              for i in 0..<n {
+                let cdf = 0.5 * (1 + erff(x[i] * inverseRootTwo))
+                let pdf = inverseRootTwoPi * expf(-0.5 * x[i] * x[i])
+                g[i] *= cdf + x[i] * pdf
+              }
+            case .geluTanh:
+              let c = (2 / Float.pi).squareRoot()
+              for i in 0..<n {
+                let u = x[i]
+                let t = tanhf(c * (u + 0.044715 * u * u * u))
+                let dInner = c * (1 + 3 * 0.044715 * u * u)
+                g[i] *= 0.5 * (1 + t) + 0.5 * u * (1 - t * t) * dInner
+              }
+            case .relu:
+              for i in 0..<n where !(x[i] > 0) { g[i] = 0 }
+            case .tanh:
+              for i in 0..<n { g[i] *= 1 - y[i] * y[i] }
             }
-          case .geluTanh:
-            let c = (2 / Float.pi).squareRoot()
-            for i in 0..<n {
-              let u = x[i]
-              let t = tanhf(c * (u + 0.044715 * u * u * u))
-              let dInner = c * (1 + 3 * 0.044715 * u * u)
-              g[i] *= 0.5 * (1 + t) + 0.5 * u * (1 - t * t) * dInner
-            }
-          case .relu:
-            for i in 0..<n where !(x[i] > 0) { g[i] = 0 }
-          case .tanh:
-            for i in 0..<n { g[i] *= 1 - y[i] * y[i] }
           }
         }
       }

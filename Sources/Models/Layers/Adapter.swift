@@ -53,13 +53,15 @@ public struct NoiseModel: Sendable, Equatable {
     result.withUnsafeMutableBufferPointer { out in
       random.fillNormal(out, mean: 0, standardDeviation: 1)
       weight.withUnsafeBufferPointer { w in
-        for row in 0..<rows {
-          let group = statistics == .global ? 0 : row
-          let shift = (1 - d) * mean[group]
-          let spread = (max(0, 1 - d * d) * variance[group]).squareRoot() * scale
-          let o = out.baseAddress! + row * perRow
-          let source = w.baseAddress! + row * perRow
-          for i in 0..<perRow { o[i] = d * source[i] + shift + spread * o[i] }
+        Parallel.forEachChunk(rows, grain: max(1, 16_384 / max(1, perRow))) { chunk in
+          for row in chunk {
+            let group = statistics == .global ? 0 : row
+            let shift = (1 - d) * mean[group]
+            let spread = (max(0, 1 - d * d) * variance[group]).squareRoot() * scale
+            let o = out.baseAddress! + row * perRow
+            let source = w.baseAddress! + row * perRow
+            for i in 0..<perRow { o[i] = d * source[i] + shift + spread * o[i] }
+          }
         }
       }
     }

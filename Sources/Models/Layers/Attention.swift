@@ -34,8 +34,10 @@ public struct MultiHeadAttention: Sendable {
     query.withUnsafeBufferPointer { q in
       key.withUnsafeBufferPointer { k in
         scores.withUnsafeMutableBufferPointer { s in
-          for b in 0..<batch {
-            for h in 0..<heads {
+          // Each (sample, head) pair writes its own score block: safe to split across threads.
+          Parallel.forEachChunk(batch * heads, grain: 1) { pairs in
+            for pair in pairs {
+              let (b, h) = (pair / heads, pair % heads)
               let offset = b * length * hidden + h * headSize
               BLAS.gemm(
                 transposeA: false, transposeB: true, m: length, n: length, k: headSize,
@@ -54,8 +56,9 @@ public struct MultiHeadAttention: Sendable {
     dropped.withUnsafeBufferPointer { p in
       value.withUnsafeBufferPointer { v in
         output.withUnsafeMutableBufferPointer { out in
-          for b in 0..<batch {
-            for h in 0..<heads {
+          Parallel.forEachChunk(batch * heads, grain: 1) { pairs in
+            for pair in pairs {
+              let (b, h) = (pair / heads, pair % heads)
               let offset = b * length * hidden + h * headSize
               BLAS.gemm(
                 transposeA: false, transposeB: false, m: length, n: headSize, k: length,
@@ -77,23 +80,22 @@ public struct MultiHeadAttention: Sendable {
     _ scores: UnsafeMutablePointer<Float>, mask: [Int32], batch: Int, heads: Int, length: Int
   ) {
     let maskValue = -Float.greatestFiniteMagnitude
-    for b in 0..<batch {
-      for h in 0..<heads {
-        for i in 0..<length {
-          let row = scores + ((b * heads + h) * length + i) * length
-          var maximum = -Float.infinity
-          for j in 0..<length {
-            if mask[b * length + j] == 0 { row[j] += maskValue }
-            maximum = Swift.max(maximum, row[j])
-          }
-          var sum: Float = 0
-          for j in 0..<length {
-            row[j] = expf(row[j] - maximum)
-            sum += row[j]
-          }
-          let inverse = 1 / sum
-          for j in 0..<length { row[j] *= inverse }
+    Parallel.forEachChunk(batch * heads * length, grain: 64) { rows in
+      for rowIndex in rows {
+        let keys = rowIndex / (heads * length) * length  // this sample's mask row
+        let row = scores + rowIndex * length
+        var maximum = -Float.infinity
+        for j in 0..<length {
+          if mask[keys + j] == 0 { row[j] += maskValue }
+          maximum = Swift.max(maximum, row[j])
         }
+        var sum: Float = 0
+        for j in 0..<length {
+          row[j] = expf(row[j] - maximum)
+          sum += row[j]
+        }
+        let inverse = 1 / sum
+        for j in 0..<length { row[j] *= inverse }
       }
     }
   }
@@ -122,8 +124,9 @@ public struct MultiHeadAttention: Sendable {
         dropped.withUnsafeBufferPointer { p in
           probabilityGradient.withUnsafeMutableBufferPointer { dp in
             valueGradient.withUnsafeMutableBufferPointer { dv in
-              for b in 0..<batch {
-                for h in 0..<heads {
+              Parallel.forEachChunk(batch * heads, grain: 1) { pairs in
+                for pair in pairs {
+                  let (b, h) = (pair / heads, pair % heads)
                   let offset = b * length * hidden + h * headSize
                   let square = (b * heads + h) * length * length
                   // dP = dOut · Vᵀ
@@ -148,12 +151,14 @@ public struct MultiHeadAttention: Sendable {
     // Softmax backward in place: dS = P ⊙ (dP − Σ dP ⊙ P).
     cache.probabilities.withUnsafeBufferPointer { ps in
       probabilityGradient.withUnsafeMutableBufferPointer { ds in
-        for row in 0..<(batch * heads * length) {
-          let p = ps.baseAddress! + row * length
-          let d = ds.baseAddress! + row * length
-          var dotProduct: Float = 0
-          for j in 0..<length { dotProduct += d[j] * p[j] }
-          for j in 0..<length { d[j] = p[j] * (d[j] - dotProduct) }
+        Parallel.forEachChunk(batch * heads * length, grain: 64) { rows in
+          for row in rows {
+            let p = ps.baseAddress! + row * length
+            let d = ds.baseAddress! + row * length
+            var dotProduct: Float = 0
+            for j in 0..<length { dotProduct += d[j] * p[j] }
+            for j in 0..<length { d[j] = p[j] * (d[j] - dotProduct) }
+          }
         }
       }
     }
@@ -162,8 +167,9 @@ public struct MultiHeadAttention: Sendable {
         cache.key.withUnsafeBufferPointer { k in
           queryGradient.withUnsafeMutableBufferPointer { dq in
             keyGradient.withUnsafeMutableBufferPointer { dk in
-              for b in 0..<batch {
-                for h in 0..<heads {
+              Parallel.forEachChunk(batch * heads, grain: 1) { pairs in
+                for pair in pairs {
+                  let (b, h) = (pair / heads, pair % heads)
                   let offset = b * length * hidden + h * headSize
                   let square = ds.baseAddress! + (b * heads + h) * length * length
                   // dQ = s · dS · K,  dK = s · dSᵀ · Q

@@ -20,7 +20,10 @@ public struct Dropout: Sendable {
     mask.withUnsafeMutableBufferPointer { values in
       random.fillUniform(values, low: 0, high: 1)
       let v = values.baseAddress!
-      for i in 0..<values.count { v[i] = v[i] < probability ? 0 : scale }
+      let probability = probability
+      Parallel.forEachChunk(values.count) { range in
+        for i in range { v[i] = v[i] < probability ? 0 : scale }
+      }
     }
     var output = input
     output.multiply(by: mask)

@@ -41,21 +41,27 @@ public struct LayerNorm: Sendable {
       weight.withUnsafeBufferPointer { ws in
         bias.withUnsafeBufferPointer { bs in
           output.withUnsafeMutableBufferPointer { ys in
-            for row in 0..<rows {
-              let x = xs.baseAddress! + row * columns
-              let y = ys.baseAddress! + row * columns
-              var sum: Float = 0
-              for c in 0..<columns { sum += x[c] }
-              let mean = sum / Float(columns)
-              var squares: Float = 0
-              for c in 0..<columns {
-                let centred = x[c] - mean
-                squares += centred * centred
+            means.withUnsafeMutableBufferPointer { means in
+              rstds.withUnsafeMutableBufferPointer { rstds in
+                Parallel.forEachChunk(rows, grain: 32) { chunk in
+                  for row in chunk {
+                    let x = xs.baseAddress! + row * columns
+                    let y = ys.baseAddress! + row * columns
+                    var sum: Float = 0
+                    for c in 0..<columns { sum += x[c] }
+                    let mean = sum / Float(columns)
+                    var squares: Float = 0
+                    for c in 0..<columns {
+                      let centred = x[c] - mean
+                      squares += centred * centred
+                    }
+                    let rstd = 1 / (squares / Float(columns) + epsilon).squareRoot()
+                    for c in 0..<columns { y[c] = (x[c] - mean) * rstd * ws[c] + bs[c] }
+                    means[row] = mean
+                    rstds[row] = rstd
+                  }
+                }
               }
-              let rstd = 1 / (squares / Float(columns) + epsilon).squareRoot()
-              for c in 0..<columns { y[c] = (x[c] - mean) * rstd * ws[c] + bs[c] }
-              means[row] = mean
-              rstds[row] = rstd
             }
           }
         }
@@ -76,31 +82,43 @@ public struct LayerNorm: Sendable {
       outputGradient.withUnsafeBufferPointer { dys in
         weight.withUnsafeBufferPointer { ws in
           inputGradient.withUnsafeMutableBufferPointer { dxs in
-            weightGradient.withUnsafeMutableBufferPointer { dw in
-              biasGradient.withUnsafeMutableBufferPointer { db in
-                for row in 0..<rows {
-                  let x = xs.baseAddress! + row * columns
-                  let dy = dys.baseAddress! + row * columns
-                  let dx = dxs.baseAddress! + row * columns
-                  let mean = cache.mean[row]
-                  let rstd = cache.reciprocalStandardDeviation[row]
-                  var meanGradient: Float = 0
-                  var meanGradientNorm: Float = 0
-                  for c in 0..<columns {
-                    let norm = (x[c] - mean) * rstd
-                    let normGradient = dy[c] * ws[c]
-                    meanGradient += normGradient
-                    meanGradientNorm += normGradient * norm
-                    dw[c] += dy[c] * norm
-                    db[c] += dy[c]
-                  }
-                  meanGradient /= Float(columns)
-                  meanGradientNorm /= Float(columns)
-                  for c in 0..<columns {
-                    let norm = (x[c] - mean) * rstd
-                    dx[c] = rstd * (dy[c] * ws[c] - meanGradient - norm * meanGradientNorm)
-                  }
+            // dx row by row in parallel; each row's output is written by one thread.
+            Parallel.forEachChunk(rows, grain: 32) { chunk in
+              for row in chunk {
+                let x = xs.baseAddress! + row * columns
+                let dy = dys.baseAddress! + row * columns
+                let dx = dxs.baseAddress! + row * columns
+                let mean = cache.mean[row]
+                let rstd = cache.reciprocalStandardDeviation[row]
+                var meanGradient: Float = 0
+                var meanGradientNorm: Float = 0
+                for c in 0..<columns {
+                  let normGradient = dy[c] * ws[c]
+                  meanGradient += normGradient
+                  meanGradientNorm += normGradient * (x[c] - mean) * rstd
                 }
+                meanGradient /= Float(columns)
+                meanGradientNorm /= Float(columns)
+                for c in 0..<columns {
+                  let norm = (x[c] - mean) * rstd
+                  dx[c] = rstd * (dy[c] * ws[c] - meanGradient - norm * meanGradientNorm)
+                }
+              }
+            }
+          }
+        }
+        // dγ and dβ sum over rows: serial, in row order, so they do not depend on threads.
+        guard gradients.wants(weightName) || gradients.wants(biasName) else { return }
+        weightGradient.withUnsafeMutableBufferPointer { dw in
+          biasGradient.withUnsafeMutableBufferPointer { db in
+            for row in 0..<rows {
+              let x = xs.baseAddress! + row * columns
+              let dy = dys.baseAddress! + row * columns
+              let mean = cache.mean[row]
+              let rstd = cache.reciprocalStandardDeviation[row]
+              for c in 0..<columns {
+                dw[c] += dy[c] * (x[c] - mean) * rstd
+                db[c] += dy[c]
               }
             }
           }
