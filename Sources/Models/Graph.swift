@@ -113,6 +113,11 @@ public struct WeightSource: Sendable {
 
 extension Linear {
   func node(role: NodeRole, block: Int?) -> GraphNode {
+    if let adapter, adapter.isExported {
+      return GraphNode(
+        name: name, kind: .linear, role: role, block: block, parameters: adapter.tensorInfos,
+        buffers: [], multiplyAdds: adapter.rank * (inFeatures + outFeatures))
+    }
     var parameters = [TensorInfo(name: weightName, shape: weight.shape)]
     if let bias { parameters.append(TensorInfo(name: biasName, shape: bias.shape)) }
     let base = parameters.reduce(0) { $0 + $1.count }
@@ -132,6 +137,7 @@ extension Linear {
   }
 
   var namedParameters: [(String, Tensor)] {
+    if let adapter, adapter.isExported { return adapter.namedParameters }
     var result = [(weightName, weight)]
     if let bias { result.append((biasName, bias)) }
     if let adapter { result += adapter.namedParameters }
@@ -191,6 +197,11 @@ public enum Initialization: Sendable, Equatable {
 
 extension Conv2d {
   func node(role: NodeRole, block: Int?) -> GraphNode {
+    if let adapter, adapter.isExported {
+      return GraphNode(
+        name: name, kind: .conv2d, role: role, block: block, parameters: adapter.tensorInfos,
+        buffers: [], multiplyAdds: adapter.down.count + outChannels * adapter.rank)
+    }
     var parameters = [TensorInfo(name: weightName, shape: weight.shape)]
     if let bias { parameters.append(TensorInfo(name: biasName, shape: bias.shape)) }
     let base = parameters.reduce(0) { $0 + $1.count }
@@ -214,6 +225,7 @@ extension Conv2d {
   }
 
   var namedParameters: [(String, Tensor)] {
+    if let adapter, adapter.isExported { return adapter.namedParameters }
     var result = [(weightName, weight)]
     if let bias { result.append((biasName, bias)) }
     if let adapter { result += adapter.namedParameters }

@@ -100,3 +100,71 @@ public struct TrainingPlan: Sendable {
     return view
   }
 }
+
+/// One batch of either task.
+public enum Batch: Sendable {
+  case text(TextBatch)
+  case images(pixels: Tensor, labels: [Int32]?)
+
+  public var labels: [Int32]? {
+    switch self {
+    case .text(let batch): return batch.labels
+    case .images(_, let labels): return labels
+    }
+  }
+
+  public var count: Int {
+    switch self {
+    case .text(let batch): return batch.batchSize
+    case .images(let pixels, _): return pixels.shape[0]
+    }
+  }
+}
+
+extension TrainingPlan {
+  /// A training-mode forward and backward pass: the mean loss and the gradients of exactly the
+  /// trainable tensors. Batch-norm running statistics move (buffers, not trainability).
+  public mutating func lossAndGradients(_ batch: Batch, random: inout RandomStream)
+    throws(ModelInputError) -> (loss: Float, logits: Tensor, gradients: GradientSet)
+  {
+    var gradients = makeGradients()
+    switch (model, batch) {
+    case (.bert(let bert), .text(let text)):
+      let (outputs, tape) = try bert.forward(text, mode: .training, random: &random)
+      guard let tape, let loss = outputs.loss, let logits = outputs.logits else {
+        throw ModelInputError("training needs labels and a classifier head")
+      }
+      bert.backward(tape: tape, outputs: outputs, gradients: &gradients)
+      return (loss, logits, gradients)
+    case (.vgg(var vgg), .images(let pixels, let labels)):
+      let (outputs, tape) = try vgg.forward(
+        pixels: pixels, labels: labels, mode: .training, random: &random)
+      model = .vgg(vgg)
+      guard let tape, let loss = outputs.loss else {
+        throw ModelInputError("training needs labels")
+      }
+      vgg.backward(tape: tape, gradients: &gradients)
+      return (loss, outputs.logits, gradients)
+    default:
+      throw ModelInputError("a \(model.family) model cannot take this kind of batch")
+    }
+  }
+}
+
+extension Model {
+  /// Evaluation-mode logits (no dropout, batch-norm running statistics, no noise).
+  public func logits(_ batch: Batch) throws(ModelInputError) -> Tensor {
+    var random = RandomStream(seed: 0)
+    switch (self, batch) {
+    case (.bert(let bert), .text(let text)):
+      guard let logits = try bert.forward(text, mode: .evaluation, random: &random).outputs.logits
+      else { throw ModelInputError("the model has no classifier head") }
+      return logits
+    case (.vgg(var vgg), .images(let pixels, let labels)):
+      return try vgg.forward(pixels: pixels, labels: labels, mode: .evaluation, random: &random)
+        .outputs.logits
+    default:
+      throw ModelInputError("a \(family) model cannot take this kind of batch")
+    }
+  }
+}

@@ -100,6 +100,10 @@ public struct LowRankAdapter: Sendable {
   public var noiseActive: Bool = false
   /// The conv form (ignored for Linear).
   public var convForm: ConvAdapterForm = .lowrank
+  /// True once exported: the base weight is gone, `scale` is folded into `up` (so it is 1), and
+  /// the tensors are named as a plain two-layer factorisation (`<node>.down.weight`,
+  /// `<node>.up.weight`, `<node>.up.bias`) that PyTorch loads without surgeon.
+  public var isExported = false
 
   /// The adapter's rank `r`.
   public var rank: Int
@@ -113,9 +117,22 @@ public struct LowRankAdapter: Sendable {
     self.scale = scale
   }
 
-  public var downName: String { node + ".lora_A" }
-  public var upName: String { node + ".lora_B" }
-  public var biasName: String { node + ".lora_C" }
+  public var downName: String { node + (isExported ? ".down.weight" : ".lora_A") }
+  public var upName: String { node + (isExported ? ".up.weight" : ".lora_B") }
+  public var biasName: String { node + (isExported ? ".up.bias" : ".lora_C") }
+
+  /// The exported form of this adapter: `down = A`, `up = s·B`, `C` as the up bias; `d = 0`,
+  /// no noise.
+  public func exported() -> LowRankAdapter {
+    var result = self
+    result.up.scale(by: scale)
+    result.scale = 1
+    result.decay = 0
+    result.noise = nil
+    result.noiseActive = false
+    result.isExported = true
+    return result
+  }
 
   /// True when the frozen path contributes nothing this step (d = 0 and no noise), so it is
   /// skipped.
