@@ -159,7 +159,8 @@ extension DecodingContext {
         }
       }
       return explicit + nested
-    case .sequence(let items) where items.allSatisfy({ if case .mapping = $0.kind { true } else { false } }):
+    case .sequence(let items)
+    where items.allSatisfy({ if case .mapping = $0.kind { true } else { false } }):
       return items.flatMap { mergeEntries(of: $0, depth: depth + 1) }
     default:
       error(
@@ -182,13 +183,13 @@ extension DecodingContext {
     _ key: String, at location: SourceLocation, in path: String?, allowed: [String],
     aliases: [String: String]
   ) {
-    let place = path.map { " in \($0)" } ?? ""
+    let subject = path.map { "unknown key '\(key)' in \($0)" } ?? "unknown top-level key '\(key)'"
     let suggestion = aliases[key] ?? closest(to: key, among: allowed)
     if let suggestion {
-      error("unknown key '\(key)'\(place) (did you mean '\(suggestion)'?)", at: location)
+      error("\(subject) (did you mean '\(suggestion)'?)", at: location)
     } else {
       error(
-        "unknown key '\(key)'\(place)", at: location,
+        subject, at: location,
         fix: "\(path ?? "the top level") takes \(allowed.joined(separator: ", "))")
     }
   }

@@ -71,7 +71,8 @@ public enum ManifestDecoder {
 }
 
 /// Letters, digits and ".", "_", "-": names that are safe as a directory name.
-private let nameCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+private let nameCharacters = Set(
+  "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 extension DecodingContext {
   /// The whole document; records diagnostics and returns nil on any error.
@@ -106,7 +107,9 @@ extension DecodingContext {
     let name = required(fields, "name", example: "name: my-model", &failed) {
       context, node throws(Invalid) in try context.manifestName(node)
     }
-    let model = required(fields, "model", example: "model: {family: bert, checkpoint: DIR}", &failed) {
+    let model = required(
+      fields, "model", example: "model: {family: bert, checkpoint: DIR}", &failed
+    ) {
       context, node throws(Invalid) in
       try context.modelSection(node, owner: fields.keyLocation("model") ?? node.location)
     }
@@ -123,7 +126,8 @@ extension DecodingContext {
     let output: OutputSection?
     if let node = fields["output"], let outputOwner {
       output = try? outputSection(
-        node, owner: outputOwner, name: name, train: train, hasLoRA: surgery.contains(where: \.isLoRA))
+        node, owner: outputOwner, name: name, train: train,
+        hasLoRA: surgery.contains(where: \.isLoRA))
     } else if let name {
       output = OutputSection(
         directory: Located("checkpoints/\(name.value)", at: name.location), compress: false,
@@ -345,7 +349,9 @@ extension DecodingContext {
     var failed = false
     for entry in entries {
       guard case .scalar(let key, _) = entry.key.kind, !key.isEmpty else {
-        error("a configuration field must be a name, not \(describe(entry.key))", at: entry.key.location)
+        error(
+          "a configuration field must be a name, not \(describe(entry.key))", at: entry.key.location
+        )
         failed = true
         continue
       }

@@ -46,7 +46,8 @@ public enum ManifestSchema {
       "A role, a dotted name or suffix, a glob (* one segment, ** any), or /regex/.",
       [
         "oneOf": .array([
-          nonEmptyString, .object(["type": .string("array"), "minItems": .integer(1), "items": nonEmptyString]),
+          nonEmptyString,
+          .object(["type": .string("array"), "minItems": .integer(1), "items": nonEmptyString]),
         ])
       ])
     let rules: [JSONValue] = [
@@ -348,8 +349,7 @@ public enum ManifestSchema {
     object(description, ["enum": strings(values)])
   }
 
-  private static func integer(_ minimum: Int, _ maximum: Int?, _ description: String) -> JSONValue
-  {
+  private static func integer(_ minimum: Int, _ maximum: Int?, _ description: String) -> JSONValue {
     var members: [String: JSONValue] = [
       "type": .string("integer"), "minimum": .integer(minimum),
     ]

@@ -229,7 +229,8 @@ extension DecodingContext {
       let endText = fields["end"]?.scalarText ?? "0.85"
       error(
         "decay.start (\(startText)) must be below decay.end (\(endText))",
-        at: offending?.location ?? owner, fix: "d falls from 1 at start to 0 at end; use start < end")
+        at: offending?.location ?? owner,
+        fix: "d falls from 1 at start to 0 at end; use start < end")
       throw Invalid()
     }
     return schedule

@@ -72,7 +72,8 @@ extension DecodingContext {
         aliases: ["validation": "split", "max_len": "max_length", "max_seq_length": "max_length"])
     else { throw Invalid() }
     var failed = false
-    let train = required(fields, "train", example: "train: {format: csv, path: PATH, ...}", &failed) {
+    let train = required(fields, "train", example: "train: {format: csv, path: PATH, ...}", &failed)
+    {
       context, node throws(Invalid) in
       try context.dataSource(
         node, path: "train.data.train", owner: fields.keyLocation("train") ?? node.location,
@@ -91,7 +92,9 @@ extension DecodingContext {
         try context.split(
           node, owner: fields.keyLocation("split") ?? node.location,
           hasTest: fields["test"] != nil)
-      } ?? SplitSettings(validation: 0.1, test: fields["test"] == nil ? 0.2 : 0, groupBy: nil, seed: 0)
+      }
+      ?? SplitSettings(
+        validation: 0.1, test: fields["test"] == nil ? 0.2 : 0, groupBy: nil, seed: 0)
     let maxLength =
       optional(fields, "max_length", &failed) { context, node throws(Invalid) in
         Located(
@@ -148,7 +151,8 @@ extension DecodingContext {
     if format == .idx {
       let images = text("images", example: "images: data/train-images-idx3-ubyte.gz")
       let labels = text("labels", example: "labels: data/train-labels-idx1-ubyte.gz")
-      source = images.flatMap { images in labels.map { .images(imagesPath: images, labelsPath: $0) } }
+      source = images.flatMap { images in labels.map { .images(imagesPath: images, labelsPath: $0) }
+      }
     } else {
       let file = text("path", example: "path: data/train.\(format.rawValue)")
       let column = text("text", example: "text: text")

@@ -162,7 +162,8 @@ private struct TreeBuilder {
   mutating func run() {
     var parser = yaml_parser_t()
     guard yaml_parser_initialize(&parser) == 1 else {
-      fail("libyaml could not allocate a parser", at: SourceLocation(file: file, line: 1, column: 1))
+      fail(
+        "libyaml could not allocate a parser", at: SourceLocation(file: file, line: 1, column: 1))
       return
     }
     defer { yaml_parser_delete(&parser) }
@@ -201,9 +202,9 @@ private struct TreeBuilder {
       let text = String(
         decoding: UnsafeBufferPointer(start: scalar.value, count: Int(scalar.length)),
         as: UTF8.self)
-      let node = YAMLNode(
-        .scalar(text, style: style(scalar.style)), tag: string(scalar.tag), location: here)
-      guard countNode(at: here) else { return false }
+      let tag = string(scalar.tag)
+      let node = YAMLNode(.scalar(text, style: style(scalar.style)), tag: tag, location: here)
+      guard countNode(at: here), supports(tag, at: here) else { return false }
       complete(node, size: 1, height: 1, anchor: string(scalar.anchor))
     case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
       let isMapping = event.type == YAML_MAPPING_START_EVENT
@@ -216,7 +217,7 @@ private struct TreeBuilder {
           fix: "a manifest needs only a few levels; is this the right file?")
         return false
       }
-      guard countNode(at: here) else { return false }
+      guard countNode(at: here), supports(tag, at: here) else { return false }
       stack.append(Frame(isMapping: isMapping, location: here, tag: tag, anchor: anchor))
     case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
       guard let frame = stack.popLast() else { return true }
@@ -249,6 +250,22 @@ private struct TreeBuilder {
       break
     }
     return true
+  }
+
+  /// The core schema's tags and "!" are understood; anything else (a local `!foo`, `!!binary`)
+  /// would be silently misread, so it is an error.
+  mutating func supports(_ tag: String?, at location: SourceLocation) -> Bool {
+    guard let tag else { return true }
+    let core = "tag:yaml.org,2002:"
+    let known = ["str", "int", "float", "bool", "null", "map", "seq", "merge"]
+    if tag == "!" || (tag.hasPrefix(core) && known.contains(String(tag.dropFirst(core.count)))) {
+      return true
+    }
+    let shown = tag.hasPrefix(core) ? "!!" + tag.dropFirst(core.count) : tag
+    fail(
+      "unsupported YAML tag '\(shown)'", at: location,
+      fix: "remove the tag; a manifest uses plain values")
+    return false
   }
 
   /// Counts one more node of the expanded document; false (with an error) past the limit.
@@ -336,7 +353,8 @@ private struct TreeBuilder {
       } else {
         let value = Int(parser.problem_value)
         let hex = String(value, radix: 16, uppercase: true)
-        let code = value >= 0 ? " (U+\(String(repeating: "0", count: max(0, 4 - hex.count)))\(hex))" : ""
+        let code =
+          value >= 0 ? " (U+\(String(repeating: "0", count: max(0, 4 - hex.count)))\(hex))" : ""
         fail(
           "YAML syntax error: \(problem)\(code)", at: at,
           fix: "remove the character; a manifest is plain text")
@@ -347,7 +365,7 @@ private struct TreeBuilder {
     var message = "YAML syntax error: \(problem)"
     if let context = parser.context.map({ String(cString: $0) }), context != problem {
       let contextAt = location(parser.context_mark)
-      message += " (\(context) at \(contextAt.lineColumn))"
+      message += contextAt == at ? " (\(context))" : " (\(context) at \(contextAt.lineColumn))"
     }
     let context = parser.context.map { String(cString: $0) }
     fail(message, at: at, fix: hint(problem: problem, context: context, at: parser.problem_mark))
