@@ -28,7 +28,8 @@ final class ExampleManifestTests: XCTestCase {
   func testModel() throws {
     let model = try example().model
     XCTAssertEqual(model.family, Located(.bert, at: at(6, 11)))
-    XCTAssertEqual(model.source, Located(.checkpoint("checkpoints/all-minilm-l6-v2"), at: at(7, 15)))
+    XCTAssertEqual(
+      model.source, Located(.checkpoint("checkpoints/all-minilm-l6-v2"), at: at(7, 15)))
     XCTAssertEqual(model.configOverrides, [])
     XCTAssertEqual(model.headClasses, Located(2, at: at(16, 19)))
     XCTAssertEqual(model.seed, 0)
@@ -46,7 +47,8 @@ final class ExampleManifestTests: XCTestCase {
     XCTAssertEqual(rule.initialization, Located(.lora, at: at(27, 13)))
     XCTAssertEqual(rule.biasC, Located(.zeros, at: at(28, 15)))
     XCTAssertEqual(rule.convForm, Located(.lowrank, at: at(30, 18)))
-    XCTAssertEqual(rule.decay, DecaySchedule(shape: .linear, start: 0.05, end: 0.85, location: at(32, 7)))
+    XCTAssertEqual(
+      rule.decay, DecaySchedule(shape: .linear, start: 0.05, end: 0.85, location: at(32, 7)))
     XCTAssertEqual(
       rule.noise,
       NoiseSettings(statistics: .global, clearBelow: 0.3, scale: 1.0, location: at(36, 7)))
@@ -54,10 +56,14 @@ final class ExampleManifestTests: XCTestCase {
 
   func testFreezeAndTrainRules() throws {
     let surgery = try example().surgery
-    guard case .freeze(let frozen, let freezeAt) = surgery[1] else { return XCTFail("\(surgery[1])") }
+    guard case .freeze(let frozen, let freezeAt) = surgery[1] else {
+      return XCTFail("\(surgery[1])")
+    }
     XCTAssertEqual(frozen, [Located("embeddings", at: at(40, 14))])
     XCTAssertEqual(freezeAt, at(40, 5))
-    guard case .train(let trained, let trainAt) = surgery[2] else { return XCTFail("\(surgery[2])") }
+    guard case .train(let trained, let trainAt) = surgery[2] else {
+      return XCTFail("\(surgery[2])")
+    }
     XCTAssertEqual(trained, [Located("classifier", at: at(41, 13))])
     XCTAssertEqual(trainAt, at(41, 5))
   }
@@ -84,7 +90,8 @@ final class ExampleManifestTests: XCTestCase {
           format: .csv, path: "data/rotten_tomatoes.csv", textColumn: "text",
           labelColumn: "category"), at: at(46, 12)))
     XCTAssertNil(data.test)
-    XCTAssertEqual(data.labels, [Located("rotten", at: at(50, 14)), Located("fresh", at: at(50, 22))])
+    XCTAssertEqual(
+      data.labels, [Located("rotten", at: at(50, 14)), Located("fresh", at: at(50, 22))])
     XCTAssertEqual(
       data.split, SplitSettings(validation: 0.1, test: 0.2, groupBy: "movie_name", seed: 0))
     XCTAssertEqual(data.maxLength, Located(64, at: at(52, 17)))
@@ -111,7 +118,9 @@ final class ExampleManifestTests: XCTestCase {
     XCTAssertNil(result.manifest)
     XCTAssertEqual(
       result.diagnostics.map(\.text),
-      ["/nonexistent/m.yaml:1:1: error: cannot read manifest /nonexistent/m.yaml: no such file; check the path"])
+      [
+        "/nonexistent/m.yaml:1:1: error: cannot read manifest /nonexistent/m.yaml: no such file; check the path"
+      ])
   }
 
   func testADirectoryIsNotAManifest() throws {
@@ -139,7 +148,8 @@ final class ExampleManifestTests: XCTestCase {
 /// What a manifest that says almost nothing decodes to.
 final class DefaultsTests: XCTestCase {
   func testTheSmallestManifest() throws {
-    let manifest = try valid("surgeon: 1\nname: tiny\nmodel: {family: vgg, preset: vgg11, weights: random}\n")
+    let manifest = try valid(
+      "surgeon: 1\nname: tiny\nmodel: {family: vgg, preset: vgg11, weights: random}\n")
     XCTAssertEqual(manifest.model.family.value, .vgg)
     XCTAssertEqual(manifest.model.source.value, .preset("vgg11", randomWeights: true))
     XCTAssertEqual(manifest.model.source.location.lineColumn, "3:30")
@@ -147,7 +157,8 @@ final class DefaultsTests: XCTestCase {
     XCTAssertEqual(manifest.model.seed, 0)
     XCTAssertEqual(manifest.surgery.count, 0)
     XCTAssertNil(manifest.train)
-    XCTAssertEqual(manifest.output.directory, Located("checkpoints/tiny", at: manifest.name.location))
+    XCTAssertEqual(
+      manifest.output.directory, Located("checkpoints/tiny", at: manifest.name.location))
     XCTAssertFalse(manifest.output.compress)
     XCTAssertNil(manifest.output.checkpointEvery)
   }
@@ -170,8 +181,12 @@ final class DefaultsTests: XCTestCase {
   }
 
   func testDecayAndNoiseDefaults() throws {
-    let rule = try firstLoRA(try valid(loraManifest("layers: query\nrank: 4\ndecay: {}\nnoise: {}")))
-    XCTAssertEqual(rule.decay, DecaySchedule(shape: .linear, start: 0.05, end: 0.85, location: rule.decay?.location ?? rule.location))
+    let rule = try firstLoRA(
+      try valid(loraManifest("layers: query\nrank: 4\ndecay: {}\nnoise: {}")))
+    XCTAssertEqual(
+      rule.decay,
+      DecaySchedule(
+        shape: .linear, start: 0.05, end: 0.85, location: rule.decay?.location ?? rule.location))
     XCTAssertEqual(rule.decay?.location.lineColumn, "11:7")
     XCTAssertEqual(rule.noise?.statistics, .global)
     XCTAssertEqual(rule.noise?.clearBelow, 0.3)
@@ -188,14 +203,16 @@ final class DefaultsTests: XCTestCase {
       train.optimizer,
       OptimizerSettings(name: "adamw", learningRate: 1e-3, weightDecay: 0, warmup: 0))
     XCTAssertEqual(train.seed, 0)
-    XCTAssertEqual(train.data.split, SplitSettings(validation: 0.1, test: 0.2, groupBy: nil, seed: 0))
+    XCTAssertEqual(
+      train.data.split, SplitSettings(validation: 0.1, test: 0.2, groupBy: nil, seed: 0))
     XCTAssertEqual(train.data.maxLength.value, 128)
     XCTAssertNil(train.data.labels)
     XCTAssertNil(train.data.test)
   }
 
   func testEvalEveryDefaultIsNeverZero() throws {
-    let manifest = try valid(trainManifest().replacingOccurrences(of: "steps: 100", with: "steps: 7"))
+    let manifest = try valid(
+      trainManifest().replacingOccurrences(of: "steps: 100", with: "steps: 7"))
     XCTAssertEqual(manifest.train?.evalEvery.value, 1)
   }
 

@@ -17,7 +17,9 @@ final class InputSafetyTests: XCTestCase {
   func testNULBytesAreRejectedWhereTheyAre() {
     XCTAssertEqual(
       texts(Array("surgeon: 1\nname: a\u{0}b\n".utf8)),
-      ["x.yaml:2:8: error: manifest contains a NUL byte; a manifest is UTF-8 text; is this a binary file?"])
+      [
+        "x.yaml:2:8: error: manifest contains a NUL byte; a manifest is UTF-8 text; is this a binary file?"
+      ])
     let result = ManifestDecoder.decode(text: "surgeon: 1\u{0}", file: "x.yaml")
     XCTAssertNil(result.manifest)
     XCTAssertEqual(result.diagnostics.map(\.location.lineColumn), ["1:11"])
@@ -58,7 +60,9 @@ final class InputSafetyTests: XCTestCase {
     let elf: [UInt8] = [0x7F, 0x45, 0x4C, 0x46, 0x02, 0x01, 0x01, 0x00, 0x00]
     XCTAssertEqual(
       texts(elf),
-      ["x.yaml:1:8: error: manifest contains a NUL byte; a manifest is UTF-8 text; is this a binary file?"])
+      [
+        "x.yaml:1:8: error: manifest contains a NUL byte; a manifest is UTF-8 text; is this a binary file?"
+      ])
   }
 
   func testControlCharactersAreSyntaxErrors() {
@@ -101,7 +105,8 @@ final class InputSafetyTests: XCTestCase {
   }
 
   func testSixtyFourLevelsAreStillFine() {
-    let text = "surgeon: 1\nname: t\nmodel:\n  family: bert\n  preset: bert-tiny\n"
+    let text =
+      "surgeon: 1\nname: t\nmodel:\n  family: bert\n  preset: bert-tiny\n"
       + "  weights: random\n  config:\n    deep: "
       + String(repeating: "[", count: 61) + String(repeating: "]", count: 61) + "\n"
     let result = ManifestDecoder.decode(text: text, file: "x.yaml")

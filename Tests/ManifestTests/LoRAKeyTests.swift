@@ -34,7 +34,8 @@ final class LoRAKeyTests: XCTestCase {
           + "layers: [query, value]"
       ])
     XCTAssertEqual(
-      problems(loraManifest("layers:\nrank: 4")), ["9:14: error: layers must be a string, not an empty value"])
+      problems(loraManifest("layers:\nrank: 4")),
+      ["9:14: error: layers must be a string, not an empty value"])
   }
 
   func testExclude() throws {
@@ -63,19 +64,28 @@ final class LoRAKeyTests: XCTestCase {
       problems(loraManifest("layers: q\nrank: 4\nblocks: \(value)"))
     }
     XCTAssertEqual(blocks("5-2"), ["11:15: error: blocks range 5-2 runs backwards; write 2-5"])
-    XCTAssertEqual(blocks("-3"), ["11:15: error: blocks cannot be negative, not -3; count blocks from 0"])
+    XCTAssertEqual(
+      blocks("-3"), ["11:15: error: blocks cannot be negative, not -3; count blocks from 0"])
     XCTAssertEqual(
       blocks("-1-4"),
-      ["11:15: error: blocks must be an index, a range like 0-5 or a list, not '-1-4'; count blocks from 0"])
+      [
+        "11:15: error: blocks must be an index, a range like 0-5 or a list, not '-1-4'; count blocks from 0"
+      ])
     XCTAssertEqual(
       blocks("0..5"),
-      ["11:15: error: blocks must be an index, a range like 0-5 or a list, not '0..5'; write a range as 0-5"])
+      [
+        "11:15: error: blocks must be an index, a range like 0-5 or a list, not '0..5'; write a range as 0-5"
+      ])
     XCTAssertEqual(
-      blocks("1.5"), ["11:15: error: blocks must be an index, a range like 0-5 or a list, not '1.5'"])
+      blocks("1.5"),
+      ["11:15: error: blocks must be an index, a range like 0-5 or a list, not '1.5'"])
     XCTAssertEqual(
-      blocks("[]"), ["11:15: error: blocks needs at least one index; omit blocks to wrap every block"])
-    XCTAssertEqual(blocks("[1, 0-2]"), ["11:15: error: block 1 is listed twice in blocks; list it once"])
-    XCTAssertEqual(blocks("0-100000"), ["11:15: error: block 100000 is out of range; blocks go up to 9999"])
+      blocks("[]"),
+      ["11:15: error: blocks needs at least one index; omit blocks to wrap every block"])
+    XCTAssertEqual(
+      blocks("[1, 0-2]"), ["11:15: error: block 1 is listed twice in blocks; list it once"])
+    XCTAssertEqual(
+      blocks("0-100000"), ["11:15: error: block 100000 is out of range; blocks go up to 9999"])
     XCTAssertEqual(
       blocks("{a: 1}"),
       ["11:15: error: blocks must be an index, a range like 0-5 or a list, not a mapping"])
@@ -94,16 +104,20 @@ final class LoRAKeyTests: XCTestCase {
       problems(loraManifest("layers: q\nrank: -3")),
       ["10:13: error: rank must be at least 1, not -3; use 1 or more"])
     XCTAssertEqual(
-      problems(loraManifest("layers: q\nrank: 1.5")), ["10:13: error: rank must be an integer, not '1.5'"])
+      problems(loraManifest("layers: q\nrank: 1.5")),
+      ["10:13: error: rank must be an integer, not '1.5'"])
     XCTAssertEqual(
-      problems(loraManifest("layers: q\nrank: 0x10")), ["10:13: error: rank must be an integer, not '0x10'"])
+      problems(loraManifest("layers: q\nrank: 0x10")),
+      ["10:13: error: rank must be an integer, not '0x10'"])
     XCTAssertEqual(
       problems(loraManifest("layers: q\nrank: 99999999999999999999")),
       ["10:13: error: rank is too large: 99999999999999999999"])
     XCTAssertEqual(
-      problems(loraManifest("layers: q\nrank: [8]")), ["10:13: error: rank must be an integer, not a list"])
+      problems(loraManifest("layers: q\nrank: [8]")),
+      ["10:13: error: rank must be an integer, not a list"])
     XCTAssertEqual(
-      problems(loraManifest("layers: q\nrank: !!int \"8\"")).count, 0, "an explicit int tag is an int")
+      problems(loraManifest("layers: q\nrank: !!int \"8\"")).count, 0,
+      "an explicit int tag is an int")
   }
 
   func testAlpha() throws {
@@ -145,7 +159,8 @@ final class LoRAKeyTests: XCTestCase {
   }
 
   func testDecay() throws {
-    let decay = try XCTUnwrap(try rule("layers: q\nrank: 8\ndecay: {shape: cosine, start: 0, end: 1}").decay)
+    let decay = try XCTUnwrap(
+      try rule("layers: q\nrank: 8\ndecay: {shape: cosine, start: 0, end: 1}").decay)
     XCTAssertEqual(decay.shape, .cosine)
     XCTAssertEqual(decay.start, 0)
     XCTAssertEqual(decay.end, 1)
@@ -172,18 +187,23 @@ final class LoRAKeyTests: XCTestCase {
 
   func testNoise() throws {
     let noise = try XCTUnwrap(
-      try rule("layers: q\nrank: 8\ndecay: {}\nnoise: {stats: per_output, clear_below: 1, scale: 0}").noise)
+      try rule(
+        "layers: q\nrank: 8\ndecay: {}\nnoise: {stats: per_output, clear_below: 1, scale: 0}"
+      ).noise)
     XCTAssertEqual(noise.statistics, .perOutput)
     XCTAssertEqual(noise.clearBelow, 1)
     XCTAssertEqual(noise.scale, 0)
     XCTAssertEqual(noise.location.lineColumn, "12:7")
     for never in ["null", "~", "", "Null"] {
-      let settings = try rule("layers: q\nrank: 8\ndecay: {}\nnoise:\n  clear_below: \(never)").noise
+      let settings = try rule("layers: q\nrank: 8\ndecay: {}\nnoise:\n  clear_below: \(never)")
+        .noise
       XCTAssertNotNil(settings, never)
       XCTAssertNil(settings?.clearBelow, "clear_below: \(never) means never")
     }
     XCTAssertEqual(
-      problems(loraManifest("layers: q\nrank: 8\ndecay: {}\nnoise: {stats: local, scale: -1, clear_below: 1.5}")),
+      problems(
+        loraManifest(
+          "layers: q\nrank: 8\ndecay: {}\nnoise: {stats: local, scale: -1, clear_below: 1.5}")),
       [
         "12:22: error: noise.stats must be global or per_output, not 'local' (did you mean 'global'?)",
         "12:36: error: noise.scale must be >= 0, not -1; use a number >= 0",
@@ -220,12 +240,15 @@ final class LoRAKeyTests: XCTestCase {
     guard case .lora(let second) = manifest.surgery[1] else { return XCTFail("not lora") }
     XCTAssertEqual(second.rank.value, 4, "an explicit key wins over the merged one")
     XCTAssertEqual(second.layers.map(\.value), ["query", "value"])
-    XCTAssertEqual(second.layers.first?.location.lineColumn, "8:27", "merged values keep their marks")
+    XCTAssertEqual(
+      second.layers.first?.location.lineColumn, "8:27", "merged values keep their marks")
     XCTAssertEqual(second.decay?.end, 0.5)
     XCTAssertEqual(second.blocks?.value, [0, 1])
     XCTAssertEqual(
       problems(modelHead + "surgery:\n  - lora: {<<: 5, layers: q, rank: 2}\n"),
-      ["8:16: error: '<<' merges a mapping, not '5'; write '<<: *anchor' with the anchor of a mapping"])
+      [
+        "8:16: error: '<<' merges a mapping, not '5'; write '<<: *anchor' with the anchor of a mapping"
+      ])
   }
 
   func testFreezeAndTrainRules() throws {
@@ -268,13 +291,14 @@ final class LoRAKeyTests: XCTestCase {
   }
 
   func testEveryBrokenRuleIsReported() {
-    let text = modelHead + """
-      surgery:
-        - lora: {layers: q, rank: 0}
-        - freeze: []
-        - lora: {layers: q, rank: 2, init: x}
+    let text =
+      modelHead + """
+        surgery:
+          - lora: {layers: q, rank: 0}
+          - freeze: []
+          - lora: {layers: q, rank: 2, init: x}
 
-      """
+        """
     XCTAssertEqual(
       problems(text).map { String($0.prefix(5)) }, ["8:29:", "9:13:", "10:38"])
   }

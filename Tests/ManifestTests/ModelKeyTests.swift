@@ -49,7 +49,8 @@ final class ModelKeyTests: XCTestCase {
 
   func testEveryPresetWithItsFamily() throws {
     for (name, family) in ModelSource.presets {
-      let section = try model("  family: \(family.rawValue)\n  preset: \(name)\n  weights: random\n")
+      let section = try model(
+        "  family: \(family.rawValue)\n  preset: \(name)\n  weights: random\n")
       XCTAssertEqual(section.source.value, .preset(name, randomWeights: true))
       XCTAssertEqual(section.source.location.lineColumn, "5:11")
     }
@@ -129,7 +130,8 @@ final class ModelKeyTests: XCTestCase {
   }
 
   func testHeadAndSeed() throws {
-    let section = try model("  family: bert\n  checkpoint: x\n  head:\n    classes: 100000\n  seed: 42\n")
+    let section = try model(
+      "  family: bert\n  checkpoint: x\n  head:\n    classes: 100000\n  seed: 42\n")
     XCTAssertEqual(section.headClasses?.value, 100_000)
     XCTAssertEqual(section.headClasses?.location.lineColumn, "7:14")
     XCTAssertEqual(section.seed, 42)
@@ -192,7 +194,9 @@ final class TopLevelTests: XCTestCase {
   func testTheRootMustBeAMapping() {
     XCTAssertEqual(
       problems("just text\n"),
-      ["1:1: error: a manifest is a mapping of keys, not 'just text'; start the file with 'surgeon: 1'"])
+      [
+        "1:1: error: a manifest is a mapping of keys, not 'just text'; start the file with 'surgeon: 1'"
+      ])
     XCTAssertEqual(problems("---\n"), ["2:1: error: manifest is empty; start it with 'surgeon: 1'"])
     XCTAssertEqual(problems("~\n"), ["1:1: error: manifest is empty; start it with 'surgeon: 1'"])
   }

@@ -6,8 +6,7 @@ final class YAMLParserTests: XCTestCase {
     YAMLParser.parse(text, file: "y.yaml")
   }
 
-  func root(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws -> YAMLNode
-  {
+  func root(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws -> YAMLNode {
     let result = parse(text)
     XCTAssertEqual(result.diagnostics.map(\.text), [], file: file, line: line)
     return try XCTUnwrap(result.root, file: file, line: line)
@@ -88,7 +87,9 @@ final class YAMLParserTests: XCTestCase {
   func testUnsupportedTagsAreErrors() {
     XCTAssertEqual(
       parse("a: !local x\n").diagnostics.map(\.text),
-      ["y.yaml:1:4: error: unsupported YAML tag '!local'; remove the tag; a manifest uses plain values"])
+      [
+        "y.yaml:1:4: error: unsupported YAML tag '!local'; remove the tag; a manifest uses plain values"
+      ])
   }
 
   func testLimitsAreConfigurable() {
