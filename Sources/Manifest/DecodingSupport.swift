@@ -71,16 +71,6 @@ struct Fields {
 
   func keyLocation(_ key: String) -> SourceLocation? { entries[key]?.key.location }
 
-  /// "lora", or "the manifest" at the top level; the subject of "missing key" messages.
-  var name: String { path ?? "the manifest" }
-
-  /// `key` qualified for a message: "train.steps", or just "rank" inside a lora rule.
-  func qualified(_ key: String) -> String {
-    guard let path, path != "lora" else { return key }
-    if path.hasPrefix("lora.") { return "\(path.dropFirst(5)).\(key)" }
-    return "\(path).\(key)"
-  }
-
   fileprivate mutating func insert(key: String, node: YAMLNode, value: YAMLNode) {
     entries[key] = (node, value)
   }

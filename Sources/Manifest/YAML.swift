@@ -97,11 +97,13 @@ public enum YAMLParser {
     return (builder.diagnostics.isEmpty ? builder.root : nil, builder.diagnostics)
   }
 
-  /// Line and column of byte `offset`, counting columns in Unicode scalars as libyaml does.
+  /// Line and column of byte `offset`, counting columns in Unicode scalars as libyaml does
+  /// (which does not count a leading byte-order mark).
   static func location(ofByte offset: Int, in bytes: [UInt8], file: String) -> SourceLocation {
     var line = 1
     var column = 1
-    for byte in bytes[..<min(offset, bytes.count)] {
+    let start = bytes.starts(with: utf8ByteOrderMark) ? utf8ByteOrderMark.count : 0
+    for byte in bytes[min(start, offset)..<min(offset, bytes.count)] {
       if byte == 0x0A {
         line += 1
         column = 1
@@ -112,6 +114,8 @@ public enum YAMLParser {
     return SourceLocation(file: file, line: line, column: column)
   }
 }
+
+private let utf8ByteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
 
 /// The event loop: an explicit stack of open collections, so depth costs heap, never call stack.
 private struct TreeBuilder {
@@ -171,8 +175,11 @@ private struct TreeBuilder {
     input.withUnsafeBufferPointer { buffer in
       guard let base = buffer.baseAddress else { return }
       yaml_parser_set_input_string(&parser, base, buffer.count)
-      // UTF-8 only: a UTF-16 byte-order mark must not silently switch encodings.
-      yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
+      // UTF-8 only: a UTF-16 byte-order mark must not silently switch encodings. A UTF-8 one
+      // is left to libyaml's detection, which skips it.
+      if !bytes.starts(with: utf8ByteOrderMark) {
+        yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
+      }
       var event = yaml_event_t()
       while true {
         guard yaml_parser_parse(&parser, &event) == 1 else {

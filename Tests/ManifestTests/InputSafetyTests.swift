@@ -65,6 +65,15 @@ final class InputSafetyTests: XCTestCase {
       ])
   }
 
+  func testPositionsAfterAByteOrderMarkCountFromTheFirstCharacter() {
+    XCTAssertEqual(
+      texts([0xEF, 0xBB, 0xBF] + Array("a: ".utf8) + [0xFF]),
+      [
+        "x.yaml:1:4: error: manifest is not valid UTF-8: invalid leading UTF-8 octet (byte 0xFF); "
+          + "save the file as UTF-8 text"
+      ])
+  }
+
   func testControlCharactersAreSyntaxErrors() {
     XCTAssertEqual(
       texts(Array("surgeon: 1\nname: a\u{1B}b\n".utf8)),

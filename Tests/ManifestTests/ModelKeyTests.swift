@@ -199,6 +199,10 @@ final class TopLevelTests: XCTestCase {
       ])
     XCTAssertEqual(problems("---\n"), ["2:1: error: manifest is empty; start it with 'surgeon: 1'"])
     XCTAssertEqual(problems("~\n"), ["1:1: error: manifest is empty; start it with 'surgeon: 1'"])
+    for blank in ["", "\n\n", "   \t\n", "# only a comment\n"] {
+      XCTAssertEqual(
+        problems(blank), ["1:1: error: manifest is empty; start it with 'surgeon: 1'"], blank)
+    }
   }
 
   func testKeysMustBeNames() {

@@ -267,6 +267,24 @@ final class OutputKeyTests: XCTestCase {
       ])
   }
 
+  func testCompressIsNotBlamedForABrokenTrainOrSurgerySection() {
+    let brokenSurgery = trainManifest().replacingOccurrences(
+      of: "train:\n", with: "surgery:\n  - lora: {layers: q, rank: 0, decay: {}}\ntrain:\n")
+    XCTAssertEqual(
+      problems(brokenSurgery + "output: {compress: true}\n"),
+      ["8:29: error: rank must be at least 1, not 0; use 1 or more"])
+    let brokenTrain =
+      modelHead + """
+        surgery:
+          - lora: {layers: q, rank: 2, decay: {}}
+        train: {task: text-classification, steps: 0, data: {train: {format: csv, path: a, text: t, label: l}}}
+        output: {compress: true}
+
+        """
+    XCTAssertEqual(
+      problems(brokenTrain), ["9:43: error: train.steps must be at least 1, not 0; use 1 or more"])
+  }
+
   func testCheckpointEveryBeyondTheStepsIsAWarning() {
     XCTAssertEqual(
       problems(trainManifest() + "output: {checkpoint_every: 1000}\n"),

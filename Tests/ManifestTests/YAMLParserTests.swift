@@ -54,6 +54,20 @@ final class YAMLParserTests: XCTestCase {
     XCTAssertEqual(try entries(node)[0].value.location.lineColumn, "1:4")
   }
 
+  func testWindowsLineEndingsAndAByteOrderMarkAreFine() throws {
+    let text =
+      "\u{FEFF}surgeon: 1\r\nname: t\r\nmodel: {family: bert, preset: bert-tiny, "
+      + "weights: random}\r\nsurgery:\r\n  - freeze: [embeddings]\r\n"
+    let result = ManifestDecoder.decode(text: text, file: "w.yaml")
+    XCTAssertEqual(result.diagnostics.map(\.text), [])
+    XCTAssertEqual(result.manifest?.name.location.lineColumn, "2:7")
+    XCTAssertEqual(result.manifest?.text, text)
+    guard case .freeze(let selectors, _)? = result.manifest?.surgery.first else {
+      return XCTFail("no freeze rule")
+    }
+    XCTAssertEqual(selectors.first?.location.lineColumn, "5:14")
+  }
+
   func testAliasesResolveToTheirAnchorsNode() throws {
     let node = try root("base: &b {rank: 8}\ncopy: *b\n")
     let top = try entries(node)
