@@ -9,6 +9,11 @@ public struct Located<Value: Sendable>: Sendable {
     self.value = value
     self.location = location
   }
+
+  /// The memberwise form, for code that builds manifests field by field.
+  public init(value: Value, location: SourceLocation) {
+    self.init(value, at: location)
+  }
 }
 
 extension Located: Equatable where Value: Equatable {}
