@@ -71,16 +71,6 @@ struct Fields {
 
   func keyLocation(_ key: String) -> SourceLocation? { entries[key]?.key.location }
 
-  /// "lora", or "the manifest" at the top level; the subject of "missing key" messages.
-  var name: String { path ?? "the manifest" }
-
-  /// `key` qualified for a message: "train.steps", or just "rank" inside a lora rule.
-  func qualified(_ key: String) -> String {
-    guard let path, path != "lora" else { return key }
-    if path.hasPrefix("lora.") { return "\(path.dropFirst(5)).\(key)" }
-    return "\(path).\(key)"
-  }
-
   fileprivate mutating func insert(key: String, node: YAMLNode, value: YAMLNode) {
     entries[key] = (node, value)
   }
@@ -183,13 +173,13 @@ extension DecodingContext {
     _ key: String, at location: SourceLocation, in path: String?, allowed: [String],
     aliases: [String: String]
   ) {
-    let place = path.map { " in \($0)" } ?? ""
+    let subject = path.map { "unknown key '\(key)' in \($0)" } ?? "unknown top-level key '\(key)'"
     let suggestion = aliases[key] ?? closest(to: key, among: allowed)
     if let suggestion {
-      error("unknown key '\(key)'\(place) (did you mean '\(suggestion)'?)", at: location)
+      error("\(subject) (did you mean '\(suggestion)'?)", at: location)
     } else {
       error(
-        "unknown key '\(key)'\(place)", at: location,
+        subject, at: location,
         fix: "\(path ?? "the top level") takes \(allowed.joined(separator: ", "))")
     }
   }

@@ -125,9 +125,11 @@ extension DecodingContext {
     let outputOwner = fields.keyLocation("output")
     let output: OutputSection?
     if let node = fields["output"], let outputOwner {
+      // Read from the raw nodes: a broken train or surgery section must not make compress look
+      // wrong as well.
       output = try? outputSection(
-        node, owner: outputOwner, name: name, train: train,
-        hasLoRA: surgery.contains(where: \.isLoRA))
+        node, owner: outputOwner, name: name, train: train, hasTrain: fields["train"] != nil,
+        hasLoRA: hasLoRARule(fields["surgery"]))
     } else if let name {
       output = OutputSection(
         directory: Located("checkpoints/\(name.value)", at: name.location), compress: false,
@@ -185,6 +187,15 @@ extension DecodingContext {
       throw Invalid()
     }
     return Located(text, at: node.location)
+  }
+
+  /// Whether the surgery list has a lora rule, read loosely (the rules may be broken).
+  func hasLoRARule(_ node: YAMLNode?) -> Bool {
+    guard case .sequence(let items)? = node?.kind else { return false }
+    return items.contains { item in
+      guard case .mapping(let entries) = item.kind else { return false }
+      return entries.contains { $0.key.scalarText == "lora" }
+    }
   }
 
   /// `model.family` read loosely, so a broken model section still lets `train.task` be checked.
@@ -417,7 +428,7 @@ extension DecodingContext {
 
   mutating func outputSection(
     _ node: YAMLNode, owner: SourceLocation, name: Located<String>?, train: TrainSection?,
-    hasLoRA: Bool
+    hasTrain: Bool, hasLoRA: Bool
   ) throws(Invalid) -> OutputSection {
     guard
       let fields = fields(
@@ -443,7 +454,7 @@ extension DecodingContext {
         warning(
           "output.compress has nothing to compress: no lora rule", at: location,
           fix: "add a lora rule with decay, or remove compress")
-      } else if train == nil {
+      } else if !hasTrain {
         error(
           "output.compress needs a train section: W fades out only while training",
           at: location, fix: "add train, or set compress: false")
@@ -481,12 +492,5 @@ extension DecodingContext {
       throw Invalid()
     }
     return text
-  }
-}
-
-extension SurgeryRule {
-  var isLoRA: Bool {
-    if case .lora = self { return true }
-    return false
   }
 }

@@ -9,6 +9,11 @@ public struct Located<Value: Sendable>: Sendable {
     self.value = value
     self.location = location
   }
+
+  /// The memberwise form, for code that builds manifests field by field.
+  public init(value: Value, location: SourceLocation) {
+    self.init(value, at: location)
+  }
 }
 
 extension Located: Equatable where Value: Equatable {}
@@ -28,6 +33,19 @@ public struct Manifest: Sendable, Equatable {
   /// nil: apply only rewrites and saves.
   public var train: TrainSection?
   public var output: OutputSection
+
+  public init(
+    file: String, text: String, name: Located<String>, model: ModelSection, surgery: [SurgeryRule],
+    train: TrainSection?, output: OutputSection
+  ) {
+    self.file = file
+    self.text = text
+    self.name = name
+    self.model = model
+    self.surgery = surgery
+    self.train = train
+    self.output = output
+  }
 }
 
 public enum ModelFamily: String, Sendable, Equatable, Hashable, CaseIterable {
@@ -44,6 +62,17 @@ public struct ModelSection: Sendable, Equatable {
   public var headClasses: Located<Int>?
   /// Seeds random weights and the fresh head.
   public var seed: Int
+
+  public init(
+    family: Located<ModelFamily>, source: Located<ModelSource>, configOverrides: [ConfigOverride],
+    headClasses: Located<Int>?, seed: Int
+  ) {
+    self.family = family
+    self.source = source
+    self.configOverrides = configOverrides
+    self.headClasses = headClasses
+    self.seed = seed
+  }
 }
 
 /// Where the weights come from.
@@ -119,6 +148,25 @@ public struct LoRARule: Sendable, Equatable {
   public var decay: DecaySchedule?
   /// nil: no noise; never set without `decay`.
   public var noise: NoiseSettings?
+
+  public init(
+    location: SourceLocation, layers: [Located<String>], exclude: [Located<String>],
+    blocks: Located<[Int]>?, rank: Located<Int>, alpha: Located<Double>?,
+    initialization: Located<AdapterInitialization>, biasC: Located<BiasCInitialization>,
+    convForm: Located<ConvForm>, decay: DecaySchedule?, noise: NoiseSettings?
+  ) {
+    self.location = location
+    self.layers = layers
+    self.exclude = exclude
+    self.blocks = blocks
+    self.rank = rank
+    self.alpha = alpha
+    self.initialization = initialization
+    self.biasC = biasC
+    self.convForm = convForm
+    self.decay = decay
+    self.noise = noise
+  }
 }
 
 public enum AdapterInitialization: String, Sendable, Equatable, Hashable, CaseIterable {
@@ -219,6 +267,20 @@ public struct TrainSection: Sendable, Equatable {
   /// Steps between evaluations; default max(1, steps / 10).
   public var evalEvery: Located<Int>
   public var seed: Int
+
+  public init(
+    location: SourceLocation, task: Located<Task>, data: DataSection, steps: Located<Int>,
+    batchSize: Located<Int>, optimizer: OptimizerSettings, evalEvery: Located<Int>, seed: Int
+  ) {
+    self.location = location
+    self.task = task
+    self.data = data
+    self.steps = steps
+    self.batchSize = batchSize
+    self.optimizer = optimizer
+    self.evalEvery = evalEvery
+    self.seed = seed
+  }
 }
 
 public struct DataSection: Sendable, Equatable {
@@ -230,6 +292,17 @@ public struct DataSection: Sendable, Equatable {
   public var split: SplitSettings
   /// Text: tokens per example including [CLS]/[SEP]; 2...4096, default 128.
   public var maxLength: Located<Int>
+
+  public init(
+    train: Located<DataSource>, test: Located<DataSource>?, labels: [Located<String>]?,
+    split: SplitSettings, maxLength: Located<Int>
+  ) {
+    self.train = train
+    self.test = test
+    self.labels = labels
+    self.split = split
+    self.maxLength = maxLength
+  }
 }
 
 public enum DataFormat: String, Sendable, Equatable, Hashable, CaseIterable {
@@ -297,4 +370,12 @@ public struct OutputSection: Sendable, Equatable {
   public var compress: Bool
   /// Steps between saved training states; nil = none.
   public var checkpointEvery: Located<Int>?
+
+  public init(
+    directory: Located<String>, compress: Bool, checkpointEvery: Located<Int>?
+  ) {
+    self.directory = directory
+    self.compress = compress
+    self.checkpointEvery = checkpointEvery
+  }
 }

@@ -97,11 +97,13 @@ public enum YAMLParser {
     return (builder.diagnostics.isEmpty ? builder.root : nil, builder.diagnostics)
   }
 
-  /// Line and column of byte `offset`, counting columns in Unicode scalars as libyaml does.
+  /// Line and column of byte `offset`, counting columns in Unicode scalars as libyaml does
+  /// (which does not count a leading byte-order mark).
   static func location(ofByte offset: Int, in bytes: [UInt8], file: String) -> SourceLocation {
     var line = 1
     var column = 1
-    for byte in bytes[..<min(offset, bytes.count)] {
+    let start = bytes.starts(with: utf8ByteOrderMark) ? utf8ByteOrderMark.count : 0
+    for byte in bytes[min(start, offset)..<min(offset, bytes.count)] {
       if byte == 0x0A {
         line += 1
         column = 1
@@ -112,6 +114,8 @@ public enum YAMLParser {
     return SourceLocation(file: file, line: line, column: column)
   }
 }
+
+private let utf8ByteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
 
 /// The event loop: an explicit stack of open collections, so depth costs heap, never call stack.
 private struct TreeBuilder {
@@ -171,8 +175,11 @@ private struct TreeBuilder {
     input.withUnsafeBufferPointer { buffer in
       guard let base = buffer.baseAddress else { return }
       yaml_parser_set_input_string(&parser, base, buffer.count)
-      // UTF-8 only: a UTF-16 byte-order mark must not silently switch encodings.
-      yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
+      // UTF-8 only: a UTF-16 byte-order mark must not silently switch encodings. A UTF-8 one
+      // is left to libyaml's detection, which skips it.
+      if !bytes.starts(with: utf8ByteOrderMark) {
+        yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
+      }
       var event = yaml_event_t()
       while true {
         guard yaml_parser_parse(&parser, &event) == 1 else {
@@ -202,9 +209,9 @@ private struct TreeBuilder {
       let text = String(
         decoding: UnsafeBufferPointer(start: scalar.value, count: Int(scalar.length)),
         as: UTF8.self)
-      let node = YAMLNode(
-        .scalar(text, style: style(scalar.style)), tag: string(scalar.tag), location: here)
-      guard countNode(at: here) else { return false }
+      let tag = string(scalar.tag)
+      let node = YAMLNode(.scalar(text, style: style(scalar.style)), tag: tag, location: here)
+      guard countNode(at: here), supports(tag, at: here) else { return false }
       complete(node, size: 1, height: 1, anchor: string(scalar.anchor))
     case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
       let isMapping = event.type == YAML_MAPPING_START_EVENT
@@ -217,7 +224,7 @@ private struct TreeBuilder {
           fix: "a manifest needs only a few levels; is this the right file?")
         return false
       }
-      guard countNode(at: here) else { return false }
+      guard countNode(at: here), supports(tag, at: here) else { return false }
       stack.append(Frame(isMapping: isMapping, location: here, tag: tag, anchor: anchor))
     case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
       guard let frame = stack.popLast() else { return true }
@@ -250,6 +257,22 @@ private struct TreeBuilder {
       break
     }
     return true
+  }
+
+  /// The core schema's tags and "!" are understood; anything else (a local `!foo`, `!!binary`)
+  /// would be silently misread, so it is an error.
+  mutating func supports(_ tag: String?, at location: SourceLocation) -> Bool {
+    guard let tag else { return true }
+    let core = "tag:yaml.org,2002:"
+    let known = ["str", "int", "float", "bool", "null", "map", "seq", "merge"]
+    if tag == "!" || (tag.hasPrefix(core) && known.contains(String(tag.dropFirst(core.count)))) {
+      return true
+    }
+    let shown = tag.hasPrefix(core) ? "!!" + tag.dropFirst(core.count) : tag
+    fail(
+      "unsupported YAML tag '\(shown)'", at: location,
+      fix: "remove the tag; a manifest uses plain values")
+    return false
   }
 
   /// Counts one more node of the expanded document; false (with an error) past the limit.
@@ -349,7 +372,7 @@ private struct TreeBuilder {
     var message = "YAML syntax error: \(problem)"
     if let context = parser.context.map({ String(cString: $0) }), context != problem {
       let contextAt = location(parser.context_mark)
-      message += " (\(context) at \(contextAt.lineColumn))"
+      message += contextAt == at ? " (\(context))" : " (\(context) at \(contextAt.lineColumn))"
     }
     let context = parser.context.map { String(cString: $0) }
     fail(message, at: at, fix: hint(problem: problem, context: context, at: parser.problem_mark))
