@@ -75,12 +75,18 @@ public enum CheckpointLoader {
       case .integer(_, let values, _): integers[name] = values
       }
     }
+    let adapters = try adapterRecords(directory.appendingPathComponent("config.json"))
+    let prefix = floats["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
+    // An exported node has no base weight; the graph is built with a zero one (never read).
+    let shapes = Model(architecture: architecture, initialization: .zeros, bertPrefix: prefix)
+    for node in shapes.nodes where adapters[node.name]?.form == "exported" {
+      if let weight = node.parameters.first { floats[weight.name] = Tensor(zeros: weight.shape) }
+    }
     let source = WeightSource(tensors: floats)
-    let model: Model
+    var model: Model
     do throws(WeightError) {
       switch architecture {
       case .bert(let configuration, let classes):
-        let prefix = floats["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
         let bert = try BertModel(configuration: configuration, prefix: prefix, loading: source)
         if let classes, let head = bert.classCount, head != classes {
           throw WeightError(
@@ -100,6 +106,10 @@ public enum CheckpointLoader {
         }
         model = .vgg(vgg)
       }
+      if !adapters.isEmpty {
+        model = try attachAdapters(
+          adapters, to: model, tensors: floats, decay: decayFactors(file.metadata))
+      }
     } catch {
       throw CheckpointError(
         file: weightsURL.path, problem: error.description,
@@ -113,6 +123,93 @@ public enum CheckpointLoader {
       "\(weightsURL.path): warning: tensor '\($0)' is not used by any node"
     }
     return LoadedCheckpoint(model: model, directory: directory, warnings: warnings)
+  }
+}
+
+extension CheckpointLoader {
+  /// `surgeon_adapters` of a config.json (empty for a plain checkpoint).
+  static func adapterRecords(_ url: URL) throws(CheckpointError) -> [String: AdapterRecord] {
+    guard let data = FileManager.default.contents(atPath: url.path),
+      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+      let entries = object["surgeon_adapters"]
+    else { return [:] }
+    guard let map = entries as? [String: Any] else {
+      throw CheckpointError(file: url.path, problem: "surgeon_adapters must be an object")
+    }
+    var records: [String: AdapterRecord] = [:]
+    for (node, value) in map {
+      guard let fields = value as? [String: Any], let rank = fields["rank"] as? Int, rank >= 1,
+        let scale = (fields["scale"] as? NSNumber)?.floatValue, scale.isFinite,
+        let form = fields["form"] as? String,
+        ["lora", "lowrank", "loralib", "exported"].contains(form)
+      else {
+        throw CheckpointError(
+          file: url.path,
+          problem:
+            "surgeon_adapters.\(node) must be {rank: integer ≥ 1, scale: number, form: lora | lowrank | loralib | exported}"
+        )
+      }
+      records[node] = AdapterRecord(rank: rank, scale: scale, form: form)
+    }
+    return records
+  }
+
+  /// `surgeon.decay` metadata: node → d at save time.
+  static func decayFactors(_ metadata: [String: String]) -> [String: Float] {
+    guard let text = metadata["surgeon.decay"],
+      let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+    else { return [:] }
+    return object.compactMapValues { ($0 as? NSNumber)?.floatValue }
+  }
+
+  static func attachAdapters(
+    _ records: [String: AdapterRecord], to model: Model, tensors: [String: Tensor],
+    decay: [String: Float]
+  ) throws(WeightError) -> Model {
+    var model = model
+    var failure: WeightError?
+    var attached = Set<String>()
+    func adapter(for name: String, convolution: Bool) -> LowRankAdapter? {
+      guard let record = records[name], failure == nil else { return nil }
+      let exported = record.form == "exported"
+      let names =
+        exported
+        ? (name + ".down.weight", name + ".up.weight", name + ".up.bias")
+        : (name + ".lora_A", name + ".lora_B", name + ".lora_C")
+      guard let down = tensors[names.0], let up = tensors[names.1] else {
+        failure = WeightError(
+          "missing tensor '\(tensors[names.0] == nil ? names.0 : names.1)' of the adapter config.json records for \(name)"
+        )
+        return nil
+      }
+      var result = LowRankAdapter(
+        node: name, rank: record.rank, down: down, up: up, bias: tensors[names.2],
+        scale: record.scale)
+      result.convForm = record.form == "loralib" ? .loralib : .lowrank
+      result.isExported = exported
+      result.decay = exported ? 0 : (decay[name] ?? 1)
+      attached.insert(name)
+      return result
+    }
+    model.visitWrappable(
+      linear: { layer in
+        if let adapter = adapter(for: layer.name, convolution: false) {
+          layer.adapter = adapter
+          if adapter.isExported { layer.bias = nil }
+        }
+      },
+      convolution: { layer in
+        if let adapter = adapter(for: layer.name, convolution: true) {
+          layer.adapter = adapter
+          if adapter.isExported { layer.bias = nil }
+        }
+      })
+    if let failure { throw failure }
+    if let stray = Set(records.keys).subtracting(attached).sorted().first {
+      throw WeightError(
+        "config.json records an adapter for '\(stray)', which is not a Linear or Conv2d node")
+    }
+    return model
   }
 }
 
