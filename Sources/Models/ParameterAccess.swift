@@ -135,3 +135,35 @@ extension Model {
     }
   }
 }
+
+extension Model {
+  /// Batch-norm running statistics by tensor name (buffers training moves; saved for resume).
+  public var runningStatistics: [String: Tensor] {
+    guard case .vgg(let model) = self else { return [:] }
+    var result: [String: Tensor] = [:]
+    for feature in model.features {
+      if case .batchNorm(let norm) = feature {
+        result[norm.name + ".running_mean"] = norm.runningMean
+        result[norm.name + ".running_var"] = norm.runningVariance
+        result[norm.name + ".num_batches_tracked"] = Tensor(
+          shape: [1], scalars: [Float(norm.batchesTracked)])
+      }
+    }
+    return result
+  }
+
+  /// Restores `runningStatistics` saved earlier (names that do not match are ignored).
+  public mutating func restoreRunningStatistics(_ statistics: [String: Tensor]) {
+    guard case .vgg(var model) = self else { return }
+    for index in model.features.indices {
+      guard case .batchNorm(var norm) = model.features[index] else { continue }
+      if let mean = statistics[norm.name + ".running_mean"] { norm.runningMean = mean }
+      if let variance = statistics[norm.name + ".running_var"] { norm.runningVariance = variance }
+      if let tracked = statistics[norm.name + ".num_batches_tracked"] {
+        norm.batchesTracked = Int64(tracked[flat: 0])
+      }
+      model.features[index] = .batchNorm(norm)
+    }
+    self = .vgg(model)
+  }
+}

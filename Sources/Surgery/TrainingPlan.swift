@@ -66,6 +66,26 @@ public struct TrainingPlan: Sendable {
     }
   }
 
+  /// Restores trainable tensors and running statistics saved by a checkpoint (resume). Names
+  /// outside the trainable set are refused: a resumed run cannot change what trains.
+  public mutating func restore(trainable values: [String: Tensor], runningStatistics: [String: Tensor])
+    throws(PlanError)
+  {
+    if let stray = Set(values.keys).subtracting(trainableSet).sorted().first {
+      throw PlanError("the saved state holds '\(stray)', which this plan does not train")
+    }
+    if let missing = trainableSet.subtracting(values.keys).sorted().first {
+      throw PlanError("the saved state lacks the trainable tensor '\(missing)'")
+    }
+    var mismatch: String?
+    update { name, tensor in
+      guard let value = values[name] else { return }
+      if value.shape != tensor.shape { mismatch = name } else { tensor = value }
+    }
+    if let mismatch { throw PlanError("the saved '\(mismatch)' has another shape than the plan's") }
+    model.restoreRunningStatistics(runningStatistics)
+  }
+
   /// Sets every wrapped node's `d` and noise switch for training progress `p ∈ [0, 1]`.
   public mutating func setProgress(_ progress: Double) {
     let schedules = self.schedules

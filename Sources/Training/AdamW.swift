@@ -30,6 +30,19 @@ public struct AdamW: Sendable {
     self.moments = moments
   }
 
+  /// Restores a saved step count and moments (resume); every trainable tensor needs both.
+  public mutating func restore(step: Int, moments saved: [String: (first: Tensor, second: Tensor)])
+    -> Bool
+  {
+    guard Set(saved.keys) == Set(moments.keys) else { return false }
+    for (name, state) in saved where state.first.shape != moments[name]?.first.shape {
+      return false
+    }
+    self.step = step
+    moments = saved
+    return true
+  }
+
   /// One update of every trainable tensor that has a gradient.
   public mutating func apply(_ gradients: GradientSet, to plan: inout TrainingPlan) {
     step += 1
