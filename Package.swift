@@ -20,13 +20,20 @@ let package = Package(
       pkgConfig: "yaml-0.1",
       providers: [.apt(["libyaml-dev"])]
     ),
+    .systemLibrary(
+      name: "CZlib",
+      pkgConfig: "zlib",
+      providers: [.apt(["zlib1g-dev"])]
+    ),
     .target(name: "Tensor", dependencies: ["CBLAS"]),
     .target(name: "Models", dependencies: ["Tensor"]),
     .target(name: "Manifest", dependencies: ["CYAML"]),
     .target(name: "Surgery", dependencies: ["Models", "Manifest", "Tensor"]),
     .target(name: "Training", dependencies: ["Surgery", "Models", "Tensor"]),
+    .target(name: "Datasets", dependencies: ["Models", "Tensor", "CZlib"]),
     .executableTarget(
-      name: "surgeon", dependencies: ["Models", "Manifest", "Surgery", "Training", "Tensor"]),
+      name: "surgeon",
+      dependencies: ["Models", "Manifest", "Surgery", "Training", "Tensor", "Datasets"]),
     // Benchmarks (not tests): ratios measured side by side in one run.
     .executableTarget(
       name: "SurgeonBench", dependencies: ["Models", "Tensor", "Manifest", "Surgery", "Training"]),
@@ -39,6 +46,11 @@ let package = Package(
     .testTarget(
       name: "ManifestTests",
       dependencies: ["Manifest"],
+      resources: [.copy("Fixtures")]
+    ),
+    .testTarget(
+      name: "DatasetsTests",
+      dependencies: ["Datasets", "Models", "Tensor"],
       resources: [.copy("Fixtures")]
     ),
     .testTarget(

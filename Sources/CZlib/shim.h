@@ -1,0 +1,2 @@
+// zlib's inflate for gzip-compressed IDX files (pkg-config "zlib").
+#include <zlib.h>

@@ -1,0 +1,63 @@
+/// Why a data file could not be used, in the compiler's format (`FILE:LOCATION: error: PROBLEM;
+/// FIX`) so that editors and CI annotate the right place, and with a fix because the person who
+/// reads it is the one who has to repair the file or the manifest.
+public struct DatasetError: Error, CustomStringConvertible, Sendable {
+  /// The file as the caller named it.
+  public var file: String
+  /// Where in the file: "line 12", "record 40", "byte 16"; nil when the whole file is at fault.
+  public var location: String?
+  public var problem: String
+  public var fix: String?
+
+  public init(file: String, location: String? = nil, problem: String, fix: String? = nil) {
+    self.file = file
+    self.location = location
+    self.problem = problem
+    self.fix = fix
+  }
+
+  public var description: String {
+    var result = file
+    if let location { result += ":" + location }
+    result += ": error: " + problem
+    if let fix { result += "; " + fix }
+    return result
+  }
+}
+
+/// The candidate closest to `name` by edit distance (case-insensitive), when it is close enough to
+/// be a plausible typo, for "did you mean" hints.
+func closestName(to name: String, in candidates: [String]) -> String? {
+  let target = Array(name.lowercased().unicodeScalars)
+  var best: (name: String, distance: Int)?
+  for candidate in candidates {
+    let distance = editDistance(target, Array(candidate.lowercased().unicodeScalars))
+    if distance < (best?.distance ?? Int.max) { best = (candidate, distance) }
+  }
+  guard let best else { return nil }
+  // A third of the longer name, at least 2: "txt" → "text", but not "label" → "movie_name".
+  let allowed = max(2, max(target.count, best.name.unicodeScalars.count) / 3)
+  return best.distance <= allowed ? best.name : nil
+}
+
+/// Levenshtein distance between two scalar sequences.
+func editDistance(_ a: [Unicode.Scalar], _ b: [Unicode.Scalar]) -> Int {
+  if a.isEmpty { return b.count }
+  if b.isEmpty { return a.count }
+  var previous = Array(0...b.count)
+  var current = [Int](repeating: 0, count: b.count + 1)
+  for i in 1...a.count {
+    current[0] = i
+    for j in 1...b.count {
+      let substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)
+      current[j] = min(substitution, previous[j] + 1, current[j - 1] + 1)
+    }
+    swap(&previous, &current)
+  }
+  return previous[b.count]
+}
+
+/// `names` quoted and comma-separated, for messages that list what is available.
+func quotedList(_ names: [String]) -> String {
+  names.map { "'\($0)'" }.joined(separator: ", ")
+}
