@@ -29,7 +29,7 @@ let package = Package(
     .target(name: "Models", dependencies: ["Tensor"]),
     .target(name: "Manifest", dependencies: ["CYAML"]),
     .target(name: "Surgery", dependencies: ["Models", "Manifest", "Tensor"]),
-    .target(name: "Training", dependencies: ["Surgery", "Models", "Tensor"]),
+    .target(name: "Training", dependencies: ["Surgery", "Models", "Tensor", "Datasets"]),
     .target(name: "Datasets", dependencies: ["Models", "Tensor", "CZlib"]),
     .executableTarget(
       name: "surgeon",

@@ -1,0 +1,148 @@
+import Datasets
+import Foundation
+import Models
+import Surgery
+
+/// MANIFEST.md's `results.json`.
+public struct RunResults: Codable, Sendable {
+  public struct Parameters: Codable, Sendable {
+    public var total: Int
+    public var trainable: Int
+    public var nonTrainable: Int
+    public var compressedTotal: Int
+
+    enum CodingKeys: String, CodingKey {
+      case total, trainable
+      case nonTrainable = "non_trainable"
+      case compressedTotal = "compressed_total"
+    }
+  }
+
+  public var name: String
+  public var steps: Int
+  public var trainSeconds: Double
+  public var params: Parameters
+  public var validationAccuracy: Double?
+  /// The model as it ends: W-free when every wrapped layer ended at d = 0.
+  public var testAccuracy: Double
+  /// With W (nil when W is gone).
+  public var testAccuracyWithW: Double?
+  public var testAccuracyWFree: Double
+  /// The exported model, reloaded from `compressed/` (nil without `output.compress`).
+  public var exportedReloadTestAccuracy: Double?
+  public var majorityClass: Double
+  public var stuckAtChance: Bool
+  public var stuckReason: String?
+  public var endsWFree: Bool
+
+  enum CodingKeys: String, CodingKey {
+    case name, steps, params
+    case trainSeconds = "train_seconds"
+    case validationAccuracy = "validation_accuracy"
+    case testAccuracy = "test_accuracy"
+    case testAccuracyWithW = "test_accuracy_with_w"
+    case testAccuracyWFree = "test_accuracy_w_free"
+    case exportedReloadTestAccuracy = "exported_reload_test_accuracy"
+    case majorityClass = "majority_class"
+    case stuckAtChance = "stuck_at_chance"
+    case stuckReason = "stuck_reason"
+    case endsWFree = "ends_w_free"
+  }
+
+  /// JSON with `null` for absent values (MANIFEST.md: `test_accuracy_with_w` is null when W is
+  /// gone), keys sorted.
+  public func json() throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let data = try encoder.encode(self)
+    var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+    for key in ["test_accuracy_with_w", "validation_accuracy", "exported_reload_test_accuracy"]
+    where object[key] == nil {
+      object[key] = NSNull()
+    }
+    let full = try JSONSerialization.data(
+      withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    return String(decoding: full, as: UTF8.self) + "\n"
+  }
+}
+
+/// Stuck-at-chance detection (the notes' BERT-small at 50%): at the last evaluations the
+/// training loss sits at ln(classes) and validation accuracy at the majority class.
+public func stuckAtChance(
+  steps: [StepRecord], evaluations: [EvaluationRecord], classes: Int, majority: Double
+) -> String? {
+  let recentSteps = steps.suffix(max(1, steps.count / 10))
+  guard !recentSteps.isEmpty, let last = evaluations.last else { return nil }
+  let loss = recentSteps.reduce(0) { $0 + $1.loss } / Double(recentSteps.count)
+  let chanceLoss = log(Double(classes))
+  let lossAtChance = abs(loss - chanceLoss) < 0.05 * chanceLoss
+  let recent = evaluations.suffix(2)
+  let accuracyAtChance = recent.allSatisfy { abs($0.accuracy - majority) < 0.02 }
+  guard lossAtChance && accuracyAtChance else { return nil }
+  return String(
+    format:
+      "training loss %.3f ≈ ln(%d) = %.3f and validation accuracy %.3f ≈ the majority class %.3f at step %d: the model predicts one class. Likely causes: a learning rate too high for this model (try 10× lower), the head or the layers that must learn left frozen (check `surgeon summary`), or noise that drowns the signal (noise.scale, clear_below).",
+    loss, classes, chanceLoss, last.accuracy, majority, last.step)
+}
+
+/// `metrics.jsonl`: one object per logged step and per evaluation, in step order.
+public func metricsLines(steps: [StepRecord], evaluations: [EvaluationRecord]) throws -> String {
+  let encoder = JSONEncoder()
+  encoder.outputFormatting = [.sortedKeys]
+  var lines: [(Int, Int, String)] = []
+  for record in steps {
+    var object =
+      try JSONSerialization.jsonObject(with: encoder.encode(record)) as? [String: Any] ?? [:]
+    object["type"] = "step"
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    lines.append((record.step, 0, String(decoding: data, as: UTF8.self)))
+  }
+  for record in evaluations {
+    var object =
+      try JSONSerialization.jsonObject(with: encoder.encode(record)) as? [String: Any] ?? [:]
+    object["type"] = "evaluation"
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    lines.append((record.step, 1, String(decoding: data, as: UTF8.self)))
+  }
+  return lines.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map(\.2).joined(separator: "\n") + "\n"
+}
+
+/// `report.md`: what was done, the summary table, the numbers and the figures.
+public func reportMarkdown(
+  results: RunResults, summary: ParameterSummary, manifestPath: String, figures: [String],
+  outputDirectory: String, test: EvaluationRecord
+) -> String {
+  func percent(_ value: Double?) -> String {
+    guard let value, value.isFinite else { return "—" }
+    return String(format: "%.3f", value)
+  }
+  var lines = [
+    "# \(results.name)", "",
+    "`surgeon apply \(manifestPath)`: \(results.steps) steps in \(String(format: "%.0f", results.trainSeconds)) s of training.",
+    "",
+    "| | value |", "|---|---|",
+    "| test accuracy (the model as it ends\(results.endsWFree ? ", W-free" : "")) | **\(percent(results.testAccuracy))** |",
+    "| test accuracy with W | \(percent(results.testAccuracyWithW)) |",
+    "| test accuracy as exported (W-free view) | \(percent(results.testAccuracyWFree)) |",
+    "| exported model reloaded from `compressed/` | \(percent(results.exportedReloadTestAccuracy)) |",
+    "| validation accuracy (last evaluation) | \(percent(results.validationAccuracy)) |",
+    "| majority class (test split) | \(percent(results.majorityClass)) |",
+    "| test loss (W-free view) | \(String(format: "%.4f", test.exportedLoss)) |",
+    "| parameters: total / trainable / after compression | \(results.params.total) / \(results.params.trainable) / \(results.params.compressedTotal) |",
+    "",
+  ]
+  if results.stuckAtChance, let reason = results.stuckReason {
+    lines += ["> **Warning: stuck at chance.** \(reason)", ""]
+  }
+  lines += ["## Parameters (from the compiled training plan)", "", "```", summary.table(), "```", ""]
+  if !figures.isEmpty {
+    lines += ["## Figures", ""]
+    for figure in figures { lines += ["![\(figure)](figures/\(figure))", ""] }
+  }
+  lines += [
+    "Outputs in `\(outputDirectory)`: `model.safetensors` + `config.json` (the rewritten model),",
+    "\(results.exportedReloadTestAccuracy != nil ? "`compressed/` (the W-free model), " : "")`results.json`, `metrics.jsonl`, `figures/`, `state/` (for `--resume`).",
+    "",
+  ]
+  return lines.joined(separator: "\n")
+}

@@ -1,0 +1,154 @@
+import Datasets
+import Foundation
+import Manifest
+import Models
+import Surgery
+import Tensor
+
+/// Everything `apply` needs before it writes anything: the compiled plan, the data, the
+/// settings. Built from a manifest; every problem is a diagnostic at its manifest position.
+public struct RunSetup: Sendable {
+  public var manifest: Manifest
+  public var rewrite: Rewrite
+  public var source: (any ExampleSource)?
+  public var settings: TrainerSettings?
+  public var labelNames: [String]?
+  /// The checkpoint directory the model came from (its vocab.txt travels with the output).
+  public var checkpointDirectory: URL?
+
+  /// Resolves the model with its weights, applies the surgery, loads and splits the data.
+  public static func prepare(_ manifest: Manifest, workingDirectory: URL, stepsOverride: Int? = nil)
+    -> (RunSetup?, [Diagnostic])
+  {
+    var diagnostics: [Diagnostic] = []
+    func report(_ location: SourceLocation, _ message: String, fix: String? = nil) {
+      diagnostics.append(
+        Diagnostic(location: location, severity: .error, message: message, fix: fix))
+    }
+    let (resolved, resolveDiagnostics) = ModelResolver.resolve(
+      manifest.model, needsWeights: true, workingDirectory: workingDirectory)
+    diagnostics += resolveDiagnostics
+    guard let resolved else { return (nil, diagnostics) }
+    let (rewrite, rewriteDiagnostics) = Rewriter.apply(manifest, to: resolved, initializes: true)
+    diagnostics += rewriteDiagnostics
+    guard let rewrite else { return (nil, diagnostics) }
+    var checkpointDirectory: URL?
+    if case .checkpoint(let path) = manifest.model.source.value, !path.hasPrefix("hf://") {
+      checkpointDirectory = URL(fileURLWithPath: path, relativeTo: workingDirectory)
+    }
+    if manifest.output.compress {
+      for case .lora(let rule) in manifest.surgery where rule.decay == nil {
+        report(
+          rule.location, "output.compress needs every wrapped layer to end at d = 0, and this rule has no decay",
+          fix: "add decay: {start: 0.05, end: 0.85}, or set output.compress: false")
+      }
+    }
+    var setup = RunSetup(
+      manifest: manifest, rewrite: rewrite, source: nil, settings: nil, labelNames: nil,
+      checkpointDirectory: checkpointDirectory)
+    guard let train = manifest.train else {
+      return (diagnostics.contains { $0.severity == .error } ? nil : setup, diagnostics)
+    }
+    let missing = ManifestFiles.missingDataFiles(manifest, relativeTo: workingDirectory.path)
+    diagnostics += missing
+    if !missing.isEmpty || diagnostics.contains(where: { $0.severity == .error }) {
+      return (nil, diagnostics)
+    }
+    func path(_ text: String) -> String {
+      text.hasPrefix("/") ? text : workingDirectory.appendingPathComponent(text).path
+    }
+    let data = train.data
+    let split = data.split
+    do throws(DatasetError) {
+      switch data.train.value {
+      case .table(let format, let file, let text, let label):
+        var texts = try TableReader.read(
+          path: path(file), format: TableFormat(rawValue: format.rawValue) ?? .csv,
+          textColumn: text, labelColumn: label, groupColumn: split.groupBy,
+          labels: data.labels?.map(\.value))
+        var testIndices: [Int] = []
+        if let test = data.test, case .table(let testFormat, let testFile, let testText, let testLabel) = test.value {
+          let extra = try TableReader.read(
+            path: path(testFile), format: TableFormat(rawValue: testFormat.rawValue) ?? .csv,
+            textColumn: testText, labelColumn: testLabel, groupColumn: split.groupBy,
+            labels: texts.labelNames)
+          testIndices = Array(texts.count..<(texts.count + extra.count))
+          texts = LabeledTexts(
+            texts: texts.texts + extra.texts, labels: texts.labels + extra.labels,
+            labelNames: texts.labelNames,
+            groups: texts.groups.map { $0 + (extra.groups ?? []) })
+        }
+        let trainCount = texts.count - testIndices.count
+        var dataSplit = DataSplit.make(
+          count: trainCount, validation: split.validation, test: testIndices.isEmpty ? split.test : 0,
+          groups: texts.groups.map { Array($0.prefix(trainCount)) }, seed: UInt64(split.seed))
+        if !testIndices.isEmpty { dataSplit.test = testIndices }
+        guard let directory = checkpointDirectory,
+          FileManager.default.fileExists(atPath: directory.appendingPathComponent("vocab.txt").path)
+        else {
+          report(
+            manifest.model.source.location, "a text task needs the checkpoint's vocab.txt",
+            fix: "use a checkpoint directory with vocab.txt (presets have none)")
+          return (nil, diagnostics)
+        }
+        let tokenizer: WordPieceTokenizer
+        do {
+          tokenizer = try WordPieceTokenizer(
+            vocabularyFile: directory.appendingPathComponent("vocab.txt"))
+        } catch let problem {
+          report(manifest.model.source.location, problem.description)
+          return (nil, diagnostics)
+        }
+        setup.source = TextExamples(
+          texts: texts, tokenizer: tokenizer, maxLength: data.maxLength.value, split: dataSplit)
+        setup.labelNames = texts.labelNames
+      case .images(let images, let labels):
+        var examples = try IDXReader.read(images: path(images), labels: path(labels))
+        var testIndices: [Int] = []
+        if let test = data.test, case .images(let testImages, let testLabels) = test.value {
+          let extra = try IDXReader.read(images: path(testImages), labels: path(testLabels))
+          testIndices = Array(examples.count..<(examples.count + extra.count))
+          var pixels = Tensor(
+            zeros: [examples.count + extra.count] + Array(examples.pixels.shape.dropFirst()))
+          pixels.withUnsafeMutableBufferPointer { target in
+            examples.pixels.withUnsafeBufferPointer { a in
+              extra.pixels.withUnsafeBufferPointer { b in
+                target.baseAddress!.update(from: a.baseAddress!, count: a.count)
+                (target.baseAddress! + a.count).update(from: b.baseAddress!, count: b.count)
+              }
+            }
+          }
+          examples = LabeledImages(pixels: pixels, labels: examples.labels + extra.labels)
+        }
+        let trainCount = examples.count - testIndices.count
+        var dataSplit = DataSplit.make(
+          count: trainCount, validation: split.validation, test: testIndices.isEmpty ? split.test : 0,
+          seed: UInt64(split.seed))
+        if !testIndices.isEmpty { dataSplit.test = testIndices }
+        let classes = (examples.labels.max() ?? 0) + 1
+        setup.source = ImageExamples(images: examples, classCount: Int(classes), split: dataSplit)
+        setup.labelNames = data.labels?.map(\.value)
+      }
+    } catch {
+      report(data.train.location, error.description)
+      return (nil, diagnostics)
+    }
+    if let source = setup.source, let classes = rewrite.plan.model.classCount,
+      source.classCount > classes
+    {
+      report(
+        manifest.model.headClasses?.location ?? manifest.model.source.location,
+        "the data has \(source.classCount) classes but the model's head has \(classes)",
+        fix: "set model.head: {classes: \(source.classCount)}")
+      return (nil, diagnostics)
+    }
+    let steps = stepsOverride ?? train.steps.value
+    setup.settings = TrainerSettings(
+      steps: steps, batchSize: train.batchSize.value,
+      learningRate: Float(train.optimizer.learningRate),
+      weightDecay: Float(train.optimizer.weightDecay), warmup: train.optimizer.warmup,
+      evaluateEvery: min(train.evalEvery.value, steps),
+      checkpointEvery: manifest.output.checkpointEvery?.value, seed: UInt64(train.seed))
+    return (diagnostics.contains { $0.severity == .error } ? nil : setup, diagnostics)
+  }
+}

@@ -1,0 +1,306 @@
+import Datasets
+import Foundation
+import Models
+import Surgery
+import Tensor
+
+/// Where the examples come from: a split's indices and a way to batch them.
+public protocol ExampleSource: Sendable {
+  var split: DataSplit { get }
+  var classCount: Int { get }
+  var labels: [Int32] { get }
+  func batch(_ indices: [Int]) throws -> Batch
+}
+
+/// The training loop's settings (MANIFEST.md's `train` section, resolved).
+public struct TrainerSettings: Sendable, Equatable {
+  public var steps: Int
+  public var batchSize: Int
+  public var learningRate: Float
+  public var weightDecay: Float
+  /// Fraction of steps with a linear learning-rate warm-up (then constant).
+  public var warmup: Double
+  public var evaluateEvery: Int
+  /// Steps between saved training states; nil: only at the end.
+  public var checkpointEvery: Int?
+  /// Gradients are scaled down to this global L2 norm when larger.
+  public var clipNorm: Float
+  public var seed: UInt64
+  /// Examples per evaluation batch.
+  public var evaluationBatchSize: Int
+
+  public init(
+    steps: Int, batchSize: Int, learningRate: Float, weightDecay: Float = 0, warmup: Double = 0,
+    evaluateEvery: Int, checkpointEvery: Int? = nil, clipNorm: Float = 1, seed: UInt64 = 0,
+    evaluationBatchSize: Int = 64
+  ) {
+    self.steps = steps
+    self.batchSize = batchSize
+    self.learningRate = learningRate
+    self.weightDecay = weightDecay
+    self.warmup = warmup
+    self.evaluateEvery = evaluateEvery
+    self.checkpointEvery = checkpointEvery
+    self.clipNorm = clipNorm
+    self.seed = seed
+    self.evaluationBatchSize = evaluationBatchSize
+  }
+
+  /// The learning rate at `step` (0-based): linear warm-up, then constant.
+  public func learningRate(at step: Int) -> Float {
+    let warmupSteps = Int((warmup * Double(steps)).rounded())
+    guard warmupSteps > 0, step < warmupSteps else { return learningRate }
+    return learningRate * Float(step + 1) / Float(warmupSteps)
+  }
+}
+
+/// One logged training step.
+public struct StepRecord: Codable, Sendable, Equatable {
+  public var step: Int
+  public var loss: Double
+  public var learningRate: Double
+  /// Mean decay factor over the wrapped nodes (1 without decay).
+  public var decay: Double
+  public var noise: Bool
+  public var gradientNorm: Double
+}
+
+/// Accuracy and loss on a split, with the frozen weights as they are and as exported (W-free).
+public struct EvaluationRecord: Codable, Sendable, Equatable {
+  public var step: Int
+  public var split: String
+  public var accuracy: Double
+  public var loss: Double
+  public var exportedAccuracy: Double
+  public var exportedLoss: Double
+  /// Per layer group (role): the mean L2 norm of the adapters' C, of s·B·A's factors (‖A‖·‖B‖·s),
+  /// and the effective weight's measured mean and standard deviation beside the original's.
+  public var groups: [String: GroupStatistics]
+}
+
+public struct GroupStatistics: Codable, Sendable, Equatable {
+  public var biasNorm: Double
+  public var adapterNorm: Double
+  public var decay: Double
+  public var effectiveMean: Double
+  public var effectiveStandardDeviation: Double
+  public var originalMean: Double
+  public var originalStandardDeviation: Double
+}
+
+/// Why a run stopped before its last step; the last good state is kept.
+public struct TrainingStopped: Error, CustomStringConvertible, Sendable {
+  public var step: Int
+  public var reason: String
+  public var description: String { "training stopped at step \(step): \(reason)" }
+}
+
+/// The state a run resumes from: everything that makes the next step what it would have been.
+public struct TrainingState: Sendable {
+  public var step: Int
+  public var order: BatchOrder
+  public var random: RandomStream
+  public var optimizerStep: Int
+  public var steps: [StepRecord]
+  public var evaluations: [EvaluationRecord]
+}
+
+/// The training loop over a compiled plan.
+public struct Trainer: Sendable {
+  public private(set) var plan: TrainingPlan
+  public private(set) var optimizer: AdamW
+  public private(set) var state: TrainingState
+  public let settings: TrainerSettings
+  public let source: any ExampleSource
+
+  public init(plan: TrainingPlan, source: any ExampleSource, settings: TrainerSettings) {
+    self.plan = plan
+    self.source = source
+    self.settings = settings
+    optimizer = AdamW(
+      plan: plan, learningRate: settings.learningRate, weightDecay: settings.weightDecay)
+    state = TrainingState(
+      step: 0, order: BatchOrder(indices: source.split.train, seed: settings.seed),
+      random: RandomStream(seed: settings.seed, stream: 7), optimizerStep: 0, steps: [],
+      evaluations: [])
+  }
+
+  public var isFinished: Bool { state.step >= settings.steps }
+
+  /// One optimizer step; on a non-finite loss or gradient nothing changes and it throws.
+  public mutating func step() throws -> StepRecord {
+    let step = state.step
+    plan.setProgress(Double(step) / Double(settings.steps))
+    var order = state.order
+    var random = state.random
+    let batch = try source.batch(order.next(settings.batchSize))
+    var candidate = plan
+    let (loss, _, gradients) = try candidate.lossAndGradients(batch, random: &random)
+    guard loss.isFinite else {
+      throw TrainingStopped(
+        step: step + 1,
+        reason:
+          "the loss is \(loss); lower the learning rate (train.optimizer.lr) or check the data")
+    }
+    var squares = 0.0
+    for name in plan.trainable {
+      if let gradient = gradients[name] { squares += gradient.dot(gradient) }
+    }
+    let norm = squares.squareRoot()
+    guard norm.isFinite else {
+      throw TrainingStopped(
+        step: step + 1,
+        reason: "a gradient is not finite (norm \(norm)); lower the learning rate or the rank")
+    }
+    var clipped = gradients
+    if settings.clipNorm > 0, norm > Double(settings.clipNorm) {
+      clipped = Self.scaled(gradients, by: Float(Double(settings.clipNorm) / norm))
+    }
+    let rate = settings.learningRate(at: step)
+    optimizer.learningRate = rate
+    optimizer.apply(clipped, to: &candidate)
+    plan = candidate
+    state.order = order
+    state.random = random
+    state.step = step + 1
+    state.optimizerStep = optimizer.step
+    let decays = plan.model.decayFactors.values
+    let record = StepRecord(
+      step: step + 1, loss: Double(loss), learningRate: Double(rate),
+      decay: decays.isEmpty ? 1 : Double(decays.reduce(0, +)) / Double(decays.count),
+      noise: plan.hasActiveNoise, gradientNorm: norm)
+    state.steps.append(record)
+    return record
+  }
+
+  static func scaled(_ gradients: GradientSet, by factor: Float) -> GradientSet {
+    var result = GradientSet(trainable: gradients.trainable)
+    for (name, gradient) in gradients.tensors {
+      var copy = gradient
+      copy.scale(by: factor)
+      result.accumulate(name, copy)
+    }
+    return result
+  }
+
+  /// Accuracy and mean loss of `model` on `indices`.
+  public func measure(_ model: Model, on indices: [Int]) throws -> (accuracy: Double, loss: Double)
+  {
+    guard !indices.isEmpty else { return (.nan, .nan) }
+    var correct = 0
+    var totalLoss = 0.0
+    var start = 0
+    while start < indices.count {
+      let chunk = Array(indices[start..<min(indices.count, start + settings.evaluationBatchSize)])
+      let batch = try source.batch(chunk)
+      let logits = try model.logits(batch)
+      let labels = batch.labels ?? []
+      let classes = logits.shape[1]
+      logits.withUnsafeBufferPointer { z in
+        for row in 0..<chunk.count {
+          var best = 0
+          for c in 1..<classes where z[row * classes + c] > z[row * classes + best] { best = c }
+          if Int32(best) == labels[row] { correct += 1 }
+        }
+      }
+      totalLoss +=
+        Double(CrossEntropy.lossAndGradient(logits: logits, labels: labels).loss)
+        * Double(chunk.count)
+      start += chunk.count
+    }
+    return (Double(correct) / Double(indices.count), totalLoss / Double(indices.count))
+  }
+
+  /// Evaluates on `split` ("validation" or "test") with W as it is and as exported.
+  public mutating func evaluate(_ split: String) throws -> EvaluationRecord {
+    let indices = split == "test" ? source.split.test : source.split.validation
+    let current = try measure(plan.model, on: indices)
+    let exported = try measure(plan.exportedView, on: indices)
+    let record = EvaluationRecord(
+      step: state.step, split: split, accuracy: current.accuracy, loss: current.loss,
+      exportedAccuracy: exported.accuracy, exportedLoss: exported.loss,
+      groups: plan.groupStatistics(seed: settings.seed &+ UInt64(state.step)))
+    if split == "validation" { state.evaluations.append(record) }
+    return record
+  }
+
+  /// Restores a saved state (resume).
+  public mutating func restore(
+    _ saved: TrainingState, trainable: [String: Tensor], runningStatistics: [String: Tensor],
+    moments: [String: (first: Tensor, second: Tensor)]
+  ) throws {
+    try plan.restore(trainable: trainable, runningStatistics: runningStatistics)
+    guard optimizer.restore(step: saved.optimizerStep, moments: moments) else {
+      throw PlanError("the saved optimizer state does not match the plan's trainable tensors")
+    }
+    state = saved
+  }
+}
+
+extension TrainingPlan {
+  /// True when some wrapped node draws noise at the current progress.
+  public var hasActiveNoise: Bool {
+    var active = false
+    var copy = model
+    copy.visitWrappable(
+      linear: { if $0.adapter?.noiseActive == true && $0.adapter?.noise != nil { active = true } },
+      convolution: {
+        if $0.adapter?.noiseActive == true && $0.adapter?.noise != nil { active = true }
+      })
+    return active
+  }
+
+  /// Per role: adapter norms, C norms, and one sampled effective weight's moments (the first
+  /// wrapped node of the role) beside the original weight's.
+  public func groupStatistics(seed: UInt64) -> [String: GroupStatistics] {
+    let roles = Dictionary(uniqueKeysWithValues: model.nodes.map { ($0.name, $0.role.rawValue) })
+    var sums: [String: (bias: Double, adapter: Double, decay: Double, count: Int)] = [:]
+    var samples: [String: GroupStatistics] = [:]
+    func moments(_ tensor: Tensor) -> (Double, Double) {
+      let mean = tensor.sum / Double(max(1, tensor.count))
+      let meanSquare = tensor.dot(tensor) / Double(max(1, tensor.count))
+      return (mean, max(0, meanSquare - mean * mean).squareRoot())
+    }
+    func visit(_ adapter: LowRankAdapter?, weight: Tensor) {
+      guard let adapter, let role = roles[adapter.node] else { return }
+      var entry = sums[role] ?? (0, 0, 0, 0)
+      entry.bias += adapter.bias.map { $0.dot($0).squareRoot() } ?? 0
+      entry.adapter +=
+        Double(adapter.scale) * adapter.down.dot(adapter.down).squareRoot()
+        * adapter.up.dot(adapter.up).squareRoot()
+      entry.decay += Double(adapter.decay)
+      entry.count += 1
+      sums[role] = entry
+      if samples[role] == nil {
+        var random = RandomStream(seed: seed, stream: 11)
+        let effective: Tensor
+        if adapter.noiseActive, let noise = adapter.noise {
+          effective = noise.effectiveWeight(weight: weight, decay: adapter.decay, random: &random)
+        } else {
+          var scaled = weight
+          scaled.scale(by: adapter.decay)
+          effective = scaled
+        }
+        let (mean, deviation) = moments(effective)
+        let (originalMean, originalDeviation) = moments(weight)
+        samples[role] = GroupStatistics(
+          biasNorm: 0, adapterNorm: 0, decay: 0, effectiveMean: mean,
+          effectiveStandardDeviation: deviation, originalMean: originalMean,
+          originalStandardDeviation: originalDeviation)
+      }
+    }
+    var copy = model
+    copy.visitWrappable(
+      linear: { visit($0.adapter, weight: $0.weight) },
+      convolution: { visit($0.adapter, weight: $0.weight) })
+    var result: [String: GroupStatistics] = [:]
+    for (role, entry) in sums {
+      guard var statistics = samples[role] else { continue }
+      statistics.biasNorm = entry.bias / Double(entry.count)
+      statistics.adapterNorm = entry.adapter / Double(entry.count)
+      statistics.decay = entry.decay / Double(entry.count)
+      result[role] = statistics
+    }
+    return result
+  }
+}
