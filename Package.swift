@@ -25,11 +25,14 @@ let package = Package(
     .target(name: "Manifest", dependencies: ["CYAML"]),
     .target(name: "Surgery", dependencies: ["Models", "Manifest", "Tensor"]),
     .target(name: "Training", dependencies: ["Surgery", "Models", "Tensor"]),
+    // SVG line charts for the report; depends on nothing so any target can draw.
+    .target(name: "Plots"),
     .executableTarget(
       name: "surgeon", dependencies: ["Models", "Manifest", "Surgery", "Training", "Tensor"]),
     // Benchmarks (not tests): ratios measured side by side in one run.
     .executableTarget(name: "SurgeonBench", dependencies: ["Models", "Tensor"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+    .testTarget(name: "PlotTests", dependencies: ["Plots"]),
     .testTarget(
       name: "ModelsTests",
       dependencies: ["Models", "Tensor"],
