@@ -29,8 +29,10 @@ let package = Package(
     .target(name: "Models", dependencies: ["Tensor"]),
     .target(name: "Manifest", dependencies: ["CYAML"]),
     .target(name: "Surgery", dependencies: ["Models", "Manifest", "Tensor"]),
-    .target(name: "Training", dependencies: ["Surgery", "Models", "Tensor", "Datasets"]),
     .target(name: "Datasets", dependencies: ["Models", "Tensor", "CZlib"]),
+    // SVG line charts for the report; depends on nothing so any target can draw.
+    .target(name: "Plots"),
+    .target(name: "Training", dependencies: ["Surgery", "Models", "Tensor", "Datasets", "Plots"]),
     .executableTarget(
       name: "surgeon",
       dependencies: ["Models", "Manifest", "Surgery", "Training", "Tensor", "Datasets"]),
@@ -38,6 +40,7 @@ let package = Package(
     .executableTarget(
       name: "SurgeonBench", dependencies: ["Models", "Tensor", "Manifest", "Surgery", "Training"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+    .testTarget(name: "PlotTests", dependencies: ["Plots"]),
     .testTarget(
       name: "ModelsTests",
       dependencies: ["Models", "Tensor"],

@@ -1,0 +1,95 @@
+/// How a series is stroked. Styles besides colour let curves stay distinguishable when printed in
+/// grey or seen by readers who confuse two palette colours.
+public enum LineStyle: Sendable, Equatable {
+  case solid
+  case dashed
+  case dotted
+  /// Points only, no connecting line: for sparse evaluations (one accuracy per epoch).
+  case markers
+  /// Holds each value until the next x: for piecewise-constant quantities (learning rate, rank).
+  case stepped
+}
+
+/// One named curve. Points are drawn in the order given, as a training log records them; a
+/// non-finite point (or a non-positive one on a log axis) is skipped and leaves a gap in the line,
+/// so a diverged step is visible instead of being bridged.
+public struct Series: Sendable {
+  public var name: String
+  public var points: [(x: Double, y: Double)]
+  public var style: LineStyle = .solid
+  /// A CSS colour; `nil` takes the next colour of `Palette.colors`.
+  public var color: String? = nil
+
+  public init(
+    name: String, points: [(x: Double, y: Double)], style: LineStyle = .solid,
+    color: String? = nil
+  ) {
+    self.name = name
+    self.points = points
+    self.style = style
+    self.color = color
+  }
+
+  /// Pairs `x[i]` with `y[i]`, for logs kept as parallel columns; the longer array's extra
+  /// elements are ignored.
+  public init(
+    name: String, x: [Double], y: [Double], style: LineStyle = .solid, color: String? = nil
+  ) {
+    self.init(
+      name: name, points: zip(x, y).map { (x: $0, y: $1) }, style: style, color: color)
+  }
+}
+
+/// A shaded x-range (a schedule phase such as "warm-up" or "noise on") with its label above the
+/// plot, where it cannot hide data.
+public struct Band: Sendable {
+  public var from: Double
+  public var to: Double
+  public var label: String
+  /// A light CSS fill; `Palette.bandFills` has tints that sit well behind the palette colours.
+  public var color: String
+
+  public init(from: Double, to: Double, label: String, color: String = Palette.bandFills[0]) {
+    self.from = from
+    self.to = to
+    self.label = label
+    self.color = color
+  }
+}
+
+/// A horizontal dashed line with a label, for a level the data is judged against ("chance 0.55",
+/// "original std"). Automatic y ranges always include it.
+public struct ReferenceLine: Sendable {
+  public var y: Double
+  public var label: String
+
+  public init(y: Double, label: String) {
+    self.y = y
+    self.label = label
+  }
+}
+
+/// Colours chosen to stay apart for colour-blind readers (Okabe & Ito, 2008).
+public enum Palette {
+  /// Series colours in the order they are handed out. Yellow comes last: it is faint on white.
+  public static let colors: [String] = [
+    "#0072B2",  // blue
+    "#D55E00",  // vermillion
+    "#009E73",  // bluish green
+    "#CC79A7",  // reddish purple
+    "#E69F00",  // orange
+    "#56B4E9",  // sky blue
+    "#000000",  // black
+    "#F0E442",  // yellow
+  ]
+
+  /// Light tints of the palette for bands, so adjacent phases differ without competing with lines.
+  public static let bandFills: [String] = [
+    "#E8E8E8",  // grey
+    "#D6E9F5",  // blue tint
+    "#F9E0CC",  // vermillion tint
+    "#CCEDE3",  // green tint
+    "#F5E4EE",  // purple tint
+    "#FAECCC",  // orange tint
+  ]
+}
