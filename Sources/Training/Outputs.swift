@@ -16,6 +16,13 @@ public struct RunResults: Codable, Sendable {
       case nonTrainable = "non_trainable"
       case compressedTotal = "compressed_total"
     }
+
+    public init(total: Int, trainable: Int, nonTrainable: Int, compressedTotal: Int) {
+      self.total = total
+      self.trainable = trainable
+      self.nonTrainable = nonTrainable
+      self.compressedTotal = compressedTotal
+    }
   }
 
   public var name: String
@@ -34,6 +41,27 @@ public struct RunResults: Codable, Sendable {
   public var stuckAtChance: Bool
   public var stuckReason: String?
   public var endsWFree: Bool
+
+  public init(
+    name: String, steps: Int, trainSeconds: Double, params: Parameters,
+    validationAccuracy: Double?, testAccuracy: Double, testAccuracyWithW: Double?,
+    testAccuracyWFree: Double, exportedReloadTestAccuracy: Double?, majorityClass: Double,
+    stuckAtChance: Bool, stuckReason: String?, endsWFree: Bool
+  ) {
+    self.name = name
+    self.steps = steps
+    self.trainSeconds = trainSeconds
+    self.params = params
+    self.validationAccuracy = validationAccuracy
+    self.testAccuracy = testAccuracy
+    self.testAccuracyWithW = testAccuracyWithW
+    self.testAccuracyWFree = testAccuracyWFree
+    self.exportedReloadTestAccuracy = exportedReloadTestAccuracy
+    self.majorityClass = majorityClass
+    self.stuckAtChance = stuckAtChance
+    self.stuckReason = stuckReason
+    self.endsWFree = endsWFree
+  }
 
   enum CodingKeys: String, CodingKey {
     case name, steps, params

@@ -12,6 +12,7 @@ let overview = """
   Usage: surgeon <command> [options]
 
   Commands:
+    apply      rewrite, train, evaluate, compress and report as a manifest says
     validate   check manifests (syntax, schema, selectors against the model, data files)
     summary    per-node trainable/frozen parameter counts of a manifest, checkpoint or preset
     schema     the JSON Schema of the manifest format
@@ -37,7 +38,7 @@ func run(_ arguments: [String]) -> Int32 {
   let commands: [String: Command.Type] = [
     "summary": SummaryCommand.self, "forward": ForwardCommand.self,
     "tokenize": TokenizeCommand.self, "validate": ValidateCommand.self,
-    "schema": SchemaCommand.self,
+    "schema": SchemaCommand.self, "apply": ApplyCommand.self,
   ]
   switch command {
   case "--version", "version":
