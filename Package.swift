@@ -57,6 +57,10 @@ let package = Package(
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
+      name: "TrainingTests",
+      dependencies: ["Training", "Surgery", "Datasets", "Models", "Manifest", "Tensor"]
+    ),
+    .testTarget(
       name: "SurgeryTests",
       dependencies: ["Surgery", "Training", "Models", "Manifest", "Tensor"]
     ),

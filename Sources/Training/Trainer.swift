@@ -63,6 +63,17 @@ public struct StepRecord: Codable, Sendable, Equatable {
   public var decay: Double
   public var noise: Bool
   public var gradientNorm: Double
+
+  public init(
+    step: Int, loss: Double, learningRate: Double, decay: Double, noise: Bool, gradientNorm: Double
+  ) {
+    self.step = step
+    self.loss = loss
+    self.learningRate = learningRate
+    self.decay = decay
+    self.noise = noise
+    self.gradientNorm = gradientNorm
+  }
 }
 
 /// Accuracy and loss on a split, with the frozen weights as they are and as exported (W-free).
@@ -76,6 +87,19 @@ public struct EvaluationRecord: Codable, Sendable, Equatable {
   /// Per layer group (role): the mean L2 norm of the adapters' C, of s·B·A's factors (‖A‖·‖B‖·s),
   /// and the effective weight's measured mean and standard deviation beside the original's.
   public var groups: [String: GroupStatistics]
+
+  public init(
+    step: Int, split: String, accuracy: Double, loss: Double, exportedAccuracy: Double,
+    exportedLoss: Double, groups: [String: GroupStatistics]
+  ) {
+    self.step = step
+    self.split = split
+    self.accuracy = accuracy
+    self.loss = loss
+    self.exportedAccuracy = exportedAccuracy
+    self.exportedLoss = exportedLoss
+    self.groups = groups
+  }
 }
 
 public struct GroupStatistics: Codable, Sendable, Equatable {
@@ -215,7 +239,9 @@ public struct Trainer: Sendable {
   public mutating func evaluate(_ split: String) throws -> EvaluationRecord {
     let indices = split == "test" ? source.split.test : source.split.validation
     let current = try measure(plan.model, on: indices)
-    let exported = try measure(plan.exportedView, on: indices)
+    // Once every wrapped layer is at d = 0 the model is its exported view: measured once.
+    let exported =
+      plan.model.nodesWithFrozenWeight.isEmpty ? current : try measure(plan.exportedView, on: indices)
     let record = EvaluationRecord(
       step: state.step, split: split, accuracy: current.accuracy, loss: current.loss,
       exportedAccuracy: exported.accuracy, exportedLoss: exported.loss,

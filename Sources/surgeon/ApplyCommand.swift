@@ -8,7 +8,8 @@ import Training
 
 enum ApplyCommand: Command {
   static let usage = """
-    Usage: surgeon apply MANIFEST [--resume] [--overwrite] [--steps N] [--progress auto|bar|lines|none]
+    Usage: surgeon apply MANIFEST [--resume] [--overwrite] [--steps N] [--stop-after N]
+                         [--progress auto|bar|lines|none]
 
     Rewrites the model as the manifest says, compiles the training plan, trains (with the decay
     and noise schedules), evaluates on the validation split with W and as exported, tests, and
@@ -20,17 +21,20 @@ enum ApplyCommand: Command {
       --resume      continue an interrupted run from output.dir/state (bitwise the same result)
       --overwrite   replace an existing output.dir
       --steps N     train N steps instead of train.steps (smoke tests)
+      --stop-after N  save the state after step N and stop, as an interrupted run would
+                    (exit 3); --resume continues it
       --progress P  bar (a live bar with ETA), lines (periodic plain lines), none; auto: a bar on
                     a terminal, lines otherwise
     """
 
   static func run(_ arguments: [String]) throws {
     let parsed = try Arguments(
-      arguments, options: ["steps", "progress"], flags: ["resume", "overwrite"])
+      arguments, options: ["steps", "progress", "stop-after"], flags: ["resume", "overwrite"])
     guard parsed.positionals.count == 1 else {
       throw UsageError(message: "give exactly one MANIFEST")
     }
     let steps = try parsed.integer("steps", in: 1...10_000_000)
+    let stopAfter = try parsed.integer("stop-after", in: 1...10_000_000)
     let progressMode = parsed.value("progress") ?? "auto"
     guard ["auto", "bar", "lines", "none"].contains(progressMode) else {
       throw UsageError(message: "--progress must be auto, bar, lines or none")
@@ -125,6 +129,12 @@ enum ApplyCommand: Command {
       }
       if let every = settings.checkpointEvery, record.step % every == 0 || trainer.isFinished {
         try StateStore.save(trainer, manifest: manifest.text, to: state)
+      }
+      if let stopAfter, record.step == stopAfter, !trainer.isFinished {
+        try StateStore.save(trainer, manifest: manifest.text, to: state)
+        progress.finish()
+        log("stopped after step \(stopAfter) (--stop-after); continue with --resume")
+        throw ExitStatus(code: 3)
       }
     }
     progress.finish()

@@ -1,0 +1,179 @@
+import Foundation
+import Models
+import Tensor
+import XCTest
+
+/// `surgeon apply` end to end on the tiny BERT fixture and a small synthetic CSV.
+final class ApplyTests: XCTestCase {
+  private static let binary = Bundle.main.bundleURL.appendingPathComponent("surgeon")
+  private static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
+
+  private var workspace: URL!
+
+  override func setUpWithError() throws {
+    workspace = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "surgeon-apply-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(
+      at: workspace.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
+    try FileManager.default.copyItem(
+      at: Self.fixtures.appendingPathComponent("tiny-bert"),
+      to: workspace.appendingPathComponent("checkpoints/tiny-bert"))
+    // Label "yes" when the text has the word "a"; seeded so the file is the same every run.
+    var random = RandomStream(seed: 1)
+    var rows = ["text,label,group"]
+    let letters = "bcdefghijklmnopqrstuvwxyz".map(String.init)
+    for index in 0..<120 {
+      var words = (0..<(3 + random.nextInt(below: 5))).map { _ in letters[random.nextInt(below: 25)] }
+      let positive = index % 2 == 0
+      if positive { words.insert("a", at: random.nextInt(below: words.count)) }
+      rows.append("\"\(words.joined(separator: " "))\",\(positive ? "yes" : "no"),g\(index % 12)")
+    }
+    try (rows.joined(separator: "\n") + "\n").write(
+      to: workspace.appendingPathComponent("tiny.csv"), atomically: true, encoding: .utf8)
+    addTeardownBlock { [workspace] in try? FileManager.default.removeItem(at: workspace!) }
+  }
+
+  private func manifest(name: String, compress: Bool = true) -> String {
+    """
+    surgeon: 1
+    name: \(name)
+    model:
+      family: bert
+      checkpoint: checkpoints/tiny-bert
+    surgery:
+      - lora:
+          layers: [query, value, dense]
+          rank: 4
+          bias_c: zeros
+          decay: {start: 0.1, end: 0.7}
+          noise: {stats: per_output, clear_below: 0.3, scale: 0.5}
+      - train: [classifier]
+    train:
+      task: text-classification
+      data:
+        train: {format: csv, path: tiny.csv, text: text, label: label}
+        labels: ["no", "yes"]
+        split: {validation: 0.2, test: 0.2, group_by: group, seed: 0}
+        max_length: 16
+      steps: 24
+      batch_size: 8
+      optimizer: {name: adamw, lr: 1.0e-2}
+      eval_every: 8
+    output:
+      compress: \(compress)
+      checkpoint_every: 6
+
+    """
+  }
+
+  @discardableResult
+  private func apply(_ arguments: [String], expecting status: Int32 = 0) throws -> String {
+    let process = Process()
+    process.executableURL = Self.binary
+    process.arguments = ["apply"] + arguments + ["--progress", "lines"]
+    process.currentDirectoryURL = workspace
+    var environment = ProcessInfo.processInfo.environment
+    environment["SURGEON_THREADS"] = "1"
+    process.environment = environment
+    let error = Pipe()
+    process.standardError = error
+    process.standardOutput = Pipe()
+    try process.run()
+    let text = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    XCTAssertEqual(process.terminationStatus, status, text)
+    return text
+  }
+
+  private func write(_ text: String, _ name: String) throws -> String {
+    try text.write(
+      to: workspace.appendingPathComponent(name), atomically: true, encoding: .utf8)
+    return name
+  }
+
+  private func file(_ path: String) -> URL { workspace.appendingPathComponent(path) }
+
+  func testApplyTrainsExportsAndResumesBitwise() throws {
+    let full = try write(manifest(name: "run"), "run.yaml")
+    try apply([full])
+    let output = "checkpoints/run/"
+    for name in [
+      "model.safetensors", "config.json", "vocab.txt", "results.json", "metrics.jsonl",
+      "report.md", "compressed/model.safetensors", "compressed/config.json",
+      "figures/schedule.svg", "figures/noise.svg", "figures/bias.svg", "figures/curves.svg",
+      "state/state.json",
+    ] {
+      XCTAssertTrue(FileManager.default.fileExists(atPath: file(output + name).path), name)
+    }
+    let results = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(contentsOf: file(output + "results.json")))
+        as? [String: Any])
+    for key in [
+      "name", "steps", "train_seconds", "params", "validation_accuracy", "test_accuracy",
+      "test_accuracy_with_w", "majority_class", "stuck_at_chance",
+    ] {
+      XCTAssertNotNil(results[key], key)
+    }
+    XCTAssertTrue(results["test_accuracy_with_w"] is NSNull, "W is gone at the end")
+    // The exported model, reloaded, reproduces the W-free test accuracy exactly.
+    XCTAssertEqual(
+      results["exported_reload_test_accuracy"] as? Double, results["test_accuracy"] as? Double)
+    let metadata = try SafeTensorsFile.read(contentsOf: file(output + "model.safetensors")).metadata
+    XCTAssertEqual(metadata["surgeon.format"], "1")
+    XCTAssertTrue(metadata["surgeon.manifest"]?.contains("name: run") == true)
+    let trainable = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(metadata["surgeon.trainable"]!.utf8)) as? [String])
+    XCTAssertTrue(trainable.contains("classifier.weight"))
+    XCTAssertFalse(trainable.contains("bert.encoder.layer.0.attention.self.query.weight"))
+    let compressed = try SafeTensorsFile.read(
+      contentsOf: file(output + "compressed/model.safetensors"))
+    XCTAssertNil(compressed.tensors["bert.encoder.layer.0.attention.self.query.weight"])
+    XCTAssertNotNil(compressed.tensors["bert.encoder.layer.0.attention.self.query.down.weight"])
+    // Figures are well-formed SVG.
+    for figure in ["schedule.svg", "noise.svg", "bias.svg", "curves.svg", "adapters.svg"] {
+      let svg = try String(contentsOf: file(output + "figures/" + figure), encoding: .utf8)
+      XCTAssertTrue(svg.contains("<svg") && svg.hasSuffix("</svg>\n") || svg.hasSuffix("</svg>"), figure)
+    }
+    let lines = try String(contentsOf: file(output + "metrics.jsonl"), encoding: .utf8)
+      .split(separator: "\n")
+    XCTAssertEqual(lines.filter { $0.contains("\"type\":\"step\"") }.count, 24)
+
+    // The same run interrupted after step 9 and resumed ends bitwise equal.
+    let interrupted = try write(
+      manifest(name: "run").replacingOccurrences(of: "name: run", with: "name: resumed"),
+      "resumed.yaml")
+    let stopped = try apply([interrupted, "--stop-after", "9"], expecting: 3)
+    XCTAssertTrue(stopped.contains("continue with --resume"), stopped)
+    try apply([interrupted, "--resume"])
+    let a = try SafeTensorsFile.read(contentsOf: file(output + "model.safetensors"))
+    let b = try SafeTensorsFile.read(contentsOf: file("checkpoints/resumed/model.safetensors"))
+    XCTAssertEqual(Set(a.tensors.keys), Set(b.tensors.keys))
+    for (name, tensor) in a.tensors {
+      guard case .float(let x) = tensor, case .float(let y)? = b.tensors[name] else { continue }
+      XCTAssertTrue(x.isBitwiseEqual(to: y), "\(name) differs after resume")
+    }
+    let resumedResults = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: file("checkpoints/resumed/results.json"))) as? [String: Any])
+    XCTAssertEqual(resumedResults["test_accuracy"] as? Double, results["test_accuracy"] as? Double)
+  }
+
+  func testExistingOutputIsRefusedAndResumeNeedsState() throws {
+    let path = try write(manifest(name: "twice", compress: false), "twice.yaml")
+    try apply([path, "--steps", "2"])
+    let again = try apply([path, "--steps", "2"], expecting: 1)
+    XCTAssertTrue(again.contains("pass --resume to continue its run or --overwrite"), again)
+    try apply([path, "--steps", "2", "--overwrite"])
+    let fresh = try write(manifest(name: "fresh", compress: false), "fresh.yaml")
+    let resume = try apply([fresh, "--resume"], expecting: 1)
+    XCTAssertTrue(resume.contains("nothing to resume"), resume)
+  }
+
+  func testBadDataStopsBeforeWriting() throws {
+    let text = manifest(name: "baddata").replacingOccurrences(of: "label: label}", with: "label: lable}")
+    let path = try write(text, "bad.yaml")
+    let error = try apply([path], expecting: 1)
+    XCTAssertTrue(error.contains("lable"), error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: file("checkpoints/baddata").path))
+  }
+}
