@@ -17,7 +17,7 @@ enum ManifestKeys {
   static let data = ["train", "test", "labels", "split", "max_length"]
   static let table = ["format", "path", "text", "label"]
   static let images = ["format", "images", "labels"]
-  static let split = ["validation", "test", "group_by", "seed"]
+  static let split = ["validation", "test", "group_by", "seed", "part"]
   static let optimizer = ["name", "lr", "weight_decay", "warmup"]
   static let output = ["dir", "compress", "checkpoint_every"]
 }

@@ -336,12 +336,25 @@ public struct SplitSettings: Sendable, Equatable {
   /// A column whose equal values stay on one side of every split.
   public var groupBy: String?
   public var seed: Int
+  /// `part: "K/N"`: only the K-th (1-based) of N equal parts of the examples is used, so a
+  /// two-stage flow can train its base on one half and fine-tune on the other.
+  public var part: (index: Int, count: Int)?
 
-  public init(validation: Double, test: Double, groupBy: String?, seed: Int) {
+  public init(
+    validation: Double, test: Double, groupBy: String?, seed: Int,
+    part: (index: Int, count: Int)? = nil
+  ) {
     self.validation = validation
     self.test = test
     self.groupBy = groupBy
     self.seed = seed
+    self.part = part
+  }
+
+  public static func == (lhs: SplitSettings, rhs: SplitSettings) -> Bool {
+    lhs.validation == rhs.validation && lhs.test == rhs.test && lhs.groupBy == rhs.groupBy
+      && lhs.seed == rhs.seed && lhs.part?.index == rhs.part?.index
+      && lhs.part?.count == rhs.part?.count
   }
 }
 

@@ -253,6 +253,10 @@ public enum ManifestSchema {
         "group_by": described(
           nonEmptyString, "A column whose equal values stay on one side of every split."),
         "seed": integer(0, nil, "Default 0."),
+        "part": described(
+          .object(["type": .string("string"), "pattern": .string("^[0-9]+/[0-9]+$")]),
+          "\"K/N\": keep the K-th of N equal parts of the examples before splitting (a fixed shuffle, so stages see complementary parts)."
+        ),
       ])
   }
 

@@ -231,9 +231,24 @@ extension DecodingContext {
       optional(fields, "seed", &failed) { context, node throws(Invalid) in
         try context.integer(node, "train.data.split.seed", in: 0...Int.max)
       } ?? 0
+    var part: (index: Int, count: Int)?
+    if let node = fields["part"] {
+      let pieces = (node.scalarText ?? "").split(separator: "/").map { Int($0) }
+      if pieces.count == 2, let index = pieces[0], let count = pieces[1], count >= 1,
+        count <= 100, (1...count).contains(index)
+      {
+        part = (index, count)
+      } else {
+        error(
+          "train.data.split.part must be \"K/N\" with 1 <= K <= N <= 100, not '\(node.scalarText ?? "")'",
+          at: node.location, fix: "e.g. part: \"1/2\" for the first half")
+        failed = true
+      }
+    }
     if failed { throw Invalid() }
     let settings = SplitSettings(
-      validation: validation, test: test ?? (hasTest ? 0 : 0.2), groupBy: groupBy, seed: seed)
+      validation: validation, test: test ?? (hasTest ? 0 : 0.2), groupBy: groupBy, seed: seed,
+      part: part)
     if settings.validation + settings.test >= 1 {
       let offending = fields["test"] ?? fields["validation"]
       error(
