@@ -240,7 +240,7 @@ struct ChartRenderer {
     let yTickWidth = yTicks.map { TextMetrics.width($0.label, fontSize: Self.tickSize) }.max() ?? 0
 
     let title = TextMetrics.fitted(
-      chart.title, fontSize: Self.titleSize, minimumFontSize: 11, maxWidth: width - 16)
+      chart.title, fontSize: Self.titleSize, minimumFontSize: 11, maxWidth: width - 16, bold: true)
     let left = max(40, (chart.yLabel.isEmpty ? 8 : 28) + yTickWidth + 10)
 
     // Legend on the right when it is narrow and short enough, else in rows below the x label.
@@ -524,13 +524,15 @@ struct ChartRenderer {
   }
 
   /// Each label goes at the end of its line (right or left, above or below) where it covers the
-  /// fewest data, so it neither hides a curve nor leaves the plot.
+  /// fewest data and no other reference line or label, so it neither hides a curve nor leaves the
+  /// plot.
   private func drawReferenceLabels(
     _ references: [ReferenceLine], plot: Rect, yScale: Scale,
     avoiding series: [(style: LineStyle, runs: [[Point]])]
   ) -> String {
     guard !references.isEmpty else { return "" }
     var placed: [Rect] = []
+    let lineYs = references.map { yScale.pixel($0.y) }
     var svg = "<g class=\"reference-labels\" font-size=\"\(c(Self.annotationSize))\""
     svg += " fill=\"#333333\" stroke=\"#FFFFFF\" stroke-width=\"3\" paint-order=\"stroke\""
     svg += " stroke-linejoin=\"round\">\n"
@@ -549,6 +551,7 @@ struct ChartRenderer {
         var score = 0
         if box.minY < plot.minY || box.maxY > plot.maxY { score += 1_000_000 }
         score += placed.filter { $0.intersects(box) }.count * 10_000
+        score += lineYs.filter { $0 > box.minY && $0 < box.maxY }.count * 100
         for (style, runs) in series {
           for run in runs {
             if style == .markers || run.count == 1 {
