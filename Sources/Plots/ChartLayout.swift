@@ -91,11 +91,17 @@ extension ChartRenderer {
       var high = log10(maximum)
       if low == high { (low, high) = (low - 0.15, high + 0.15) }
       let pad = (high - low) * 0.05
-      return (pow(10, low - pad), pow(10, high + pad))
+      // Padding must not push values near Double's limits to zero or infinity.
+      return (
+        max(pow(10, low - pad), .leastNormalMagnitude),
+        min(pow(10, high + pad), .greatestFiniteMagnitude)
+      )
     }
     if minimum == maximum { return Self.widened(minimum, integral: false) }
-    let pad = (maximum - minimum) * 0.05
-    return (minimum - pad, maximum + pad)
+    let pad = (maximum / 2 - minimum / 2) * 0.1
+    return (
+      max(minimum - pad, -.greatestFiniteMagnitude), min(maximum + pad, .greatestFiniteMagnitude)
+    )
   }
 
   // MARK: - Geometry
@@ -263,13 +269,16 @@ extension ChartRenderer {
         }
         intervals -= 1
       }
-      // A short plot (legend rows below) gets fewer y ticks, at least 22 px apart.
+      // A short plot (legend rows below) gets fewer y ticks, at least 20 px apart.
       intervals = yIntervals
-      while !chart.logY && intervals > 1 && result.yTicks.count > 1
-        && yScale.pixel(result.yTicks[0].value) - yScale.pixel(result.yTicks[1].value) < 22
-      {
+      while intervals > 1 && Self.smallestGap(result.yTicks, scale: yScale) < 20 {
         intervals -= 1
-        result.yTicks = Ticks.linear(lower: y.lower, upper: y.upper, maxIntervals: intervals)
+        if chart.logY {
+          (result.yTicks, result.yMinor) = Ticks.logarithmic(
+            lower: y.lower, upper: y.upper, maxIntervals: intervals)
+        } else {
+          result.yTicks = Ticks.linear(lower: y.lower, upper: y.upper, maxIntervals: intervals)
+        }
       }
     }
 
@@ -354,6 +363,12 @@ extension ChartRenderer {
       labels.append(BandLabel(text: fitted.text, centerX: start + labelWidth / 2, row: row))
     }
     return (labels, rowEnds.count)
+  }
+
+  /// The smallest distance in pixels between neighbouring ticks (uneven on a log axis).
+  private static func smallestGap(_ ticks: [Tick], scale: Scale) -> Double {
+    zip(ticks, ticks.dropFirst()).map { (scale.pixel($1.value) - scale.pixel($0.value)).magnitude }
+      .min() ?? .infinity
   }
 
   /// Whether neighbouring tick labels keep at least 10 px apart.

@@ -332,6 +332,23 @@ final class PlotTests: XCTestCase {
     XCTAssertLessThan(size, 40_000)
   }
 
+  /// Values at the ends of Double's range neither crash nor break the document.
+  func testExtremeValuesStayWellFormed() throws {
+    let extremes: [(x: Double, y: Double)] = [
+      (0, -Double.greatestFiniteMagnitude), (1, Double.greatestFiniteMagnitude),
+      (2, Double.leastNonzeroMagnitude), (1e300, 1),
+    ]
+    for logY in [false, true] {
+      var wild = chart([Series(name: "", points: extremes)])
+      wild.logY = logY
+      wild.references = [ReferenceLine(y: 1e-300, label: "tiny")]
+      wild.bands = [Band(from: -Double.infinity, to: 3, label: "unbounded")]
+      let text = wild.svg()
+      XCTAssertFalse(text.lowercased().contains("nan"))
+      _ = try ParsedSVG(text)
+    }
+  }
+
   func testTinySizesAreClamped() throws {
     var tiny = chart([Series(name: "a name that is rather long", points: points(3) { $0 })])
     tiny.width = -5
