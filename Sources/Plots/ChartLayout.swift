@@ -382,11 +382,12 @@ extension ChartRenderer {
     return true
   }
 
-  /// Bands clamped to the x domain; those outside it, or without finite edges, are dropped.
+  /// Bands clamped to the x domain (so an infinite edge runs to the end of the axis); bands
+  /// outside it, or with a NaN edge, are dropped.
   private func visible(_ bands: [Band], x: (lower: Double, upper: Double, integral: Bool)) -> [Band]
   {
     bands.compactMap { band in
-      guard band.from.isFinite, band.to.isFinite else { return nil }
+      guard !band.from.isNaN, !band.to.isNaN else { return nil }
       var clamped = band
       clamped.from = max(min(band.from, band.to), x.lower)
       clamped.to = min(max(band.from, band.to), x.upper)

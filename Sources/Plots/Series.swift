@@ -41,7 +41,8 @@ public struct Series: Sendable {
 }
 
 /// A shaded x-range (a schedule phase such as "warm-up" or "noise on") with its label above the
-/// plot, where it cannot hide data.
+/// plot, where it cannot hide data. An infinite edge (`to: .infinity`) runs to the end of the axis,
+/// for a phase that lasts until the run ends.
 public struct Band: Sendable {
   public var from: Double
   public var to: Double

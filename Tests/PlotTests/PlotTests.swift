@@ -237,8 +237,17 @@ final class PlotTests: XCTestCase {
     for y in labels { XCTAssertLessThan(y, box.minY) }
 
     accuracy.xRange = 0...99
+    accuracy.bands.append(Band(from: 95, to: .infinity, label: "to the end"))
+    accuracy.bands.append(Band(from: .nan, to: 5, label: "broken"))
     let clamped = try ParsedSVG(accuracy.svg())
-    XCTAssertEqual(clamped.texts(inClass: "band-labels"), ["warm-up", "cool-down & <rest>"])
+    XCTAssertEqual(
+      clamped.texts(inClass: "band-labels"), ["warm-up", "cool-down & <rest>", "to the end"])
+    let lastBand = try XCTUnwrap(
+      clamped.elements(withClass: "bands").first?.children?.last as? XMLElement)
+    let clampedFrame = try frame(clamped)
+    XCTAssertEqual(
+      try XCTUnwrap(lastBand.number("x")) + (try XCTUnwrap(lastBand.number("width"))),
+      clampedFrame.maxX, accuracy: 0.11)
     accuracy.yRange = 0.55...1
     let noReference = try ParsedSVG(accuracy.svg())
     XCTAssertTrue(
