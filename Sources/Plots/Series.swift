@@ -17,7 +17,8 @@ public struct Series: Sendable {
   public var name: String
   public var points: [(x: Double, y: Double)]
   public var style: LineStyle = .solid
-  /// A CSS colour; `nil` takes the next colour of `Palette.colors`.
+  /// A CSS colour; `nil` takes the next colour of `Palette.colors` (they repeat after eight, so
+  /// give more series than that distinct styles too).
   public var color: String? = nil
 
   public init(
