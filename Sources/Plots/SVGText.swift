@@ -88,10 +88,11 @@ func power10(_ exponent: Int) -> Double {
 /// figures are those of DejaVu Sans, the widest common `sans-serif`, so browsers with Arial or
 /// Helvetica only get a little extra room.
 enum TextMetrics {
-  static func width(_ text: String, fontSize: Double) -> Double {
+  /// Bold glyphs (the title) are about a tenth wider.
+  static func width(_ text: String, fontSize: Double, bold: Bool = false) -> Double {
     var ems = 0.0
     for scalar in text.unicodeScalars { ems += advance(scalar) }
-    return ems * fontSize
+    return ems * fontSize * (bold ? 1.12 : 1)
   }
 
   private static func advance(_ scalar: Unicode.Scalar) -> Double {
@@ -115,15 +116,16 @@ enum TextMetrics {
   /// The text at `fontSize`, or shrunk down to `minimumFontSize`, or cut with an ellipsis, so that
   /// it fits `maxWidth`: a long title must not run off the chart.
   static func fitted(
-    _ text: String, fontSize: Double, minimumFontSize: Double, maxWidth: Double
+    _ text: String, fontSize: Double, minimumFontSize: Double, maxWidth: Double,
+    bold: Bool = false
   ) -> (text: String, fontSize: Double) {
-    let natural = width(text, fontSize: fontSize)
+    let natural = width(text, fontSize: fontSize, bold: bold)
     guard natural > maxWidth, natural > 0 else { return (text, fontSize) }
     let size = max(minimumFontSize, fontSize * maxWidth / natural)
-    if width(text, fontSize: size) <= maxWidth { return (text, size) }
+    if width(text, fontSize: size, bold: bold) <= maxWidth { return (text, size) }
     var characters = Array(text)
     while !characters.isEmpty,
-      width(String(characters) + "…", fontSize: size) > maxWidth
+      width(String(characters) + "…", fontSize: size, bold: bold) > maxWidth
     {
       characters.removeLast()
     }

@@ -17,7 +17,8 @@ public struct Series: Sendable {
   public var name: String
   public var points: [(x: Double, y: Double)]
   public var style: LineStyle = .solid
-  /// A CSS colour; `nil` takes the next colour of `Palette.colors`.
+  /// A CSS colour; `nil` takes the next colour of `Palette.colors` (they repeat after eight, so
+  /// give more series than that distinct styles too).
   public var color: String? = nil
 
   public init(
@@ -41,7 +42,8 @@ public struct Series: Sendable {
 }
 
 /// A shaded x-range (a schedule phase such as "warm-up" or "noise on") with its label above the
-/// plot, where it cannot hide data.
+/// plot, where it cannot hide data. An infinite edge (`to: .infinity`) runs to the end of the axis,
+/// for a phase that lasts until the run ends.
 public struct Band: Sendable {
   public var from: Double
   public var to: Double

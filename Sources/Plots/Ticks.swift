@@ -87,33 +87,43 @@ enum Ticks {
         candidates.append((multiple, exponent))
       }
     }
-    if decadeCount >= 3 {
-      let stride = max(1, (decadeCount - 1 + maxIntervals - 1) / maxIntervals)
+    func decades(stride: Int) -> (major: [Tick], minor: [Double]) {
       let major = (firstDecade...lastDecade).filter { $0 % stride == 0 }
       let ticks = major.map { Tick(value: power10($0), label: logLabel(1, $0)) }
-      let minor: [Double]
-      if stride == 1 {
-        minor = candidates.filter { $0.multiple != 1 }.map {
-          Double($0.multiple) * power10($0.exponent)
-        }
-      } else {
-        minor = (firstDecade...lastDecade).filter { $0 % stride != 0 }.map { power10($0) }
+      if stride > 1 {
+        return (ticks, (firstDecade...lastDecade).filter { $0 % stride != 0 }.map { power10($0) })
+      }
+      let minor = candidates.filter { $0.multiple != 1 }.map {
+        Double($0.multiple) * power10($0.exponent)
       }
       return (ticks, minor)
     }
-    let oneTwoFive = candidates.filter { [1, 2, 5].contains($0.multiple) }
-    if oneTwoFive.count >= 3 {
-      let ticks = oneTwoFive.map {
+    if decadeCount >= 3 {
+      // Every decade, or every 2nd, 5th, 10th… so the labelled exponents stay round.
+      let step = niceStep(span: Double(decadeCount - 1), maxIntervals: maxIntervals)
+      return decades(stride: max(1, Int(step?.value ?? 1)))
+    }
+    // Within a decade or two: the sparsest set of multiples that still gives four labels (loss
+    // from 3 to 0.5 reads 0.5, 1, 2, 3), else the densest that fits.
+    let multipleSets: [Set<Int>] = [[1, 2, 5], [1, 2, 3, 5], [1, 2, 3, 4, 5, 6, 8], Set(1...9)]
+    let fitting = multipleSets.map { set in candidates.filter { set.contains($0.multiple) } }
+      .filter { $0.count <= maxIntervals + 1 }
+    if let chosen = fitting.first(where: { $0.count >= 4 }) ?? fitting.last, chosen.count >= 3 {
+      let ticks = chosen.map {
         Tick(
           value: Double($0.multiple) * power10($0.exponent),
           label: logLabel($0.multiple, $0.exponent))
       }
-      let minor = candidates.filter { ![1, 2, 5].contains($0.multiple) }
-        .map { Double($0.multiple) * power10($0.exponent) }
+      let minor = candidates.filter { candidate in
+        !chosen.contains { $0 == candidate }
+      }.map { Double($0.multiple) * power10($0.exponent) }
       return (ticks, minor)
     }
-    // Less than about half a decade: plain 1-2-5 steps read better than a lone "2" and "5".
-    return (linear(lower: lower, upper: upper, maxIntervals: max(2, maxIntervals / 2)), [])
+    // Too short an axis for more: two decades still beat linear ticks on a log axis.
+    if decadeCount == 2 { return decades(stride: 1) }
+    // Less than about half a decade: plain linear steps, unevenly spaced on a log axis but with
+    // enough values to read off.
+    return (linear(lower: lower, upper: upper, maxIntervals: maxIntervals), [])
   }
 
   /// "0.001", "0.05", "20", "1e-4", "2e6": decimals near 1, powers of ten further out.

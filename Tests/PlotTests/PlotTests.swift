@@ -237,8 +237,17 @@ final class PlotTests: XCTestCase {
     for y in labels { XCTAssertLessThan(y, box.minY) }
 
     accuracy.xRange = 0...99
+    accuracy.bands.append(Band(from: 95, to: .infinity, label: "to the end"))
+    accuracy.bands.append(Band(from: .nan, to: 5, label: "broken"))
     let clamped = try ParsedSVG(accuracy.svg())
-    XCTAssertEqual(clamped.texts(inClass: "band-labels"), ["warm-up", "cool-down & <rest>"])
+    XCTAssertEqual(
+      clamped.texts(inClass: "band-labels"), ["warm-up", "cool-down & <rest>", "to the end"])
+    let lastBand = try XCTUnwrap(
+      clamped.elements(withClass: "bands").first?.children?.last as? XMLElement)
+    let clampedFrame = try frame(clamped)
+    XCTAssertEqual(
+      try XCTUnwrap(lastBand.number("x")) + (try XCTUnwrap(lastBand.number("width"))),
+      clampedFrame.maxX, accuracy: 0.11)
     accuracy.yRange = 0.55...1
     let noReference = try ParsedSVG(accuracy.svg())
     XCTAssertTrue(
@@ -330,6 +339,23 @@ final class PlotTests: XCTestCase {
     let long = chart([Series(name: "", points: points(100_000) { 1 + sin($0 / 1000) })])
     let size = long.svg().utf8.count
     XCTAssertLessThan(size, 40_000)
+  }
+
+  /// Values at the ends of Double's range neither crash nor break the document.
+  func testExtremeValuesStayWellFormed() throws {
+    let extremes: [(x: Double, y: Double)] = [
+      (0, -Double.greatestFiniteMagnitude), (1, Double.greatestFiniteMagnitude),
+      (2, Double.leastNonzeroMagnitude), (1e300, 1),
+    ]
+    for logY in [false, true] {
+      var wild = chart([Series(name: "", points: extremes)])
+      wild.logY = logY
+      wild.references = [ReferenceLine(y: 1e-300, label: "tiny")]
+      wild.bands = [Band(from: -Double.infinity, to: 3, label: "unbounded")]
+      let text = wild.svg()
+      XCTAssertFalse(text.lowercased().contains("nan"))
+      _ = try ParsedSVG(text)
+    }
   }
 
   func testTinySizesAreClamped() throws {

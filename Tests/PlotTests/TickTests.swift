@@ -93,7 +93,12 @@ final class TickTests: XCTestCase {
   func testLogWithinTwoDecadesUsesOneTwoFive() {
     let major = Ticks.logarithmic(lower: 0.045, upper: 2.6, maxIntervals: 6).major
     XCTAssertEqual(labels(major), ["0.05", "0.1", "0.2", "0.5", "1", "2"])
-    // Within a factor of 1.5 there is no 1-2-5 tick to speak of: plain linear steps.
+    // Where 1-2-5 gives too few ticks to read, more multiples join in.
+    let loss = Ticks.logarithmic(lower: 0.45, upper: 3.2, maxIntervals: 6).major
+    XCTAssertEqual(labels(loss), ["0.5", "1", "2", "3"])
+    let withinDecade = Ticks.logarithmic(lower: 0.2004, upper: 1.08, maxIntervals: 6).major
+    XCTAssertEqual(labels(withinDecade), ["0.3", "0.4", "0.5", "0.6", "0.8", "1"])
+    // Less than half a decade: linear steps.
     let narrow = Ticks.logarithmic(lower: 3.1, upper: 4.4, maxIntervals: 6).major
     XCTAssertEqual(labels(narrow), ["3.5", "4.0"])
   }
