@@ -16,6 +16,20 @@ public struct RunSetup: Sendable {
   /// The checkpoint directory the model came from (its vocab.txt travels with the output).
   public var checkpointDirectory: URL?
 
+  /// The examples of part `index` of `count` (1-based): a shuffle with a fixed seed, so two
+  /// manifests that take "1/2" and "2/2" of the same file see complementary halves whatever
+  /// their split seeds.
+  static func part(_ part: (index: Int, count: Int), of total: Int) -> [Int] {
+    var random = RandomStream(seed: 0x5041_5254)  // "PART"
+    var order = Array(0..<total)
+    for i in stride(from: total - 1, to: 0, by: -1) {
+      order.swapAt(i, random.nextInt(below: i + 1))
+    }
+    let start = total * (part.index - 1) / part.count
+    let end = total * part.index / part.count
+    return Array(order[start..<end]).sorted()
+  }
+
   /// Resolves the model with its weights, applies the surgery, loads and splits the data.
   public static func prepare(_ manifest: Manifest, workingDirectory: URL, stepsOverride: Int? = nil)
     -> (RunSetup?, [Diagnostic])
@@ -78,6 +92,14 @@ public struct RunSetup: Sendable {
             labelNames: texts.labelNames,
             groups: texts.groups.map { $0 + (extra.groups ?? []) })
         }
+        if let part = split.part {
+          let kept = RunSetup.part(part, of: texts.count - testIndices.count)
+          let all = kept + testIndices
+          texts = LabeledTexts(
+            texts: all.map { texts.texts[$0] }, labels: all.map { texts.labels[$0] },
+            labelNames: texts.labelNames, groups: texts.groups.map { groups in all.map { groups[$0] } })
+          testIndices = Array(kept.count..<all.count)
+        }
         let trainCount = texts.count - testIndices.count
         var dataSplit = DataSplit.make(
           count: trainCount, validation: split.validation, test: testIndices.isEmpty ? split.test : 0,
@@ -119,6 +141,12 @@ public struct RunSetup: Sendable {
             }
           }
           examples = LabeledImages(pixels: pixels, labels: examples.labels + extra.labels)
+        }
+        if let part = split.part {
+          let kept = RunSetup.part(part, of: examples.count - testIndices.count)
+          let (pixels, labels) = examples.batch(kept + testIndices)
+          examples = LabeledImages(pixels: pixels, labels: labels)
+          testIndices = Array(kept.count..<examples.count)
         }
         let trainCount = examples.count - testIndices.count
         var dataSplit = DataSplit.make(
