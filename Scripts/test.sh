@@ -24,4 +24,10 @@ if [ "${executed:-0}" -eq 0 ]; then
   echo "test.sh: no test ran" >&2
   exit 1
 fi
+# The PEFT round trip needs torch, transformers and peft; it runs where they import.
+if python3 -c "import torch, transformers, peft" >/dev/null 2>&1; then
+  bash Scripts/check-peft.sh
+else
+  echo "test.sh: skipping Scripts/check-peft.sh (python3 lacks torch/transformers/peft)"
+fi
 echo "tests: $((executed - failed)) passed, $failed failed"

@@ -68,7 +68,9 @@ public struct TrainingPlan: Sendable {
 
   /// Restores trainable tensors and running statistics saved by a checkpoint (resume). Names
   /// outside the trainable set are refused: a resumed run cannot change what trains.
-  public mutating func restore(trainable values: [String: Tensor], runningStatistics: [String: Tensor])
+  public mutating func restore(
+    trainable values: [String: Tensor], runningStatistics: [String: Tensor]
+  )
     throws(PlanError)
   {
     if let stray = Set(values.keys).subtracting(trainableSet).sorted().first {

@@ -35,7 +35,9 @@ public struct TextExamples: ExampleSource {
     }
     guard longest < full.length else { return .text(full) }
     func cut(_ values: [Int32]) -> [Int32] {
-      (0..<full.batchSize).flatMap { row in values[(row * full.length)..<(row * full.length + longest)] }
+      (0..<full.batchSize).flatMap { row in
+        values[(row * full.length)..<(row * full.length + longest)]
+      }
     }
     return .text(
       TextBatch(

@@ -162,7 +162,9 @@ public func reportMarkdown(
   if results.stuckAtChance, let reason = results.stuckReason {
     lines += ["> **Warning: stuck at chance.** \(reason)", ""]
   }
-  lines += ["## Parameters (from the compiled training plan)", "", "```", summary.table(), "```", ""]
+  lines += [
+    "## Parameters (from the compiled training plan)", "", "```", summary.table(), "```", "",
+  ]
   if !figures.isEmpty {
     lines += ["## Figures", ""]
     for figure in figures { lines += ["![\(figure)](figures/\(figure))", ""] }

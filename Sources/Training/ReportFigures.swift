@@ -27,7 +27,8 @@ public enum ReportFigures {
 
     // Schedule: d(step) per decay curve, with its stages shaded.
     let schedules = trainer.plan.schedules
-    let curves = Set(schedules.values.compactMap(\.decay).map { "\($0.shape)|\($0.start)|\($0.end)" })
+    let curves = Set(
+      schedules.values.compactMap(\.decay).map { "\($0.shape)|\($0.start)|\($0.end)" })
     var scheduleSeries: [Series] = []
     var bands: [Band] = []
     for (index, schedule) in uniqueSchedules(schedules).enumerated() {
@@ -141,7 +142,9 @@ public enum ReportFigures {
           name: "W-free (as exported)",
           points: evaluations.map { (Double($0.step), $0.exportedAccuracy) }, style: .dashed),
       ],
-      references: [ReferenceLine(y: majority, label: String(format: "majority class %.3f", majority))])
+      references: [
+        ReferenceLine(y: majority, label: String(format: "majority class %.3f", majority))
+      ])
     result.append(("curves.svg", Figure(charts: [loss, accuracy], columns: 2).svg()))
     return result
   }

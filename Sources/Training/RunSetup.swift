@@ -53,7 +53,8 @@ public struct RunSetup: Sendable {
     if manifest.output.compress {
       for case .lora(let rule) in manifest.surgery where rule.decay == nil {
         report(
-          rule.location, "output.compress needs every wrapped layer to end at d = 0, and this rule has no decay",
+          rule.location,
+          "output.compress needs every wrapped layer to end at d = 0, and this rule has no decay",
           fix: "add decay: {start: 0.05, end: 0.85}, or set output.compress: false")
       }
     }
@@ -81,7 +82,9 @@ public struct RunSetup: Sendable {
           textColumn: text, labelColumn: label, groupColumn: split.groupBy,
           labels: data.labels?.map(\.value))
         var testIndices: [Int] = []
-        if let test = data.test, case .table(let testFormat, let testFile, let testText, let testLabel) = test.value {
+        if let test = data.test,
+          case .table(let testFormat, let testFile, let testText, let testLabel) = test.value
+        {
           let extra = try TableReader.read(
             path: path(testFile), format: TableFormat(rawValue: testFormat.rawValue) ?? .csv,
             textColumn: testText, labelColumn: testLabel, groupColumn: split.groupBy,
@@ -97,12 +100,14 @@ public struct RunSetup: Sendable {
           let all = kept + testIndices
           texts = LabeledTexts(
             texts: all.map { texts.texts[$0] }, labels: all.map { texts.labels[$0] },
-            labelNames: texts.labelNames, groups: texts.groups.map { groups in all.map { groups[$0] } })
+            labelNames: texts.labelNames,
+            groups: texts.groups.map { groups in all.map { groups[$0] } })
           testIndices = Array(kept.count..<all.count)
         }
         let trainCount = texts.count - testIndices.count
         var dataSplit = DataSplit.make(
-          count: trainCount, validation: split.validation, test: testIndices.isEmpty ? split.test : 0,
+          count: trainCount, validation: split.validation,
+          test: testIndices.isEmpty ? split.test : 0,
           groups: texts.groups.map { Array($0.prefix(trainCount)) }, seed: UInt64(split.seed))
         if !testIndices.isEmpty { dataSplit.test = testIndices }
         guard let directory = checkpointDirectory,
@@ -150,7 +155,8 @@ public struct RunSetup: Sendable {
         }
         let trainCount = examples.count - testIndices.count
         var dataSplit = DataSplit.make(
-          count: trainCount, validation: split.validation, test: testIndices.isEmpty ? split.test : 0,
+          count: trainCount, validation: split.validation,
+          test: testIndices.isEmpty ? split.test : 0,
           seed: UInt64(split.seed))
         if !testIndices.isEmpty { dataSplit.test = testIndices }
         let classes = (examples.labels.max() ?? 0) + 1

@@ -39,7 +39,8 @@ public enum StateStore {
       tensors["m." + name] = .float(moments.first)
       tensors["v." + name] = .float(moments.second)
     }
-    try SafeTensorsFile(tensors: tensors).write(to: fresh.appendingPathComponent("state.safetensors"))
+    try SafeTensorsFile(tensors: tensors).write(
+      to: fresh.appendingPathComponent("state.safetensors"))
     let state = trainer.state
     let document = Document(
       step: state.step, order: state.order, random: state.random,
@@ -74,7 +75,8 @@ public enum StateStore {
         "the saved state was made by another manifest text; resume with the same manifest, or start over with --overwrite"
       )
     }
-    let file = try SafeTensorsFile.read(contentsOf: source.appendingPathComponent("state.safetensors"))
+    let file = try SafeTensorsFile.read(
+      contentsOf: source.appendingPathComponent("state.safetensors"))
     var trainable: [String: Tensor] = [:]
     var statistics: [String: Tensor] = [:]
     var first: [String: Tensor] = [:]

@@ -241,7 +241,8 @@ public struct Trainer: Sendable {
     let current = try measure(plan.model, on: indices)
     // Once every wrapped layer is at d = 0 the model is its exported view: measured once.
     let exported =
-      plan.model.nodesWithFrozenWeight.isEmpty ? current : try measure(plan.exportedView, on: indices)
+      plan.model.nodesWithFrozenWeight.isEmpty
+      ? current : try measure(plan.exportedView, on: indices)
     let record = EvaluationRecord(
       step: state.step, split: split, accuracy: current.accuracy, loss: current.loss,
       exportedAccuracy: exported.accuracy, exportedLoss: exported.loss,

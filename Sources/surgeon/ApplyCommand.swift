@@ -152,6 +152,14 @@ enum ApplyCommand: Command {
       finalPlan.model, to: output, metadata: metadata(manifest, finalPlan),
       labelNames: setup.labelNames)
     copyVocabulary(setup, to: output)
+    if let obstacle = PEFTExport.obstacle(finalPlan) {
+      log("no PEFT adapter: \(obstacle)")
+    } else {
+      try PEFTExport.write(
+        finalPlan, to: output.appendingPathComponent("peft"),
+        baseModel: setup.checkpointDirectory?.path ?? "")
+      log("wrote a Hugging Face PEFT adapter to \(manifest.output.directory.value)/peft/")
+    }
     var reloadAccuracy: Double?
     if manifest.output.compress {
       let compressed = output.appendingPathComponent("compressed")
@@ -203,7 +211,8 @@ enum ApplyCommand: Command {
     let shown = endsWFree ? "W-free" : "with W"
     print(
       String(
-        format: "%@: test accuracy %.3f (%@; majority class %.3f), %d parameters after compression; %.0f s of training",
+        format:
+          "%@: test accuracy %.3f (%@; majority class %.3f), %d parameters after compression; %.0f s of training",
         name, results.testAccuracy, shown, majority, finalSummary.compressedTotal, trainSeconds))
     print("outputs: \(manifest.output.directory.value)/ (report.md, results.json, figures/)")
   }

@@ -23,7 +23,8 @@ final class ApplyTests: XCTestCase {
     var rows = ["text,label,group"]
     let letters = "bcdefghijklmnopqrstuvwxyz".map(String.init)
     for index in 0..<120 {
-      var words = (0..<(3 + random.nextInt(below: 5))).map { _ in letters[random.nextInt(below: 25)] }
+      var words = (0..<(3 + random.nextInt(below: 5))).map { _ in letters[random.nextInt(below: 25)]
+      }
       let positive = index % 2 == 0
       if positive { words.insert("a", at: random.nextInt(below: words.count)) }
       rows.append("\"\(words.joined(separator: " "))\",\(positive ? "yes" : "no"),g\(index % 12)")
@@ -132,7 +133,8 @@ final class ApplyTests: XCTestCase {
     // Figures are well-formed SVG.
     for figure in ["schedule.svg", "noise.svg", "bias.svg", "curves.svg", "adapters.svg"] {
       let svg = try String(contentsOf: file(output + "figures/" + figure), encoding: .utf8)
-      XCTAssertTrue(svg.contains("<svg") && svg.hasSuffix("</svg>\n") || svg.hasSuffix("</svg>"), figure)
+      XCTAssertTrue(
+        svg.contains("<svg") && svg.hasSuffix("</svg>\n") || svg.hasSuffix("</svg>"), figure)
     }
     let lines = try String(contentsOf: file(output + "metrics.jsonl"), encoding: .utf8)
       .split(separator: "\n")
@@ -170,7 +172,8 @@ final class ApplyTests: XCTestCase {
   }
 
   func testBadDataStopsBeforeWriting() throws {
-    let text = manifest(name: "baddata").replacingOccurrences(of: "label: label}", with: "label: lable}")
+    let text = manifest(name: "baddata").replacingOccurrences(
+      of: "label: label}", with: "label: lable}")
     let path = try write(text, "bad.yaml")
     let error = try apply([path], expecting: 1)
     XCTAssertTrue(error.contains("lable"), error)

@@ -1,14 +1,15 @@
 import Datasets
 import Foundation
-#if canImport(FoundationXML)
-  import FoundationXML
-#endif
 import Manifest
 import Models
 import Surgery
 import Tensor
 import Training
 import XCTest
+
+#if canImport(FoundationXML)
+  import FoundationXML
+#endif
 
 /// A tiny VGG on random images whose pixels can be poisoned (for the non-finite stop).
 struct PixelExamples: ExampleSource {
@@ -23,7 +24,8 @@ struct PixelExamples: ExampleSource {
     pixels.withUnsafeBufferPointer { source in
       out.withUnsafeMutableBufferPointer { target in
         for (row, index) in indices.enumerated() {
-          (target.baseAddress! + row * per).update(from: source.baseAddress! + index * per, count: per)
+          (target.baseAddress! + row * per).update(
+            from: source.baseAddress! + index * per, count: per)
         }
       }
     }
@@ -101,14 +103,17 @@ final class TrainingTests: XCTestCase {
       XCTAssertTrue("\(error)".contains("lower the learning rate"), "\(error)")
     }
     XCTAssertEqual(trainer.state.step, 0)
-    for ((name, before), (_, after)) in zip(plan.model.namedParameters, trainer.plan.model.namedParameters) {
+    for ((name, before), (_, after)) in zip(
+      plan.model.namedParameters, trainer.plan.model.namedParameters)
+    {
       XCTAssertTrue(before.isBitwiseEqual(to: after), name)
     }
   }
 
   func testStuckAtChanceDetection() {
     let flat = (1...100).map {
-      StepRecord(step: $0, loss: 0.693, learningRate: 1e-3, decay: 1, noise: false, gradientNorm: 0.1)
+      StepRecord(
+        step: $0, loss: 0.693, learningRate: 1e-3, decay: 1, noise: false, gradientNorm: 0.1)
     }
     func evaluation(_ step: Int, _ accuracy: Double) -> EvaluationRecord {
       EvaluationRecord(
@@ -150,7 +155,8 @@ final class TrainingTests: XCTestCase {
         previous = d
       }
     }
-    let settings = TrainerSettings(steps: 100, batchSize: 1, learningRate: 1, warmup: 0.1, evaluateEvery: 10)
+    let settings = TrainerSettings(
+      steps: 100, batchSize: 1, learningRate: 1, warmup: 0.1, evaluateEvery: 10)
     XCTAssertEqual(settings.learningRate(at: 0), 0.1, accuracy: 1e-6)
     XCTAssertEqual(settings.learningRate(at: 9), 1, accuracy: 1e-6)
     XCTAssertEqual(settings.learningRate(at: 50), 1)
