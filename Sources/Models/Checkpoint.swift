@@ -7,6 +7,17 @@ public struct LoadedCheckpoint: Sendable {
   public var directory: URL
   /// Tensors in the file that no node uses (a pre-training head, say), one line each.
   public var warnings: [String]
+  /// The safetensors `__metadata__` (surgeon's checkpoints carry `surgeon.trainable` and the
+  /// manifest).
+  public var metadata: [String: String] = [:]
+
+  /// The trainable tensors a surgeon checkpoint recorded (nil for other checkpoints).
+  public var recordedTrainable: Set<String>? {
+    guard let text = metadata["surgeon.trainable"],
+      let names = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String]
+    else { return nil }
+    return Set(names)
+  }
 }
 
 /// Loads `config.json` + `model.safetensors` directories (MANIFEST.md's input checkpoints).
@@ -122,7 +133,8 @@ public enum CheckpointLoader {
     let warnings = unused.map {
       "\(weightsURL.path): warning: tensor '\($0)' is not used by any node"
     }
-    return LoadedCheckpoint(model: model, directory: directory, warnings: warnings)
+    return LoadedCheckpoint(
+      model: model, directory: directory, warnings: warnings, metadata: file.metadata)
   }
 }
 

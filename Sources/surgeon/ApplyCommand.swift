@@ -105,7 +105,6 @@ enum ApplyCommand: Command {
     let progress = Progress(
       total: settings.steps, mode: progressMode, startStep: trainer.state.step)
     let started = Date()
-    let trainedBefore = trainer.state.steps.count
     while !trainer.isFinished {
       let record: StepRecord
       do {
@@ -142,7 +141,6 @@ enum ApplyCommand: Command {
       try StateStore.save(trainer, manifest: manifest.text, to: state)
     }
     let trainSeconds = Date().timeIntervalSince(started)
-    _ = trainedBefore
 
     // Test, export, reload.
     let test = try trainer.evaluate("test")

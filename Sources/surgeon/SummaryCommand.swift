@@ -72,11 +72,15 @@ enum SummaryCommand: Command {
     let directory = URL(fileURLWithPath: path)
     let title = directory.lastPathComponent
     var model: Model
+    var trainable: Set<String>?
     if FileManager.default.fileExists(
       atPath: directory.appendingPathComponent("model.safetensors").path)
     {
       // The weights decide what config.json cannot: the `bert.` prefix and the head.
-      model = try loadCheckpoint(directory).model
+      let loaded = try loadCheckpoint(directory)
+      model = loaded.model
+      // A checkpoint surgeon wrote carries the trainable set it was trained with.
+      trainable = loaded.recordedTrainable
     } else {
       do {
         model = Model(
@@ -88,8 +92,12 @@ enum SummaryCommand: Command {
     }
     if let classes, model.classCount != classes {
       model = model.replacingHead(classes: classes, seed: 0)
+      trainable = nil
     }
-    print(try show(ParameterSummary(title: "\(title) (\(model.family))", nodes: model.nodes)))
+    print(
+      try show(
+        ParameterSummary(
+          title: "\(title) (\(model.family))", nodes: model.nodes, trainable: trainable)))
   }
 
   private static func summarizeManifest(
