@@ -94,33 +94,25 @@ public enum ReportFigures {
             yLabel: "standard deviation", series: series, references: references
           ).svg()
         ))
-      result.append(
-        (
-          "bias.svg",
-          LineChart(
-            title: "Bias C: mean ‖C‖ per layer group", xLabel: "step", yLabel: "‖C‖",
-            series: roles.map { role in
-              Series(
-                name: role,
-                points: evaluations.compactMap { record in
-                  record.groups[role].map { (x: Double(record.step), y: $0.biasNorm) }
-                })
-            }
-          ).svg()
-        ))
+      func perGroup(_ title: String, _ yLabel: String, _ value: (GroupStatistics) -> Double)
+        -> String
+      {
+        LineChart(
+          title: title, xLabel: "step", yLabel: yLabel,
+          series: roles.map { role in
+            Series(
+              name: role,
+              points: evaluations.compactMap { record in
+                record.groups[role].map { (x: Double(record.step), y: value($0)) }
+              })
+          }
+        ).svg()
+      }
+      result.append(("bias.svg", perGroup("Bias C: mean ‖C‖ per layer group", "‖C‖", \.biasNorm)))
       result.append(
         (
           "adapters.svg",
-          LineChart(
-            title: "Adapters: mean s·‖A‖·‖B‖ per layer group", xLabel: "step", yLabel: "norm",
-            series: roles.map { role in
-              Series(
-                name: role,
-                points: evaluations.compactMap { record in
-                  record.groups[role].map { (x: Double(record.step), y: $0.adapterNorm) }
-                })
-            }
-          ).svg()
+          perGroup("Adapters: mean s·‖A‖·‖B‖ per layer group", "norm", \.adapterNorm)
         ))
     }
 

@@ -5,7 +5,6 @@ import XCTest
 
 /// `surgeon apply` end to end on the tiny BERT fixture and a small synthetic CSV.
 final class ApplyTests: XCTestCase {
-  private static let binary = Bundle.main.bundleURL.appendingPathComponent("surgeon")
   private static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
 
   private var workspace: URL!
@@ -69,21 +68,9 @@ final class ApplyTests: XCTestCase {
 
   @discardableResult
   private func apply(_ arguments: [String], expecting status: Int32 = 0) throws -> String {
-    let process = Process()
-    process.executableURL = Self.binary
-    process.arguments = ["apply"] + arguments + ["--progress", "lines"]
-    process.currentDirectoryURL = workspace
-    var environment = ProcessInfo.processInfo.environment
-    environment["SURGEON_THREADS"] = "1"
-    process.environment = environment
-    let error = Pipe()
-    process.standardError = error
-    process.standardOutput = Pipe()
-    try process.run()
-    let text = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    XCTAssertEqual(process.terminationStatus, status, text)
-    return text
+    let run = try runSurgeon(["apply"] + arguments + ["--progress", "lines"], in: workspace)
+    XCTAssertEqual(run.status, status, run.error)
+    return run.error
   }
 
   private func write(_ text: String, _ name: String) throws -> String {

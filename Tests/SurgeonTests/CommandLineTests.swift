@@ -5,37 +5,10 @@ import XCTest
 
 /// The `surgeon` binary, run as a subprocess: what users and CI scripts see.
 final class CommandLineTests: XCTestCase {
-  struct Result {
-    var status: Int32
-    var output: String
-    var error: String
-  }
-
-  private static let binary = Bundle.main.bundleURL.appendingPathComponent("surgeon")
   private static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
 
-  private func surgeon(_ arguments: [String], input: String? = nil) throws -> Result {
-    let process = Process()
-    process.executableURL = Self.binary
-    process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    environment["SURGEON_THREADS"] = "1"
-    process.environment = environment
-    let output = Pipe()
-    let error = Pipe()
-    let stdin = Pipe()
-    process.standardOutput = output
-    process.standardError = error
-    process.standardInput = stdin
-    try process.run()
-    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-    try stdin.fileHandleForWriting.close()
-    let outputData = output.fileHandleForReading.readDataToEndOfFile()
-    let errorData = error.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return Result(
-      status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
-      error: String(decoding: errorData, as: UTF8.self))
+  private func surgeon(_ arguments: [String], input: String? = nil) throws -> SurgeonRun {
+    try runSurgeon(arguments, input: input)
   }
 
   private func fixture(_ name: String) -> String {

@@ -3,32 +3,11 @@ import XCTest
 
 /// `validate`, `summary MANIFEST` and `schema` through the built binary.
 final class ManifestCommandTests: XCTestCase {
-  private static let binary = Bundle.main.bundleURL.appendingPathComponent("surgeon")
   private static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent()
 
-  private func surgeon(_ arguments: [String], in directory: URL = repository) throws -> (
-    status: Int32, output: String, error: String
-  ) {
-    let process = Process()
-    process.executableURL = Self.binary
-    process.arguments = arguments
-    process.currentDirectoryURL = directory
-    var environment = ProcessInfo.processInfo.environment
-    environment["SURGEON_THREADS"] = "1"
-    process.environment = environment
-    let output = Pipe()
-    let error = Pipe()
-    process.standardOutput = output
-    process.standardError = error
-    try process.run()
-    let outputData = output.fileHandleForReading.readDataToEndOfFile()
-    let errorData = error.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (
-      process.terminationStatus, String(decoding: outputData, as: UTF8.self),
-      String(decoding: errorData, as: UTF8.self)
-    )
+  private func surgeon(_ arguments: [String], in directory: URL = repository) throws -> SurgeonRun {
+    try runSurgeon(arguments, in: directory)
   }
 
   private func write(_ text: String, name: String = "m.yaml") throws -> URL {
