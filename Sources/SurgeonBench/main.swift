@@ -172,6 +172,7 @@ func benchmarkTrainStep() throws {
   }
 }
 
+BLAS.relaunchWithSleepingIdleWorkers()
 let usage = """
   Usage: surgeon-bench forward [--checkpoint DIR] [--batch 32] [--length 64] [--repeats 7] [--threads 2]
   """

@@ -2,6 +2,18 @@ import CBLAS
 
 /// The OpenBLAS calls surgeon uses, with Swift argument labels.
 public enum BLAS {
+  /// Re-executes the process once with `OPENBLAS_THREAD_TIMEOUT=4` unless it is set.
+  ///
+  /// OpenBLAS reads the variable when it loads, before `main`: by default its idle workers
+  /// spin and yield for about 0.1 s after every GEMM, on the very cores surgeon's own parallel
+  /// kernels then need (measured: a MiniLM training step 1.56 s → 1.13 s with the short
+  /// timeout). Call first thing in `main`; when `execv` fails the process just goes on.
+  public static func relaunchWithSleepingIdleWorkers() {
+    guard getenv("OPENBLAS_THREAD_TIMEOUT") == nil else { return }
+    setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1)
+    execv("/proc/self/exe", CommandLine.unsafeArgv)
+  }
+
   /// Sets the number of threads OpenBLAS and surgeon's own kernels use for every later call
   /// (process-wide).
   public static func setThreadCount(_ count: Int) {

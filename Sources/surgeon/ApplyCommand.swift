@@ -145,7 +145,9 @@ enum ApplyCommand: Command {
     // Test, export, reload.
     let test = try trainer.evaluate("test")
     let finalPlan = trainer.plan
-    let endsWFree = finalPlan.model.nodesWithFrozenWeight.isEmpty
+    // W-free: there are wrapped layers and all of them ended at d = 0.
+    let endsWFree =
+      !finalPlan.model.adapterRecords.isEmpty && finalPlan.model.nodesWithFrozenWeight.isEmpty
     try CheckpointWriter.write(
       finalPlan.model, to: output, metadata: metadata(manifest, finalPlan),
       labelNames: setup.labelNames)

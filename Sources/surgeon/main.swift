@@ -82,6 +82,7 @@ protocol Command {
   static func run(_ arguments: [String]) throws
 }
 
+BLAS.relaunchWithSleepingIdleWorkers()
 // Two cores: the BLAS pool is sized deliberately (SURGEON_THREADS overrides).
 BLAS.setThreadCount(
   ProcessInfo.processInfo.environment["SURGEON_THREADS"].flatMap { Int($0) }
