@@ -51,7 +51,8 @@ final class SchemaTests: XCTestCase {
     XCTAssertEqual(
       propertyNames(try definition("data")), ["train", "test", "labels", "split", "max_length"])
     XCTAssertEqual(
-      propertyNames(try definition("split")), ["validation", "test", "group_by", "seed"])
+      propertyNames(try definition("split")), ["validation", "test", "group_by", "seed", "part"],
+      "format 1's keys plus surgeon's split.part")
     XCTAssertEqual(
       propertyNames(try definition("optimizer")), ["name", "lr", "weight_decay", "warmup"])
     XCTAssertEqual(
