@@ -39,6 +39,21 @@ public enum ModelResolver {
   ) -> (ResolvedModel?, [Diagnostic]) {
     var diagnostics: [Diagnostic] = []
     let location = section.source.location
+    if needsWeights, case .checkpoint(let path) = section.source.value,
+      let producer = producers[normalized(path)],
+      !FileManager.default.fileExists(
+        atPath: URL(fileURLWithPath: path, relativeTo: workingDirectory).path)
+    {
+      return (
+        nil,
+        [
+          Diagnostic(
+            location: location, severity: .error,
+            message: "\(path) does not exist yet; it is written by \(producer.file)",
+            fix: "run surgeon apply \(producer.file) first")
+        ]
+      )
+    }
     if !needsWeights, case .checkpoint(let path) = section.source.value,
       let producer = producers[normalized(path)],
       !FileManager.default.fileExists(

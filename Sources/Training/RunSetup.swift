@@ -31,16 +31,18 @@ public struct RunSetup: Sendable {
   }
 
   /// Resolves the model with its weights, applies the surgery, loads and splits the data.
-  public static func prepare(_ manifest: Manifest, workingDirectory: URL, stepsOverride: Int? = nil)
-    -> (RunSetup?, [Diagnostic])
-  {
+  public static func prepare(
+    _ manifest: Manifest, workingDirectory: URL, stepsOverride: Int? = nil,
+    producers: [String: Manifest] = [:]
+  ) -> (RunSetup?, [Diagnostic]) {
     var diagnostics: [Diagnostic] = []
     func report(_ location: SourceLocation, _ message: String, fix: String? = nil) {
       diagnostics.append(
         Diagnostic(location: location, severity: .error, message: message, fix: fix))
     }
     let (resolved, resolveDiagnostics) = ModelResolver.resolve(
-      manifest.model, needsWeights: true, workingDirectory: workingDirectory)
+      manifest.model, needsWeights: true, workingDirectory: workingDirectory,
+      producers: producers)
     diagnostics += resolveDiagnostics
     guard let resolved else { return (nil, diagnostics) }
     let (rewrite, rewriteDiagnostics) = Rewriter.apply(manifest, to: resolved, initializes: true)

@@ -72,7 +72,8 @@ enum ApplyCommand: Command {
     }
     log("surgeon apply \(path): preparing the model and data")
     let (prepared, diagnostics) = RunSetup.prepare(
-      manifest, workingDirectory: workingDirectory, stepsOverride: steps)
+      manifest, workingDirectory: workingDirectory, stepsOverride: steps,
+      producers: ManifestCheck.producers(near: [path]))
     if !diagnostics.isEmpty { printError(render(diagnostics, as: .text)) }
     guard let setup = prepared else { throw ExitStatus(code: 1) }
     if parsed.flag("overwrite") { try? fileManager.removeItem(at: output) }

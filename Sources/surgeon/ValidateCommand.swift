@@ -72,13 +72,15 @@ enum ManifestCheck {
   /// a stage-2 manifest resolves its not-yet-written checkpoint as its stage 1's model.
   static func producers(near paths: [String]) -> [String: Manifest] {
     var result: [String: Manifest] = [:]
-    let directories = Set(paths.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path })
+    // Directories as the user wrote them, so messages name files the way they do.
+    let directories = Set(paths.map { ($0 as NSString).deletingLastPathComponent })
     for directory in directories.sorted() {
-      let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+      let names =
+        (try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory))
+        ?? []
       for name in names.sorted() where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
-        let path = URL(fileURLWithPath: directory).appendingPathComponent(name).path
-        let relative = paths.first { URL(fileURLWithPath: $0).path == path } ?? path
-        if let manifest = ManifestDecoder.decode(contentsOf: relative).manifest {
+        let path = directory.isEmpty ? name : directory + "/" + name
+        if let manifest = ManifestDecoder.decode(contentsOf: path).manifest {
           result[ModelResolver.normalized(manifest.output.directory.value)] = manifest
         }
       }
