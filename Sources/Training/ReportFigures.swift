@@ -70,28 +70,41 @@ public enum ReportFigures {
         ))
     }
 
-    // Noise: the effective weight's measured std per group beside the original's.
+    // Noise: the effective weight's measured mean and std per group beside the original's.
     let roles = Set(evaluations.flatMap { $0.groups.keys }).sorted()
     if !roles.isEmpty {
-      var series: [Series] = []
-      var references: [ReferenceLine] = []
-      for role in roles {
-        let points = evaluations.compactMap { record -> (x: Double, y: Double)? in
-          record.groups[role].map { (Double(record.step), $0.effectiveStandardDeviation) }
+      func moments(
+        _ title: String, _ yLabel: String, _ value: (GroupStatistics) -> Double,
+        _ original: (GroupStatistics) -> Double
+      ) -> LineChart {
+        var references: [ReferenceLine] = []
+        for role in roles.prefix(2) {
+          if let last = evaluations.last?.groups[role] {
+            references.append(
+              ReferenceLine(y: original(last), label: "W, \(role)"))
+          }
         }
-        series.append(Series(name: "std of d·W + N, \(role)", points: points))
-        if let original = evaluations.last?.groups[role]?.originalStandardDeviation,
-          references.count < 2
-        {
-          references.append(ReferenceLine(y: original, label: "std of W, \(role)"))
-        }
+        return LineChart(
+          title: title, xLabel: "step", yLabel: yLabel,
+          series: roles.map { role in
+            Series(
+              name: "d·W + N, \(role)",
+              points: evaluations.compactMap { record in
+                record.groups[role].map { (x: Double(record.step), y: value($0)) }
+              })
+          }, references: references)
       }
       result.append(
         (
           "noise.svg",
-          LineChart(
-            title: "Noise: spread of the effective weight d·W + N", xLabel: "step",
-            yLabel: "standard deviation", series: series, references: references
+          Figure(
+            charts: [
+              moments(
+                "Noise: mean of the effective weight", "mean", \.effectiveMean, \.originalMean),
+              moments(
+                "Noise: spread of the effective weight", "standard deviation",
+                \.effectiveStandardDeviation, \.originalStandardDeviation),
+            ], columns: 2
           ).svg()
         ))
       func perGroup(_ title: String, _ yLabel: String, _ value: (GroupStatistics) -> Double)

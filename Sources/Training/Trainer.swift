@@ -151,6 +151,12 @@ public struct Trainer: Sendable {
 
   public var isFinished: Bool { state.step >= settings.steps }
 
+  /// Sets the schedules to the end of training (progress 1: every decay at d = 0), as the
+  /// model is tested, saved and exported once the last step has run.
+  public mutating func finishSchedules() {
+    plan.setProgress(1)
+  }
+
   /// One optimizer step; on a non-finite loss or gradient nothing changes and it throws.
   public mutating func step() throws -> StepRecord {
     let step = state.step

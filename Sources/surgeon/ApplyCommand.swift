@@ -142,6 +142,7 @@ enum ApplyCommand: Command {
       try StateStore.save(trainer, manifest: manifest.text, to: state)
     }
     let trainSeconds = Date().timeIntervalSince(started)
+    trainer.finishSchedules()
 
     // Test, export, reload.
     let test = try trainer.evaluate("test")

@@ -147,6 +147,29 @@ final class ApplyTests: XCTestCase {
     XCTAssertEqual(resumedResults["test_accuracy"] as? Double, results["test_accuracy"] as? Double)
   }
 
+  func testExportWritesTheWFreeModelAndRefusesAnUnfinishedDecay() throws {
+    // A finished run: every layer at d = 0.
+    try apply([try write(manifest(name: "done", compress: false), "done.yaml")])
+    let exported = try runSurgeon(
+      ["export", "checkpoints/done", "--out", "exported"], in: workspace)
+    XCTAssertEqual(exported.status, 0, exported.error)
+    let file = try SafeTensorsFile.read(contentsOf: self.file("exported/model.safetensors"))
+    XCTAssertNil(file.tensors["bert.encoder.layer.0.attention.self.query.weight"])
+    XCTAssertNotNil(file.tensors["bert.encoder.layer.0.attention.self.query.up.weight"])
+    // Without a train section apply only rewrites: the adapters are at d = 1.
+    let rewriteOnly =
+      manifest(name: "fresh", compress: false).components(separatedBy: "train:\n")[0]
+      + "output:\n  dir: checkpoints/fresh\n"
+    try apply([try write(rewriteOnly, "fresh.yaml")])
+    let refused = try runSurgeon(["export", "checkpoints/fresh", "--out", "x"], in: workspace)
+    XCTAssertEqual(refused.status, 1)
+    XCTAssertTrue(refused.error.contains("not at d = 0"), refused.error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: self.file("x").path))
+    let forced = try runSurgeon(
+      ["export", "checkpoints/fresh", "--out", "x", "--force"], in: workspace)
+    XCTAssertEqual(forced.status, 0, forced.error)
+  }
+
   func testExistingOutputIsRefusedAndResumeNeedsState() throws {
     let path = try write(manifest(name: "twice", compress: false), "twice.yaml")
     try apply([path, "--steps", "2"])
