@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The test command: installs the system packages when missing, fetches MiniLM for its reference test (when absent), checks formatting, builds
-# the release binary without warnings, validates manifests/, and runs the whole suite. Fails when no test ran.
+# The test command: installs the system packages when missing, fetches MiniLM and the Rotten
+# Tomatoes snippets for the tests that read them (when absent), checks formatting, builds the
+# release binary without warnings, validates manifests/, and runs the whole suite. Fails when no
+# test ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Scripts/setup.sh
 bash Scripts/fetch-minilm.sh
+bash Scripts/fetch-rotten-tomatoes.sh
 swift format lint --strict -r Sources Tests Package.swift
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
@@ -17,9 +20,11 @@ fi
 .build/release/surgeon validate manifests/*.yaml
 # One BLAS thread per test process: XCTest runs serially and the machine has 2 cores.
 SURGEON_THREADS=1 swift test --disable-swift-testing 2>&1 | tee "$log"
-summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)
+# XCTest's last summary line: "Executed N tests, with [K tests skipped and] F failures ...".
+summary=$(grep -E "Executed [0-9]+ tests?," "$log" | tail -1)
 executed=$(echo "$summary" | grep -Eo "Executed [0-9]+" | grep -Eo "[0-9]+" || echo 0)
-failed=$(echo "$summary" | grep -Eo "with [0-9]+" | grep -Eo "[0-9]+" || echo 0)
+failed=$(echo "$summary" | grep -Eo "[0-9]+ failures?" | grep -Eo "[0-9]+" || echo 0)
+skipped=$(echo "$summary" | grep -Eo "[0-9]+ tests? skipped" | grep -Eo "[0-9]+" || echo 0)
 if [ "${executed:-0}" -eq 0 ]; then
   echo "test.sh: no test ran" >&2
   exit 1
@@ -30,4 +35,4 @@ if python3 -c "import torch, transformers, peft" >/dev/null 2>&1; then
 else
   echo "test.sh: skipping Scripts/check-peft.sh (python3 lacks torch/transformers/peft)"
 fi
-echo "tests: $((executed - failed)) passed, $failed failed"
+echo "tests: $((executed - failed - skipped)) passed, $failed failed, $skipped skipped"
