@@ -1,3 +1,5 @@
+import Models
+
 /// One field of a delimited record: the byte range of its content (inside the quotes, when quoted).
 struct FieldSpan {
   var start: Int

@@ -1,3 +1,5 @@
+import Models
+
 /// The layout of a text-classification table.
 public enum TableFormat: String, Sendable {
   /// RFC 4180 comma-separated values with a header row.

@@ -156,23 +156,6 @@ private func closestNames(to text: String, in names: [String], count: Int) -> [S
   return scored.prefix(count).map(\.name)
 }
 
-/// The Levenshtein distance (insertions, deletions, substitutions) between two strings.
-private func editDistance(_ a: [Unicode.Scalar], _ b: [Unicode.Scalar]) -> Int {
-  guard !a.isEmpty else { return b.count }
-  guard !b.isEmpty else { return a.count }
-  var previous = Array(0...b.count)
-  var current = [Int](repeating: 0, count: b.count + 1)
-  for i in 1...a.count {
-    current[0] = i
-    for j in 1...b.count {
-      let substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)
-      current[j] = min(substitution, previous[j] + 1, current[j - 1] + 1)
-    }
-    swap(&previous, &current)
-  }
-  return previous[b.count]
-}
-
 // MARK: - Parsed forms
 
 extension NodeSelector {

@@ -1,3 +1,5 @@
+import Models
+
 /// A command-line mistake: printed with the command's usage, exit status 2.
 struct UsageError: Error {
   var message: String
@@ -46,7 +48,7 @@ struct Arguments {
         }
       } else {
         let known = (options.union(allowedFlags)).sorted()
-        let suggestion = closest(to: name, among: known).map { " (did you mean --\($0)?)" } ?? ""
+        let suggestion = closestName(to: name, in: known).map { " (did you mean --\($0)?)" } ?? ""
         throw UsageError(message: "unknown option --\(name)\(suggestion)")
       }
     }
@@ -65,24 +67,4 @@ struct Arguments {
     }
     return number
   }
-}
-
-/// The candidate with the smallest edit distance, when it is close enough to be a typo.
-func closest(to word: String, among candidates: [String]) -> String? {
-  func distance(_ a: [Character], _ b: [Character]) -> Int {
-    var previous = Array(0...b.count)
-    for (i, x) in a.enumerated() {
-      var current = [i + 1]
-      for (j, y) in b.enumerated() {
-        current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
-      }
-      previous = current
-    }
-    return previous[b.count]
-  }
-  let scored = candidates.map { ($0, distance(Array(word), Array($0))) }
-  guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= max(2, word.count / 3) else {
-    return nil
-  }
-  return best.0
 }

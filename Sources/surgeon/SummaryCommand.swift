@@ -35,7 +35,7 @@ enum SummaryCommand: Command {
     switch (parsed.value("preset"), parsed.positionals.count) {
     case (let name?, 0):
       guard var architecture = Preset.architecture(named: name) else {
-        let suggestion = closest(to: name, among: Preset.names).map { " (did you mean '\($0)'?)" }
+        let suggestion = closestName(to: name, in: Preset.names).map { " (did you mean '\($0)'?)" }
         throw UsageError(
           message:
             "unknown preset '\(name)'\(suggestion ?? ""); presets: \(Preset.names.joined(separator: ", "))"

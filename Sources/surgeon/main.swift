@@ -52,7 +52,8 @@ func run(_ arguments: [String]) -> Int32 {
   default:
     guard let type = commands[command] else {
       let suggestion =
-        closest(to: command, among: commands.keys.sorted()).map { " (did you mean '\($0)'?)" } ?? ""
+        closestName(to: command, in: commands.keys.sorted()).map { " (did you mean '\($0)'?)" }
+        ?? ""
       printError("surgeon: error: unknown command '\(command)'\(suggestion)\n\n\(overview)")
       return 2
     }
