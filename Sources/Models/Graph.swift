@@ -136,14 +136,6 @@ extension Linear {
       adapter: info, multiplyAdds: inFeatures * outFeatures)
   }
 
-  var namedParameters: [(String, Tensor)] {
-    if let adapter, adapter.isExported { return adapter.namedParameters }
-    var result = [(weightName, weight)]
-    if let bias { result.append((biasName, bias)) }
-    if let adapter { result += adapter.namedParameters }
-    return result
-  }
-
   init(loading name: String, inFeatures: Int, outFeatures: Int, from source: WeightSource)
     throws(WeightError)
   {
@@ -195,6 +187,40 @@ public enum Initialization: Sendable, Equatable {
   }
 }
 
+/// A layer a LoRA adapter can wrap: a weight, an optional bias, an optional adapter.
+protocol WrappableLayer {
+  var weight: Tensor { get set }
+  var bias: Tensor? { get set }
+  var adapter: LowRankAdapter? { get set }
+  var weightName: String { get }
+  var biasName: String { get }
+}
+
+extension Linear: WrappableLayer {}
+extension Conv2d: WrappableLayer {}
+
+extension WrappableLayer {
+  /// Base parameters and the adapter's; an exported layer has only its factors.
+  var namedParameters: [(String, Tensor)] {
+    if let adapter, adapter.isExported { return adapter.namedParameters }
+    var result = [(weightName, weight)]
+    if let bias { result.append((biasName, bias)) }
+    if let adapter { result += adapter.namedParameters }
+    return result
+  }
+
+  /// Every parameter of the node (base and adapter) by tensor name, writable.
+  mutating func visitParameters(_ body: (String, inout Tensor) -> Void) {
+    if adapter?.isExported == true {
+      adapter?.visitParameters(body)
+      return
+    }
+    body(weightName, &weight)
+    if bias != nil { body(biasName, &bias!) }
+    adapter?.visitParameters(body)
+  }
+}
+
 extension Conv2d {
   func node(role: NodeRole, block: Int?) -> GraphNode {
     if let adapter, adapter.isExported {
@@ -224,11 +250,4 @@ extension Conv2d {
       adapter: info, multiplyAdds: perPixel)
   }
 
-  var namedParameters: [(String, Tensor)] {
-    if let adapter, adapter.isExported { return adapter.namedParameters }
-    var result = [(weightName, weight)]
-    if let bias { result.append((biasName, bias)) }
-    if let adapter { result += adapter.namedParameters }
-    return result
-  }
 }

@@ -1,30 +1,5 @@
 import Tensor
 
-extension Linear {
-  /// Every parameter of the node (base and adapter) by tensor name, writable.
-  mutating func visitParameters(_ body: (String, inout Tensor) -> Void) {
-    if adapter?.isExported == true {
-      adapter?.visitParameters(body)
-      return
-    }
-    body(weightName, &weight)
-    if bias != nil { body(biasName, &bias!) }
-    adapter?.visitParameters(body)
-  }
-}
-
-extension Conv2d {
-  mutating func visitParameters(_ body: (String, inout Tensor) -> Void) {
-    if adapter?.isExported == true {
-      adapter?.visitParameters(body)
-      return
-    }
-    body(weightName, &weight)
-    if bias != nil { body(biasName, &bias!) }
-    adapter?.visitParameters(body)
-  }
-}
-
 extension LowRankAdapter {
   mutating func visitParameters(_ body: (String, inout Tensor) -> Void) {
     body(downName, &down)
