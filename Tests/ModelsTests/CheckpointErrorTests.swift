@@ -60,7 +60,8 @@ final class CheckpointErrorTests: XCTestCase {
     try Data().write(to: directory.appendingPathComponent("pytorch_model.bin"))
     let pickle = refusal()
     XCTAssertTrue(pickle.contains("surgeon never unpickles"), pickle)
-    XCTAssertTrue(pickle.contains("python3 -c \"import torch; from safetensors.torch import save_file"), pickle)
+    XCTAssertTrue(
+      pickle.contains("python3 -c \"import torch; from safetensors.torch import save_file"), pickle)
     try FileManager.default.removeItem(at: directory.appendingPathComponent("config.json"))
     XCTAssertTrue(refusal().contains("config.json is missing"))
   }
@@ -113,7 +114,8 @@ final class CheckpointErrorTests: XCTestCase {
 
   func testHeadDisagreeingWithLabels() throws {
     try editConfig { $0["id2label"] = ["0": "a", "1": "b", "2": "c"] }
-    XCTAssertTrue(refusal().contains("classifier.weight has 2 rows but config.json's id2label names 3"))
+    XCTAssertTrue(
+      refusal().contains("classifier.weight has 2 rows but config.json's id2label names 3"))
   }
 
   func testEmptyWeightFileAndStrayTensors() throws {

@@ -170,6 +170,55 @@ final class ApplyTests: XCTestCase {
     XCTAssertEqual(forced.status, 0, forced.error)
   }
 
+  /// SIGKILL at a random step (as a crash or an out-of-memory kill would), then --resume: the
+  /// final model is bitwise the uninterrupted run's.
+  func testKilledRunResumesBitwise() throws {
+    let long = { (name: String) in
+      self.manifest(name: name, compress: false)
+        .replacingOccurrences(of: "steps: 24", with: "steps: 160")
+        .replacingOccurrences(of: "checkpoint_every: 6", with: "checkpoint_every: 3")
+    }
+    try apply([try write(long("whole"), "whole.yaml")])
+    let path = try write(long("killed"), "killed.yaml")
+    var random = RandomStream(seed: UInt64(Date().timeIntervalSince1970))
+    let killAt = 20 + random.nextInt(below: 100)
+    let process = Process()
+    process.executableURL = Bundle.main.bundleURL.appendingPathComponent("surgeon")
+    process.arguments = ["apply", path, "--progress", "none"]
+    process.currentDirectoryURL = workspace
+    process.standardError = FileHandle.nullDevice
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    let stateFile = file("checkpoints/killed/state/state.json")
+    var killed = false
+    while process.isRunning {
+      if let data = try? Data(contentsOf: stateFile),
+        let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        let step = object["step"] as? Int, step >= killAt
+      {
+        kill(process.processIdentifier, SIGKILL)
+        killed = true
+        break
+      }
+      usleep(2_000)
+    }
+    process.waitUntilExit()
+    guard killed else {
+      throw XCTSkip("the run finished before step \(killAt); nothing was killed")
+    }
+    XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+    XCTAssertFalse(
+      FileManager.default.fileExists(atPath: file("checkpoints/killed/results.json").path))
+    try apply([path, "--resume"])
+    let a = try SafeTensorsFile.read(contentsOf: file("checkpoints/whole/model.safetensors"))
+    let b = try SafeTensorsFile.read(contentsOf: file("checkpoints/killed/model.safetensors"))
+    XCTAssertEqual(Set(a.tensors.keys), Set(b.tensors.keys))
+    for (name, tensor) in a.tensors {
+      guard case .float(let x) = tensor, case .float(let y)? = b.tensors[name] else { continue }
+      XCTAssertTrue(x.isBitwiseEqual(to: y), "\(name) differs after a kill at step \(killAt)")
+    }
+  }
+
   func testExistingOutputIsRefusedAndResumeNeedsState() throws {
     let path = try write(manifest(name: "twice", compress: false), "twice.yaml")
     try apply([path, "--steps", "2"])
