@@ -54,7 +54,7 @@ public struct WrapError: Error, CustomStringConvertible, Sendable {
 
 /// Attaches adapters to Linear and Conv2d nodes.
 public enum Wrapper {
-  /// The largest rank that still factors the layer: `min(fan_in, out) − 1`.
+  /// Ranks must stay below `min(fan_in, out)`: at that rank the factors are no smaller than W.
   static func rankBound(fanIn: Int, out: Int) -> Int { min(fanIn, out) }
 
   static func checkRank(_ rank: Int, fanIn: Int, out: Int, node: String) throws(WrapError) {

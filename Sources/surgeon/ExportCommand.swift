@@ -53,7 +53,13 @@ enum ExportCommand: Command {
       throw CommandError(message: "\(target.path): error: cannot write the export: \(error)")
     }
     let reloaded = try loadCheckpoint(target).model
-    guard reloaded.namedParameters.count == exported.namedParameters.count else {
+    let written = Dictionary(uniqueKeysWithValues: exported.namedParameters.map { ($0.0, $0.1) })
+    let identical =
+      reloaded.namedParameters.count == written.count
+      && reloaded.namedParameters.allSatisfy { name, tensor in
+        written[name].map { tensor.isBitwiseEqual(to: $0) } ?? false
+      }
+    guard identical else {
       throw CommandError(message: "\(target.path): error: the export did not reload identically")
     }
     print(
