@@ -85,7 +85,10 @@ protocol Command {
   static func run(_ arguments: [String]) throws
 }
 
-BLAS.relaunchWithSleepingIdleWorkers()
+// Only the commands that run models relaunch (one exec, before any BLAS call).
+if ["apply", "forward"].contains(CommandLine.arguments.dropFirst().first ?? "") {
+  BLAS.relaunchWithSleepingIdleWorkers()
+}
 // Two cores: the BLAS pool is sized deliberately (SURGEON_THREADS overrides).
 BLAS.setThreadCount(
   ProcessInfo.processInfo.environment["SURGEON_THREADS"].flatMap { Int($0) }
