@@ -50,8 +50,10 @@ public enum StateStore {
     encoder.outputFormatting = [.sortedKeys]
     try encoder.encode(document).write(
       to: fresh.appendingPathComponent("state.json"), options: .atomic)
-    try? fileManager.removeItem(at: old)
+    // At every moment `state` or `state.old` holds a complete state: the old copy goes only
+    // once the new one is in place, and a lone `state.old` (an earlier crash) is kept until then.
     if fileManager.fileExists(atPath: directory.path) {
+      try? fileManager.removeItem(at: old)
       try fileManager.moveItem(at: directory, to: old)
     }
     try fileManager.moveItem(at: fresh, to: directory)

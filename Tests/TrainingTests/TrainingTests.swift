@@ -179,3 +179,83 @@ final class TrainingTests: XCTestCase {
     }
   }
 }
+
+/// A crash at any moment of `StateStore.save` leaves a state that resumes.
+final class StateStoreTests: XCTestCase {
+  override func setUp() { BLAS.setThreadCount(1) }
+
+  private func trainer() throws -> Trainer {
+    let configuration = VGGConfiguration(
+      stages: [.convolution(channels: 4), .maxPool], batchNorm: true, inChannels: 1, imageSize: 8,
+      classCount: 3, classifierHidden: [8], averagePool: nil, dropout: 0.2)
+    let model = Model.vgg(VGGModel(configuration: configuration, initialization: .seeded(1)))
+    let plan = try TrainingPlan(
+      compiling: model, trainable: Set(model.namedParameters.map(\.0)), schedules: [:])
+    var random = RandomStream(seed: 3)
+    let source = PixelExamples(
+      pixels: Tensor.uniform(shape: [30, 1, 8, 8], low: 0, high: 1, random: &random),
+      labels: (0..<30).map { Int32($0 % 3) },
+      split: DataSplit(train: Array(0..<20), validation: Array(20..<25), test: Array(25..<30)))
+    return Trainer(
+      plan: plan, source: source,
+      settings: TrainerSettings(steps: 10, batchSize: 4, learningRate: 0.01, evaluateEvery: 5))
+  }
+
+  private func parameters(_ trainer: Trainer) -> [String: Tensor] {
+    Dictionary(uniqueKeysWithValues: trainer.plan.model.namedParameters.map { ($0.0, $0.1) })
+  }
+
+  func testResumeAfterACrashBetweenTheRenames() throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "surgeon-state-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+    let state = root.appendingPathComponent("state")
+    var original = try trainer()
+    for _ in 0..<3 { _ = try original.step() }
+    try StateStore.save(original, manifest: "m", to: state)
+    let atThree = parameters(original)
+    for _ in 0..<2 { _ = try original.step() }
+    // A crash after `state` moved to `state.old` and before `state.new` moved in, with
+    // `state.new` half written.
+    try FileManager.default.moveItem(at: state, to: root.appendingPathComponent("state.old"))
+    let fresh = root.appendingPathComponent("state.new")
+    try FileManager.default.createDirectory(at: fresh, withIntermediateDirectories: true)
+    try Data("{\"format\": 1, \"st".utf8).write(to: fresh.appendingPathComponent("state.json"))
+    var resumed = try trainer()
+    try StateStore.load(from: state, into: &resumed, manifest: "m")
+    XCTAssertEqual(resumed.state.step, 3)
+    for (name, tensor) in parameters(resumed) {
+      XCTAssertTrue(tensor.isBitwiseEqual(to: atThree[name]!), name)
+    }
+    // The next save recovers the layout: `state` complete, no leftovers.
+    try StateStore.save(resumed, manifest: "m", to: state)
+    XCTAssertTrue(
+      FileManager.default.fileExists(atPath: state.appendingPathComponent("state.json").path))
+    XCTAssertFalse(
+      FileManager.default.fileExists(atPath: root.appendingPathComponent("state.old").path))
+    XCTAssertFalse(FileManager.default.fileExists(atPath: fresh.path))
+    // Resumed and uninterrupted runs end the same.
+    while !resumed.isFinished { _ = try resumed.step() }
+    var whole = try trainer()
+    while !whole.isFinished { _ = try whole.step() }
+    for (name, tensor) in parameters(whole) {
+      XCTAssertTrue(tensor.isBitwiseEqual(to: parameters(resumed)[name]!), name)
+    }
+  }
+
+  func testAnotherManifestCannotResume() throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "surgeon-state-\(UUID().uuidString)")
+    addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+    let state = root.appendingPathComponent("state")
+    var original = try trainer()
+    _ = try original.step()
+    try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    try StateStore.save(original, manifest: "first", to: state)
+    var other = try trainer()
+    XCTAssertThrowsError(try StateStore.load(from: state, into: &other, manifest: "second")) {
+      XCTAssertTrue("\($0)".contains("made by another manifest text"), "\($0)")
+    }
+  }
+}
