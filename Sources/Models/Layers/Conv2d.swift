@@ -271,29 +271,37 @@ public struct Conv2d: Sendable {
     return result
   }
 
-  /// `output = conv(input, kernel)` per sample and group, one GEMM each over im2col columns.
-  private func convolve(_ input: Tensor, kernel: Tensor, into output: inout Tensor, _ g: Geometry) {
-    let batch = input.shape[0]
+  /// Calls `body(sample, group, columns)` with each sample's group copied into im2col columns
+  /// (`patch × pixels`): the loop the forward pass and the weight gradient share.
+  private func forEachColumns(
+    of input: Tensor, _ g: Geometry, _ body: (Int, Int, UnsafePointer<Float>) -> Void
+  ) {
     var columns = [Float](repeating: 0, count: g.patch * g.pixels)
     input.withUnsafeBufferPointer { xs in
-      kernel.withUnsafeBufferPointer { ws in
-        output.withUnsafeMutableBufferPointer { ys in
-          columns.withUnsafeMutableBufferPointer { cols in
-            for n in 0..<batch {
-              for group in 0..<groups {
-                let image =
-                  xs.baseAddress! + (n * inChannels + group * g.channelsPerGroup) * g.height
-                  * g.width
-                im2col(image, cols.baseAddress!, g)
-                BLAS.gemm(
-                  transposeA: false, transposeB: false, m: g.outPerGroup, n: g.pixels, k: g.patch,
-                  a: ws.baseAddress! + group * g.outPerGroup * g.patch, lda: g.patch,
-                  b: cols.baseAddress!, ldb: g.pixels,
-                  c: ys.baseAddress! + (n * outChannels + group * g.outPerGroup) * g.pixels,
-                  ldc: g.pixels)
-              }
-            }
+      columns.withUnsafeMutableBufferPointer { cols in
+        for n in 0..<input.shape[0] {
+          for group in 0..<groups {
+            let image =
+              xs.baseAddress! + (n * inChannels + group * g.channelsPerGroup) * g.height * g.width
+            im2col(image, cols.baseAddress!, g)
+            body(n, group, cols.baseAddress!)
           }
+        }
+      }
+    }
+  }
+
+  /// `output = conv(input, kernel)` per sample and group, one GEMM each over im2col columns.
+  private func convolve(_ input: Tensor, kernel: Tensor, into output: inout Tensor, _ g: Geometry) {
+    kernel.withUnsafeBufferPointer { ws in
+      output.withUnsafeMutableBufferPointer { ys in
+        forEachColumns(of: input, g) { n, group, columns in
+          BLAS.gemm(
+            transposeA: false, transposeB: false, m: g.outPerGroup, n: g.pixels, k: g.patch,
+            a: ws.baseAddress! + group * g.outPerGroup * g.patch, lda: g.patch,
+            b: columns, ldb: g.pixels,
+            c: ys.baseAddress! + (n * outChannels + group * g.outPerGroup) * g.pixels,
+            ldc: g.pixels)
         }
       }
     }
@@ -301,27 +309,15 @@ public struct Conv2d: Sendable {
 
   /// `∂loss/∂kernel` for a unit kernel: `Σ_n dy_n · colsᵀ` (independent of the kernel's values).
   private func kernelGradient(input: Tensor, outputGradient: Tensor, _ g: Geometry) -> Tensor {
-    let batch = input.shape[0]
     var result = Tensor(zeros: weight.shape)
-    var columns = [Float](repeating: 0, count: g.patch * g.pixels)
-    input.withUnsafeBufferPointer { xs in
-      outputGradient.withUnsafeBufferPointer { dys in
-        result.withUnsafeMutableBufferPointer { dws in
-          columns.withUnsafeMutableBufferPointer { cols in
-            for n in 0..<batch {
-              for group in 0..<groups {
-                let image =
-                  xs.baseAddress! + (n * inChannels + group * g.channelsPerGroup) * g.height
-                  * g.width
-                im2col(image, cols.baseAddress!, g)
-                BLAS.gemm(
-                  transposeA: false, transposeB: true, m: g.outPerGroup, n: g.patch, k: g.pixels,
-                  a: dys.baseAddress! + (n * outChannels + group * g.outPerGroup) * g.pixels,
-                  lda: g.pixels, b: cols.baseAddress!, ldb: g.pixels, beta: 1,
-                  c: dws.baseAddress! + group * g.outPerGroup * g.patch, ldc: g.patch)
-              }
-            }
-          }
+    outputGradient.withUnsafeBufferPointer { dys in
+      result.withUnsafeMutableBufferPointer { dws in
+        forEachColumns(of: input, g) { n, group, columns in
+          BLAS.gemm(
+            transposeA: false, transposeB: true, m: g.outPerGroup, n: g.patch, k: g.pixels,
+            a: dys.baseAddress! + (n * outChannels + group * g.outPerGroup) * g.pixels,
+            lda: g.pixels, b: columns, ldb: g.pixels, beta: 1,
+            c: dws.baseAddress! + group * g.outPerGroup * g.patch, ldc: g.patch)
         }
       }
     }
