@@ -58,20 +58,24 @@ final class ManifestCommandTests: XCTestCase {
       result.output, shipped, "regenerate with: surgeon schema > manifests/schema.json")
   }
 
+  /// A bert-tiny manifest whose lora rule selects "qurey" and sets `key: 4` (line 10, column 7).
+  private func badLoRA(key: String) -> String {
+    """
+    surgeon: 1
+    name: bad
+    model:
+      family: bert
+      preset: bert-tiny
+      weights: random
+    surgery:
+      - lora:
+          layers: [qurey]
+          \(key): 4
+    """
+  }
+
   func testValidateReportsErrorsInEveryFormat() throws {
-    let url = try write(
-      """
-      surgeon: 1
-      name: bad
-      model:
-        family: bert
-        preset: bert-tiny
-        weights: random
-      surgery:
-        - lora:
-            layers: [qurey]
-            rnak: 4
-      """)
+    let url = try write(badLoRA(key: "rnak"))
     let text = try surgeon(["validate", url.path])
     XCTAssertEqual(text.status, 1)
     XCTAssertTrue(
@@ -98,19 +102,7 @@ final class ManifestCommandTests: XCTestCase {
   }
 
   func testSelectorErrorsNeedTheModelUnlessNoModel() throws {
-    let url = try write(
-      """
-      surgeon: 1
-      name: bad
-      model:
-        family: bert
-        preset: bert-tiny
-        weights: random
-      surgery:
-        - lora:
-            layers: [qurey]
-            rank: 4
-      """)
+    let url = try write(badLoRA(key: "rank"))
     let checked = try surgeon(["validate", url.path])
     XCTAssertEqual(checked.status, 1)
     XCTAssertTrue(
