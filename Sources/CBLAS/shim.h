@@ -12,3 +12,6 @@ void sgesdd_(
     const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s, float *u,
     const int *ldu, float *vt, const int *ldvt, float *work, const int *lwork, int *iwork,
     int *info, size_t jobz_length);
+
+// glibc's allocator tuning (mallopt), used next to the BLAS set-up to keep large buffers mapped.
+#include <malloc.h>

@@ -173,6 +173,7 @@ func benchmarkTrainStep() throws {
 }
 
 BLAS.relaunchWithSleepingIdleWorkers()
+Memory.keepFreedBuffersMapped()
 let usage = """
   Usage: surgeon-bench forward [--checkpoint DIR] [--batch 32] [--length 64] [--repeats 7] [--threads 2]
   """

@@ -60,18 +60,21 @@ public struct RandomStream: Sendable, Equatable, Codable {
     _ buffer: UnsafeMutableBufferPointer<Float>, low: Float, high: Float
   ) {
     let width = high - low
-    let blocks = (buffer.count + 3) / 4
-    for blockIndex in 0..<blocks {
-      let words = RandomStream.block(
-        seed: seed, stream: stream, counter: position &+ UInt64(blockIndex))
-      for lane in 0..<4 {
-        let index = blockIndex * 4 + lane
-        if index < buffer.count {
-          buffer[index] = low + width * RandomStream.unitInterval(words[lane])
-        }
+    fillBlocks(buffer) { words, output, count in
+      for lane in 0..<count { output[lane] = low + width * RandomStream.unitInterval(words[lane]) }
+    }
+  }
+
+  /// Fills `buffer` with an inverted-dropout mask: `0` where a uniform value (the one
+  /// `fillUniform` would give) is below `probability`, else `scale`.
+  public mutating func fillDropoutMask(
+    _ buffer: UnsafeMutableBufferPointer<Float>, probability: Float, scale: Float
+  ) {
+    fillBlocks(buffer) { words, output, count in
+      for lane in 0..<count {
+        output[lane] = RandomStream.unitInterval(words[lane]) < probability ? 0 : scale
       }
     }
-    position &+= UInt64(blocks)
   }
 
   /// Fills `buffer` with normal values (Box-Muller on pairs of words); consumes `ceil(count / 4)`
@@ -79,21 +82,38 @@ public struct RandomStream: Sendable, Equatable, Codable {
   public mutating func fillNormal(
     _ buffer: UnsafeMutableBufferPointer<Float>, mean: Float, standardDeviation: Float
   ) {
-    let blocks = (buffer.count + 3) / 4
-    for blockIndex in 0..<blocks {
-      let words = RandomStream.block(
-        seed: seed, stream: stream, counter: position &+ UInt64(blockIndex))
-      for pair in 0..<2 {
+    fillBlocks(buffer) { words, output, count in
+      for pair in 0..<2 where 2 * pair < count {
         // u1 in (0, 1] keeps the logarithm finite.
         let u1 = (Float(words[2 * pair] >> 8) + 1) * (1.0 / 16_777_216.0)
         let u2 = RandomStream.unitInterval(words[2 * pair + 1])
         let radius = (-2 * logf(u1)).squareRoot()
         let angle = 2 * Float.pi * u2
-        let index = blockIndex * 4 + pair * 2
-        if index < buffer.count { buffer[index] = mean + standardDeviation * radius * cosf(angle) }
-        if index + 1 < buffer.count {
-          buffer[index + 1] = mean + standardDeviation * radius * sinf(angle)
+        output[2 * pair] = mean + standardDeviation * radius * cosf(angle)
+        if 2 * pair + 1 < count {
+          output[2 * pair + 1] = mean + standardDeviation * radius * sinf(angle)
         }
+      }
+    }
+  }
+
+  /// Calls `body` with block `position + b`'s words for values `4b ..< 4b + 4` of `buffer`
+  /// (fewer at the end), in parallel: a block's words depend only on its counter, so the values
+  /// are the same for any thread count. Advances `position` past the blocks used.
+  @inline(__always)
+  private mutating func fillBlocks(
+    _ buffer: UnsafeMutableBufferPointer<Float>,
+    _ body: (SIMD4<UInt32>, UnsafeMutablePointer<Float>, Int) -> Void
+  ) {
+    let blocks = (buffer.count + 3) / 4
+    guard let base = buffer.baseAddress else { return }
+    let (seed, stream, start, count) = (seed, stream, position, buffer.count)
+    Parallel.forEachChunk(blocks, grain: 8_192) { chunk in
+      for blockIndex in chunk {
+        let words = RandomStream.block(
+          seed: seed, stream: stream, counter: start &+ UInt64(blockIndex))
+        let first = blockIndex * 4
+        body(words, base + first, Swift.min(4, count - first))
       }
     }
     position &+= UInt64(blocks)

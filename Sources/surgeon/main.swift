@@ -89,6 +89,7 @@ protocol Command {
 if ["apply", "forward"].contains(CommandLine.arguments.dropFirst().first ?? "") {
   BLAS.relaunchWithSleepingIdleWorkers()
 }
+Memory.keepFreedBuffersMapped()
 // Two cores: the BLAS pool is sized deliberately (SURGEON_THREADS overrides).
 BLAS.setThreadCount(
   ProcessInfo.processInfo.environment["SURGEON_THREADS"].flatMap { Int($0) }

@@ -18,7 +18,7 @@ public enum Activation: String, Sendable, CaseIterable {
         let n = range.count
         switch self {
         case .gelu:
-          for i in 0..<n { v[i] = 0.5 * v[i] * (1 + erff(v[i] * Float(0.5).squareRoot())) }
+          VectorMath.transform(v, count: n) { x in x * VectorMath.normalCDF(x) }
         case .geluTanh:
           let c = (2 / Float.pi).squareRoot()
           for i in 0..<n {
@@ -49,12 +49,14 @@ public enum Activation: String, Sendable, CaseIterable {
             let n = range.count
             switch self {
             case .gelu:
-              let inverseRootTwo = Float(0.5).squareRoot()
-              let inverseRootTwoPi = 1 / (2 * Float.pi).squareRoot()
-              for i in 0..<n {
-                let cdf = 0.5 * (1 + erff(x[i] * inverseRootTwo))
-                let pdf = inverseRootTwoPi * expf(-0.5 * x[i] * x[i])
-                g[i] *= cdf + x[i] * pdf
+              var i = 0
+              while i < n {
+                let count = min(8, n - i)
+                let u = VectorMath.load(x + i, count: count)
+                let slope = VectorMath.normalCDF(u) + u * VectorMath.normalPDF(u)
+                VectorMath.store(
+                  VectorMath.load(g + i, count: count) * slope, to: g + i, count: count)
+                i += 8
               }
             case .geluTanh:
               let c = (2 / Float.pi).squareRoot()

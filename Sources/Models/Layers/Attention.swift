@@ -89,11 +89,10 @@ public struct MultiHeadAttention: Sendable {
           if mask[keys + j] == 0 { row[j] += maskValue }
           maximum = Swift.max(maximum, row[j])
         }
+        let shift = VectorMath.Lanes(repeating: maximum)
+        VectorMath.transform(row, count: length) { VectorMath.exp($0 - shift) }
         var sum: Float = 0
-        for j in 0..<length {
-          row[j] = expf(row[j] - maximum)
-          sum += row[j]
-        }
+        for j in 0..<length { sum += row[j] }
         let inverse = 1 / sum
         for j in 0..<length { row[j] *= inverse }
       }

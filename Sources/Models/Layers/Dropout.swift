@@ -18,12 +18,7 @@ public struct Dropout: Sendable {
     let keep = 1 - probability
     let scale: Float = keep > 0 ? 1 / keep : 0
     mask.withUnsafeMutableBufferPointer { values in
-      random.fillUniform(values, low: 0, high: 1)
-      let v = values.baseAddress!
-      let probability = probability
-      Parallel.forEachChunk(values.count) { range in
-        for i in range { v[i] = v[i] < probability ? 0 : scale }
-      }
+      random.fillDropoutMask(values, probability: probability, scale: scale)
     }
     var output = input
     output.multiply(by: mask)

@@ -1,0 +1,100 @@
+/// Vectorised `exp` and normal CDF on eight lanes at a time.
+///
+/// libm's `expf` and `erff` are scalar calls the compiler cannot vectorise; GELU and the
+/// attention softmax spent 15% of a MiniLM training step in them. These run the same formula on
+/// every lane, so a value's result does not depend on its position or on the thread count.
+public enum VectorMath {
+  public typealias Lanes = SIMD8<Float>
+
+  /// `e^x` with relative error below 2e-7 on `[-87, 88]`; 0 below −87.3 and +inf above 88.7.
+  ///
+  /// Cody–Waite reduction `x = n·ln 2 + r` (`|r| ≤ ln 2 / 2`), a degree-7 Taylor polynomial for
+  /// `e^r`, and `2^n` built in the exponent bits.
+  @inline(__always)
+  public static func exp(_ x: Lanes) -> Lanes {
+    let clamped = x.clamped(lowerBound: Lanes(repeating: -87.0), upperBound: Lanes(repeating: 88.0))
+    // Adding 1.5·2^23 rounds to the nearest integer in the low mantissa bits.
+    let shifter = Lanes(repeating: 12_582_912.0)
+    let shifted = clamped * Lanes(repeating: 1.442_695_04) + shifter
+    let n = shifted - shifter
+    var r = clamped - n * Lanes(repeating: 0.693_145_75)
+    r = r - n * Lanes(repeating: 1.428_606_8e-6)
+    var p = Lanes(repeating: 1.0 / 5040.0)
+    p = p * r + Lanes(repeating: 1.0 / 720.0)
+    p = p * r + Lanes(repeating: 1.0 / 120.0)
+    p = p * r + Lanes(repeating: 1.0 / 24.0)
+    p = p * r + Lanes(repeating: 1.0 / 6.0)
+    p = p * r + Lanes(repeating: 0.5)
+    p = p * r + Lanes(repeating: 1.0)
+    p = p * r + Lanes(repeating: 1.0)
+    let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    let scale = unsafeBitCast((integer &+ 127) &<< 23, to: Lanes.self)
+    var result = p * scale
+    result.replace(with: 0, where: x .< Lanes(repeating: -87.3))
+    result.replace(with: .infinity, where: x .> Lanes(repeating: 88.7))
+    return result
+  }
+
+  /// The standard normal CDF `Φ(x) = erfc(−x/√2) / 2`: absolute error below 1.5e-7, and
+  /// relative to `Φ` below 5e-6 down to x = −6, so GELU stays accurate for negative inputs
+  /// (`(1 + erf)/2` loses all relative precision there).
+  ///
+  /// `erfc(z)` for `z ≥ 0` is the Chebyshev fit of Numerical Recipes (`erfcc`, fractional error
+  /// below 1.2e-7); `Φ(x) = 1 − erfc(z)/2` for `x ≥ 0`.
+  @inline(__always)
+  public static func normalCDF(_ x: Lanes) -> Lanes {
+    let z = x.replacing(with: -x, where: x .< 0) * Lanes(repeating: 0.707_106_78)
+    let t = 1 / (1 + 0.5 * z)
+    var p = Lanes(repeating: 0.170_872_77)
+    p = p * t + Lanes(repeating: -0.822_152_23)
+    p = p * t + Lanes(repeating: 1.488_515_87)
+    p = p * t + Lanes(repeating: -1.135_203_98)
+    p = p * t + Lanes(repeating: 0.278_868_07)
+    p = p * t + Lanes(repeating: -0.186_288_06)
+    p = p * t + Lanes(repeating: 0.096_784_18)
+    p = p * t + Lanes(repeating: 0.374_091_96)
+    p = p * t + Lanes(repeating: 1.000_023_68)
+    p = p * t + Lanes(repeating: -1.265_512_23)
+    let halfErfc = 0.5 * t * exp(p - z * z)
+    return halfErfc.replacing(with: 1 - halfErfc, where: x .>= 0)
+  }
+
+  /// The standard normal density `e^(−x²/2) / √(2π)`.
+  @inline(__always)
+  public static func normalPDF(_ x: Lanes) -> Lanes {
+    Lanes(repeating: 0.398_942_28) * exp(-0.5 * x * x)
+  }
+
+  /// Loads up to eight values from `pointer` (missing lanes are 0).
+  @inline(__always)
+  public static func load(_ pointer: UnsafePointer<Float>, count: Int = 8) -> Lanes {
+    if count >= 8 { return UnsafeRawPointer(pointer).loadUnaligned(as: Lanes.self) }
+    var lanes = Lanes()
+    for i in 0..<count { lanes[i] = pointer[i] }
+    return lanes
+  }
+
+  /// Stores the first `count` lanes (up to eight) at `pointer`.
+  @inline(__always)
+  public static func store(_ lanes: Lanes, to pointer: UnsafeMutablePointer<Float>, count: Int = 8)
+  {
+    if count >= 8 {
+      UnsafeMutableRawPointer(pointer).storeBytes(of: lanes, as: Lanes.self)
+      return
+    }
+    for i in 0..<count { pointer[i] = lanes[i] }
+  }
+
+  /// Applies `transform` to `count` values in place, eight at a time (the tail too, padded).
+  @inline(__always)
+  public static func transform(
+    _ values: UnsafeMutablePointer<Float>, count: Int, _ transform: (Lanes) -> Lanes
+  ) {
+    var i = 0
+    while i < count {
+      let n = Swift.min(8, count - i)
+      store(transform(load(values + i, count: n)), to: values + i, count: n)
+      i += 8
+    }
+  }
+}
