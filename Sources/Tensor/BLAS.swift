@@ -1,4 +1,5 @@
 import CBLAS
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -43,6 +44,10 @@ public enum BLAS {
     c: UnsafeMutablePointer<Float>, ldc: Int
   ) {
     if m == 0 || n == 0 { return }
+    if let recorder = GEMMRecorder.active {
+      recorder.record(
+        GEMMCall(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, beta: beta))
+    }
     cblas_sgemm(
       CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
       Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
@@ -86,5 +91,45 @@ public enum Memory {
   public static func keepFreedBuffersMapped() {
     _ = mallopt(M_MMAP_THRESHOLD, 32 << 20)
     _ = mallopt(M_TRIM_THRESHOLD, 1 << 30)
+  }
+}
+
+/// The shape of one `BLAS.gemm` call.
+public struct GEMMCall: Hashable, Sendable {
+  public var transposeA: Bool
+  public var transposeB: Bool
+  public var m: Int
+  public var n: Int
+  public var k: Int
+  public var beta: Float
+
+  public init(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, beta: Float) {
+    (self.transposeA, self.transposeB) = (transposeA, transposeB)
+    (self.m, self.n, self.k, self.beta) = (m, n, k, beta)
+  }
+
+  /// Multiply–adds count twice.
+  public var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+}
+
+/// Records the shape of every `BLAS.gemm` call made inside `record(_:)`, so a benchmark can time
+/// `cblas_sgemm` alone on exactly the GEMMs a workload makes.
+public final class GEMMRecorder: Sendable {
+  nonisolated(unsafe) static var active: GEMMRecorder?
+  private let calls = Mutex<[GEMMCall]>([])
+
+  private init() {}
+
+  func record(_ call: GEMMCall) {
+    calls.withLock { $0.append(call) }
+  }
+
+  /// The GEMMs `body` made, in call order. Not reentrant; meant for benchmarks.
+  public static func record(_ body: () throws -> Void) rethrows -> [GEMMCall] {
+    let recorder = GEMMRecorder()
+    active = recorder
+    defer { active = nil }
+    try body()
+    return recorder.calls.withLock { $0 }
   }
 }

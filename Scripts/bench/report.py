@@ -1,0 +1,92 @@
+"""Summarises Scripts/bench.sh's rounds: per-round ratios of the two sides (measured next to each
+other), their medians, a table, and as the last line one JSON object."""
+
+import json
+import pathlib
+import statistics
+import sys
+
+TARGETS = {
+    "train_step_vs_pytorch_lora": ("<=", 0.70),
+    "train_step_after_decay_vs_pytorch_lora": ("<=", 0.40),
+    "peak_rss_vs_pytorch": ("<=", 0.80),
+    "compressed_inference_speedup": (">=", 3.0),
+    "inference_vs_pytorch": ("<=", 0.80),
+    "gemm_efficiency": (">=", 0.60),
+    "vgg_train_step_vs_pytorch": ("<=", 1.00),
+}
+
+
+def load(directory, name):
+    lines = (directory / f"{name}.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def main():
+    directory = pathlib.Path(sys.argv[1])
+    swift_train = load(directory, "surgeon-bert-train")
+    torch_train = load(directory, "pytorch-bert-train")
+    swift_eval = load(directory, "surgeon-bert-eval")
+    torch_eval = load(directory, "pytorch-bert-eval")
+    swift_vgg = load(directory, "surgeon-vgg-train")
+    torch_vgg = load(directory, "pytorch-vgg-train")
+
+    def ratio(pairs):
+        return statistics.median(a / b for a, b in pairs)
+
+    def med(rows, key):
+        return statistics.median(row[key] for row in rows)
+
+    keys = {
+        "train_step_vs_pytorch_lora": ratio(
+            (s["decay_seconds"], t["seconds"]) for s, t in zip(swift_train, torch_train)
+        ),
+        "train_step_after_decay_vs_pytorch_lora": ratio(
+            (s["after_seconds"], t["seconds"]) for s, t in zip(swift_train, torch_train)
+        ),
+        "peak_rss_vs_pytorch": ratio(
+            (s["peak_rss_mb"], t["peak_rss_mb"]) for s, t in zip(swift_train, torch_train)
+        ),
+        "compressed_inference_speedup": med(swift_eval, "compressed_inference_speedup"),
+        "inference_vs_pytorch": ratio(
+            (s["dense_seconds"], t["seconds"]) for s, t in zip(swift_eval, torch_eval)
+        ),
+        "gemm_efficiency": med(swift_train, "gemm_efficiency"),
+        "vgg_train_step_vs_pytorch": ratio(
+            (s["seconds"], t["seconds"]) for s, t in zip(swift_vgg, torch_vgg)
+        ),
+    }
+    raw = {
+        "surgeon_train_step_decay_seconds": med(swift_train, "decay_seconds"),
+        "surgeon_train_step_after_decay_seconds": med(swift_train, "after_seconds"),
+        "pytorch_peft_train_step_seconds": med(torch_train, "seconds"),
+        "surgeon_train_peak_rss_mb": med(swift_train, "peak_rss_mb"),
+        "pytorch_train_peak_rss_mb": med(torch_train, "peak_rss_mb"),
+        "surgeon_dense_eval_seconds": med(swift_eval, "dense_seconds"),
+        "surgeon_compressed_eval_seconds": med(swift_eval, "compressed_seconds"),
+        "pytorch_eval_seconds": med(torch_eval, "seconds"),
+        "train_step_gflop": med(swift_train, "step_gflop"),
+        "train_step_gflops": med(swift_train, "step_gflops"),
+        "sgemm_gflops_same_shapes": med(swift_train, "sgemm_gflops"),
+        "surgeon_vgg_step_seconds": med(swift_vgg, "seconds"),
+        "pytorch_vgg_step_seconds": med(torch_vgg, "seconds"),
+        "surgeon_vgg_peak_rss_mb": med(swift_vgg, "peak_rss_mb"),
+        "pytorch_vgg_peak_rss_mb": med(torch_vgg, "peak_rss_mb"),
+        "rounds": len(swift_train),
+        "threads": swift_train[0]["threads"],
+        "torch": torch_train[0]["torch"],
+    }
+    print()
+    print(f"{'key':42} {'measured':>9}   target")
+    for key, value in keys.items():
+        sign, target = TARGETS[key]
+        met = value <= target if sign == "<=" else value >= target
+        print(f"{key:42} {value:9.3f}   {sign} {target:.2f}  {'met' if met else 'MISSED'}")
+    print()
+    for key, value in raw.items():
+        print(f"  {key:42} {value}")
+    print(json.dumps({**{k: round(v, 4) for k, v in keys.items()}, **raw}, sort_keys=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+import Foundation
+import Models
+import Surgery
+import Tensor
+import Training
+
+/// `forward`: MiniLM's evaluation forward pass against `cblas_sgemm` alone on the GEMMs that
+/// pass makes (recorded), alternating in one run so the ratio does not depend on the machine's
+/// load.
+func benchmarkForward(_ options: Options) throws {
+  let checkpoint = options.string("checkpoint", "checkpoints/all-minilm-l6-v2")
+  let (batchSize, length) = (try options.integer("batch", 32), try options.integer("length", 64))
+  let repeats = try options.integer("repeats", 7)
+  let loaded = try CheckpointLoader.load(directory: URL(fileURLWithPath: checkpoint))
+  guard case .bert(let model) = loaded.model else {
+    throw BenchError("\(checkpoint) is not a BERT checkpoint")
+  }
+  let batch = randomTextBatch(batchSize: batchSize, length: length, labelled: false)
+  var random = RandomStream(seed: 0)
+  let calls = try GEMMRecorder.record {
+    _ = try model.forward(batch, mode: .evaluation, random: &random)
+  }
+  var replay = GEMMReplay(calls)
+  var (forwardTimes, gemmTimes) = ([Double](), [Double]())
+  replay.run()
+  for _ in 0..<repeats {
+    forwardTimes.append(
+      try seconds { _ = try model.forward(batch, mode: .evaluation, random: &random) })
+    gemmTimes.append(seconds { replay.run() })
+  }
+  let forward: Double = median(forwardTimes)
+  let gemm: Double = median(gemmTimes)
+  let flops: Double = replay.flops
+  print("MiniLM evaluation forward, batch \(batchSize) × \(length), median of \(repeats)")
+  print(
+    String(
+      format: "  forward pass:               %.4f s  %6.1f GFLOP/s", forward, flops / forward / 1e9)
+  )
+  print(
+    String(
+      format: "  cblas_sgemm on its %4d GEMMs: %.4f s  %6.1f GFLOP/s", calls.count, gemm,
+      flops / gemm / 1e9))
+  try printJSON([
+    "forward_seconds": forward, "sgemm_seconds": gemm, "gemm_gflop": flops / 1e9,
+    "gemm_calls": calls.count, "forward_gflops": flops / forward / 1e9,
+    "sgemm_gflops": flops / gemm / 1e9, "forward_vs_sgemm_efficiency": gemm / forward,
+    "batch": batchSize, "length": length, "threads": BLAS.threadCount, "repeats": repeats,
+  ])
+}
+
+/// `bert-train`: one training step of a BERT manifest's plan at two points of its schedule — the
+/// decay stage (progress 0.5; noisy when the manifest has noise) and after it (progress 0.95:
+/// d = 0, no noise) — then `cblas_sgemm` alone on the decay step's own GEMMs, alternating with
+/// decay steps.
+func benchmarkBertTraining(_ options: Options) throws {
+  let path = options.string("manifest", "manifests/minilm-config-b.yaml")
+  let (batchSize, length) = (try options.integer("batch", 32), try options.integer("length", 64))
+  let repeats = try options.integer("repeats", 5)
+  let rank = options.string("rank", "").isEmpty ? nil : try options.integer("rank", 16)
+  var plan = try rewrite(manifest: path, rank: rank).plan
+  let batch = Batch.text(randomTextBatch(batchSize: batchSize, length: length, labelled: true))
+  var optimizer = AdamW(plan: plan, learningRate: 1e-3)
+  let (decayProgress, afterProgress) = (
+    try options.number("decay-progress", 0.5), try options.number("after-progress", 0.95)
+  )
+  func step(at progress: Double) throws -> Double {
+    plan.setProgress(progress)
+    return try seconds { try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch) }
+  }
+  plan.setProgress(decayProgress)
+  let decay = plan.model.decayFactors.values.max() ?? 1
+  let noise = plan.hasActiveNoise
+  _ = try step(at: decayProgress)
+  _ = try step(at: afterProgress)
+  var (decayTimes, afterTimes) = ([Double](), [Double]())
+  for _ in 0..<repeats {
+    decayTimes.append(try step(at: decayProgress))
+    afterTimes.append(try step(at: afterProgress))
+  }
+  let peak = peakResidentMegabytes()
+  plan.setProgress(decayProgress)
+  let calls = try GEMMRecorder.record {
+    try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch)
+  }
+  var replay = GEMMReplay(calls)
+  var (pairedStep, pairedGEMM) = ([Double](), [Double]())
+  replay.run()
+  for _ in 0..<repeats {
+    pairedStep.append(try step(at: decayProgress))
+    pairedGEMM.append(seconds { replay.run() })
+  }
+  let decaySeconds: Double = median(decayTimes)
+  let afterSeconds: Double = median(afterTimes)
+  let stepSeconds: Double = median(pairedStep)
+  let gemmSeconds: Double = median(pairedGEMM)
+  let flops: Double = replay.flops
+  print("\(path): training step, batch \(batchSize) × \(length), median of \(repeats)")
+  print(
+    String(
+      format: "  decay stage (d = %.3f, noise %@): %.3f s", decay, noise ? "on" : "off",
+      decaySeconds))
+  print(String(format: "  after decay (d = 0, noise off):     %.3f s", afterSeconds))
+  print(
+    String(
+      format:
+        "  the decay step's %d GEMMs, %.1f GFLOP: sgemm alone %.3f s (%.1f GFLOP/s), in the step %.1f GFLOP/s",
+      calls.count, flops / 1e9, gemmSeconds, flops / gemmSeconds / 1e9, flops / stepSeconds / 1e9))
+  print(String(format: "  peak RSS %.0f MB", peak))
+  try printJSON([
+    "workload": "bert-train", "manifest": path, "decay_seconds": decaySeconds,
+    "after_seconds": afterSeconds, "decay": Double(decay), "noise": noise,
+    "peak_rss_mb": peak, "step_gflop": flops / 1e9, "gemm_calls": calls.count,
+    "paired_step_seconds": stepSeconds, "sgemm_seconds": gemmSeconds,
+    "step_gflops": flops / stepSeconds / 1e9, "sgemm_gflops": flops / gemmSeconds / 1e9,
+    "gemm_efficiency": gemmSeconds / stepSeconds, "batch": batchSize, "length": length,
+    "rank": rank ?? 0, "threads": BLAS.threadCount, "repeats": repeats,
+  ])
+}
+
+/// `bert-eval`: the evaluation forward pass of the manifest's model before surgery (dense) and of
+/// its compressed export (W gone, only the rank-r factors), alternating.
+func benchmarkBertInference(_ options: Options) throws {
+  let path = options.string("manifest", "manifests/minilm-rotten-tomatoes.yaml")
+  let (batchSize, length) = (try options.integer("batch", 32), try options.integer("length", 64))
+  let repeats = try options.integer("repeats", 7)
+  let rank = options.string("rank", "").isEmpty ? nil : try options.integer("rank", 16)
+  let surgery = try rewrite(manifest: path, rank: rank)
+  guard case .bert(let dense) = surgery.original,
+    case .bert(let compressed) = surgery.plan.model.exported()
+  else { throw BenchError("\(path) is not a BERT manifest") }
+  let batch = randomTextBatch(batchSize: batchSize, length: length, labelled: false)
+  var random = RandomStream(seed: 0)
+  var (denseTimes, compressedTimes) = ([Double](), [Double]())
+  _ = try dense.forward(batch, mode: .evaluation, random: &random)
+  _ = try compressed.forward(batch, mode: .evaluation, random: &random)
+  for _ in 0..<repeats {
+    denseTimes.append(
+      try seconds { _ = try dense.forward(batch, mode: .evaluation, random: &random) })
+    compressedTimes.append(
+      try seconds { _ = try compressed.forward(batch, mode: .evaluation, random: &random) })
+  }
+  let denseSeconds: Double = median(denseTimes)
+  let compressedSeconds: Double = median(compressedTimes)
+  print("\(path): evaluation forward, batch \(batchSize) × \(length), median of \(repeats)")
+  print(String(format: "  dense model:      %.4f s", denseSeconds))
+  print(
+    String(
+      format: "  compressed model: %.4f s (%.2f× faster)", compressedSeconds,
+      denseSeconds / compressedSeconds))
+  try printJSON([
+    "workload": "bert-eval", "manifest": path, "dense_seconds": denseSeconds,
+    "compressed_seconds": compressedSeconds,
+    "compressed_inference_speedup": denseSeconds / compressedSeconds,
+    "dense_parameters": surgery.original.parameterCount,
+    "compressed_parameters": surgery.plan.model.exported().parameterCount,
+    "batch": batchSize, "length": length, "threads": BLAS.threadCount, "repeats": repeats,
+  ])
+}
+
+/// `vgg-train`: one ConvLoRA training step of a VGG manifest's plan in the noisy decay stage
+/// (progress 0.5) on random images.
+func benchmarkVGGTraining(_ options: Options) throws {
+  let path = options.string("manifest", "Scripts/bench/vgg-fashion-mnist-convlora.yaml")
+  let batchSize = try options.integer("batch", 64)
+  let repeats = try options.integer("repeats", 7)
+  var plan = try rewrite(manifest: path, rank: nil).plan
+  guard case .vgg(let model) = plan.model else { throw BenchError("\(path) is not a VGG manifest") }
+  let c = model.configuration
+  var random = RandomStream(seed: 0)
+  let pixels = Tensor.normal(
+    shape: [batchSize, c.inChannels, c.imageSize, c.imageSize], random: &random)
+  let batch = Batch.images(pixels: pixels, labels: (0..<batchSize).map { Int32($0 % c.classCount) })
+  var optimizer = AdamW(plan: plan, learningRate: 3e-3)
+  let progress = try options.number("progress", 0.5)
+  plan.setProgress(progress)
+  let noise = plan.hasActiveNoise
+  try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch)
+  var times: [Double] = []
+  for _ in 0..<repeats {
+    times.append(try seconds { try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch) })
+  }
+  print("\(path): training step, batch \(batchSize), median of \(repeats)")
+  print(String(format: "  decay stage (noise %@): %.4f s", noise ? "on" : "off", median(times)))
+  try printJSON([
+    "workload": "vgg-train", "manifest": path, "seconds": median(times), "noise": noise,
+    "peak_rss_mb": peakResidentMegabytes(), "batch": batchSize, "threads": BLAS.threadCount,
+    "repeats": repeats,
+  ])
+}
