@@ -17,6 +17,14 @@ func median(_ values: [Double]) -> Double {
   return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
 }
 
+/// CPU seconds used by all of this process's threads so far (less sensitive to a busy machine
+/// than wall time).
+func processCPUSeconds() -> Double {
+  var time = timespec()
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+  return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
 /// The peak resident set size of this process so far, in MB (Linux reports kilobytes).
 func peakResidentMegabytes() -> Double {
   var usage = rusage()

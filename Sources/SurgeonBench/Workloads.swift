@@ -187,3 +187,78 @@ func benchmarkVGGTraining(_ options: Options) throws {
     "repeats": repeats,
   ])
 }
+
+/// `kernels`: surgeon's own (non-GEMM) kernels on MiniLM's shapes at batch 32 × 64, each timed
+/// alone: where a step's time goes outside BLAS.
+func benchmarkKernels(_ options: Options) throws {
+  let repeats = try options.integer("repeats", 7)
+  let rows = try options.integer("batch", 32) * (try options.integer("length", 64))
+  var random = RandomStream(seed: 0)
+  let wide = Tensor.normal(shape: [rows, 1536], random: &random)
+  let narrow = Tensor.normal(shape: [rows, 384], random: &random)
+  let scores = Tensor.normal(shape: [rows * 12, 64], random: &random)
+  let norm = LayerNorm(name: "norm", features: 384, epsilon: 1e-12)
+  let (_, normCache) = norm.forward(narrow)
+  let dropout = Dropout(probability: 0.1)
+  var weight = Tensor.normal(shape: [1536, 384], random: &random)
+  let mask = [Int32](repeating: 1, count: rows)
+  let kernels: [(String, () -> Void)] = [
+    ("GELU forward [\(rows)×1536]", { _ = Activation.gelu.forward(wide) }),
+    (
+      "GELU backward [\(rows)×1536]",
+      {
+        _ = Activation.gelu.backward(input: wide, output: wide, outputGradient: wide)
+      }
+    ),
+    (
+      "softmax [\(rows * 12)×64]",
+      {
+        var copy = scores
+        copy.withUnsafeMutableBufferPointer {
+          MultiHeadAttention.maskedSoftmax(
+            $0.baseAddress!, mask: mask, batch: rows / 64, heads: 12, length: 64)
+        }
+      }
+    ),
+    ("LayerNorm forward [\(rows)×384]", { _ = norm.forward(narrow) }),
+    (
+      "LayerNorm backward [\(rows)×384]",
+      {
+        var gradients = GradientSet(trainable: [])
+        _ = norm.backward(cache: normCache, outputGradient: narrow, gradients: &gradients)
+      }
+    ),
+    (
+      "dropout mask [\(rows)×1536]",
+      {
+        var stream = random
+        _ = dropout.forward(wide, mode: .training, random: &stream)
+      }
+    ),
+    (
+      "normal noise [1536×384]",
+      {
+        weight.withUnsafeMutableBufferPointer {
+          random.fillNormal($0, mean: 0, standardDeviation: 1)
+        }
+      }
+    ),
+  ]
+  var fields: [String: Any] = ["repeats": repeats, "threads": BLAS.threadCount]
+  for (name, body) in kernels {
+    body()
+    var (times, cpuTimes) = ([Double](), [Double]())
+    for _ in 0..<repeats {
+      let cpuStart = processCPUSeconds()
+      times.append(seconds(body))
+      cpuTimes.append(processCPUSeconds() - cpuStart)
+    }
+    let (value, cpu): (Double, Double) = (median(times), median(cpuTimes))
+    print(
+      "  " + name.padding(toLength: 34, withPad: " ", startingAt: 0)
+        + String(format: "%8.3f ms wall %8.3f ms CPU", value * 1000, cpu * 1000))
+    fields[name] = value
+    fields[name + " cpu"] = cpu
+  }
+  try printJSON(fields)
+}

@@ -10,11 +10,13 @@ let usage = """
     forward    [--checkpoint DIR] [--batch 32] [--length 64] [--repeats 7]
     bert-train [--manifest manifests/minilm-config-b.yaml] [--batch 32] [--length 64] [--rank R] [--repeats 5]
     bert-eval  [--manifest manifests/minilm-rotten-tomatoes.yaml] [--batch 32] [--length 64] [--rank R] [--repeats 7]
+    kernels    [--batch 32] [--length 64] [--repeats 7]
     vgg-train  [--manifest Scripts/bench/vgg-fashion-mnist-convlora.yaml] [--batch 64] [--repeats 7]
   """
 let commands: [String: (Options) throws -> Void] = [
   "forward": benchmarkForward, "bert-train": benchmarkBertTraining,
   "bert-eval": benchmarkBertInference, "vgg-train": benchmarkVGGTraining,
+  "kernels": benchmarkKernels,
 ]
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let name = arguments.first, let command = commands[name] else {

@@ -60,8 +60,13 @@ public struct RandomStream: Sendable, Equatable, Codable {
     _ buffer: UnsafeMutableBufferPointer<Float>, low: Float, high: Float
   ) {
     let width = high - low
-    fillBlocks(buffer) { words, output, count in
-      for lane in 0..<count { output[lane] = low + width * RandomStream.unitInterval(words[lane]) }
+    fillBlocks(buffer) { words in
+      (
+        low + width * RandomStream.unitInterval(words.0),
+        low + width * RandomStream.unitInterval(words.1),
+        low + width * RandomStream.unitInterval(words.2),
+        low + width * RandomStream.unitInterval(words.3)
+      )
     }
   }
 
@@ -70,53 +75,105 @@ public struct RandomStream: Sendable, Equatable, Codable {
   public mutating func fillDropoutMask(
     _ buffer: UnsafeMutableBufferPointer<Float>, probability: Float, scale: Float
   ) {
-    fillBlocks(buffer) { words, output, count in
-      for lane in 0..<count {
-        output[lane] = RandomStream.unitInterval(words[lane]) < probability ? 0 : scale
-      }
+    let kept = VectorMath.Lanes(repeating: scale)
+    func mask(_ word: SIMD8<UInt32>) -> VectorMath.Lanes {
+      kept.replacing(with: 0, where: RandomStream.unitInterval(word) .< probability)
     }
+    fillBlocks(buffer) { words in (mask(words.0), mask(words.1), mask(words.2), mask(words.3)) }
   }
 
-  /// Fills `buffer` with normal values (Box-Muller on pairs of words); consumes `ceil(count / 4)`
-  /// blocks.
+  /// Fills `buffer` with normal values (Box–Muller on pairs of words: value `4b + 2j` is
+  /// `r·cos θ`, `4b + 2j + 1` is `r·sin θ` of block `b`'s words `2j`, `2j + 1`); consumes
+  /// `ceil(count / 4)` blocks.
   public mutating func fillNormal(
     _ buffer: UnsafeMutableBufferPointer<Float>, mean: Float, standardDeviation: Float
   ) {
-    fillBlocks(buffer) { words, output, count in
-      for pair in 0..<2 where 2 * pair < count {
-        // u1 in (0, 1] keeps the logarithm finite.
-        let u1 = (Float(words[2 * pair] >> 8) + 1) * (1.0 / 16_777_216.0)
-        let u2 = RandomStream.unitInterval(words[2 * pair + 1])
-        let radius = (-2 * logf(u1)).squareRoot()
-        let angle = 2 * Float.pi * u2
-        output[2 * pair] = mean + standardDeviation * radius * cosf(angle)
-        if 2 * pair + 1 < count {
-          output[2 * pair + 1] = mean + standardDeviation * radius * sinf(angle)
-        }
-      }
+    func pair(_ first: SIMD8<UInt32>, _ second: SIMD8<UInt32>) -> (
+      VectorMath.Lanes, VectorMath.Lanes
+    ) {
+      // u1 in (0, 1] keeps the logarithm finite.
+      let u1 = (VectorMath.Lanes(first &>> 8) + 1) * (1.0 / 16_777_216.0)
+      let radius = (-2 * VectorMath.logUnitInterval(u1)).squareRoot() * standardDeviation
+      let (sine, cosine) = VectorMath.sinCosTwoPi(RandomStream.unitInterval(second))
+      return (mean + radius * cosine, mean + radius * sine)
+    }
+    fillBlocks(buffer) { words in
+      let (v0, v1) = pair(words.0, words.1)
+      let (v2, v3) = pair(words.2, words.3)
+      return (v0, v1, v2, v3)
     }
   }
 
-  /// Calls `body` with block `position + b`'s words for values `4b ..< 4b + 4` of `buffer`
-  /// (fewer at the end), in parallel: a block's words depend only on its counter, so the values
-  /// are the same for any thread count. Advances `position` past the blocks used.
+  @inline(__always)
+  static func unitInterval(_ words: SIMD8<UInt32>) -> VectorMath.Lanes {
+    VectorMath.Lanes(words &>> 8) * (1.0 / 16_777_216.0)
+  }
+
+  /// Fills `buffer` from consecutive blocks, eight at a time: `transform` maps the four words of
+  /// blocks `b…b+7` (lane `i` = block `b + i`) to the values `4(b+i) + j` (vector `j`, lane `i`).
+  /// Runs in parallel: a block's words depend only on its counter, so the values are the same
+  /// for any thread count. Advances `position` past the blocks used.
   @inline(__always)
   private mutating func fillBlocks(
     _ buffer: UnsafeMutableBufferPointer<Float>,
-    _ body: (SIMD4<UInt32>, UnsafeMutablePointer<Float>, Int) -> Void
+    _ transform: (Words) -> (VectorMath.Lanes, VectorMath.Lanes, VectorMath.Lanes, VectorMath.Lanes)
   ) {
     let blocks = (buffer.count + 3) / 4
     guard let base = buffer.baseAddress else { return }
     let (seed, stream, start, count) = (seed, stream, position, buffer.count)
-    Parallel.forEachChunk(blocks, grain: 8_192) { chunk in
-      for blockIndex in chunk {
-        let words = RandomStream.block(
-          seed: seed, stream: stream, counter: start &+ UInt64(blockIndex))
-        let first = blockIndex * 4
-        body(words, base + first, Swift.min(4, count - first))
+    let groups = (blocks + 7) / 8
+    Parallel.forEachChunk(groups, grain: 1_024) { chunk in
+      for group in chunk {
+        let words = RandomStream.blocks(
+          seed: seed, stream: stream, counter: start &+ UInt64(group * 8))
+        let values = transform(words)
+        let first = group * 32
+        let output = base + first
+        if first + 32 <= count {
+          for lane in 0..<8 {
+            output[4 * lane] = values.0[lane]
+            output[4 * lane + 1] = values.1[lane]
+            output[4 * lane + 2] = values.2[lane]
+            output[4 * lane + 3] = values.3[lane]
+          }
+        } else {
+          for index in 0..<(count - first) {
+            let (lane, word) = (index / 4, index % 4)
+            let vector = [values.0, values.1, values.2, values.3][word]
+            output[index] = vector[lane]
+          }
+        }
       }
     }
     position &+= UInt64(blocks)
+  }
+
+  typealias Words = (SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>)
+
+  /// Blocks `counter … counter + 7` at once, lane `i` holding block `counter + i`: the same words
+  /// as `block(seed:stream:counter:)`, eight lanes wide.
+  @inline(__always)
+  static func blocks(seed: UInt64, stream: UInt64, counter: UInt64) -> Words {
+    let counters = SIMD8<UInt64>(repeating: counter) &+ SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
+    var c0 = SIMD8<UInt32>(truncatingIfNeeded: counters)
+    var c1 = SIMD8<UInt32>(truncatingIfNeeded: counters &>> 32)
+    var c2 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: stream))
+    var c3 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: stream >> 32))
+    var k0 = UInt32(truncatingIfNeeded: seed)
+    var k1 = UInt32(truncatingIfNeeded: seed >> 32)
+    for _ in 0..<10 {
+      let product0 = SIMD8<UInt64>(truncatingIfNeeded: c0) &* 0xD251_1F53
+      let product1 = SIMD8<UInt64>(truncatingIfNeeded: c2) &* 0xCD9E_8D57
+      let next0 = SIMD8<UInt32>(truncatingIfNeeded: product1 &>> 32) ^ c1 ^ k0
+      let next2 = SIMD8<UInt32>(truncatingIfNeeded: product0 &>> 32) ^ c3 ^ k1
+      c1 = SIMD8<UInt32>(truncatingIfNeeded: product1)
+      c3 = SIMD8<UInt32>(truncatingIfNeeded: product0)
+      c0 = next0
+      c2 = next2
+      k0 = k0 &+ 0x9E37_79B9
+      k1 = k1 &+ 0xBB67_AE85
+    }
+    return (c0, c1, c2, c3)
   }
 
   /// One uniform value in `[0, 1)`.

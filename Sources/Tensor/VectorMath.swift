@@ -12,7 +12,9 @@ public enum VectorMath {
   /// `e^r`, and `2^n` built in the exponent bits.
   @inline(__always)
   public static func exp(_ x: Lanes) -> Lanes {
-    let clamped = x.clamped(lowerBound: Lanes(repeating: -87.0), upperBound: Lanes(repeating: 88.0))
+    // Comparisons and selects, not `clamped`: the generic min/max did not vectorise.
+    var clamped = x.replacing(with: -87, where: x .< -87)
+    clamped.replace(with: 88, where: clamped .> 88)
     // Adding 1.5·2^23 rounds to the nearest integer in the low mantissa bits.
     let shifter = Lanes(repeating: 12_582_912.0)
     let shifted = clamped * Lanes(repeating: 1.442_695_04) + shifter
@@ -96,5 +98,60 @@ public enum VectorMath {
       store(transform(load(values + i, count: n)), to: values + i, count: n)
       i += 8
     }
+  }
+}
+
+extension VectorMath {
+  /// `ln u` for `u` in `(0, 1]` (the Box–Muller radius), error below 2e-7 relative.
+  ///
+  /// `u = m·2^e` with `m` in `[√½, √2)`; `ln m = 2·atanh(z)`, `z = (m − 1)/(m + 1)`, `|z| ≤ 0.172`,
+  /// by its series to `z⁹`.
+  @inline(__always)
+  public static func logUnitInterval(_ u: Lanes) -> Lanes {
+    let bits = unsafeBitCast(u, to: SIMD8<Int32>.self)
+    var exponent = (bits &>> 23) &- 127
+    var mantissa = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F80_0000, to: Lanes.self)
+    let large = mantissa .> 1.414_213_5
+    mantissa.replace(with: mantissa * 0.5, where: large)
+    exponent.replace(with: exponent &+ 1, where: large)
+    let z = (mantissa - 1) / (mantissa + 1)
+    let z2 = z * z
+    var series = Lanes(repeating: 1.0 / 9.0)
+    series = series * z2 + Lanes(repeating: 1.0 / 7.0)
+    series = series * z2 + Lanes(repeating: 1.0 / 5.0)
+    series = series * z2 + Lanes(repeating: 1.0 / 3.0)
+    series = series * z2 + Lanes(repeating: 1.0)
+    return 2 * z * series + Lanes(exponent) * Lanes(repeating: 0.693_147_18)
+  }
+
+  /// `sin 2πu` and `cos 2πu` for `u` in `[0, 1)` (the Box–Muller angle), error below 1e-7.
+  ///
+  /// `u = q/4 + r` with `|r| ≤ 1/8`; Taylor series of `sin` and `cos` at `2πr` (`|2πr| ≤ π/4`),
+  /// then rotated by the quadrant `q`.
+  @inline(__always)
+  public static func sinCosTwoPi(_ u: Lanes) -> (sin: Lanes, cos: Lanes) {
+    let shifter = Lanes(repeating: 12_582_912.0)
+    let quarters = (u * 4 + shifter) - shifter
+    let x = (u - quarters * 0.25) * Lanes(repeating: 6.283_185_3)
+    let x2 = x * x
+    var s = Lanes(repeating: 1.0 / 362_880.0)
+    s = s * x2 - Lanes(repeating: 1.0 / 5040.0)
+    s = s * x2 + Lanes(repeating: 1.0 / 120.0)
+    s = s * x2 - Lanes(repeating: 1.0 / 6.0)
+    s = (s * x2 + 1) * x
+    var c = Lanes(repeating: 1.0 / 40_320.0)
+    c = c * x2 - Lanes(repeating: 1.0 / 720.0)
+    c = c * x2 + Lanes(repeating: 1.0 / 24.0)
+    c = c * x2 - Lanes(repeating: 0.5)
+    c = c * x2 + 1
+    // Quadrant q (0…4, 4 ≡ 0): rotate (sin, cos) by q quarter turns.
+    let q = unsafeBitCast(u * 4 + shifter, to: SIMD8<Int32>.self) & 3
+    let odd = q & 1 .== 1
+    var sine = s.replacing(with: c, where: odd)
+    var cosine = c.replacing(with: -s, where: odd)
+    let flip = q & 2 .== 2
+    sine.replace(with: -sine, where: flip)
+    cosine.replace(with: -cosine, where: flip)
+    return (sine, cosine)
   }
 }

@@ -56,4 +56,69 @@ final class RandomFillTests: XCTestCase {
     buffer.withUnsafeMutableBufferPointer { random.fillNormal($0, mean: 0, standardDeviation: 1) }
     XCTAssertEqual(random.position, 10_001)
   }
+
+  /// The eight-lane Philox gives exactly the scalar blocks.
+  func testEightLaneBlocksMatchScalarBlocks() {
+    for counter: UInt64 in [0, 5, 0xFFFF_FFFF - 3, 1 << 40] {
+      let words = RandomStream.blocks(seed: 0xDEAD_BEEF_1234, stream: 99, counter: counter)
+      for lane in 0..<8 {
+        let scalar = RandomStream.block(
+          seed: 0xDEAD_BEEF_1234, stream: 99, counter: counter + UInt64(lane))
+        XCTAssertEqual(
+          SIMD4(words.0[lane], words.1[lane], words.2[lane], words.3[lane]), scalar)
+      }
+    }
+  }
+
+  /// The vectorised Box–Muller equals libm's on the same words, and the values are standard
+  /// normal: mean, variance, and the share within one and two standard deviations.
+  func testNormalFillMatchesLibmBoxMuller() {
+    Parallel.threadCount = 2
+    let count = 400_000
+    var random = RandomStream(seed: 11)
+    var values = [Float](repeating: 0, count: count)
+    values.withUnsafeMutableBufferPointer { random.fillNormal($0, mean: 0, standardDeviation: 1) }
+    var worst: Float = 0
+    for blockIndex in stride(from: 0, to: count / 4, by: 97) {
+      let words = RandomStream.block(seed: 11, stream: 0, counter: UInt64(blockIndex))
+      for pair in 0..<2 {
+        let u1 = (Float(words[2 * pair] >> 8) + 1) * (1.0 / 16_777_216.0)
+        let u2 = Float(words[2 * pair + 1] >> 8) * (1.0 / 16_777_216.0)
+        let radius = (-2 * logf(u1)).squareRoot()
+        let index = blockIndex * 4 + 2 * pair
+        worst = max(worst, abs(values[index] - radius * cosf(2 * Float.pi * u2)))
+        worst = max(worst, abs(values[index + 1] - radius * sinf(2 * Float.pi * u2)))
+      }
+    }
+    XCTAssertLessThan(worst, 2e-5)
+    let mean = values.reduce(0, +) / Float(count)
+    let variance = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(count)
+    XCTAssertEqual(mean, 0, accuracy: 0.01)
+    XCTAssertEqual(variance, 1, accuracy: 0.01)
+    let withinOne = Double(values.filter { abs($0) < 1 }.count) / Double(count)
+    let withinTwo = Double(values.filter { abs($0) < 2 }.count) / Double(count)
+    XCTAssertEqual(withinOne, 0.682_689, accuracy: 0.003)
+    XCTAssertEqual(withinTwo, 0.954_500, accuracy: 0.002)
+  }
+
+  func testLogAndSinCosAgainstLibm() {
+    var worstLog: Float = 0
+    var worstTrig: Float = 0
+    var u: Float = 1.0 / 16_777_216.0
+    while u <= 1 {
+      let lanes = VectorMath.Lanes(repeating: u)
+      worstLog = max(
+        worstLog, abs(VectorMath.logUnitInterval(lanes)[0] - logf(u)) / max(1, abs(logf(u))))
+      u *= 1.013
+    }
+    var t: Float = 0
+    while t < 1 {
+      let (sine, cosine) = VectorMath.sinCosTwoPi(VectorMath.Lanes(repeating: t))
+      worstTrig = max(worstTrig, abs(sine[0] - sinf(2 * Float.pi * t)))
+      worstTrig = max(worstTrig, abs(cosine[0] - cosf(2 * Float.pi * t)))
+      t += 0.000_37
+    }
+    XCTAssertLessThan(worstLog, 3e-7)
+    XCTAssertLessThan(worstTrig, 1e-6)
+  }
 }

@@ -76,7 +76,7 @@ public struct MultiHeadAttention: Sendable {
   }
 
   /// Softmax of each score row after the additive padding mask, in place.
-  static func maskedSoftmax(
+  public static func maskedSoftmax(
     _ scores: UnsafeMutablePointer<Float>, mask: [Int32], batch: Int, heads: Int, length: Int
   ) {
     let maskValue = -Float.greatestFiniteMagnitude
