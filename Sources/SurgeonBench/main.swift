@@ -3,7 +3,6 @@ import Tensor
 
 // surgeon-bench: the Swift side of Scripts/bench.sh. Each subcommand prints a human summary and,
 // as its last line, one JSON object.
-BLAS.relaunchWithSleepingIdleWorkers()
 Memory.keepFreedBuffersMapped()
 let usage = """
   Usage: surgeon-bench COMMAND [--name value ...]   (every command: --threads 2)

@@ -7,27 +7,20 @@ import Synchronization
 
 /// The OpenBLAS calls surgeon uses, with Swift argument labels.
 public enum BLAS {
-  /// Re-executes the process once with `OPENBLAS_THREAD_TIMEOUT=4` unless it is set.
-  ///
-  /// OpenBLAS reads the variable when it loads, before `main`: by default its idle workers
-  /// spin and yield for about 0.1 s after every GEMM, on the very cores surgeon's own parallel
-  /// kernels then need (measured: a MiniLM training step 1.56 s → 1.13 s with the short
-  /// timeout). Call first thing in `main`; when `execv` fails the process just goes on.
-  public static func relaunchWithSleepingIdleWorkers() {
-    guard getenv("OPENBLAS_THREAD_TIMEOUT") == nil else { return }
-    setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1)
-    execv("/proc/self/exe", CommandLine.unsafeArgv)
-  }
-
-  /// Sets the number of threads OpenBLAS and surgeon's own kernels use for every later call
+  /// Sets the number of threads surgeon's kernels and GEMMs use for every later call
   /// (process-wide).
+  ///
+  /// OpenBLAS itself always runs single-threaded: a large GEMM is split into one block of `C`
+  /// per thread on surgeon's own pool (`Parallel`), so there is one set of worker threads, not
+  /// two contending for the same cores (measured on a MiniLM training step with noise: 1.29 s
+  /// with OpenBLAS's threads, 1.08 s split; docs/performance.md).
   public static func setThreadCount(_ count: Int) {
-    openblas_set_num_threads(Int32(Swift.max(1, count)))
+    openblas_set_num_threads(1)
     Parallel.threadCount = Swift.max(1, count)
   }
 
-  /// The threads OpenBLAS will use.
-  public static var threadCount: Int { Int(openblas_get_num_threads()) }
+  /// The threads surgeon's GEMMs and kernels use.
+  public static var threadCount: Int { Parallel.threadCount }
 
   /// OpenBLAS's build description, including the kernel family it picked for this CPU.
   public static var configuration: String {
@@ -47,6 +40,39 @@ public enum BLAS {
     if let recorder = GEMMRecorder.active {
       recorder.record(
         GEMMCall(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, beta: beta))
+    }
+    let threads = Parallel.threadCount
+    // Below ~4 MFLOP a split costs more than it saves.
+    if threads > 1, 2 * m * n * k >= 4 << 20 {
+      // One pool for everything: each thread runs single-threaded sgemm on its block of C.
+      if m >= n {
+        let rows = (m + threads - 1) / threads
+        Parallel.forEachChunk(threads, grain: 1) { parts in
+          for part in parts where part * rows < m {
+            let start = part * rows
+            let count = Swift.min(rows, m - start)
+            cblas_sgemm(
+              CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans,
+              transposeB ? CblasTrans : CblasNoTrans, Int32(count), Int32(n), Int32(k), alpha,
+              a + (transposeA ? start : start * lda), Int32(lda), b, Int32(ldb), beta,
+              c + start * ldc, Int32(ldc))
+          }
+        }
+      } else {
+        let columns = (n + threads - 1) / threads
+        Parallel.forEachChunk(threads, grain: 1) { parts in
+          for part in parts where part * columns < n {
+            let start = part * columns
+            let count = Swift.min(columns, n - start)
+            cblas_sgemm(
+              CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans,
+              transposeB ? CblasTrans : CblasNoTrans, Int32(m), Int32(count), Int32(k), alpha,
+              a, Int32(lda), b + (transposeB ? start * ldb : start), Int32(ldb), beta,
+              c + start, Int32(ldc))
+          }
+        }
+      }
+      return
     }
     cblas_sgemm(
       CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,

@@ -55,7 +55,7 @@ public struct RandomStream: Sendable, Equatable, Codable {
     Float(word >> 8) * (1.0 / 16_777_216.0)
   }
 
-  /// Fills `buffer` with uniform values in `[low, high)`; consumes `ceil(count / 4)` blocks.
+  /// Fills `buffer` with uniform values in `[low, high)`, 4 per block (see `fillBlocks`).
   public mutating func fillUniform(
     _ buffer: UnsafeMutableBufferPointer<Float>, low: Float, high: Float
   ) {
@@ -82,9 +82,8 @@ public struct RandomStream: Sendable, Equatable, Codable {
     fillBlocks(buffer) { words in (mask(words.0), mask(words.1), mask(words.2), mask(words.3)) }
   }
 
-  /// Fills `buffer` with normal values (Box–Muller on pairs of words: value `4b + 2j` is
-  /// `r·cos θ`, `4b + 2j + 1` is `r·sin θ` of block `b`'s words `2j`, `2j + 1`); consumes
-  /// `ceil(count / 4)` blocks.
+  /// Fills `buffer` with normal values: Box–Muller on each block's words 0, 1 (`r·cos θ` and
+  /// `r·sin θ` in value vectors 0 and 1, see `fillBlocks`) and words 2, 3 (vectors 2 and 3).
   public mutating func fillNormal(
     _ buffer: UnsafeMutableBufferPointer<Float>, mean: Float, standardDeviation: Float
   ) {
@@ -92,8 +91,8 @@ public struct RandomStream: Sendable, Equatable, Codable {
       VectorMath.Lanes, VectorMath.Lanes
     ) {
       // u1 in (0, 1] keeps the logarithm finite.
-      let u1 = (VectorMath.Lanes(first &>> 8) + 1) * (1.0 / 16_777_216.0)
-      let radius = (-2 * VectorMath.logUnitInterval(u1)).squareRoot() * standardDeviation
+      let u1 = 1 - RandomStream.unitInterval(first)
+      let radius = VectorMath.squareRoot(-2 * VectorMath.logUnitInterval(u1)) * standardDeviation
       let (sine, cosine) = VectorMath.sinCosTwoPi(RandomStream.unitInterval(second))
       return (mean + radius * cosine, mean + radius * sine)
     }
@@ -104,48 +103,47 @@ public struct RandomStream: Sendable, Equatable, Codable {
     }
   }
 
+  /// 23 random bits as the mantissa of a float in `[1, 2)`, minus 1: uniform in `[0, 1)` without
+  /// an integer conversion (SSE has none for unsigned lanes; Swift scalarised it).
   @inline(__always)
   static func unitInterval(_ words: SIMD8<UInt32>) -> VectorMath.Lanes {
-    VectorMath.Lanes(words &>> 8) * (1.0 / 16_777_216.0)
+    unsafeBitCast((words &>> 9) | 0x3F80_0000, to: VectorMath.Lanes.self) - 1
   }
 
-  /// Fills `buffer` from consecutive blocks, eight at a time: `transform` maps the four words of
-  /// blocks `b…b+7` (lane `i` = block `b + i`) to the values `4(b+i) + j` (vector `j`, lane `i`).
-  /// Runs in parallel: a block's words depend only on its counter, so the values are the same
-  /// for any thread count. Advances `position` past the blocks used.
+  /// Fills `buffer` from consecutive blocks, eight at a time: `transform` maps the words of
+  /// blocks `8g … 8g + 7` (lane `i` = block `8g + i`) to values `32g … 32g + 31` (vector `j` to
+  /// values `32g + 8j …`), stored whole. Runs in parallel: a block's words depend only on its
+  /// counter, so the values are the same for any thread count. Advances `position` by eight
+  /// blocks per 32 values (rounded up).
   @inline(__always)
   private mutating func fillBlocks(
     _ buffer: UnsafeMutableBufferPointer<Float>,
     _ transform: (Words) -> (VectorMath.Lanes, VectorMath.Lanes, VectorMath.Lanes, VectorMath.Lanes)
   ) {
-    let blocks = (buffer.count + 3) / 4
     guard let base = buffer.baseAddress else { return }
     let (seed, stream, start, count) = (seed, stream, position, buffer.count)
-    let groups = (blocks + 7) / 8
+    let groups = (count + 31) / 32
     Parallel.forEachChunk(groups, grain: 1_024) { chunk in
       for group in chunk {
         let words = RandomStream.blocks(
           seed: seed, stream: stream, counter: start &+ UInt64(group * 8))
         let values = transform(words)
         let first = group * 32
-        let output = base + first
         if first + 32 <= count {
-          for lane in 0..<8 {
-            output[4 * lane] = values.0[lane]
-            output[4 * lane + 1] = values.1[lane]
-            output[4 * lane + 2] = values.2[lane]
-            output[4 * lane + 3] = values.3[lane]
-          }
+          VectorMath.store(values.0, to: base + first)
+          VectorMath.store(values.1, to: base + first + 8)
+          VectorMath.store(values.2, to: base + first + 16)
+          VectorMath.store(values.3, to: base + first + 24)
         } else {
-          for index in 0..<(count - first) {
-            let (lane, word) = (index / 4, index % 4)
-            let vector = [values.0, values.1, values.2, values.3][word]
-            output[index] = vector[lane]
+          for (j, vector) in [values.0, values.1, values.2, values.3].enumerated()
+          where first + 8 * j < count {
+            let offset = first + 8 * j
+            VectorMath.store(vector, to: base + offset, count: Swift.min(8, count - offset))
           }
         }
       }
     }
-    position &+= UInt64(blocks)
+    position &+= UInt64(groups * 8)
   }
 
   typealias Words = (SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>)

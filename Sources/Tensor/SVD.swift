@@ -53,10 +53,8 @@ extension Tensor {
   /// of `u` is positive: LAPACK's sign choice is arbitrary, and adapters initialised from it
   /// should not depend on it.
   ///
-  /// LAPACK's last bits depend on OpenBLAS's thread count (2 threads differ from 1), so the
-  /// factorisation runs with one thread and the count is restored afterwards: surgeon's results
-  /// stay bitwise independent of `SURGEON_THREADS`. The count is process-wide, so BLAS work on
-  /// other threads meanwhile may run single-threaded (slower, never different).
+  /// LAPACK's last bits would depend on OpenBLAS's thread count; OpenBLAS always runs with one
+  /// thread here (`BLAS.setThreadCount`), so the result does not depend on `SURGEON_THREADS`.
   public func truncatedSVD(rank: Int) throws(SVDError) -> (
     u: Tensor, singularValues: [Float], vt: Tensor
   ) {
@@ -93,10 +91,6 @@ extension Tensor {
         &job, &rows, &columns, &matrix, &leadingA, &singularValues, &lapackU, &leadingU,
         &lapackVT, &leadingVT, work, &workCount, &integerWork, &info, 1)
     }
-
-    let threads = BLAS.threadCount
-    if threads != 1 { BLAS.setThreadCount(1) }
-    defer { if threads != 1 { BLAS.setThreadCount(threads) } }
 
     // A workspace query first (lwork = -1), then the factorisation.
     var optimalWork: Float = 0

@@ -121,7 +121,23 @@ extension VectorMath {
     series = series * z2 + Lanes(repeating: 1.0 / 5.0)
     series = series * z2 + Lanes(repeating: 1.0 / 3.0)
     series = series * z2 + Lanes(repeating: 1.0)
-    return 2 * z * series + Lanes(exponent) * Lanes(repeating: 0.693_147_18)
+    // A small integer to float through the exponent bits (the generic conversion scalarised).
+    let exponentValue =
+      unsafeBitCast(exponent &+ 0x4B40_0000, to: Lanes.self) - Lanes(repeating: 12_582_912.0)
+    return 2 * z * series + exponentValue * Lanes(repeating: 0.693_147_18)
+  }
+
+  /// `√x` for `x ≥ 0` from the reciprocal square root by three Newton steps (relative error
+  /// below 2e-7); Swift's generic `squareRoot()` on vectors ran lane by lane.
+  @inline(__always)
+  public static func squareRoot(_ x: Lanes) -> Lanes {
+    let bits = unsafeBitCast(x, to: SIMD8<Int32>.self)
+    var y = unsafeBitCast(0x5F37_5A86 &- (bits &>> 1), to: Lanes.self)
+    let half = 0.5 * x
+    y = y * (1.5 - half * y * y)
+    y = y * (1.5 - half * y * y)
+    y = y * (1.5 - half * y * y)
+    return x * y
   }
 
   /// `sin 2πu` and `cos 2πu` for `u` in `[0, 1)` (the Box–Muller angle), error below 1e-7.

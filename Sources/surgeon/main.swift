@@ -85,10 +85,6 @@ protocol Command {
   static func run(_ arguments: [String]) throws
 }
 
-// Only the commands that run models relaunch (one exec, before any BLAS call).
-if ["apply", "forward"].contains(CommandLine.arguments.dropFirst().first ?? "") {
-  BLAS.relaunchWithSleepingIdleWorkers()
-}
 Memory.keepFreedBuffersMapped()
 // Two cores: the BLAS pool is sized deliberately (SURGEON_THREADS overrides).
 BLAS.setThreadCount(

@@ -48,13 +48,14 @@ final class RandomFillTests: XCTestCase {
     XCTAssertEqual(Double(dropped) / 10_001, 0.25, accuracy: 0.02)
   }
 
-  /// A fill advances the stream by `ceil(count / 4)` blocks, whatever the thread count.
+  /// A fill advances the stream by eight blocks per 32 values, whatever the thread count, so
+  /// consecutive fills never share a block.
   func testFillAdvancesPosition() {
     Parallel.threadCount = 2
     var random = RandomStream(seed: 1)
     var buffer = [Float](repeating: 0, count: 40_001)
     buffer.withUnsafeMutableBufferPointer { random.fillNormal($0, mean: 0, standardDeviation: 1) }
-    XCTAssertEqual(random.position, 10_001)
+    XCTAssertEqual(random.position, 8 * 1_251)
   }
 
   /// The eight-lane Philox gives exactly the scalar blocks.
@@ -81,13 +82,16 @@ final class RandomFillTests: XCTestCase {
     var worst: Float = 0
     for blockIndex in stride(from: 0, to: count / 4, by: 97) {
       let words = RandomStream.block(seed: 11, stream: 0, counter: UInt64(blockIndex))
+      // Block 8g + i feeds values 32g + 8j + i (j: cos/sin of words 0-1, then of words 2-3).
+      let (group, lane) = (blockIndex / 8, blockIndex % 8)
       for pair in 0..<2 {
-        let u1 = (Float(words[2 * pair] >> 8) + 1) * (1.0 / 16_777_216.0)
-        let u2 = Float(words[2 * pair + 1] >> 8) * (1.0 / 16_777_216.0)
+        // 23 bits each (`RandomStream.unitInterval` on lanes); u1 in (0, 1].
+        let u1 = 1 - Float(words[2 * pair] >> 9) * (1.0 / 8_388_608.0)
+        let u2 = Float(words[2 * pair + 1] >> 9) * (1.0 / 8_388_608.0)
         let radius = (-2 * logf(u1)).squareRoot()
-        let index = blockIndex * 4 + 2 * pair
-        worst = max(worst, abs(values[index] - radius * cosf(2 * Float.pi * u2)))
-        worst = max(worst, abs(values[index + 1] - radius * sinf(2 * Float.pi * u2)))
+        let cosine = 32 * group + 8 * (2 * pair) + lane
+        worst = max(worst, abs(values[cosine] - radius * cosf(2 * Float.pi * u2)))
+        worst = max(worst, abs(values[cosine + 8] - radius * sinf(2 * Float.pi * u2)))
       }
     }
     XCTAssertLessThan(worst, 2e-5)
@@ -99,6 +103,20 @@ final class RandomFillTests: XCTestCase {
     let withinTwo = Double(values.filter { abs($0) < 2 }.count) / Double(count)
     XCTAssertEqual(withinOne, 0.682_689, accuracy: 0.003)
     XCTAssertEqual(withinTwo, 0.954_500, accuracy: 0.002)
+  }
+
+  func testSquareRoot() {
+    var worst: Float = 0
+    var x: Float = 1e-30
+    while x < 1e30 {
+      worst = max(
+        worst,
+        abs(VectorMath.squareRoot(VectorMath.Lanes(repeating: x))[5] - x.squareRoot())
+          / x.squareRoot())
+      x *= 1.37
+    }
+    XCTAssertLessThan(worst, 3e-7)
+    XCTAssertEqual(VectorMath.squareRoot(VectorMath.Lanes(repeating: 0))[0], 0)
   }
 
   func testLogAndSinCosAgainstLibm() {
