@@ -43,6 +43,27 @@ final class LayerGradientTests: XCTestCase {
     }
   }
 
+  /// GELU's backward takes Φ(x) = y / x from the forward output; check the slope against the
+  /// closed form across the range, including inputs near 0 and far in the negative tail.
+  func testGELUSlopeMatchesClosedFormEverywhere() {
+    var inputs: [Float] = [0, 1e-8, -1e-8, 9e-4, -9e-4, 1.1e-3, -1.1e-3, -20, 20]
+    var value: Float = -12
+    while value < 12 {
+      inputs.append(value)
+      value += 0.0173
+    }
+    let x = Tensor(shape: [inputs.count], scalars: inputs)
+    let y = Activation.gelu.forward(x)
+    let ones = Tensor(shape: [inputs.count], repeating: 1)
+    let slope = Activation.gelu.backward(input: x, output: y, outputGradient: ones).scalars
+    for (index, input) in inputs.enumerated() {
+      let v = Double(input)
+      let exact =
+        0.5 * (1 + erf(v / 2.0.squareRoot())) + v * exp(-0.5 * v * v) / (2 * Double.pi).squareRoot()
+      XCTAssertEqual(Double(slope[index]), exact, accuracy: 2e-6, "x = \(input)")
+    }
+  }
+
   func testGELUValuesMatchReference() {
     // Reference values from the closed forms in double precision.
     let x = Tensor(shape: [4], scalars: [-2, -0.5, 0.5, 3])

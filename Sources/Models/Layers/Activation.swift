@@ -49,11 +49,18 @@ public enum Activation: String, Sendable, CaseIterable {
             let n = range.count
             switch self {
             case .gelu:
+              // Φ(x) = y / x from the forward output, so only the density is computed here;
+              // near 0 (where y / x loses precision) Φ's Taylor series 1/2 + x·φ(0) is exact
+              // to float precision.
               var i = 0
               while i < n {
                 let count = min(8, n - i)
                 let u = VectorMath.load(x + i, count: count)
-                let slope = VectorMath.normalCDF(u) + u * VectorMath.normalPDF(u)
+                let nearZero = u .> -1e-3 .& u .< 1e-3
+                let safe = u.replacing(with: 1, where: nearZero)
+                var cdf = VectorMath.load(y + i, count: count) / safe
+                cdf.replace(with: 0.5 + 0.398_942_28 * u, where: nearZero)
+                let slope = cdf + u * VectorMath.normalPDF(u)
                 VectorMath.store(
                   VectorMath.load(g + i, count: count) * slope, to: g + i, count: count)
                 i += 8
