@@ -82,6 +82,7 @@ func benchmarkBertTraining(_ options: Options) throws {
   let calls = try GEMMRecorder.record {
     try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch)
   }
+  if options.string("list-gemms", "no") == "yes" { printGEMMTable(calls) }
   var replay = GEMMReplay(calls)
   var (pairedStep, pairedGEMM) = ([Double](), [Double]())
   replay.run()
@@ -261,4 +262,22 @@ func benchmarkKernels(_ options: Options) throws {
     fields[name + " cpu"] = cpu
   }
   try printJSON(fields)
+}
+
+/// The recorded GEMMs grouped by shape, largest FLOP share first.
+func printGEMMTable(_ calls: [GEMMCall]) {
+  var groups: [GEMMCall: Int] = [:]
+  for call in calls { groups[call, default: 0] += 1 }
+  let total = calls.reduce(0) { $0 + $1.flops }
+  print("  GEMM shapes (m × n × k, op(A) op(B), β): calls, GFLOP, share")
+  for (call, count) in groups.sorted(by: {
+    $0.key.flops * Double($0.value) > $1.key.flops * Double($1.value)
+  }) {
+    let flops = call.flops * Double(count)
+    print(
+      String(
+        format: "    %5d × %5d × %5d  %@%@ β%.0f: %5d calls %7.2f GFLOP %5.1f%%", call.m, call.n,
+        call.k, call.transposeA ? "T" : "N", call.transposeB ? "T" : "N", call.beta, count,
+        flops / 1e9, 100 * flops / total))
+  }
 }

@@ -26,7 +26,8 @@ public enum Activation: String, Sendable, CaseIterable {
             v[i] = 0.5 * x * (1 + tanhf(c * (x + 0.044715 * x * x * x)))
           }
         case .relu:
-          for i in 0..<n where !(v[i] > 0) { v[i] = 0 }
+          // A select, not a branch, so the loop vectorises (NaN still maps to 0).
+          for i in 0..<n { v[i] = v[i] > 0 ? v[i] : 0 }
         case .tanh:
           for i in 0..<n { v[i] = tanhf(v[i]) }
         }
@@ -74,7 +75,7 @@ public enum Activation: String, Sendable, CaseIterable {
                 g[i] *= 0.5 * (1 + t) + 0.5 * u * (1 - t * t) * dInner
               }
             case .relu:
-              for i in 0..<n where !(x[i] > 0) { g[i] = 0 }
+              for i in 0..<n { g[i] = x[i] > 0 ? g[i] : 0 }
             case .tanh:
               for i in 0..<n { g[i] *= 1 - y[i] * y[i] }
             }

@@ -105,22 +105,40 @@ public struct Conv2d: Sendable {
       for i in 0..<g.kernelHeight {
         for j in 0..<g.kernelWidth {
           let row = columns + ((c * g.kernelHeight + i) * g.kernelWidth + j) * g.pixels
+          let offset = j * dilation.1 - padding.left
+          let (first, end) = validOutputColumns(offset: offset, g)
           for oh in 0..<g.outHeight {
             let ih = oh * stride.0 - padding.top + i * dilation.0
             let target = row + oh * g.outWidth
-            if ih < 0 || ih >= g.height {
+            if ih < 0 || ih >= g.height || first >= end {
               target.update(repeating: 0, count: g.outWidth)
               continue
             }
+            // Zeros left and right of the image, the pixels in between (one copy at stride 1).
             let line = plane + ih * g.width
-            for ow in 0..<g.outWidth {
-              let iw = ow * stride.1 - padding.left + j * dilation.1
-              target[ow] = iw >= 0 && iw < g.width ? line[iw] : 0
+            target.update(repeating: 0, count: first)
+            if stride.1 == 1 {
+              target.advanced(by: first).update(from: line + first + offset, count: end - first)
+            } else {
+              for ow in first..<end { target[ow] = line[ow * stride.1 + offset] }
             }
+            target.advanced(by: end).update(repeating: 0, count: g.outWidth - end)
           }
         }
       }
     }
+  }
+
+  /// The output columns `first..<end` whose input column `ow·stride + offset` is inside the
+  /// image.
+  @inline(__always)
+  private func validOutputColumns(offset: Int, _ g: Geometry) -> (first: Int, end: Int) {
+    let s = stride.1
+    // Smallest ow with ow·s + offset ≥ 0, and smallest with ow·s + offset ≥ width.
+    let first = offset >= 0 ? 0 : (-offset + s - 1) / s
+    let limit = g.width - offset
+    let end = limit <= 0 ? 0 : (limit + s - 1) / s
+    return (Swift.min(first, g.outWidth), Swift.min(end, g.outWidth))
   }
 
   /// Adds `columns` back onto the pixels they were read from (the adjoint of im2col).
@@ -132,14 +150,19 @@ public struct Conv2d: Sendable {
       for i in 0..<g.kernelHeight {
         for j in 0..<g.kernelWidth {
           let row = columns + ((c * g.kernelHeight + i) * g.kernelWidth + j) * g.pixels
+          let offset = j * dilation.1 - padding.left
+          let (first, end) = validOutputColumns(offset: offset, g)
+          guard first < end else { continue }
           for oh in 0..<g.outHeight {
             let ih = oh * stride.0 - padding.top + i * dilation.0
             if ih < 0 || ih >= g.height { continue }
             let line = plane + ih * g.width
             let source = row + oh * g.outWidth
-            for ow in 0..<g.outWidth {
-              let iw = ow * stride.1 - padding.left + j * dilation.1
-              if iw >= 0 && iw < g.width { line[iw] += source[ow] }
+            if stride.1 == 1 {
+              let target = line + offset
+              for ow in first..<end { target[ow] += source[ow] }
+            } else {
+              for ow in first..<end { line[ow * stride.1 + offset] += source[ow] }
             }
           }
         }
