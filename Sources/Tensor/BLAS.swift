@@ -91,7 +91,7 @@ extension Tensor {
     let otherK = transposeOther ? other.shape[1] : other.shape[0]
     let n = transposeOther ? other.shape[0] : other.shape[1]
     precondition(k == otherK, "matmul: inner dimensions \(k) and \(otherK) differ")
-    var result = Tensor(zeros: [m, n])
+    var result = Tensor(uninitialized: [m, n])
     withUnsafeBufferPointer { a in
       other.withUnsafeBufferPointer { b in
         result.withUnsafeMutableBufferPointer { c in

@@ -6,11 +6,14 @@ public final class TensorStorage: @unchecked Sendable {
   public let count: Int
   public let base: UnsafeMutablePointer<Float>
 
-  public init(count: Int) {
+  public init(count: Int, zeroed: Bool = true) {
     precondition(count >= 0, "negative element count")
     self.count = count
-    // calloc: zero pages are mapped lazily, so a large zero tensor costs nothing until written.
-    guard let memory = calloc(Swift.max(count, 1), MemoryLayout<Float>.stride) else {
+    // calloc: zero pages are mapped lazily, so a large zero tensor costs nothing until written;
+    // a reused heap block, though, is zero-filled, which a buffer that will be overwritten in
+    // full does not need.
+    let bytes = Swift.max(count, 1) * MemoryLayout<Float>.stride
+    guard let memory = zeroed ? calloc(1, bytes) : malloc(bytes) else {
       preconditionFailure("out of memory allocating \(count) floats")
     }
     base = memory.bindMemory(to: Float.self, capacity: Swift.max(count, 1))
@@ -40,6 +43,13 @@ public struct Tensor: Sendable {
   public init(zeros shape: [Int]) {
     self.shape = shape
     storage = TensorStorage(count: Tensor.elementCount(of: shape))
+  }
+
+  /// A tensor whose elements are unspecified: only for an output that is overwritten in full
+  /// before anything reads it (a GEMM with β = 0, a random fill), so it is not zero-filled first.
+  public init(uninitialized shape: [Int]) {
+    self.shape = shape
+    storage = TensorStorage(count: Tensor.elementCount(of: shape), zeroed: false)
   }
 
   /// A tensor filled with `value`.

@@ -47,7 +47,7 @@ public struct NoiseModel: Sendable, Equatable {
   /// effective weight of the training forward pass, built in one sweep.
   public func effectiveWeight(weight: Tensor, decay d: Float, random: inout RandomStream) -> Tensor
   {
-    var result = Tensor(zeros: weight.shape)
+    var result = Tensor(uninitialized: weight.shape)
     let rows = weight.shape[0]
     let perRow = weight.count / rows
     result.withUnsafeMutableBufferPointer { out in

@@ -30,7 +30,8 @@ public struct MultiHeadAttention: Sendable {
     let hidden = query.shape.last!
     let headSize = hidden / heads
     let scale = 1 / Float(headSize).squareRoot()
-    var scores = Tensor(zeros: [batch, heads, length, length])
+    // Every (sample, head) block is written by its β = 0 GEMM.
+    var scores = Tensor(uninitialized: [batch, heads, length, length])
     query.withUnsafeBufferPointer { q in
       key.withUnsafeBufferPointer { k in
         scores.withUnsafeMutableBufferPointer { s in
@@ -52,7 +53,7 @@ public struct MultiHeadAttention: Sendable {
       }
     }
     let (dropped, dropoutMask) = dropout.forward(scores, mode: mode, random: &random)
-    var output = Tensor(zeros: query.shape)
+    var output = Tensor(uninitialized: query.shape)
     dropped.withUnsafeBufferPointer { p in
       value.withUnsafeBufferPointer { v in
         output.withUnsafeMutableBufferPointer { out in

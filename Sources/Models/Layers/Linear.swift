@@ -54,10 +54,12 @@ public struct Linear: Sendable {
     let rows = input.count / inFeatures
     var outputShape = input.shape
     outputShape[outputShape.count - 1] = outFeatures
-    var output = Tensor(zeros: outputShape)
+    let frozenPathRuns = adapter?.skipsFrozenPath != true
+    // The frozen path's GEMM (β = 0) writes every output; the adapter alone accumulates.
+    var output = frozenPathRuns ? Tensor(uninitialized: outputShape) : Tensor(zeros: outputShape)
     var cache = Cache(input: input)
     let decay = adapter?.decay ?? 1
-    if adapter?.skipsFrozenPath != true {
+    if frozenPathRuns {
       // One GEMM for the frozen path: on d·W + N with noise, else on W scaled by d.
       var frozen = weight
       var alpha = decay
@@ -73,7 +75,7 @@ public struct Linear: Sendable {
       }
     }
     if let adapter {
-      var hidden = Tensor(zeros: [rows, adapter.rank])
+      var hidden = Tensor(uninitialized: [rows, adapter.rank])
       Linear.multiply(input, adapter.down, into: &hidden, rows: rows, alpha: 1, accumulate: false)
       Linear.multiply(
         hidden, adapter.up, into: &output, rows: rows, alpha: adapter.scale, accumulate: true)
@@ -104,7 +106,7 @@ public struct Linear: Sendable {
   /// `alpha · gᵀ · x` (`out × in`) for `g` of `rows × out` and `x` of `rows × in`.
   static func weightGradient(_ g: Tensor, _ x: Tensor, rows: Int, alpha: Float) -> Tensor {
     let (out, inner) = (g.count / rows, x.count / rows)
-    var result = Tensor(zeros: [out, inner])
+    var result = Tensor(uninitialized: [out, inner])
     g.withUnsafeBufferPointer { gs in
       x.withUnsafeBufferPointer { xs in
         result.withUnsafeMutableBufferPointer { rs in
@@ -173,7 +175,11 @@ public struct Linear: Sendable {
       if decay != 1 { biasGradient.scale(by: decay) }
       gradients.accumulate(biasName, biasGradient)
     }
-    var inputGradient = Tensor(zeros: needsInputGradient ? input.shape : [0])
+    // With the frozen path the first GEMM into it has β = 0 and writes every element.
+    var inputGradient =
+      frozenPathRan
+      ? Tensor(uninitialized: needsInputGradient ? input.shape : [0])
+      : Tensor(zeros: needsInputGradient ? input.shape : [0])
     var wroteInput = false
     if needsInputGradient && frozenPathRan {
       if let effective = cache.effectiveWeight {
@@ -195,7 +201,7 @@ public struct Linear: Sendable {
       }
       let wantsDown = gradients.wants(adapter.downName)
       if wantsDown || needsInputGradient {
-        var hiddenGradient = Tensor(zeros: [rows, adapter.rank])
+        var hiddenGradient = Tensor(uninitialized: [rows, adapter.rank])
         Linear.inputGradient(
           g, adapter.up, into: &hiddenGradient, rows: rows, alpha: adapter.scale,
           accumulate: false)
