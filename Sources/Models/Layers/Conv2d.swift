@@ -249,11 +249,13 @@ public struct Conv2d: Sendable {
     b.withUnsafeBufferPointer { bs in
       hidden.withUnsafeBufferPointer { hs in
         output.withUnsafeMutableBufferPointer { ys in
-          for n in 0..<batch {
-            BLAS.gemm(
-              transposeA: false, transposeB: false, m: out, n: pixels, k: rank, alpha: alpha,
-              a: bs.baseAddress!, lda: rank, b: hs.baseAddress! + n * rank * pixels, ldb: pixels,
-              beta: 1, c: ys.baseAddress! + n * out * pixels, ldc: pixels)
+          Parallel.forEachChunk(batch, grain: 1) { samples in
+            for n in samples {
+              BLAS.gemm(
+                transposeA: false, transposeB: false, m: out, n: pixels, k: rank, alpha: alpha,
+                a: bs.baseAddress!, lda: rank, b: hs.baseAddress! + n * rank * pixels, ldb: pixels,
+                beta: 1, c: ys.baseAddress! + n * out * pixels, ldc: pixels)
+            }
           }
         }
       }
@@ -295,36 +297,74 @@ public struct Conv2d: Sendable {
   }
 
   /// Calls `body(sample, group, columns)` with each sample's group copied into im2col columns
-  /// (`patch × pixels`): the loop the forward pass and the weight gradient share.
+  /// (`patch × pixels`), for the samples in `samples`: the loop the forward pass and the weight
+  /// gradient share.
   private func forEachColumns(
-    of input: Tensor, _ g: Geometry, _ body: (Int, Int, UnsafePointer<Float>) -> Void
+    of input: Tensor, samples: Range<Int>, _ g: Geometry,
+    _ body: (Int, Int, UnsafePointer<Float>) -> Void
   ) {
-    var columns = [Float](repeating: 0, count: g.patch * g.pixels)
+    let columns = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(1, g.patch * g.pixels))
+    defer { columns.deallocate() }
     input.withUnsafeBufferPointer { xs in
-      columns.withUnsafeMutableBufferPointer { cols in
-        for n in 0..<input.shape[0] {
-          for group in 0..<groups {
-            let image =
-              xs.baseAddress! + (n * inChannels + group * g.channelsPerGroup) * g.height * g.width
-            im2col(image, cols.baseAddress!, g)
-            body(n, group, cols.baseAddress!)
-          }
+      for n in samples {
+        for group in 0..<groups {
+          let image =
+            xs.baseAddress! + (n * inChannels + group * g.channelsPerGroup) * g.height * g.width
+          im2col(image, columns, g)
+          body(n, group, columns)
         }
       }
     }
+  }
+
+  /// The number of fixed sample ranges a weight gradient is summed over: partial sums run in
+  /// parallel and are added in a fixed order, so the bits do not depend on the thread count.
+  static let partialSums = 4
+
+  /// `Σ_n` of per-sample GEMMs into a `count`-float result: `body(samples, partial)` accumulates
+  /// its samples into `partial` (zeroed), over `partialSums` fixed ranges in parallel.
+  static func sumOverSamples(
+    batch: Int, shape: [Int], _ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void
+  ) -> Tensor {
+    let parts = Swift.max(1, Swift.min(partialSums, batch))
+    let count = Tensor.elementCount(of: shape)
+    var partials = Tensor(zeros: [parts, count])
+    partials.withUnsafeMutableBufferPointer { ps in
+      let base = ps.baseAddress!
+      Parallel.forEachChunk(parts, grain: 1) { range in
+        for part in range {
+          let samples = (part * batch / parts)..<((part + 1) * batch / parts)
+          body(samples, base + part * count)
+        }
+      }
+    }
+    var result = Tensor(zeros: shape)
+    result.withUnsafeMutableBufferPointer { rs in
+      partials.withUnsafeBufferPointer { ps in
+        for part in 0..<parts {
+          let partial = ps.baseAddress! + part * count
+          for i in 0..<count { rs[i] += partial[i] }
+        }
+      }
+    }
+    return result
   }
 
   /// `output = conv(input, kernel)` per sample and group, one GEMM each over im2col columns.
   private func convolve(_ input: Tensor, kernel: Tensor, into output: inout Tensor, _ g: Geometry) {
     kernel.withUnsafeBufferPointer { ws in
       output.withUnsafeMutableBufferPointer { ys in
-        forEachColumns(of: input, g) { n, group, columns in
-          BLAS.gemm(
-            transposeA: false, transposeB: false, m: g.outPerGroup, n: g.pixels, k: g.patch,
-            a: ws.baseAddress! + group * g.outPerGroup * g.patch, lda: g.patch,
-            b: columns, ldb: g.pixels,
-            c: ys.baseAddress! + (n * outChannels + group * g.outPerGroup) * g.pixels,
-            ldc: g.pixels)
+        // Each sample writes its own output planes: split across threads.
+        let (wBase, yBase) = (ws.baseAddress!, ys.baseAddress!)
+        Parallel.forEachChunk(input.shape[0], grain: 1) { samples in
+          forEachColumns(of: input, samples: samples, g) { n, group, columns in
+            BLAS.gemm(
+              transposeA: false, transposeB: false, m: g.outPerGroup, n: g.pixels, k: g.patch,
+              a: wBase + group * g.outPerGroup * g.patch, lda: g.patch,
+              b: columns, ldb: g.pixels,
+              c: yBase + (n * outChannels + group * g.outPerGroup) * g.pixels,
+              ldc: g.pixels)
+          }
         }
       }
     }
@@ -332,19 +372,18 @@ public struct Conv2d: Sendable {
 
   /// `∂loss/∂kernel` for a unit kernel: `Σ_n dy_n · colsᵀ` (independent of the kernel's values).
   private func kernelGradient(input: Tensor, outputGradient: Tensor, _ g: Geometry) -> Tensor {
-    var result = Tensor(zeros: weight.shape)
     outputGradient.withUnsafeBufferPointer { dys in
-      result.withUnsafeMutableBufferPointer { dws in
-        forEachColumns(of: input, g) { n, group, columns in
+      let dyBase = dys.baseAddress!
+      return Conv2d.sumOverSamples(batch: input.shape[0], shape: weight.shape) { samples, dws in
+        forEachColumns(of: input, samples: samples, g) { n, group, columns in
           BLAS.gemm(
             transposeA: false, transposeB: true, m: g.outPerGroup, n: g.patch, k: g.pixels,
-            a: dys.baseAddress! + (n * outChannels + group * g.outPerGroup) * g.pixels,
+            a: dyBase + (n * outChannels + group * g.outPerGroup) * g.pixels,
             lda: g.pixels, b: columns, ldb: g.pixels, beta: 1,
-            c: dws.baseAddress! + group * g.outPerGroup * g.patch, ldc: g.patch)
+            c: dws + group * g.outPerGroup * g.patch, ldc: g.patch)
         }
       }
     }
-    return result
   }
 
   /// `dx += conv_transpose(dy, kernel)`: a GEMM per sample and group, then col2im.
@@ -352,23 +391,25 @@ public struct Conv2d: Sendable {
     _ outputGradient: Tensor, kernel: Tensor, into inputGradient: inout Tensor, _ g: Geometry
   ) {
     let batch = inputGradient.shape[0]
-    var columns = [Float](repeating: 0, count: g.patch * g.pixels)
     outputGradient.withUnsafeBufferPointer { dys in
       kernel.withUnsafeBufferPointer { ws in
         inputGradient.withUnsafeMutableBufferPointer { dxs in
-          columns.withUnsafeMutableBufferPointer { cols in
-            for n in 0..<batch {
+          let (dyBase, wBase, dxBase) = (dys.baseAddress!, ws.baseAddress!, dxs.baseAddress!)
+          // Each sample adds into its own input planes: split across threads.
+          Parallel.forEachChunk(batch, grain: 1) { samples in
+            let columns = UnsafeMutablePointer<Float>.allocate(
+              capacity: Swift.max(1, g.patch * g.pixels))
+            defer { columns.deallocate() }
+            for n in samples {
               for group in 0..<groups {
                 BLAS.gemm(
                   transposeA: true, transposeB: false, m: g.patch, n: g.pixels, k: g.outPerGroup,
-                  a: ws.baseAddress! + group * g.outPerGroup * g.patch, lda: g.patch,
-                  b: dys.baseAddress! + (n * outChannels + group * g.outPerGroup) * g.pixels,
-                  ldb: g.pixels, c: cols.baseAddress!, ldc: g.pixels)
+                  a: wBase + group * g.outPerGroup * g.patch, lda: g.patch,
+                  b: dyBase + (n * outChannels + group * g.outPerGroup) * g.pixels,
+                  ldb: g.pixels, c: columns, ldc: g.pixels)
                 col2im(
-                  cols.baseAddress!,
-                  dxs.baseAddress! + (n * inChannels + group * g.channelsPerGroup) * g.height
-                    * g.width,
-                  g)
+                  columns,
+                  dxBase + (n * inChannels + group * g.channelsPerGroup) * g.height * g.width, g)
               }
             }
           }
@@ -440,16 +481,16 @@ public struct Conv2d: Sendable {
       let pixels = hidden.shape[2] * hidden.shape[3]
       if gradients.wants(adapter.upName) {
         // dB = s·Σ_n dy_n · h_nᵀ
-        var upGradient = Tensor(zeros: adapter.up.shape)
-        outputGradient.withUnsafeBufferPointer { dys in
+        let upGradient = outputGradient.withUnsafeBufferPointer { dys in
           hidden.withUnsafeBufferPointer { hs in
-            upGradient.withUnsafeMutableBufferPointer { db in
-              for n in 0..<batch {
+            let (dyBase, hBase) = (dys.baseAddress!, hs.baseAddress!)
+            return Conv2d.sumOverSamples(batch: batch, shape: adapter.up.shape) { samples, db in
+              for n in samples {
                 BLAS.gemm(
                   transposeA: false, transposeB: true, m: outChannels, n: rank, k: pixels,
-                  alpha: adapter.scale, a: dys.baseAddress! + n * outChannels * pixels,
-                  lda: pixels, b: hs.baseAddress! + n * rank * pixels, ldb: pixels, beta: 1,
-                  c: db.baseAddress!, ldc: rank)
+                  alpha: adapter.scale, a: dyBase + n * outChannels * pixels,
+                  lda: pixels, b: hBase + n * rank * pixels, ldb: pixels, beta: 1,
+                  c: db, ldc: rank)
               }
             }
           }
@@ -462,12 +503,15 @@ public struct Conv2d: Sendable {
         outputGradient.withUnsafeBufferPointer { dys in
           adapter.up.withUnsafeBufferPointer { bs in
             hiddenGradient.withUnsafeMutableBufferPointer { dh in
-              for n in 0..<batch {
-                BLAS.gemm(
-                  transposeA: true, transposeB: false, m: rank, n: pixels, k: outChannels,
-                  alpha: adapter.scale, a: bs.baseAddress!, lda: rank,
-                  b: dys.baseAddress! + n * outChannels * pixels, ldb: pixels,
-                  c: dh.baseAddress! + n * rank * pixels, ldc: pixels)
+              let (bBase, dyBase, dhBase) = (bs.baseAddress!, dys.baseAddress!, dh.baseAddress!)
+              Parallel.forEachChunk(batch, grain: 1) { samples in
+                for n in samples {
+                  BLAS.gemm(
+                    transposeA: true, transposeB: false, m: rank, n: pixels, k: outChannels,
+                    alpha: adapter.scale, a: bBase, lda: rank,
+                    b: dyBase + n * outChannels * pixels, ldb: pixels,
+                    c: dhBase + n * rank * pixels, ldc: pixels)
+                }
               }
             }
           }
