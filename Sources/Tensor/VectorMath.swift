@@ -10,7 +10,7 @@ public enum VectorMath {
   ///
   /// Cody–Waite reduction `x = n·ln 2 + r` (`|r| ≤ ln 2 / 2`), a degree-7 Taylor polynomial for
   /// `e^r`, and `2^n` built in the exponent bits.
-  @inline(__always)
+  @inlinable @inline(__always)
   public static func exp(_ x: Lanes) -> Lanes {
     // Comparisons and selects, not `clamped`: the generic min/max did not vectorise.
     var clamped = x.replacing(with: -87, where: x .< -87)
@@ -43,7 +43,7 @@ public enum VectorMath {
   ///
   /// `erfc(z)` for `z ≥ 0` is the Chebyshev fit of Numerical Recipes (`erfcc`, fractional error
   /// below 1.2e-7); `Φ(x) = 1 − erfc(z)/2` for `x ≥ 0`.
-  @inline(__always)
+  @inlinable @inline(__always)
   public static func normalCDF(_ x: Lanes) -> Lanes {
     let z = x.replacing(with: -x, where: x .< 0) * Lanes(repeating: 0.707_106_78)
     let t = 1 / (1 + 0.5 * z)
@@ -62,13 +62,13 @@ public enum VectorMath {
   }
 
   /// The standard normal density `e^(−x²/2) / √(2π)`.
-  @inline(__always)
+  @inlinable @inline(__always)
   public static func normalPDF(_ x: Lanes) -> Lanes {
     Lanes(repeating: 0.398_942_28) * exp(-0.5 * x * x)
   }
 
   /// Loads up to eight values from `pointer` (missing lanes are 0).
-  @inline(__always)
+  @inlinable @inline(__always)
   public static func load(_ pointer: UnsafePointer<Float>, count: Int = 8) -> Lanes {
     if count >= 8 { return UnsafeRawPointer(pointer).loadUnaligned(as: Lanes.self) }
     var lanes = Lanes()
@@ -77,7 +77,7 @@ public enum VectorMath {
   }
 
   /// Stores the first `count` lanes (up to eight) at `pointer`.
-  @inline(__always)
+  @inlinable @inline(__always)
   public static func store(_ lanes: Lanes, to pointer: UnsafeMutablePointer<Float>, count: Int = 8)
   {
     if count >= 8 {
@@ -87,18 +87,28 @@ public enum VectorMath {
     for i in 0..<count { pointer[i] = lanes[i] }
   }
 
-  /// Applies `transform` to `count` values in place, eight at a time (the tail too, padded).
-  @inline(__always)
+  /// Applies `transform` to `count` values in place, sixteen at a time as two independent
+  /// vectors (these kernels are long dependency chains: one vector at a time left the core
+  /// waiting on latency), the tail eight at a time, padded.
+  @inlinable @inline(__always)
   public static func transform(
     _ values: UnsafeMutablePointer<Float>, count: Int, _ transform: (Lanes) -> Lanes
   ) {
     var i = 0
+    while i + 16 <= count {
+      let first = transform(load(values + i))
+      let second = transform(load(values + i + 8))
+      store(first, to: values + i)
+      store(second, to: values + i + 8)
+      i += 16
+    }
     while i < count {
       let n = Swift.min(8, count - i)
       store(transform(load(values + i, count: n)), to: values + i, count: n)
       i += 8
     }
   }
+
 }
 
 extension VectorMath {
@@ -106,7 +116,7 @@ extension VectorMath {
   ///
   /// `u = m·2^e` with `m` in `[√½, √2)`; `ln m = 2·atanh(z)`, `z = (m − 1)/(m + 1)`, `|z| ≤ 0.172`,
   /// by its series to `z⁹`.
-  @inline(__always)
+  @inlinable @inline(__always)
   public static func logUnitInterval(_ u: Lanes) -> Lanes {
     let bits = unsafeBitCast(u, to: SIMD8<Int32>.self)
     var exponent = (bits &>> 23) &- 127
@@ -129,7 +139,7 @@ extension VectorMath {
 
   /// `√x` for `x ≥ 0` from the reciprocal square root by three Newton steps (relative error
   /// below 2e-7); Swift's generic `squareRoot()` on vectors ran lane by lane.
-  @inline(__always)
+  @inlinable @inline(__always)
   public static func squareRoot(_ x: Lanes) -> Lanes {
     let bits = unsafeBitCast(x, to: SIMD8<Int32>.self)
     var y = unsafeBitCast(0x5F37_5A86 &- (bits &>> 1), to: Lanes.self)
@@ -144,7 +154,7 @@ extension VectorMath {
   ///
   /// `u = q/4 + r` with `|r| ≤ 1/8`; Taylor series of `sin` and `cos` at `2πr` (`|2πr| ≤ π/4`),
   /// then rotated by the quadrant `q`.
-  @inline(__always)
+  @inlinable @inline(__always)
   public static func sinCosTwoPi(_ u: Lanes) -> (sin: Lanes, cos: Lanes) {
     let shifter = Lanes(repeating: 12_582_912.0)
     let quarters = (u * 4 + shifter) - shifter

@@ -53,17 +53,25 @@ public enum Activation: String, Sendable, CaseIterable {
               // Φ(x) = y / x from the forward output, so only the density is computed here;
               // near 0 (where y / x loses precision) Φ's Taylor series 1/2 + x·φ(0) is exact
               // to float precision.
-              var i = 0
-              while i < n {
-                let count = min(8, n - i)
+              @inline(__always) func slope(_ i: Int, _ count: Int) -> VectorMath.Lanes {
                 let u = VectorMath.load(x + i, count: count)
                 let nearZero = u .> -1e-3 .& u .< 1e-3
                 let safe = u.replacing(with: 1, where: nearZero)
                 var cdf = VectorMath.load(y + i, count: count) / safe
                 cdf.replace(with: 0.5 + 0.398_942_28 * u, where: nearZero)
-                let slope = cdf + u * VectorMath.normalPDF(u)
-                VectorMath.store(
-                  VectorMath.load(g + i, count: count) * slope, to: g + i, count: count)
+                return VectorMath.load(g + i, count: count) * (cdf + u * VectorMath.normalPDF(u))
+              }
+              var i = 0
+              while i + 16 <= n {
+                // Two independent vectors per iteration hide the exp's latency.
+                let (first, second) = (slope(i, 8), slope(i + 8, 8))
+                VectorMath.store(first, to: g + i)
+                VectorMath.store(second, to: g + i + 8)
+                i += 16
+              }
+              while i < n {
+                let count = min(8, n - i)
+                VectorMath.store(slope(i, count), to: g + i, count: count)
                 i += 8
               }
             case .geluTanh:
