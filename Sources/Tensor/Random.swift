@@ -8,6 +8,14 @@ public struct RandomStream: Sendable, Equatable, Codable {
   public let stream: UInt64
   /// The number of 4-word blocks consumed so far.
   public private(set) var position: UInt64
+  /// When set, the rows of the batch a training pass holds, as positions in the whole (global)
+  /// batch: dropout then draws each example's mask from a stream keyed by its position, so the
+  /// masks do not depend on how a batch is split over processes. Not saved (set per pass).
+  public var batchRows: Range<Int>? = nil
+
+  private enum CodingKeys: String, CodingKey {
+    case seed, stream, position
+  }
 
   public init(seed: UInt64, stream: UInt64 = 0, position: UInt64 = 0) {
     self.seed = seed
@@ -97,6 +105,13 @@ public struct RandomStream: Sendable, Equatable, Codable {
       }
     }
     position &+= UInt64(blocks)
+  }
+
+  /// 64 random bits; consumes one block.
+  public mutating func nextWord() -> UInt64 {
+    let words = RandomStream.block(seed: seed, stream: stream, counter: position)
+    position &+= 1
+    return UInt64(words[0]) << 32 | UInt64(words[1])
   }
 
   /// One uniform value in `[0, 1)`.
