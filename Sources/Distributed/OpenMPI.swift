@@ -32,10 +32,10 @@ public final class OpenMPI: ProcessGroup, @unchecked Sendable {
   private let sum: UnsafeMutableRawPointer
   private var finalized = false
 
-  /// The library names tried in order (`SURGEON_LIBMPI` first when set).
+  /// The library names tried in order; `SURGEON_LIBMPI` (a name or a path) alone when set.
   public static var libraryNames: [String] {
-    let override = ProcessInfo.processInfo.environment["SURGEON_LIBMPI"].map { [$0] } ?? []
-    return override + ["libmpi.so.40", "libmpi.so"]
+    if let name = ProcessInfo.processInfo.environment["SURGEON_LIBMPI"] { return [name] }
+    return ["libmpi.so.40", "libmpi.so"]
   }
 
   /// True when this process was started by an MPI launcher (`mpirun`, `mpiexec`, `srun`).
