@@ -48,7 +48,9 @@ extension Trainer {
 
   /// One `MPI_Allreduce` of every rank's share (weighted by its share of the batch): the global
   /// mean loss, the global gradients, and running statistics averaged over the shares.
-  func reduce(loss: Float, gradients: GradientSet, weight: Float, plan candidate: inout TrainingPlan)
+  func reduce(
+    loss: Float, gradients: GradientSet, weight: Float, plan candidate: inout TrainingPlan
+  )
     throws -> (Float, GradientSet)
   {
     let names = plan.trainable.filter { gradients[$0] != nil }
