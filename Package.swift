@@ -64,7 +64,9 @@ let package = Package(
     ),
     .testTarget(
       name: "TrainingTests",
-      dependencies: ["Training", "Surgery", "Datasets", "Models", "Manifest", "Tensor"]
+      dependencies: [
+        "Training", "Surgery", "Datasets", "Models", "Manifest", "Tensor", "Distributed",
+      ]
     ),
     .testTarget(
       name: "SurgeryTests",
