@@ -140,6 +140,10 @@ public struct Trainer: Sendable {
   /// The data-parallel processes (one process alone by default): each computes the gradients of
   /// its share of every batch, and the shares are summed (`DataParallel.swift`).
   public let group: any ProcessGroup
+  /// Seconds spent in the per-step all-reduce this session (waiting for the slowest rank
+  /// included) and the steps it covers; not saved.
+  public private(set) var reduceSeconds = 0.0
+  public private(set) var reducedSteps = 0
 
   public init(
     plan: TrainingPlan, source: any ExampleSource, settings: TrainerSettings,
@@ -184,9 +188,13 @@ public struct Trainer: Sendable {
     if group.size > 1 {
       // The sum over ranks of (share mean × share / batch) is the global batch's mean; a
       // non-finite loss or gradient anywhere is non-finite everywhere after the sum.
+      let started = ContinuousClock.now
       (loss, gradients) = try reduce(
         loss: loss, gradients: gradients, weight: Float(rows.count) / Float(indices.count),
         plan: &candidate)
+      let elapsed = (ContinuousClock.now - started).components
+      reduceSeconds += Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
+      reducedSteps += 1
     }
     guard loss.isFinite else {
       throw TrainingStopped(

@@ -167,10 +167,16 @@ enum ApplyCommand: Command {
       total: settings.steps, mode: group.isPrimary ? progressMode : "none",
       startStep: trainer.state.step)
     let started = Date()
+    // Time in optimizer steps alone (evaluations and state saves excluded).
+    var stepSeconds = 0.0
+    var stepsRun = 0
     while !trainer.isFinished {
       let record: StepRecord
       do {
+        let stepStarted = Date()
         record = try trainer.step()
+        stepSeconds += Date().timeIntervalSince(stepStarted)
+        stepsRun += 1
       } catch let stop as TrainingStopped {
         try saveState()
         progress.finish()
@@ -203,6 +209,17 @@ enum ApplyCommand: Command {
       try saveState()
     }
     let trainSeconds = Date().timeIntervalSince(started)
+    if stepsRun > 0 {
+      let communication =
+        trainer.reducedSteps > 0
+        ? String(
+          format: ", %.1f ms of it in the all-reduce",
+          1000 * trainer.reduceSeconds / Double(trainer.reducedSteps)) : ""
+      log(
+        String(
+          format: "%.3f s per training step (mean of %d)%@", stepSeconds / Double(stepsRun),
+          stepsRun, communication))
+    }
     trainer.finishSchedules()
 
     // Test (sharded over the ranks), then rank 0 alone exports, reloads and reports.
