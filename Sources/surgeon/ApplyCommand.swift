@@ -91,7 +91,7 @@ enum ApplyCommand: Command {
     let workingDirectory = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
     let (decoded, decodeDiagnostics) = ManifestDecoder.decode(contentsOf: path)
     guard let manifest = decoded else {
-      printError(render(decodeDiagnostics, as: .text))
+      if logs { printError(render(decodeDiagnostics, as: .text)) }
       throw ExitStatus(code: 1)
     }
     let output = URL(fileURLWithPath: manifest.output.directory.value, relativeTo: workingDirectory)
@@ -119,7 +119,7 @@ enum ApplyCommand: Command {
     let (prepared, diagnostics) = RunSetup.prepare(
       manifest, workingDirectory: workingDirectory, stepsOverride: steps,
       producers: ManifestCheck.producers(near: [path]))
-    if !diagnostics.isEmpty { printError(render(diagnostics, as: .text)) }
+    if !diagnostics.isEmpty && logs { printError(render(diagnostics, as: .text)) }
     guard let setup = prepared else { throw ExitStatus(code: 1) }
     // Every rank has checked output.dir as it was before rank 0 creates or replaces it.
     try group.barrier()
