@@ -163,6 +163,11 @@ enum ApplyCommand: Command {
     log(
       "data: \(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test examples; \(settings.steps) steps of \(settings.batchSize); \(processes(group, trainer)); \(BLAS.threadCount) threads"
     )
+    if group.size > 1 && !plan.model.runningStatistics.isEmpty {
+      log(
+        "note: batch norm normalizes each process's share of a batch with the share's own statistics (running statistics are averaged over the processes), so this run is not the 1-process run; docs/distributed.md"
+      )
+    }
     let progress = Progress(
       total: settings.steps, mode: group.isPrimary ? progressMode : "none",
       startStep: trainer.state.step)
