@@ -65,6 +65,8 @@ enum ApplyCommand: Command {
       throw status
     } catch let stop as AgreedStop {
       group.finalize()
+      // Every rank stopped; rank 0 says why.
+      if !group.isPrimary { throw ExitStatus(code: 1) }
       throw CommandError(message: stop.message)
     } catch {
       // One rank failed where the others may wait in a collective: end them all.
