@@ -8,10 +8,10 @@ public struct RandomStream: Sendable, Equatable, Codable {
   public let stream: UInt64
   /// The number of 4-word blocks consumed so far.
   public private(set) var position: UInt64
-  /// When set, the rows of the batch a training pass holds, as positions in the whole (global)
-  /// batch: dropout then draws each example's mask from a stream keyed by its position, so the
-  /// masks do not depend on how a batch is split over processes. Not saved (set per pass).
-  public var batchRows: Range<Int>? = nil
+  /// When set, the part of a batch a training pass holds (data-parallel processes each hold a
+  /// share): dropout then draws, for its share, exactly the values it would draw for the whole
+  /// batch, so the masks do not depend on how the batch is split. Not saved (set per pass).
+  public var batchShare: BatchShare? = nil
 
   private enum CodingKeys: String, CodingKey {
     case seed, stream, position
@@ -82,6 +82,29 @@ public struct RandomStream: Sendable, Equatable, Codable {
     position &+= UInt64(blocks)
   }
 
+  /// Fills `buffer` with values `offset ..< offset + buffer.count` of what `fillUniform` draws
+  /// for a buffer of `total` values, and moves on as that call does (`ceil(total / 4)` blocks):
+  /// Philox is counter-based, so each share of a draw is computed where it is needed.
+  public mutating func fillUniform(
+    _ buffer: UnsafeMutableBufferPointer<Float>, low: Float, high: Float, part offset: Int,
+    of total: Int
+  ) {
+    let width = high - low
+    var index = 0
+    while index < buffer.count {
+      let element = offset + index
+      let words = RandomStream.block(
+        seed: seed, stream: stream, counter: position &+ UInt64(element / 4))
+      var lane = element % 4
+      while lane < 4 && index < buffer.count {
+        buffer[index] = low + width * RandomStream.unitInterval(words[lane])
+        lane += 1
+        index += 1
+      }
+    }
+    position &+= UInt64((Swift.max(total, offset + buffer.count) + 3) / 4)
+  }
+
   /// Fills `buffer` with normal values (Box-Muller on pairs of words); consumes `ceil(count / 4)`
   /// blocks.
   public mutating func fillNormal(
@@ -133,6 +156,17 @@ public struct RandomStream: Sendable, Equatable, Codable {
       let value = UInt64(words[0]) << 32 | UInt64(words[1])
       if value < limit { return Int(value % bound) }
     }
+  }
+}
+
+/// The rows of a batch one pass holds (`rows`, positions in the whole batch of `count`).
+public struct BatchShare: Sendable, Equatable {
+  public var rows: Range<Int>
+  public var count: Int
+
+  public init(rows: Range<Int>, count: Int) {
+    self.rows = rows
+    self.count = count
   }
 }
 

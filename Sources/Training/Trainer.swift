@@ -175,16 +175,16 @@ public struct Trainer: Sendable {
     plan.setProgress(Double(step) / Double(settings.steps))
     var order = state.order
     var random = state.random
-    // Every rank draws the same global batch and keeps its rows; dropout keys each example by
-    // its position in the global batch, so the masks are the same however the batch is split.
+    // Every rank draws the same global batch and keeps its rows; dropout draws the share's part
+    // of the whole batch's masks, so they are one process's masks however the batch is split.
     let indices = order.next(settings.batchSize)
     let rows = group.share(of: indices.count)
     let whole = try source.batch(indices)
     var candidate = plan
-    random.batchRows = rows
+    if group.size > 1 { random.batchShare = BatchShare(rows: rows, count: indices.count) }
     var (loss, _, gradients) = try candidate.lossAndGradients(
       group.size == 1 ? whole : whole.rows(rows), random: &random)
-    random.batchRows = nil
+    random.batchShare = nil
     if group.size > 1 {
       // The sum over ranks of (share mean × share / batch) is the global batch's mean; a
       // non-finite loss or gradient anywhere is non-finite everywhere after the sum.

@@ -60,7 +60,7 @@ final class DistributedTests: XCTestCase {
           max_length: 16
         steps: 24
         batch_size: 7
-        optimizer: {name: adamw, lr: 1.0e-2}
+        optimizer: {name: adamw, lr: 3.0e-3}
         eval_every: 8
       output:
         compress: false

@@ -48,26 +48,27 @@ final class DataParallelTests: XCTestCase {
     XCTAssertEqual(labels, [9])
   }
 
-  /// One batch of 6 examples, whole or as 4 + 2: the same masks, and the caller's stream moves
-  /// the same way (the ranks stay in step for the noise drawn after dropout).
+  /// One batch of 6 examples, whole or as 4 + 2 (or 3 + 3): the same masks as one pass over the
+  /// whole batch draws without a share, and the caller's stream moves the same way (the ranks
+  /// stay in step for the noise drawn after dropout).
   func testDropoutMasksDoNotDependOnTheSplit() {
     let dropout = Dropout(probability: 0.5)
     let start = RandomStream(seed: 42, stream: 3)
-    func masks(_ rows: Range<Int>, _ random: inout RandomStream) -> [Float] {
-      random.batchRows = rows
-      let input = Tensor(shape: [rows.count, 3, 5], repeating: 1)
+    func masks(_ rows: Range<Int>?, _ random: inout RandomStream) -> [Float] {
+      random.batchShare = rows.map { BatchShare(rows: $0, count: 6) }
+      let input = Tensor(shape: [rows?.count ?? 6, 3, 5], repeating: 1)
       return dropout.forward(input, mode: .training, random: &random).output.scalars
     }
-    var whole = start
-    let all = masks(0..<6, &whole)
-    var first = start
-    var second = start
-    let split = masks(0..<4, &first) + masks(4..<6, &second)
-    XCTAssertEqual(all, split)
-    XCTAssertEqual(whole.position, first.position)
-    XCTAssertEqual(first.position, second.position)
-    XCTAssertTrue(all.contains(0) && all.contains(2), "some kept, some dropped")
-    // Rows are keyed by their position: two rows of one batch get different masks.
-    XCTAssertNotEqual(Array(all[0..<15]), Array(all[15..<30]))
+    var plain = start
+    let whole = masks(nil, &plain)
+    XCTAssertTrue(whole.contains(0) && whole.contains(2), "some kept, some dropped")
+    for cut in [1, 3, 4] {
+      var first = start
+      var second = start
+      let split = masks(0..<cut, &first) + masks(cut..<6, &second)
+      XCTAssertEqual(split, whole, "split at \(cut)")
+      XCTAssertEqual(first.position, plain.position)
+      XCTAssertEqual(second.position, plain.position)
+    }
   }
 }

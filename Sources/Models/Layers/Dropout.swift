@@ -2,9 +2,9 @@ import Tensor
 
 /// Inverted dropout: in training each element is kept with probability `1 − p` and scaled by
 /// `1/(1 − p)`; in evaluation it is the identity. The mask comes from the caller's seeded stream;
-/// when the stream names its `batchRows`, each example (a contiguous row block of the input) gets
-/// a stream of its own keyed by its position in the global batch, and the caller's stream moves
-/// by one block whatever the batch size (data-parallel ranks stay in step).
+/// when the stream names a `batchShare` (the input holds rows of a larger batch, examples
+/// contiguous), the mask is that share's part of the mask the whole batch would get, and the
+/// stream moves as for the whole batch: data-parallel processes draw one process's masks.
 public struct Dropout: Sendable {
   public var probability: Float
 
@@ -21,28 +21,19 @@ public struct Dropout: Sendable {
     let keep = 1 - probability
     let scale: Float = keep > 0 ? 1 / keep : 0
     let probability = probability
-    if let rows = random.batchRows, !rows.isEmpty, input.count % rows.count == 0 {
-      let key = random.nextWord()
-      let perRow = input.count / rows.count
-      let first = rows.lowerBound
-      mask.withUnsafeMutableBufferPointer { values in
-        let v = values.baseAddress!
-        Parallel.forEachChunk(rows.count, grain: max(1, 16_384 / max(1, perRow))) { range in
-          for row in range {
-            var stream = RandomStream(seed: key, stream: UInt64(first + row))
-            let part = UnsafeMutableBufferPointer(start: v + row * perRow, count: perRow)
-            stream.fillUniform(part, low: 0, high: 1)
-            for i in part.indices { part[i] = part[i] < probability ? 0 : scale }
-          }
-        }
-      }
-    } else {
-      mask.withUnsafeMutableBufferPointer { values in
+    mask.withUnsafeMutableBufferPointer { values in
+      if let share = random.batchShare, !share.rows.isEmpty, input.count % share.rows.count == 0 {
+        // This pass holds rows of a larger batch: its part of the whole batch's draw.
+        let perRow = input.count / share.rows.count
+        random.fillUniform(
+          values, low: 0, high: 1, part: share.rows.lowerBound * perRow,
+          of: share.count * perRow)
+      } else {
         random.fillUniform(values, low: 0, high: 1)
-        let v = values.baseAddress!
-        Parallel.forEachChunk(values.count) { range in
-          for i in range { v[i] = v[i] < probability ? 0 : scale }
-        }
+      }
+      let v = values.baseAddress!
+      Parallel.forEachChunk(values.count) { range in
+        for i in range { v[i] = v[i] < probability ? 0 : scale }
       }
     }
     var output = input
