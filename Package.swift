@@ -32,10 +32,16 @@ let package = Package(
     .target(name: "Datasets", dependencies: ["Models", "Tensor", "CZlib"]),
     // SVG line charts for the report; depends on nothing so any target can draw.
     .target(name: "Plots"),
-    .target(name: "Training", dependencies: ["Surgery", "Models", "Tensor", "Datasets", "Plots"]),
+    // Data-parallel runs: Open MPI loaded at run time (dlopen), so nothing MPI is needed to build.
+    .target(name: "Distributed"),
+    .target(
+      name: "Training",
+      dependencies: ["Surgery", "Models", "Tensor", "Datasets", "Plots", "Distributed"]),
     .executableTarget(
       name: "surgeon",
-      dependencies: ["Models", "Manifest", "Surgery", "Training", "Tensor", "Datasets"]),
+      dependencies: [
+        "Models", "Manifest", "Surgery", "Training", "Tensor", "Datasets", "Distributed",
+      ]),
     // Benchmarks (not tests): ratios measured side by side in one run.
     .executableTarget(
       name: "SurgeonBench", dependencies: ["Models", "Tensor", "Manifest", "Surgery", "Training"]),
@@ -58,7 +64,9 @@ let package = Package(
     ),
     .testTarget(
       name: "TrainingTests",
-      dependencies: ["Training", "Surgery", "Datasets", "Models", "Manifest", "Tensor"]
+      dependencies: [
+        "Training", "Surgery", "Datasets", "Models", "Manifest", "Tensor", "Distributed",
+      ]
     ),
     .testTarget(
       name: "SurgeryTests",

@@ -35,4 +35,6 @@ if python3 -c "import torch, transformers, peft" >/dev/null 2>&1; then
 else
   echo "test.sh: skipping Scripts/check-peft.sh (python3 lacks torch/transformers/peft)"
 fi
+# Name what was skipped (for example the 2-process test where mpirun is absent).
+grep -E "Test Case .* skipped" "$log" | sed 's/^/test.sh: skipped: /' || true
 echo "tests: $((executed - failed - skipped)) passed, $failed failed, $skipped skipped"

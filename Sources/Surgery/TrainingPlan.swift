@@ -88,6 +88,11 @@ public struct TrainingPlan: Sendable {
     model.restoreRunningStatistics(runningStatistics)
   }
 
+  /// Replaces batch-norm running statistics (data-parallel ranks keep them averaged).
+  public mutating func setRunningStatistics(_ statistics: [String: Tensor]) {
+    model.restoreRunningStatistics(statistics)
+  }
+
   /// Sets every wrapped node's `d` and noise switch for training progress `p ∈ [0, 1]`.
   public mutating func setProgress(_ progress: Double) {
     let schedules = self.schedules

@@ -8,6 +8,14 @@ public struct RandomStream: Sendable, Equatable, Codable {
   public let stream: UInt64
   /// The number of 4-word blocks consumed so far.
   public private(set) var position: UInt64
+  /// When set, the part of a batch a training pass holds (data-parallel processes each hold a
+  /// share): dropout then draws, for its share, exactly the values it would draw for the whole
+  /// batch, so the masks do not depend on how the batch is split. Not saved (set per pass).
+  public var batchShare: BatchShare? = nil
+
+  private enum CodingKeys: String, CodingKey {
+    case seed, stream, position
+  }
 
   public init(seed: UInt64, stream: UInt64 = 0, position: UInt64 = 0) {
     self.seed = seed
@@ -72,14 +80,22 @@ public struct RandomStream: Sendable, Equatable, Codable {
 
   /// Fills `buffer` with an inverted-dropout mask: `0` where a uniform value (the one
   /// `fillUniform` would give) is below `probability`, else `scale`.
+  ///
+  /// With `part: offset, of: total`, `buffer` gets values `offset ..< offset + buffer.count` of
+  /// the mask a buffer of `total` values would get, and the stream moves on as that call does:
+  /// Philox is counter-based, so each share of a draw (a data-parallel process's rows) is
+  /// computed where it is needed, and the masks do not depend on how a batch is split.
   public mutating func fillDropoutMask(
-    _ buffer: UnsafeMutableBufferPointer<Float>, probability: Float, scale: Float
+    _ buffer: UnsafeMutableBufferPointer<Float>, probability: Float, scale: Float,
+    part offset: Int = 0, of total: Int? = nil
   ) {
     let kept = VectorMath.Lanes(repeating: scale)
     func mask(_ word: SIMD8<UInt32>) -> VectorMath.Lanes {
       kept.replacing(with: 0, where: RandomStream.unitInterval(word) .< probability)
     }
-    fillBlocks(buffer) { words in (mask(words.0), mask(words.1), mask(words.2), mask(words.3)) }
+    fillBlocks(buffer, offset: offset, total: total ?? buffer.count) { words in
+      (mask(words.0), mask(words.1), mask(words.2), mask(words.3))
+    }
   }
 
   /// Fills `buffer` with normal values: Box–Muller on each block's words 0, 1 (`r·cos θ` and
@@ -112,38 +128,45 @@ public struct RandomStream: Sendable, Equatable, Codable {
 
   /// Fills `buffer` from consecutive blocks, eight at a time: `transform` maps the words of
   /// blocks `8g … 8g + 7` (lane `i` = block `8g + i`) to values `32g … 32g + 31` (vector `j` to
-  /// values `32g + 8j …`), stored whole. Runs in parallel: a block's words depend only on its
-  /// counter, so the values are the same for any thread count. Advances `position` by eight
-  /// blocks per 32 values (rounded up).
+  /// values `32g + 8j …`), stored whole. `buffer` receives values `offset ..< offset + count` of
+  /// a draw of `total` values (the whole draw by default). Runs in parallel: a block's words
+  /// depend only on its counter, so the values are the same for any thread count. Advances
+  /// `position` by eight blocks per 32 values of the draw (rounded up).
   @inline(__always)
   private mutating func fillBlocks(
-    _ buffer: UnsafeMutableBufferPointer<Float>,
+    _ buffer: UnsafeMutableBufferPointer<Float>, offset: Int = 0, total: Int? = nil,
     _ transform: (Words) -> (VectorMath.Lanes, VectorMath.Lanes, VectorMath.Lanes, VectorMath.Lanes)
   ) {
-    guard let base = buffer.baseAddress else { return }
-    let (seed, stream, start, count) = (seed, stream, position, buffer.count)
-    let groups = (count + 31) / 32
+    let drawn = Swift.max(total ?? buffer.count, offset + buffer.count)
+    defer { position &+= UInt64((drawn + 31) / 32 * 8) }
+    guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+    let (seed, stream, start) = (seed, stream, position)
+    let (begin, end) = (offset, offset + buffer.count)
+    let firstGroup = begin / 32
+    let groups = (end + 31) / 32 - firstGroup
     Parallel.forEachChunk(groups, grain: 1_024) { chunk in
-      for group in chunk {
+      for index in chunk {
+        let group = firstGroup + index
         let words = RandomStream.blocks(
           seed: seed, stream: stream, counter: start &+ UInt64(group * 8))
         let values = transform(words)
         let first = group * 32
-        if first + 32 <= count {
-          VectorMath.store(values.0, to: base + first)
-          VectorMath.store(values.1, to: base + first + 8)
-          VectorMath.store(values.2, to: base + first + 16)
-          VectorMath.store(values.3, to: base + first + 24)
+        if first >= begin && first + 32 <= end {
+          let output = base + (first - begin)
+          VectorMath.store(values.0, to: output)
+          VectorMath.store(values.1, to: output + 8)
+          VectorMath.store(values.2, to: output + 16)
+          VectorMath.store(values.3, to: output + 24)
         } else {
-          for (j, vector) in [values.0, values.1, values.2, values.3].enumerated()
-          where first + 8 * j < count {
-            let offset = first + 8 * j
-            VectorMath.store(vector, to: base + offset, count: Swift.min(8, count - offset))
+          // A group the buffer only partly covers (its ends): value by value.
+          for value in Swift.max(first, begin)..<Swift.min(first + 32, end) {
+            let (vector, lane) = ((value - first) / 8, (value - first) % 8)
+            let lanes = [values.0, values.1, values.2, values.3][vector]
+            base[value - begin] = lanes[lane]
           }
         }
       }
     }
-    position &+= UInt64(groups * 8)
   }
 
   typealias Words = (SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>)
@@ -174,6 +197,13 @@ public struct RandomStream: Sendable, Equatable, Codable {
     return (c0, c1, c2, c3)
   }
 
+  /// 64 random bits; consumes one block.
+  public mutating func nextWord() -> UInt64 {
+    let words = RandomStream.block(seed: seed, stream: stream, counter: position)
+    position &+= 1
+    return UInt64(words[0]) << 32 | UInt64(words[1])
+  }
+
   /// One uniform value in `[0, 1)`.
   public mutating func nextUniform() -> Float {
     let words = RandomStream.block(seed: seed, stream: stream, counter: position)
@@ -193,6 +223,17 @@ public struct RandomStream: Sendable, Equatable, Codable {
       let value = UInt64(words[0]) << 32 | UInt64(words[1])
       if value < limit { return Int(value % bound) }
     }
+  }
+}
+
+/// The rows of a batch one pass holds (`rows`, positions in the whole batch of `count`).
+public struct BatchShare: Sendable, Equatable {
+  public var rows: Range<Int>
+  public var count: Int
+
+  public init(rows: Range<Int>, count: Int) {
+    self.rows = rows
+    self.count = count
   }
 }
 

@@ -1,4 +1,5 @@
 import Datasets
+import Distributed
 import Foundation
 import Models
 import Surgery
@@ -136,11 +137,22 @@ public struct Trainer: Sendable {
   public private(set) var state: TrainingState
   public let settings: TrainerSettings
   public let source: any ExampleSource
+  /// The data-parallel processes (one process alone by default): each computes the gradients of
+  /// its share of every batch, and the shares are summed (`DataParallel.swift`).
+  public let group: any ProcessGroup
+  /// Seconds spent in the per-step all-reduce this session (waiting for the slowest rank
+  /// included) and the steps it covers; not saved.
+  public private(set) var reduceSeconds = 0.0
+  public private(set) var reducedSteps = 0
 
-  public init(plan: TrainingPlan, source: any ExampleSource, settings: TrainerSettings) {
+  public init(
+    plan: TrainingPlan, source: any ExampleSource, settings: TrainerSettings,
+    group: any ProcessGroup = SingleProcess()
+  ) {
     self.plan = plan
     self.source = source
     self.settings = settings
+    self.group = group
     optimizer = AdamW(
       plan: plan, learningRate: settings.learningRate, weightDecay: settings.weightDecay)
     state = TrainingState(
@@ -163,9 +175,27 @@ public struct Trainer: Sendable {
     plan.setProgress(Double(step) / Double(settings.steps))
     var order = state.order
     var random = state.random
-    let batch = try source.batch(order.next(settings.batchSize))
+    // Every rank draws the same global batch and keeps its rows; dropout draws the share's part
+    // of the whole batch's masks, so they are one process's masks however the batch is split.
+    let indices = order.next(settings.batchSize)
+    let rows = group.share(of: indices.count)
+    let whole = try source.batch(indices)
     var candidate = plan
-    let (loss, _, gradients) = try candidate.lossAndGradients(batch, random: &random)
+    if group.size > 1 { random.batchShare = BatchShare(rows: rows, count: indices.count) }
+    var (loss, _, gradients) = try candidate.lossAndGradients(
+      group.size == 1 ? whole : whole.rows(rows), random: &random)
+    random.batchShare = nil
+    if group.size > 1 {
+      // The sum over ranks of (share mean × share / batch) is the global batch's mean; a
+      // non-finite loss or gradient anywhere is non-finite everywhere after the sum.
+      let started = ContinuousClock.now
+      (loss, gradients) = try reduce(
+        loss: loss, gradients: gradients, weight: Float(rows.count) / Float(indices.count),
+        plan: &candidate)
+      let elapsed = (ContinuousClock.now - started).components
+      reduceSeconds += Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
+      reducedSteps += 1
+    }
     guard loss.isFinite else {
       throw TrainingStopped(
         step: step + 1,
@@ -213,15 +243,19 @@ public struct Trainer: Sendable {
     return result
   }
 
-  /// Accuracy and mean loss of `model` on `indices`.
-  public func measure(_ model: Model, on indices: [Int]) throws -> (accuracy: Double, loss: Double)
-  {
+  /// Accuracy and mean loss of `model` on `indices`; `sharded`: every rank of the group measures
+  /// its share and the counts are summed (all ranks must call it then).
+  public func measure(_ model: Model, on indices: [Int], sharded: Bool = true) throws -> (
+    accuracy: Double, loss: Double
+  ) {
     guard !indices.isEmpty else { return (.nan, .nan) }
+    let distributed = sharded && group.size > 1
+    let share = distributed ? Array(indices[group.share(of: indices.count)]) : indices
     var correct = 0
     var totalLoss = 0.0
     var start = 0
-    while start < indices.count {
-      let chunk = Array(indices[start..<min(indices.count, start + settings.evaluationBatchSize)])
+    while start < share.count {
+      let chunk = Array(share[start..<min(share.count, start + settings.evaluationBatchSize)])
       let batch = try source.batch(chunk)
       let logits = try model.logits(batch)
       let labels = batch.labels ?? []
@@ -237,6 +271,11 @@ public struct Trainer: Sendable {
         Double(CrossEntropy.lossAndGradient(logits: logits, labels: labels).loss)
         * Double(chunk.count)
       start += chunk.count
+    }
+    if distributed {
+      var sums = [Double(correct), totalLoss]
+      try group.allreduceSum(&sums)
+      return (sums[0] / Double(indices.count), sums[1] / Double(indices.count))
     }
     return (Double(correct) / Double(indices.count), totalLoss / Double(indices.count))
   }

@@ -1,4 +1,5 @@
 import Datasets
+import Distributed
 import Foundation
 import Manifest
 import Models
@@ -25,7 +26,13 @@ enum ApplyCommand: Command {
                     (exit 3); --resume continues it
       --progress P  bar (a live bar with ETA), lines (periodic plain lines), none; auto: a bar on
                     a terminal, lines otherwise
+
+    Under `mpirun -np N` the run is data-parallel (docs/distributed.md): each process trains on
+    its share of every batch, gradients are summed with MPI_Allreduce, rank 0 writes the outputs.
     """
+
+  /// False on ranks other than 0 of a data-parallel run: only rank 0 logs.
+  nonisolated(unsafe) static var logs = true
 
   static func run(_ arguments: [String]) throws {
     let parsed = try Arguments(
@@ -42,11 +49,51 @@ enum ApplyCommand: Command {
     if parsed.flag("resume") && parsed.flag("overwrite") {
       throw UsageError(message: "--resume and --overwrite exclude each other")
     }
+    let group: any ProcessGroup
+    do {
+      group = try joinProcessGroup()
+    } catch {
+      throw CommandError(message: "surgeon apply: error: \(error)")
+    }
+    logs = group.isPrimary
+    do {
+      try run(parsed, steps: steps, stopAfter: stopAfter, progressMode: progressMode, group: group)
+      group.finalize()
+    } catch let status as ExitStatus {
+      // Every rank stops at the same point (--stop-after, invalid manifest): a normal end.
+      group.finalize()
+      throw status
+    } catch let stop as AgreedStop {
+      group.finalize()
+      // Every rank stopped; rank 0 says why.
+      if !group.isPrimary { throw ExitStatus(code: 1) }
+      throw CommandError(message: stop.message)
+    } catch {
+      // One rank failed where the others may wait in a collective: end them all.
+      if group.size > 1 {
+        let message = (error as? CommandError)?.message ?? "\(error)"
+        printError("surgeon apply (rank \(group.rank) of \(group.size)): error: \(message)")
+        group.abort(1)
+      }
+      throw error
+    }
+  }
+
+  /// A stop every rank reaches at the same step (a non-finite loss or gradient is non-finite on
+  /// all ranks after the all-reduce).
+  struct AgreedStop: Error {
+    var message: String
+  }
+
+  static func run(
+    _ parsed: Arguments, steps: Int?, stopAfter: Int?, progressMode: String,
+    group: any ProcessGroup
+  ) throws {
     let path = parsed.positionals[0]
     let workingDirectory = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
     let (decoded, decodeDiagnostics) = ManifestDecoder.decode(contentsOf: path)
     guard let manifest = decoded else {
-      printError(render(decodeDiagnostics, as: .text))
+      if logs { printError(render(decodeDiagnostics, as: .text)) }
       throw ExitStatus(code: 1)
     }
     let output = URL(fileURLWithPath: manifest.output.directory.value, relativeTo: workingDirectory)
@@ -74,23 +121,38 @@ enum ApplyCommand: Command {
     let (prepared, diagnostics) = RunSetup.prepare(
       manifest, workingDirectory: workingDirectory, stepsOverride: steps,
       producers: ManifestCheck.producers(near: [path]))
-    if !diagnostics.isEmpty { printError(render(diagnostics, as: .text)) }
+    if !diagnostics.isEmpty && logs { printError(render(diagnostics, as: .text)) }
     guard let setup = prepared else { throw ExitStatus(code: 1) }
-    if parsed.flag("overwrite") { try? fileManager.removeItem(at: output) }
-    try fileManager.createDirectory(at: output, withIntermediateDirectories: true)
+    // Every rank has checked output.dir as it was before rank 0 creates or replaces it.
+    try group.barrier()
+    if group.isPrimary {
+      if parsed.flag("overwrite") { try? fileManager.removeItem(at: output) }
+      try fileManager.createDirectory(at: output, withIntermediateDirectories: true)
+    }
 
     let plan = setup.rewrite.plan
     let name = manifest.name.value
     let summary = plan.summary(title: name)
     log(summary.table())
     guard let source = setup.source, let settings = setup.settings else {
+      guard group.isPrimary else { return }
       try CheckpointWriter.write(
         plan.model, to: output, metadata: metadata(manifest, plan), labelNames: setup.labelNames)
       copyVocabulary(setup, to: output)
       log("wrote \(manifest.output.directory.value)/ (no train section: rewritten model only)")
       return
     }
-    var trainer = Trainer(plan: plan, source: source, settings: settings)
+    if settings.batchSize < group.size {
+      throw CommandError(
+        message:
+          "\(path): error: train.batch_size \(settings.batchSize) is smaller than the \(group.size) processes; every process needs at least one example per batch"
+      )
+    }
+    var trainer = Trainer(plan: plan, source: source, settings: settings, group: group)
+    // Only rank 0 writes the state (the ranks hold the same one).
+    func saveState() throws {
+      if group.isPrimary { try StateStore.save(trainer, manifest: manifest.text, to: state) }
+    }
     if parsed.flag("resume") {
       do {
         try StateStore.load(from: state, into: &trainer, manifest: manifest.text)
@@ -101,19 +163,31 @@ enum ApplyCommand: Command {
     }
     let split = source.split
     log(
-      "data: \(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test examples; \(settings.steps) steps of \(settings.batchSize); \(BLAS.threadCount) threads"
+      "data: \(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test examples; \(settings.steps) steps of \(settings.batchSize); \(processes(group, trainer)); \(BLAS.threadCount) threads"
     )
+    if group.size > 1 && !plan.model.runningStatistics.isEmpty {
+      log(
+        "note: batch norm normalizes each process's share of a batch with the share's own statistics (running statistics are averaged over the processes), so this run is not the 1-process run; docs/distributed.md"
+      )
+    }
     let progress = Progress(
-      total: settings.steps, mode: progressMode, startStep: trainer.state.step)
+      total: settings.steps, mode: group.isPrimary ? progressMode : "none",
+      startStep: trainer.state.step)
     let started = Date()
+    // Time in optimizer steps alone (evaluations and state saves excluded).
+    var stepSeconds = 0.0
+    var stepsRun = 0
     while !trainer.isFinished {
       let record: StepRecord
       do {
+        let stepStarted = Date()
         record = try trainer.step()
+        stepSeconds += Date().timeIntervalSince(stepStarted)
+        stepsRun += 1
       } catch let stop as TrainingStopped {
-        try StateStore.save(trainer, manifest: manifest.text, to: state)
+        try saveState()
         progress.finish()
-        throw CommandError(
+        throw AgreedStop(
           message:
             "\(path): error: \(stop.description); the last good state (step \(trainer.state.step)) is in \(manifest.output.directory.value)/state"
         )
@@ -128,10 +202,10 @@ enum ApplyCommand: Command {
             record.loss))
       }
       if let every = settings.checkpointEvery, record.step % every == 0 || trainer.isFinished {
-        try StateStore.save(trainer, manifest: manifest.text, to: state)
+        try saveState()
       }
       if let stopAfter, record.step == stopAfter, !trainer.isFinished {
-        try StateStore.save(trainer, manifest: manifest.text, to: state)
+        try saveState()
         progress.finish()
         log("stopped after step \(stopAfter) (--stop-after); continue with --resume")
         throw ExitStatus(code: 3)
@@ -139,13 +213,25 @@ enum ApplyCommand: Command {
     }
     progress.finish()
     if settings.checkpointEvery == nil {
-      try StateStore.save(trainer, manifest: manifest.text, to: state)
+      try saveState()
     }
     let trainSeconds = Date().timeIntervalSince(started)
+    if stepsRun > 0 {
+      let communication =
+        trainer.reducedSteps > 0
+        ? String(
+          format: ", %.1f ms of it in the all-reduce",
+          1000 * trainer.reduceSeconds / Double(trainer.reducedSteps)) : ""
+      log(
+        String(
+          format: "%.3f s per training step (mean of %d)%@", stepSeconds / Double(stepsRun),
+          stepsRun, communication))
+    }
     trainer.finishSchedules()
 
-    // Test, export, reload.
+    // Test (sharded over the ranks), then rank 0 alone exports, reloads and reports.
     let test = try trainer.evaluate("test")
+    guard group.isPrimary else { return }
     let finalPlan = trainer.plan
     // W-free: there are wrapped layers and all of them ended at d = 0.
     let endsWFree =
@@ -171,7 +257,7 @@ enum ApplyCommand: Command {
         labelNames: setup.labelNames)
       copyVocabulary(setup, to: compressed)
       let reloaded = try CheckpointLoader.load(directory: compressed).model
-      reloadAccuracy = try trainer.measure(reloaded, on: split.test).accuracy
+      reloadAccuracy = try trainer.measure(reloaded, on: split.test, sharded: false).accuracy
       if reloadAccuracy != test.exportedAccuracy {
         printError(
           "\(compressed.path): warning: the reloaded W-free model tests \(reloadAccuracy!) but the exported view tested \(test.exportedAccuracy)"
@@ -237,7 +323,15 @@ enum ApplyCommand: Command {
   }
 
   static func log(_ message: String) {
-    printError(message)
+    if logs { printError(message) }
+  }
+
+  /// "1 process" or "2 processes (Open MPI (libmpi.so.40), ... bytes per step)".
+  static func processes(_ group: any ProcessGroup, _ trainer: Trainer) -> String {
+    guard group.size > 1 else { return "1 process" }
+    let values = trainer.reducedValuesPerStep
+    return
+      "\(group.size) processes (\(group.label), data-parallel: all-reduce of \(values) values = \(values * 4) bytes per step)"
   }
 }
 

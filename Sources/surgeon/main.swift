@@ -86,8 +86,12 @@ protocol Command {
 }
 
 Memory.keepFreedBuffersMapped()
-// Two cores: the BLAS pool is sized deliberately (SURGEON_THREADS overrides).
+// Two cores: the thread pool is sized deliberately (SURGEON_THREADS overrides); the processes
+// mpirun starts on one host share its cores.
+let processesHere = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap {
+  Int($0)
+}
 BLAS.setThreadCount(
   ProcessInfo.processInfo.environment["SURGEON_THREADS"].flatMap { Int($0) }
-    ?? ProcessInfo.processInfo.activeProcessorCount)
+    ?? max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, processesHere ?? 1)))
 exit(run(Array(CommandLine.arguments.dropFirst())))

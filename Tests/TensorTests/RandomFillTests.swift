@@ -139,4 +139,29 @@ final class RandomFillTests: XCTestCase {
     XCTAssertLessThan(worstLog, 3e-7)
     XCTAssertLessThan(worstTrig, 1e-6)
   }
+
+  /// A share of a dropout draw is exactly that part of the whole draw (uneven splits, groups cut
+  /// in the middle), and the stream ends where the whole draw leaves it.
+  func testDropoutMaskSharesJoinToTheWholeMask() {
+    Parallel.threadCount = 2
+    let total = 7 * 1_000 + 13
+    var whole = RandomStream(seed: 5, stream: 2)
+    var expected = [Float](repeating: -1, count: total)
+    expected.withUnsafeMutableBufferPointer {
+      whole.fillDropoutMask($0, probability: 0.1, scale: 1 / 0.9)
+    }
+    for cuts in [[0, 4_005, total], [0, 17, 3_000, 3_001, total]] {
+      var joined: [Float] = []
+      for (start, end) in zip(cuts, cuts.dropFirst()) {
+        var share = RandomStream(seed: 5, stream: 2)
+        var part = [Float](repeating: -1, count: end - start)
+        part.withUnsafeMutableBufferPointer {
+          share.fillDropoutMask($0, probability: 0.1, scale: 1 / 0.9, part: start, of: total)
+        }
+        XCTAssertEqual(share.position, whole.position)
+        joined += part
+      }
+      XCTAssertEqual(joined, expected, "cuts \(cuts)")
+    }
+  }
 }

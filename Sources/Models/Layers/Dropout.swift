@@ -1,7 +1,10 @@
 import Tensor
 
 /// Inverted dropout: in training each element is kept with probability `1 − p` and scaled by
-/// `1/(1 − p)`; in evaluation it is the identity. The mask comes from the caller's seeded stream.
+/// `1/(1 − p)`; in evaluation it is the identity. The mask comes from the caller's seeded stream;
+/// when the stream names a `batchShare` (the input holds rows of a larger batch, examples
+/// contiguous), the mask is that share's part of the mask the whole batch would get, and the
+/// stream moves as for the whole batch: data-parallel processes draw one process's masks.
 public struct Dropout: Sendable {
   public var probability: Float
 
@@ -14,11 +17,20 @@ public struct Dropout: Sendable {
     -> (output: Tensor, mask: Tensor?)
   {
     guard mode == .training, probability > 0 else { return (input, nil) }
-    var mask = Tensor(zeros: input.shape)
+    var mask = Tensor(uninitialized: input.shape)
     let keep = 1 - probability
     let scale: Float = keep > 0 ? 1 / keep : 0
+    let probability = probability
     mask.withUnsafeMutableBufferPointer { values in
-      random.fillDropoutMask(values, probability: probability, scale: scale)
+      if let share = random.batchShare, !share.rows.isEmpty, input.count % share.rows.count == 0 {
+        // This pass holds rows of a larger batch: its part of the whole batch's draw.
+        let perRow = input.count / share.rows.count
+        random.fillDropoutMask(
+          values, probability: probability, scale: scale, part: share.rows.lowerBound * perRow,
+          of: share.count * perRow)
+      } else {
+        random.fillDropoutMask(values, probability: probability, scale: scale)
+      }
     }
     var output = input
     output.multiply(by: mask)
