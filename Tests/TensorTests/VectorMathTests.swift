@@ -50,6 +50,20 @@ final class VectorMathTests: XCTestCase {
     XCTAssertLessThan(worstRelative, 5e-6)
   }
 
+  /// The rational erf against double precision over the whole line (it is clamped beyond ±4).
+  func testRationalErfWithinFourTenMillionths() {
+    var worst: Double = 0
+    var x: Float = -9
+    while x < 9 {
+      let value = Double(VectorMath.erf(VectorMath.Lanes(repeating: x))[2])
+      worst = max(worst, abs(value - Foundation.erf(Double(x))))
+      x += 0.000_913
+    }
+    XCTAssertLessThan(worst, 4e-7)
+    XCTAssertEqual(VectorMath.erf(VectorMath.Lanes(repeating: 0))[0], 0)
+    XCTAssertEqual(VectorMath.erf(VectorMath.Lanes(repeating: 30))[0], 1, accuracy: 1e-7)
+  }
+
   func testNormalPDF() {
     for x: Float in [-4, -1, 0, 0.5, 3] {
       let exact = Foundation.exp(-0.5 * Double(x * x)) / (2 * Double.pi).squareRoot()
