@@ -55,8 +55,9 @@ public struct Linear: Sendable {
     var outputShape = input.shape
     outputShape[outputShape.count - 1] = outFeatures
     let frozenPathRuns = adapter?.skipsFrozenPath != true
-    // The frozen path's GEMM (β = 0) writes every output; the adapter alone accumulates.
-    var output = frozenPathRuns ? Tensor(uninitialized: outputShape) : Tensor(zeros: outputShape)
+    // The first GEMM into the output (the frozen path's, else the adapter's up) has β = 0 and
+    // writes every element.
+    var output = Tensor(uninitialized: outputShape)
     var cache = Cache(input: input)
     let decay = adapter?.decay ?? 1
     if frozenPathRuns {
@@ -78,7 +79,8 @@ public struct Linear: Sendable {
       var hidden = Tensor(uninitialized: [rows, adapter.rank])
       Linear.multiply(input, adapter.down, into: &hidden, rows: rows, alpha: 1, accumulate: false)
       Linear.multiply(
-        hidden, adapter.up, into: &output, rows: rows, alpha: adapter.scale, accumulate: true)
+        hidden, adapter.up, into: &output, rows: rows, alpha: adapter.scale,
+        accumulate: frozenPathRuns)
       if let c = adapter.bias { output.addRowBias(c) }
       cache.adapterHidden = hidden
     }
