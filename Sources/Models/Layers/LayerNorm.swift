@@ -34,7 +34,7 @@ public struct LayerNorm: Sendable {
   public func forward(_ input: Tensor) -> (output: Tensor, cache: Cache) {
     let columns = features
     let rows = input.count / columns
-    var output = Tensor(zeros: input.shape)
+    var output = Tensor(uninitialized: input.shape)
     var means = [Float](repeating: 0, count: rows)
     var rstds = [Float](repeating: 0, count: rows)
     input.withUnsafeBufferPointer { xs in
@@ -47,16 +47,38 @@ public struct LayerNorm: Sendable {
                   for row in chunk {
                     let x = xs.baseAddress! + row * columns
                     let y = ys.baseAddress! + row * columns
-                    var sum: Float = 0
-                    for c in 0..<columns { sum += x[c] }
-                    let mean = sum / Float(columns)
-                    var squares: Float = 0
-                    for c in 0..<columns {
-                      let centred = x[c] - mean
-                      squares += centred * centred
+                    // Eight-lane sums, reduced at the end (the same for any thread count).
+                    var laneSum = VectorMath.Lanes()
+                    var c = 0
+                    while c + 8 <= columns {
+                      laneSum += VectorMath.load(x + c)
+                      c += 8
                     }
+                    var sum = laneSum.sum()
+                    for k in c..<columns { sum += x[k] }
+                    let mean = sum / Float(columns)
+                    let meanLanes = VectorMath.Lanes(repeating: mean)
+                    var laneSquares = VectorMath.Lanes()
+                    c = 0
+                    while c + 8 <= columns {
+                      let centred = VectorMath.load(x + c) - meanLanes
+                      laneSquares += centred * centred
+                      c += 8
+                    }
+                    var squares = laneSquares.sum()
+                    for k in c..<columns { squares += (x[k] - mean) * (x[k] - mean) }
                     let rstd = 1 / (squares / Float(columns) + epsilon).squareRoot()
-                    for c in 0..<columns { y[c] = (x[c] - mean) * rstd * ws[c] + bs[c] }
+                    let rstdLanes = VectorMath.Lanes(repeating: rstd)
+                    c = 0
+                    while c < columns {
+                      let n = Swift.min(8, columns - c)
+                      let normalized = (VectorMath.load(x + c, count: n) - meanLanes) * rstdLanes
+                      let scaled =
+                        normalized * VectorMath.load(ws.baseAddress! + c, count: n)
+                        + VectorMath.load(bs.baseAddress! + c, count: n)
+                      VectorMath.store(scaled, to: y + c, count: n)
+                      c += 8
+                    }
                     means[row] = mean
                     rstds[row] = rstd
                   }
