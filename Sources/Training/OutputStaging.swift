@@ -119,6 +119,13 @@ public struct OutputStaging: Sendable {
     } catch {
       throw OutputError.system("list \(directory.path)", directory.path)
     }
+    // Directories a killed commit moved aside.
+    let existing = (try? FileManager.default.contentsOfDirectory(atPath: destination.path)) ?? []
+    for name in names {
+      for aside in existing where aside.hasPrefix(".\(name).old-") {
+        try? FileManager.default.removeItem(at: destination.appendingPathComponent(aside))
+      }
+    }
     let ordered = names.filter { !last.contains($0) }.sorted() + last.filter(names.contains)
     for name in ordered {
       try Self.replace(

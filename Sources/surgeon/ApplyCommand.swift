@@ -106,13 +106,17 @@ enum ApplyCommand: Command {
     } else {
       // The output directory appears at once, holding the state before step 1: from here on a
       // kill at any moment leaves a run that --resume continues.
+      var staging: OutputStaging?
       do {
-        let staging = try OutputStaging(destination: output)
-        try saveState(trainer, manifest.text, to: staging.directory.appendingPathComponent("state"))
-        try staging.commitAsNewDirectory()
+        staging = try OutputStaging(destination: output)
+        try saveState(
+          trainer, manifest.text, to: staging!.directory.appendingPathComponent("state"))
+        try staging!.commitAsNewDirectory()
       } catch let error as CommandError {
+        staging?.discard()
         throw error
       } catch {
+        staging?.discard()
         throw CommandError(message: OutputError.describing(error, at: output.path))
       }
     }
