@@ -442,3 +442,58 @@ final class ReliabilityTests: XCTestCase {
     return SurgeonRun(status: process.terminationStatus, output: "", error: error)
   }
 }
+
+extension ReliabilityTests {
+  /// A learning rate that blows the weights up: exit 1, the step and the reason, the last good
+  /// state kept (a --resume starts from it and stops at the same step again).
+  func testDivergenceStopsWithTheStepAndKeepsTheLastGoodState() throws {
+    let text = manifestForDivergence()
+    try Data(text.utf8).write(to: workspace.appendingPathComponent("diverge.yaml"))
+    let run = try runSurgeon(["apply", "diverge.yaml", "--progress", "none"], in: workspace)
+    XCTAssertEqual(run.status, 1, run.error)
+    let step = try XCTUnwrap(
+      run.error.range(of: #"at step \d+"#, options: .regularExpression).map {
+        String(run.error[$0])
+      }, run.error)
+    XCTAssertTrue(
+      run.error.contains("the loss is") || run.error.contains("not finite"), run.error)
+    XCTAssertTrue(run.error.contains("the last good state"), run.error)
+    let state = workspace.appendingPathComponent("checkpoints/diverge/state/state.json")
+    let saved = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(contentsOf: state)) as? [String: Any])
+    let good = try XCTUnwrap(saved["step"] as? Int)
+    XCTAssertEqual("at step \(good + 1)", step, "the state is the step before the divergence")
+    XCTAssertFalse(
+      FileManager.default.fileExists(
+        atPath: workspace.appendingPathComponent("checkpoints/diverge/model.safetensors").path))
+    let again = try runSurgeon(
+      ["apply", "diverge.yaml", "--resume", "--progress", "none"], in: workspace)
+    XCTAssertEqual(again.status, 1, again.error)
+    XCTAssertTrue(again.error.contains(step), again.error)
+  }
+
+  private func manifestForDivergence() -> String {
+    """
+    surgeon: 1
+    name: diverge
+    model:
+      family: bert
+      checkpoint: checkpoints/tiny-bert
+    surgery:
+      - train: [classifier]
+    train:
+      task: text-classification
+      data:
+        train: {format: csv, path: tiny.csv, text: text, label: label}
+        split: {validation: 0.2, test: 0.2, seed: 0}
+        max_length: 12
+      steps: 30
+      batch_size: 8
+      optimizer: {name: adamw, lr: 1.0e+38}
+      eval_every: 10
+    output:
+      checkpoint_every: 1
+
+    """
+  }
+}
