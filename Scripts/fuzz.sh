@@ -37,12 +37,16 @@ flags=(-O -g -parse-as-library -swift-version 6 -sanitize=fuzzer,address
 # instrumentation and AddressSanitizer, rebuilt when a source file is newer than the object.
 build_module() {
   local name=$1 object="$out/modules/$1.o"
-  local sources
+  shift
+  local sources stale=""
   sources=$(find "Sources/$name" -name '*.swift' | sort)
-  if [ -f "$object" ] && [ -z "$(find "Sources/$name" -name '*.swift' -newer "$object")" ] \
-    && [ -z "$(find "$out/modules" -name '*.swiftmodule' -newer "$object")" ]; then
-    return
-  fi
+  [ -f "$object" ] || stale=1
+  [ -n "$stale" ] || [ -z "$(find "Sources/$name" -name '*.swift' -newer "$object")" ] || stale=1
+  # A module it imports was rebuilt after it.
+  for dependency in "$@"; do
+    [ -n "$stale" ] || [ ! "$out/modules/$dependency.o" -nt "$object" ] || stale=1
+  done
+  [ -n "$stale" ] || return 0
   # shellcheck disable=SC2086
   swiftc "${flags[@]}" -wmo -module-name "$name" -emit-module \
     -emit-module-path "$out/modules/$name.swiftmodule" -c -o "$object" $sources
@@ -53,8 +57,10 @@ case $target in
   csv | jsonl | idx) modules="Tensor Models Datasets" ;;
 esac
 objects=()
+built=()
 for name in $modules; do
-  build_module "$name"
+  build_module "$name" "${built[@]}"
+  built+=("$name")
   objects+=("$out/modules/$name.o")
 done
 binary="$out/fuzz-$target"
