@@ -92,13 +92,14 @@ public struct OutputStaging: Sendable {
     try OutputFiles.createDirectory(directory)
   }
 
-  /// The staging directories killed runs left beside `destination`.
+  /// The staging directories (and directories being replaced) killed runs left beside
+  /// `destination`.
   public static func leftovers(of destination: URL) -> [URL] {
     let standardized = destination.standardizedFileURL
     let parent = standardized.deletingLastPathComponent()
-    let prefix = ".\(standardized.lastPathComponent).partial-"
+    let prefixes = ["partial", "replaced"].map { ".\(standardized.lastPathComponent).\($0)-" }
     let names = (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? []
-    return names.filter { $0.hasPrefix(prefix) }.sorted().map {
+    return names.filter { name in prefixes.contains { name.hasPrefix($0) } }.sorted().map {
       parent.appendingPathComponent($0)
     }
   }
@@ -134,12 +135,25 @@ public struct OutputStaging: Sendable {
     try? FileManager.default.removeItem(at: directory)
   }
 
-  /// Renames the staging directory itself to `destination`, which must not exist: the whole
-  /// directory appears at once.
-  public func commitAsNewDirectory() throws(OutputError) {
-    guard rename(directory.path, destination.path) == 0 else {
-      throw OutputError.system("rename \(directory.path) to \(destination.path)", destination.path)
+  /// Renames the staging directory itself to `destination`: the whole directory appears at
+  /// once. An existing destination (--overwrite) is first renamed aside and removed only once
+  /// the new one is in place, so a failure before that point leaves it untouched.
+  public func replaceDestination() throws(OutputError) {
+    let aside = destination.deletingLastPathComponent().appendingPathComponent(
+      ".\(destination.lastPathComponent).replaced-\(getpid())")
+    let exists = FileManager.default.fileExists(atPath: destination.path)
+    if exists {
+      guard rename(destination.path, aside.path) == 0 else {
+        throw OutputError.system("move the old \(destination.path) aside", destination.path)
+      }
     }
+    guard rename(directory.path, destination.path) == 0 else {
+      let error = OutputError.system(
+        "rename \(directory.path) to \(destination.path)", destination.path)
+      if exists { rename(aside.path, destination.path) }
+      throw error
+    }
+    if exists { try? FileManager.default.removeItem(at: aside) }
   }
 
   /// Removes the staging directory (the outputs are not wanted).

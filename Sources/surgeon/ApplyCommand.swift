@@ -77,7 +77,7 @@ enum ApplyCommand: Command {
     if !diagnostics.isEmpty { printError(render(diagnostics, as: .text)) }
     guard let setup = prepared else { throw ExitStatus(code: 1) }
     if parsed.flag("overwrite") && fileManager.fileExists(atPath: output.path) {
-      try removeForOverwrite(
+      try refuseOverwritingInputs(
         output, manifest: manifest, setup: setup, workingDirectory: workingDirectory)
     }
 
@@ -86,7 +86,7 @@ enum ApplyCommand: Command {
     let summary = plan.summary(title: name)
     log(summary.table())
     guard let source = setup.source, let settings = setup.settings else {
-      try writeOutputs(to: output) { staged in
+      try writeOutputs(to: output, replacing: true) { staged in
         try CheckpointWriter.write(
           plan.model, to: staged, metadata: metadata(manifest, plan),
           labelNames: setup.labelNames)
@@ -100,24 +100,22 @@ enum ApplyCommand: Command {
       do {
         try StateStore.load(from: state, into: &trainer, manifest: manifest.text)
       } catch {
-        throw CommandError(message: "\(state.path): error: cannot resume: \(error)")
+        let reason =
+          error is DecodingError
+          ? "state.json is damaged or not a surgeon training state (\(error))"
+          : String(describing: error)
+        throw CommandError(
+          message:
+            "\(state.path): error: cannot resume: \(reason); fix or remove the state, or start over with --overwrite"
+        )
       }
       log("resuming at step \(trainer.state.step) of \(settings.steps)")
     } else {
       // The output directory appears at once, holding the state before step 1: from here on a
       // kill at any moment leaves a run that --resume continues.
-      var staging: OutputStaging?
-      do {
-        staging = try OutputStaging(destination: output)
-        try saveState(
-          trainer, manifest.text, to: staging!.directory.appendingPathComponent("state"))
-        try staging!.commitAsNewDirectory()
-      } catch let error as CommandError {
-        staging?.discard()
-        throw error
-      } catch {
-        staging?.discard()
-        throw CommandError(message: OutputError.describing(error, at: output.path))
+      // (--overwrite: the old directory goes only once the new one is ready.)
+      try writeOutputs(to: output, replacing: true) { staged in
+        try saveState(trainer, manifest.text, to: staged.appendingPathComponent("state"))
       }
     }
     let split = source.split
@@ -250,16 +248,24 @@ enum ApplyCommand: Command {
   }
 
   /// Runs `write` on a staging directory beside `output`, then renames what it wrote into
-  /// `output` (`last` at the end); any failure is one message naming the path and a fix, and
-  /// leaves `output` as it was.
+  /// `output` (`last` at the end), or, `replacing`, renames the staging directory to `output`
+  /// (an old `output` goes only then); any failure is one message naming the path and a fix,
+  /// and leaves `output` as it was.
   static func writeOutputs(
-    to output: URL, last: [String] = [], _ write: (URL) throws -> Void
+    to output: URL, replacing: Bool = false, last: [String] = [], _ write: (URL) throws -> Void
   ) throws {
     var staging: OutputStaging?
     do {
       staging = try OutputStaging(destination: output)
       try write(staging!.directory)
-      try staging!.commit(last: last)
+      if replacing {
+        try staging!.replaceDestination()
+      } else {
+        try staging!.commit(last: last)
+      }
+    } catch let error as CommandError {
+      staging?.discard()
+      throw error
     } catch {
       staging?.discard()
       throw CommandError(message: OutputError.describing(error, at: output.path))
@@ -279,9 +285,9 @@ enum ApplyCommand: Command {
     }
   }
 
-  /// Removes `output` for --overwrite, unless it holds the run's own inputs (the checkpoint or
-  /// a data file), which the removal would destroy.
-  static func removeForOverwrite(
+  /// Refuses --overwrite when `output` holds the run's own inputs (the checkpoint or a data
+  /// file), which replacing it would destroy.
+  static func refuseOverwritingInputs(
     _ output: URL, manifest: Manifest, setup: RunSetup, workingDirectory: URL
   ) throws {
     var inputs: [String] = []
@@ -304,13 +310,6 @@ enum ApplyCommand: Command {
             "\(manifest.output.directory.value): error: --overwrite would delete the run's own input \(input), which is inside the output directory; choose another output.dir"
         )
       }
-    }
-    do {
-      try FileManager.default.removeItem(at: output)
-    } catch {
-      throw CommandError(
-        message: OutputError.describing(error, at: output.path)
-          + " (removing the old output directory for --overwrite)")
     }
   }
 
@@ -369,7 +368,7 @@ final class Progress {
         + String(
           format: "%d/%d loss %.4f d %.2f%@ %.2f it/s ETA %@", record.step, total, record.loss,
           record.decay, record.noise ? " noise" : "", rate, eta)
-      FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+      writeStandardError("\r\u{1B}[K" + line)
       drawn = true
     } else if Date().timeIntervalSince(lastLine) >= 10 || record.step == total {
       lastLine = Date()
@@ -382,11 +381,11 @@ final class Progress {
 
   func note(_ message: String) {
     guard !quiet else { return }
-    if bar && drawn { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    if bar && drawn { writeStandardError("\r\u{1B}[K") }
     printError(message)
   }
 
   func finish() {
-    if bar && drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+    if bar && drawn { writeStandardError("\n") }
   }
 }

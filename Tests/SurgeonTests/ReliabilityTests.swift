@@ -287,8 +287,7 @@ final class ReliabilityTests: XCTestCase {
     let path = try write(manifest(name: "full"), "full.yaml")
     // Room for every state file, not for the model.
     let limit = (state + model) / 2 / 1024
-    let shell = try runShell(
-      "ulimit -f \(limit); trap '' XFSZ; exec \"$SURGEON\" apply \(path) --progress none")
+    let shell = try runLimited(kilobytes: limit, "apply \(path) --progress none")
     XCTAssertEqual(shell.status, 1, shell.error)
     XCTAssertTrue(shell.error.contains("File too large"), shell.error)
     XCTAssertTrue(shell.error.contains("free disk space"), shell.error)
@@ -303,6 +302,17 @@ final class ReliabilityTests: XCTestCase {
     try runSurgeonChecked(["apply", path, "--resume", "--progress", "none"])
     try assertModelsBitwiseEqual(
       "checkpoints/room/model.safetensors", "checkpoints/full/model.safetensors", "disk full")
+    // --overwrite with no room even for the first state: refused, and the old run is intact.
+    let before = try Data(contentsOf: file("checkpoints/room/results.json"))
+    let overwrite = try runLimited(
+      kilobytes: max(1, state / 2 / 1024), "apply room.yaml --overwrite --progress none")
+    XCTAssertEqual(overwrite.status, 1, overwrite.error)
+    XCTAssertTrue(overwrite.error.contains("File too large"), overwrite.error)
+    XCTAssertEqual(try Data(contentsOf: file("checkpoints/room/results.json")), before)
+    XCTAssertTrue(exists("checkpoints/room/model.safetensors"))
+    XCTAssertEqual(
+      try FileManager.default.contentsOfDirectory(atPath: file("checkpoints").path)
+        .filter { $0.hasPrefix(".") }, [])
   }
 
   // MARK: - Kills at random moments
@@ -419,6 +429,15 @@ final class ReliabilityTests: XCTestCase {
     return run
   }
 
+  /// Runs surgeon with `arguments` under a file-size limit (write(2) past it fails with EFBIG,
+  /// SIGXFSZ ignored), its standard error through a pipe, which the limit does not apply to.
+  /// (The limit once made surgeon trap: FileHandle.write of its own log to a limited file.)
+  private func runLimited(kilobytes: Int, _ arguments: String) throws -> SurgeonRun {
+    try runShell(
+      "( ulimit -f \(kilobytes); trap '' XFSZ; exec \"$SURGEON\" \(arguments) ) 2>&1 | cat >&2; "
+        + "exit ${PIPESTATUS[0]}")
+  }
+
   /// Runs `script` with bash (whose `ulimit -f` counts KiB) in the workspace, `$SURGEON` naming the built binary.
   private func runShell(_ script: String) throws -> SurgeonRun {
     let process = Process()
@@ -495,5 +514,91 @@ extension ReliabilityTests {
       checkpoint_every: 1
 
     """
+  }
+}
+
+extension ReliabilityTests {
+  /// A damaged state (state.json not JSON, state.safetensors truncated): --resume is one message
+  /// that names the state and says how to start over; nothing is written.
+  func testADamagedStateIsRefusedWithAClearMessage() throws {
+    try Data(manifestForDamage().utf8).write(
+      to: workspace.appendingPathComponent("damage.yaml"))
+    let stopped = try runSurgeon(
+      ["apply", "damage.yaml", "--stop-after", "2", "--progress", "none"], in: workspace)
+    XCTAssertEqual(stopped.status, 3, stopped.error)
+    let state = workspace.appendingPathComponent("checkpoints/damage/state")
+    let json = state.appendingPathComponent("state.json")
+    let tensors = state.appendingPathComponent("state.safetensors")
+    let goodJSON = try Data(contentsOf: json)
+    try Data("{\"step\": ".utf8).write(to: json)
+    let damagedJSON = try runSurgeon(["apply", "damage.yaml", "--resume"], in: workspace)
+    XCTAssertEqual(damagedJSON.status, 1, damagedJSON.error)
+    XCTAssertTrue(damagedJSON.error.contains("cannot resume"), damagedJSON.error)
+    XCTAssertTrue(damagedJSON.error.contains("state.json is damaged"), damagedJSON.error)
+    XCTAssertTrue(damagedJSON.error.contains("--overwrite"), damagedJSON.error)
+    try goodJSON.write(to: json)
+    let bytes = try Data(contentsOf: tensors)
+    try bytes.prefix(bytes.count / 2).write(to: tensors)
+    let truncated = try runSurgeon(["apply", "damage.yaml", "--resume"], in: workspace)
+    XCTAssertEqual(truncated.status, 1, truncated.error)
+    XCTAssertTrue(truncated.error.contains("state.safetensors"), truncated.error)
+    XCTAssertTrue(truncated.error.contains("--overwrite"), truncated.error)
+    for run in [damagedJSON, truncated] {
+      for sign in ["Fatal error", "Stack dump"] { XCTAssertFalse(run.error.contains(sign)) }
+    }
+    XCTAssertFalse(
+      FileManager.default.fileExists(
+        atPath: workspace.appendingPathComponent("checkpoints/damage/model.safetensors").path))
+  }
+
+  private func manifestForDamage() -> String {
+    """
+    surgeon: 1
+    name: damage
+    model:
+      family: bert
+      checkpoint: checkpoints/tiny-bert
+    surgery:
+      - train: [classifier]
+    train:
+      task: text-classification
+      data:
+        train: {format: csv, path: tiny.csv, text: text, label: label}
+        split: {validation: 0.2, test: 0.2, seed: 0}
+        max_length: 12
+      steps: 6
+      batch_size: 8
+      optimizer: {name: adamw, lr: 1.0e-3}
+      eval_every: 3
+
+    """
+  }
+}
+
+extension ReliabilityTests {
+  /// Standard error on a full file system (a file-size limit of 0): the messages are lost but
+  /// the exit status is still 1, not a trap in FileHandle.write.
+  func testStandardErrorOnAFullDiskDoesNotCrash() throws {
+    try Data("surgeon: 2\n".utf8).write(to: workspace.appendingPathComponent("v2.yaml"))
+    let run = try runShellForExit(
+      "( ulimit -f 0; trap '' XFSZ; exec \"$SURGEON\" apply v2.yaml 2>log.txt ); echo $? >&2")
+    XCTAssertEqual(run, "1")
+  }
+
+  private func runShellForExit(_ script: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/bash")
+    process.arguments = ["-c", script]
+    process.currentDirectoryURL = workspace
+    var environment = ProcessInfo.processInfo.environment
+    environment["SURGEON"] = Bundle.main.bundleURL.appendingPathComponent("surgeon").path
+    process.environment = environment
+    let pipe = Pipe()
+    process.standardError = pipe
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
   }
 }
