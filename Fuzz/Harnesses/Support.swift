@@ -1,10 +1,18 @@
 import Foundation
 
-/// A file path private to this fuzzing process, for the readers that take a path.
+/// The directory private to this fuzzing process (in memory where /dev/shm exists).
+func scratchPath() -> String {
+  let base =
+    FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+  return "\(base)/surgeon-fuzz-\(getpid())"
+}
+
+/// A file path private to this fuzzing process, for the readers that take a path; removed at
+/// exit.
 let scratchDirectory: String = {
-  let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-  let directory = "\(base)/surgeon-fuzz-\(getpid())"
+  let directory = scratchPath()
   mkdir(directory, 0o700)
+  atexit { try? FileManager.default.removeItem(atPath: scratchPath()) }
   return directory
 }()
 

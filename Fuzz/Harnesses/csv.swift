@@ -1,5 +1,5 @@
-import Foundation
 import Datasets
+import Foundation
 
 /// The CSV and TSV reader (first byte: the format, then whether a group column is asked for and
 /// whether `labels` is given); any input is a table or a DatasetError naming the file.

@@ -1,5 +1,5 @@
-import Foundation
 import Datasets
+import Foundation
 
 /// The IDX reader, plain and gzip (a .gz name or the gzip magic): the input is read as an images
 /// file and as a labels file (first byte: plain or .gz name).
