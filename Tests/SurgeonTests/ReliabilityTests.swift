@@ -341,6 +341,7 @@ final class ReliabilityTests: XCTestCase {
     var rounds = 0
     while kills < wanted {
       rounds += 1
+      guard rounds <= 10 * wanted else { return XCTFail("\(kills) kills in \(rounds) runs") }
       let name = "killed-\(rounds)"
       let path = try write(manifest(name: name, steps: steps, checkpointEvery: 1), "\(name).yaml")
       let output = "checkpoints/\(name)"
