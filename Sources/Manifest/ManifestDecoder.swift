@@ -491,6 +491,13 @@ extension DecodingContext {
         fix: "remove the '..' (for example: checkpoints/NAME)")
       throw Invalid()
     }
+    // "." or "./." is the working directory itself, which --overwrite would delete.
+    if components.allSatisfy({ $0 == "." }) {
+      error(
+        "output.dir must name a directory below the working directory, not the working "
+          + "directory itself", at: node.location, fix: "for example: checkpoints/NAME")
+      throw Invalid()
+    }
     return text
   }
 }

@@ -123,12 +123,12 @@ enum ApplyCommand: Command {
       producers: ManifestCheck.producers(near: [path]))
     if !diagnostics.isEmpty && logs { printError(render(diagnostics, as: .text)) }
     guard let setup = prepared else { throw ExitStatus(code: 1) }
+    if parsed.flag("overwrite") && fileManager.fileExists(atPath: output.path) {
+      try refuseOverwritingInputs(
+        output, manifest: manifest, setup: setup, workingDirectory: workingDirectory)
+    }
     // Every rank has checked output.dir as it was before rank 0 creates or replaces it.
     try group.barrier()
-    if group.isPrimary {
-      if parsed.flag("overwrite") { try? fileManager.removeItem(at: output) }
-      try fileManager.createDirectory(at: output, withIntermediateDirectories: true)
-    }
 
     let plan = setup.rewrite.plan
     let name = manifest.name.value
@@ -136,9 +136,12 @@ enum ApplyCommand: Command {
     log(summary.table())
     guard let source = setup.source, let settings = setup.settings else {
       guard group.isPrimary else { return }
-      try CheckpointWriter.write(
-        plan.model, to: output, metadata: metadata(manifest, plan), labelNames: setup.labelNames)
-      copyVocabulary(setup, to: output)
+      try writeOutputs(to: output, replacing: true) { staged in
+        try CheckpointWriter.write(
+          plan.model, to: staged, metadata: metadata(manifest, plan),
+          labelNames: setup.labelNames)
+        copyVocabulary(setup, to: staged)
+      }
       log("wrote \(manifest.output.directory.value)/ (no train section: rewritten model only)")
       return
     }
@@ -150,16 +153,32 @@ enum ApplyCommand: Command {
     }
     var trainer = Trainer(plan: plan, source: source, settings: settings, group: group)
     // Only rank 0 writes the state (the ranks hold the same one).
-    func saveState() throws {
-      if group.isPrimary { try StateStore.save(trainer, manifest: manifest.text, to: state) }
+    func saveStateOnPrimary() throws {
+      if group.isPrimary { try Self.saveState(trainer, manifest.text, to: state) }
     }
     if parsed.flag("resume") {
       do {
         try StateStore.load(from: state, into: &trainer, manifest: manifest.text)
       } catch {
-        throw CommandError(message: "\(state.path): error: cannot resume: \(error)")
+        let reason =
+          error is DecodingError
+          ? "state.json is damaged or not a surgeon training state (\(error))"
+          : String(describing: error)
+        throw CommandError(
+          message:
+            "\(state.path): error: cannot resume: \(reason); fix or remove the state, or start over with --overwrite"
+        )
       }
       log("resuming at step \(trainer.state.step) of \(settings.steps)")
+    } else {
+      // The output directory appears at once, holding the state before step 1: from here on a
+      // kill at any moment leaves a run that --resume continues.
+      // (--overwrite: the old directory goes only once the new one is ready.)
+      if group.isPrimary {
+        try writeOutputs(to: output, replacing: true) { staged in
+          try saveState(trainer, manifest.text, to: staged.appendingPathComponent("state"))
+        }
+      }
     }
     let split = source.split
     log(
@@ -185,7 +204,7 @@ enum ApplyCommand: Command {
         stepSeconds += Date().timeIntervalSince(stepStarted)
         stepsRun += 1
       } catch let stop as TrainingStopped {
-        try saveState()
+        try saveStateOnPrimary()
         progress.finish()
         throw AgreedStop(
           message:
@@ -202,10 +221,10 @@ enum ApplyCommand: Command {
             record.loss))
       }
       if let every = settings.checkpointEvery, record.step % every == 0 || trainer.isFinished {
-        try saveState()
+        try saveStateOnPrimary()
       }
       if let stopAfter, record.step == stopAfter, !trainer.isFinished {
-        try saveState()
+        try saveStateOnPrimary()
         progress.finish()
         log("stopped after step \(stopAfter) (--stop-after); continue with --resume")
         throw ExitStatus(code: 3)
@@ -213,7 +232,7 @@ enum ApplyCommand: Command {
     }
     progress.finish()
     if settings.checkpointEvery == nil {
-      try saveState()
+      try saveStateOnPrimary()
     }
     let trainSeconds = Date().timeIntervalSince(started)
     if stepsRun > 0 {
@@ -236,65 +255,74 @@ enum ApplyCommand: Command {
     // W-free: there are wrapped layers and all of them ended at d = 0.
     let endsWFree =
       !finalPlan.model.adapterRecords.isEmpty && finalPlan.model.nodesWithFrozenWeight.isEmpty
-    try CheckpointWriter.write(
-      finalPlan.model, to: output, metadata: metadata(manifest, finalPlan),
-      labelNames: setup.labelNames)
-    copyVocabulary(setup, to: output)
-    if let obstacle = PEFTExport.obstacle(finalPlan) {
-      log("no PEFT adapter: \(obstacle)")
-    } else {
-      try PEFTExport.write(
-        finalPlan, to: output.appendingPathComponent("peft"),
-        baseModel: setup.checkpointDirectory?.path ?? "")
-      log("wrote a Hugging Face PEFT adapter to \(manifest.output.directory.value)/peft/")
-    }
-    var reloadAccuracy: Double?
-    if manifest.output.compress {
-      let compressed = output.appendingPathComponent("compressed")
-      let exported = finalPlan.model.exported()
-      try CheckpointWriter.write(
-        exported, to: compressed, metadata: ["surgeon.manifest": manifest.text],
-        labelNames: setup.labelNames)
-      copyVocabulary(setup, to: compressed)
-      let reloaded = try CheckpointLoader.load(directory: compressed).model
-      reloadAccuracy = try trainer.measure(reloaded, on: split.test, sharded: false).accuracy
-      if reloadAccuracy != test.exportedAccuracy {
-        printError(
-          "\(compressed.path): warning: the reloaded W-free model tests \(reloadAccuracy!) but the exported view tested \(test.exportedAccuracy)"
-        )
-      }
-    }
     let majority = majorityClassShare(source.labels, over: split.test)
     let validationMajority = majorityClassShare(source.labels, over: split.validation)
     let stuck = stuckAtChance(
       steps: trainer.state.steps, evaluations: trainer.state.evaluations,
       classes: source.classCount, majority: validationMajority)
     let finalSummary = finalPlan.summary(title: name)
-    let results = RunResults(
-      name: name, steps: settings.steps, trainSeconds: trainSeconds,
-      params: .init(
-        total: finalSummary.total, trainable: finalSummary.trainable,
-        nonTrainable: finalSummary.nonTrainable, compressedTotal: finalSummary.compressedTotal),
-      validationAccuracy: trainer.state.evaluations.last?.accuracy,
-      testAccuracy: endsWFree ? test.exportedAccuracy : test.accuracy,
-      testAccuracyWithW: endsWFree ? nil : test.accuracy, testAccuracyWFree: test.exportedAccuracy,
-      exportedReloadTestAccuracy: reloadAccuracy, majorityClass: majority,
-      stuckAtChance: stuck != nil, stuckReason: stuck, endsWFree: endsWFree)
-    try Data(results.json().utf8).write(
-      to: output.appendingPathComponent("results.json"), options: .atomic)
-    try Data(
-      metricsLines(steps: trainer.state.steps, evaluations: trainer.state.evaluations + [test])
-        .utf8
-    ).write(to: output.appendingPathComponent("metrics.jsonl"), options: .atomic)
-    let figures = try ReportFigures.write(
-      trainer: trainer, test: test, majority: validationMajority,
-      to: output.appendingPathComponent("figures"))
-    try Data(
-      reportMarkdown(
-        results: results, summary: finalSummary, manifestPath: path, figures: figures,
-        outputDirectory: manifest.output.directory.value, test: test
-      ).utf8
-    ).write(to: output.appendingPathComponent("report.md"), options: .atomic)
+    var results: RunResults?
+    // Built beside output.dir and renamed in, results.json last: a reader that finds
+    // results.json finds every other output complete.
+    try writeOutputs(to: output, last: ["report.md", "results.json"]) { staged in
+      try CheckpointWriter.write(
+        finalPlan.model, to: staged, metadata: metadata(manifest, finalPlan),
+        labelNames: setup.labelNames)
+      copyVocabulary(setup, to: staged)
+      if let obstacle = PEFTExport.obstacle(finalPlan) {
+        log("no PEFT adapter: \(obstacle)")
+      } else {
+        try PEFTExport.write(
+          finalPlan, to: staged.appendingPathComponent("peft"),
+          baseModel: setup.checkpointDirectory?.path ?? "")
+        log("wrote a Hugging Face PEFT adapter to \(manifest.output.directory.value)/peft/")
+      }
+      var reloadAccuracy: Double?
+      if manifest.output.compress {
+        let compressed = staged.appendingPathComponent("compressed")
+        let exported = finalPlan.model.exported()
+        try CheckpointWriter.write(
+          exported, to: compressed, metadata: ["surgeon.manifest": manifest.text],
+          labelNames: setup.labelNames)
+        copyVocabulary(setup, to: compressed)
+        let reloaded = try CheckpointLoader.load(directory: compressed).model
+        reloadAccuracy = try trainer.measure(reloaded, on: split.test, sharded: false).accuracy
+        if reloadAccuracy != test.exportedAccuracy {
+          printError(
+            "\(output.appendingPathComponent("compressed").path): warning: the reloaded W-free model tests \(reloadAccuracy!) but the exported view tested \(test.exportedAccuracy)"
+          )
+        }
+      }
+      let written = RunResults(
+        name: name, steps: settings.steps, trainSeconds: trainSeconds,
+        params: .init(
+          total: finalSummary.total, trainable: finalSummary.trainable,
+          nonTrainable: finalSummary.nonTrainable, compressedTotal: finalSummary.compressedTotal),
+        validationAccuracy: trainer.state.evaluations.last?.accuracy,
+        testAccuracy: endsWFree ? test.exportedAccuracy : test.accuracy,
+        testAccuracyWithW: endsWFree ? nil : test.accuracy,
+        testAccuracyWFree: test.exportedAccuracy,
+        exportedReloadTestAccuracy: reloadAccuracy, majorityClass: majority,
+        stuckAtChance: stuck != nil, stuckReason: stuck, endsWFree: endsWFree)
+      results = written
+      try OutputFiles.write(
+        Data(written.json().utf8), to: staged.appendingPathComponent("results.json"))
+      try OutputFiles.write(
+        Data(
+          metricsLines(
+            steps: trainer.state.steps, evaluations: trainer.state.evaluations + [test]
+          ).utf8), to: staged.appendingPathComponent("metrics.jsonl"))
+      let figures = try ReportFigures.write(
+        trainer: trainer, test: test, majority: validationMajority,
+        to: staged.appendingPathComponent("figures"))
+      try OutputFiles.write(
+        Data(
+          reportMarkdown(
+            results: written, summary: finalSummary, manifestPath: path, figures: figures,
+            outputDirectory: manifest.output.directory.value, test: test
+          ).utf8), to: staged.appendingPathComponent("report.md"))
+    }
+    guard let results else { return }
     if let stuck { printError("\(path): warning: stuck at chance: \(stuck)") }
     let shown = endsWFree ? "W-free" : "with W"
     print(
@@ -303,6 +331,72 @@ enum ApplyCommand: Command {
           "%@: test accuracy %.3f (%@; majority class %.3f), %d parameters after compression; %.0f s of training",
         name, results.testAccuracy, shown, majority, finalSummary.compressedTotal, trainSeconds))
     print("outputs: \(manifest.output.directory.value)/ (report.md, results.json, figures/)")
+  }
+
+  /// Runs `write` on a staging directory beside `output`, then renames what it wrote into
+  /// `output` (`last` at the end), or, `replacing`, renames the staging directory to `output`
+  /// (an old `output` goes only then); any failure is one message naming the path and a fix,
+  /// and leaves `output` as it was.
+  static func writeOutputs(
+    to output: URL, replacing: Bool = false, last: [String] = [], _ write: (URL) throws -> Void
+  ) throws {
+    var staging: OutputStaging?
+    do {
+      staging = try OutputStaging(destination: output)
+      try write(staging!.directory)
+      if replacing {
+        try staging!.replaceDestination()
+      } else {
+        try staging!.commit(last: last)
+      }
+    } catch let error as CommandError {
+      staging?.discard()
+      throw error
+    } catch {
+      staging?.discard()
+      throw CommandError(message: OutputError.describing(error, at: output.path))
+    }
+  }
+
+  /// Saves the training state; a failure (disk full, permissions) says so and that the
+  /// previous state is kept.
+  static func saveState(_ trainer: Trainer, _ manifest: String, to state: URL) throws {
+    do {
+      try StateStore.save(trainer, manifest: manifest, to: state)
+    } catch {
+      throw CommandError(
+        message: OutputError.describing(error, at: state.path)
+          + " (saving the training state after step \(trainer.state.step); the previous state, "
+          + "if any, is kept)")
+    }
+  }
+
+  /// Refuses --overwrite when `output` holds the run's own inputs (the checkpoint or a data
+  /// file), which replacing it would destroy.
+  static func refuseOverwritingInputs(
+    _ output: URL, manifest: Manifest, setup: RunSetup, workingDirectory: URL
+  ) throws {
+    var inputs: [String] = []
+    if let checkpoint = setup.checkpointDirectory { inputs.append(checkpoint.path) }
+    if let data = manifest.train?.data {
+      for source in [data.train, data.test].compactMap({ $0 }) {
+        inputs += source.value.paths.map {
+          URL(fileURLWithPath: $0, relativeTo: workingDirectory).path
+        }
+      }
+    }
+    let roots = [output.standardizedFileURL, output.standardizedFileURL.resolvingSymlinksInPath()]
+      .map { $0.path + "/" }
+    for input in inputs {
+      let url = URL(fileURLWithPath: input).standardizedFileURL
+      let paths = [url.path, url.resolvingSymlinksInPath().path]
+      if paths.contains(where: { path in roots.contains { (path + "/").hasPrefix($0) } }) {
+        throw CommandError(
+          message:
+            "\(manifest.output.directory.value): error: --overwrite would delete the run's own input \(input), which is inside the output directory; choose another output.dir"
+        )
+      }
+    }
   }
 
   static func metadata(_ manifest: Manifest, _ plan: TrainingPlan) -> [String: String] {
@@ -368,7 +462,7 @@ final class Progress {
         + String(
           format: "%d/%d loss %.4f d %.2f%@ %.2f it/s ETA %@", record.step, total, record.loss,
           record.decay, record.noise ? " noise" : "", rate, eta)
-      FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+      writeStandardError("\r\u{1B}[K" + line)
       drawn = true
     } else if Date().timeIntervalSince(lastLine) >= 10 || record.step == total {
       lastLine = Date()
@@ -381,11 +475,11 @@ final class Progress {
 
   func note(_ message: String) {
     guard !quiet else { return }
-    if bar && drawn { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    if bar && drawn { writeStandardError("\r\u{1B}[K") }
     printError(message)
   }
 
   func finish() {
-    if bar && drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+    if bar && drawn { writeStandardError("\n") }
   }
 }

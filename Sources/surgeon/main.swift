@@ -26,7 +26,22 @@ let overview = """
   """
 
 func printError(_ message: String) {
-  FileHandle.standardError.write(Data((message + "\n").utf8))
+  writeStandardError(message + "\n")
+}
+
+/// Writes to standard error with write(2): on a full disk or a closed pipe the text is lost
+/// instead of the process trapping, as `FileHandle.write` would.
+func writeStandardError(_ text: String) {
+  let bytes = Array(text.utf8)
+  var offset = 0
+  while offset < bytes.count {
+    let written = bytes.withUnsafeBytes {
+      write(2, $0.baseAddress! + offset, $0.count - offset)
+    }
+    if written < 0 && errno == EINTR { continue }
+    guard written > 0 else { return }
+    offset += written
+  }
 }
 
 /// Runs one subcommand; returns the exit status.
