@@ -136,8 +136,14 @@ public struct Trainer: Sendable {
   public private(set) var state: TrainingState
   public let settings: TrainerSettings
   public let source: any ExampleSource
+  /// A teacher to distil from (`train.distill`); nil: cross-entropy only.
+  public let distillation: Distillation?
 
-  public init(plan: TrainingPlan, source: any ExampleSource, settings: TrainerSettings) {
+  public init(
+    plan: TrainingPlan, source: any ExampleSource, settings: TrainerSettings,
+    distillation: Distillation? = nil
+  ) {
+    self.distillation = distillation
     self.plan = plan
     self.source = source
     self.settings = settings
@@ -165,7 +171,12 @@ public struct Trainer: Sendable {
     var random = state.random
     let batch = try source.batch(order.next(settings.batchSize))
     var candidate = plan
-    let (loss, _, gradients) = try candidate.lossAndGradients(batch, random: &random)
+    let (loss, _, gradients) =
+      if let distillation {
+        try candidate.lossAndGradients(batch, distillation: distillation, random: &random)
+      } else {
+        try candidate.lossAndGradients(batch, random: &random)
+      }
     guard loss.isFinite else {
       throw TrainingStopped(
         step: step + 1,

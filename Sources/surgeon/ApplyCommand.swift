@@ -90,7 +90,8 @@ enum ApplyCommand: Command {
       log("wrote \(manifest.output.directory.value)/ (no train section: rewritten model only)")
       return
     }
-    var trainer = Trainer(plan: plan, source: source, settings: settings)
+    var trainer = Trainer(
+      plan: plan, source: source, settings: settings, distillation: setup.distillation)
     if parsed.flag("resume") {
       do {
         try StateStore.load(from: state, into: &trainer, manifest: manifest.text)
