@@ -23,6 +23,9 @@ public struct Sweep: Sendable {
     public var learningRates: [String]
     /// This method's seeds; nil: the sweep's.
     public var seeds: [Int]?
+    /// An earlier method whose first-seed run at its chosen learning rate is the teacher
+    /// (`train.distill.teacher`); nil: none.
+    public var teacher: String?
     public var location: SourceLocation
 
     /// The ranks as optionals: `[nil]` when the method names none.
@@ -126,10 +129,17 @@ extension Sweep {
   /// The cell's manifest: the base with the method's patch, the rank in every `lora` rule, the
   /// learning rate, the seed (model and training; the data split's seed stays the base's, so
   /// every cell sees the same validation and test examples) and its own name and output dir.
-  public func derive(_ cell: Cell, base: YAMLNode, outputDirectory: String) -> YAMLNode {
+  public func derive(
+    _ cell: Cell, base: YAMLNode, outputDirectory: String, teacherDirectory: String? = nil
+  ) -> YAMLNode {
     var node = base
     let at = base.location
     if let patch = method(named: cell.method)?.patch { node = node.merged(with: patch) }
+    if let teacherDirectory {
+      node.set(
+        ["train", "distill", "teacher"],
+        to: YAMLNode(.scalar(teacherDirectory, style: .doubleQuoted), location: at))
+    }
     if let rank = cell.rank, case .sequence(var rules)? = node["surgery"]?.kind {
       for index in rules.indices where rules[index]["lora"] != nil {
         rules[index].set(["lora", "rank"], to: .plain(String(rank), at: at))
@@ -148,7 +158,7 @@ extension Sweep {
 /// Reads a sweep file, with `file:line:col` diagnostics like the manifest's.
 public enum SweepDecoder {
   static let keys = ["sweep", "name", "base", "output", "seeds", "lr_selection", "methods"]
-  static let methodKeys = ["name", "set", "rank", "lr", "seeds"]
+  static let methodKeys = ["name", "set", "rank", "lr", "seeds", "teacher"]
 
   public static func decode(contentsOf path: String) -> (sweep: Sweep?, diagnostics: [Diagnostic])
   {
@@ -317,6 +327,16 @@ public enum SweepDecoder {
             "method '\(methodName)' needs lr: [...]", nameEntry.key.location,
             fix: "list the learning rates to choose from on the validation split")
         }
+        var teacher: String?
+        if let entry = method["teacher"] {
+          if let text = entry.value.scalarText, methods.contains(where: { $0.name == text }) {
+            teacher = text
+          } else {
+            error(
+              "teacher must name a method listed before this one", entry.value.location,
+              fix: "list the teacher's method (e.g. full fine-tuning) first")
+          }
+        }
         if let patch = method["set"], case .mapping = patch.value.kind {
         } else if let patch = method["set"] {
           error("set must be a mapping of manifest keys", patch.value.location)
@@ -324,7 +344,7 @@ public enum SweepDecoder {
         methods.append(
           Sweep.Method(
             name: methodName, patch: method["set"]?.value, ranks: ranks, learningRates: rates,
-            seeds: method["seeds"].map(seedList), location: nameEntry.value.location))
+            seeds: method["seeds"].map(seedList), teacher: teacher, location: nameEntry.value.location))
       }
     } else {
       error("missing key 'methods'", origin)

@@ -52,9 +52,18 @@ enum CompareCommand: Command {
 
     func manifestPath(_ cell: Cell) -> String { sweep.output + "/manifests/\(cell.id).yaml" }
     func cellDirectory(_ cell: Cell) -> String { sweep.output + "/cells/\(cell.id)" }
+    // A teacher is its method's first-seed run at the chosen learning rate (known once that
+    // method's selection cells ran; before, a placeholder for the up-front check).
+    var teachers: [String: String] = [:]
     func derivedText(_ cell: Cell) -> String {
-      "# Derived by `surgeon compare \(path)` from \(sweep.base) (method \(cell.method)); do not edit.\n"
-        + YAMLEmitter.emit(sweep.derive(cell, base: baseNode, outputDirectory: cellDirectory(cell)))
+      let teacher = sweep.method(named: cell.method)?.teacher.map {
+        teachers[$0] ?? sweep.output + "/cells/\($0)-teacher"
+      }
+      return
+        "# Derived by `surgeon compare \(path)` from \(sweep.base) (method \(cell.method)); do not edit.\n"
+        + YAMLEmitter.emit(
+          sweep.derive(
+            cell, base: baseNode, outputDirectory: cellDirectory(cell), teacherDirectory: teacher))
     }
 
     // Every method's derived manifest must decode before any cell runs (one cell per method
@@ -151,6 +160,13 @@ enum CompareCommand: Command {
       let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
       for cell in sweep.finalCells(chosen: chosen) where cell.method == method.name {
         try runCell(cell)
+      }
+      if let row = sweep.rows.first(where: { $0.method == method.name }),
+        let rate = chosen[row]
+      {
+        let seed = (method.seeds ?? sweep.seeds)[0]
+        teachers[method.name] = cellDirectory(
+          Cell(method: method.name, rank: row.rank, learningRate: rate, seed: seed))
       }
     }
     let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
