@@ -41,7 +41,8 @@ public enum CellReader {
     }
     let last = curve.last
     let validation =
-      last.map { endsWFree ? $0.wFree : $0.accuracy } ?? (results["validation_accuracy"] as? Double
+      last.map { endsWFree ? $0.wFree : $0.accuracy }
+      ?? (results["validation_accuracy"] as? Double
         ?? .nan)
     let shapes = try tensorShapes(directory.appendingPathComponent("model.safetensors"))
     let (base, factors) = wrappedCounts(shapes)
@@ -85,7 +86,9 @@ public enum CellReader {
     guard let prefix = try handle.read(upToCount: 8), prefix.count == 8 else {
       throw ReadError(description: "\(url.path): too short for a safetensors file")
     }
-    let length = prefix.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * $1.offset) }
+    let length = prefix.enumerated().reduce(UInt64(0)) {
+      $0 | UInt64($1.element) << (8 * $1.offset)
+    }
     guard length < 100_000_000, let header = try handle.read(upToCount: Int(length)),
       let object = try JSONSerialization.jsonObject(with: header) as? [String: Any]
     else {

@@ -182,7 +182,10 @@ public enum ComparisonFigures {
     }
     let references =
       rows.first { $0.method == reference }.map {
-        [ReferenceLine(y: $0.test.mean, label: "\($0.method) \(String(format: "%.3f", $0.test.mean))")]
+        [
+          ReferenceLine(
+            y: $0.test.mean, label: "\($0.method) \(String(format: "%.3f", $0.test.mean))")
+        ]
       } ?? []
     let scatter = LineChart(
       title: "Test accuracy vs kept share of the wrapped weights (mean over seeds)",

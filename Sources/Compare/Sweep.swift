@@ -109,7 +109,9 @@ extension Sweep {
     methods.flatMap { method in
       method.rankChoices.flatMap { rank in
         method.learningRates.flatMap { rate in
-          (method.seeds ?? seeds).map { Cell(method: method.name, rank: rank, learningRate: rate, seed: $0) }
+          (method.seeds ?? seeds).map {
+            Cell(method: method.name, rank: rank, learningRate: rate, seed: $0)
+          }
         }
       }
     }
@@ -121,8 +123,10 @@ extension Sweep {
     let ran = Set(selectionCells)
     return rows.flatMap { row -> [Cell] in
       guard let rate = chosen[row] else { return [] }
-      return (method(named: row.method)?.seeds ?? seeds).map { Cell(method: row.method, rank: row.rank, learningRate: rate, seed: $0) }
-        .filter { !ran.contains($0) }
+      return (method(named: row.method)?.seeds ?? seeds).map {
+        Cell(method: row.method, rank: row.rank, learningRate: rate, seed: $0)
+      }
+      .filter { !ran.contains($0) }
     }
   }
 
@@ -150,7 +154,8 @@ extension Sweep {
     node.set(["train", "optimizer", "lr"], to: .plain(cell.learningRate, at: at))
     node.set(["train", "seed"], to: .plain(String(cell.seed), at: at))
     node.set(["model", "seed"], to: .plain(String(cell.seed), at: at))
-    node.set(["output", "dir"], to: YAMLNode(.scalar(outputDirectory, style: .doubleQuoted), location: at))
+    node.set(
+      ["output", "dir"], to: YAMLNode(.scalar(outputDirectory, style: .doubleQuoted), location: at))
     return node
   }
 }
@@ -160,8 +165,7 @@ public enum SweepDecoder {
   static let keys = ["sweep", "name", "base", "output", "seeds", "lr_selection", "methods"]
   static let methodKeys = ["name", "set", "rank", "lr", "seeds", "teacher"]
 
-  public static func decode(contentsOf path: String) -> (sweep: Sweep?, diagnostics: [Diagnostic])
-  {
+  public static func decode(contentsOf path: String) -> (sweep: Sweep?, diagnostics: [Diagnostic]) {
     guard let data = FileManager.default.contents(atPath: path) else {
       return (
         nil,
@@ -239,7 +243,9 @@ public enum SweepDecoder {
     }
     var name = ""
     if let entry = top["name"], let text = string(entry.value, "name") {
-      if isName(text) { name = text } else {
+      if isName(text) {
+        name = text
+      } else {
         error(
           "name '\(text)' must be 1-60 of [A-Za-z0-9.-]", entry.value.location,
           fix: "it names the output directory checkpoints/<name>")
@@ -344,7 +350,8 @@ public enum SweepDecoder {
         methods.append(
           Sweep.Method(
             name: methodName, patch: method["set"]?.value, ranks: ranks, learningRates: rates,
-            seeds: method["seeds"].map(seedList), teacher: teacher, location: nameEntry.value.location))
+            seeds: method["seeds"].map(seedList), teacher: teacher,
+            location: nameEntry.value.location))
       }
     } else {
       error("missing key 'methods'", origin)

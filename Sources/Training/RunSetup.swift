@@ -75,7 +75,8 @@ public struct RunSetup: Sendable {
           logitsWeight: Float(distill.logits), featuresWeight: Float(distill.features))
         if let problem = distillation.mismatch(with: rewrite.plan.model) {
           report(
-            distill.teacher.location, "the teacher \(teacherPath) cannot teach this model: \(problem)",
+            distill.teacher.location,
+            "the teacher \(teacherPath) cannot teach this model: \(problem)",
             fix: "use a teacher fine-tuned from the same model on the same labels")
         } else {
           setup.distillation = distillation

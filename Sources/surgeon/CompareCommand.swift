@@ -109,7 +109,13 @@ enum CompareCommand: Command {
       let previous = try? String(contentsOf: manifestURL, encoding: .utf8)
       let finished = FileManager.default.fileExists(
         atPath: directory.appendingPathComponent("results.json").path)
-      if previous == text && finished {
+      // The first line (a comment naming the sweep file) does not count: a moved or copied
+      // sweep file keeps its finished cells.
+      func body(_ text: String?) -> Substring? {
+        text.map { $0.drop { $0 != "\n" } }
+      }
+      let same = body(previous) == body(text)
+      if same && finished {
         try collect(cell)
         return
       }
@@ -129,7 +135,7 @@ enum CompareCommand: Command {
       var arguments = ["apply", manifestURL.path, "--progress", "none"]
       let hasState = FileManager.default.fileExists(
         atPath: directory.appendingPathComponent("state/state.json").path)
-      if previous == text && hasState && !finished {
+      if same && hasState && !finished {
         arguments.append("--resume")
       } else if FileManager.default.fileExists(atPath: directory.path) {
         arguments.append("--overwrite")

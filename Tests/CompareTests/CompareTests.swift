@@ -160,12 +160,19 @@ final class CompareTests: XCTestCase {
   func testEmitterQuotesWhatPlainWouldChange() throws {
     let node = YAMLNode(
       .mapping([
-        (.plain("a", at: .init(file: "", line: 1, column: 1)),
-          YAMLNode(.scalar("x: y", style: .plain), location: .init(file: "", line: 1, column: 1))),
-        (.plain("b", at: .init(file: "", line: 1, column: 1)),
-          YAMLNode(.scalar("16", style: .doubleQuoted), location: .init(file: "", line: 1, column: 1))),
-        (.plain("c", at: .init(file: "", line: 1, column: 1)),
-          YAMLNode(.sequence([]), location: .init(file: "", line: 1, column: 1))),
+        (
+          .plain("a", at: .init(file: "", line: 1, column: 1)),
+          YAMLNode(.scalar("x: y", style: .plain), location: .init(file: "", line: 1, column: 1))
+        ),
+        (
+          .plain("b", at: .init(file: "", line: 1, column: 1)),
+          YAMLNode(
+            .scalar("16", style: .doubleQuoted), location: .init(file: "", line: 1, column: 1))
+        ),
+        (
+          .plain("c", at: .init(file: "", line: 1, column: 1)),
+          YAMLNode(.sequence([]), location: .init(file: "", line: 1, column: 1))
+        ),
       ]), location: .init(file: "", line: 1, column: 1))
     let text = YAMLEmitter.emit(node)
     XCTAssertEqual(text, "a: \"x: y\"\nb: \"16\"\nc: []\n")

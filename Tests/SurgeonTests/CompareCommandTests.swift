@@ -54,16 +54,17 @@ final class CompareCommandTests: XCTestCase {
   }
 
   private func sweep(_ methods: String) throws {
-    try ("""
-      sweep: 1
-      name: tiny-compare
-      base: base.yaml
-      output: checkpoints/compare
-      seeds: [0]
-      methods:
+    try
+      ("""
+    sweep: 1
+    name: tiny-compare
+    base: base.yaml
+    output: checkpoints/compare
+    seeds: [0]
+    methods:
 
-      """ + methods).write(
-        to: workspace.appendingPathComponent("sweep.yaml"), atomically: true, encoding: .utf8)
+    """ + methods).write(
+      to: workspace.appendingPathComponent("sweep.yaml"), atomically: true, encoding: .utf8)
   }
 
   func testTwoCellSweepWritesTableFiguresAndResumes() throws {
