@@ -83,7 +83,7 @@ final class DistillationTests: XCTestCase {
     }
     let distillation = Distillation(
       teacher: teacher(of: result, seed: 5), temperature: 2, logitsWeight: 0.5,
-      featuresWeight: 1)
+      featuresWeight: 10)
     try checkGradients(
       plan, batch: textBatch(), distillation: distillation,
       tensors: [
@@ -92,7 +92,7 @@ final class DistillationTests: XCTestCase {
       ])
     // The feature term alone reaches the blocks even with the logit term off.
     let featuresOnly = Distillation(
-      teacher: distillation.teacher, temperature: 2, logitsWeight: 0, featuresWeight: 1)
+      teacher: distillation.teacher, temperature: 2, logitsWeight: 0, featuresWeight: 10)
     try checkGradients(
       plan, batch: textBatch(), distillation: featuresOnly,
       tensors: ["encoder.layer.0.attention.self.query.lora_B"])
