@@ -37,16 +37,19 @@ let package = Package(
     .target(
       name: "Training",
       dependencies: ["Surgery", "Models", "Tensor", "Datasets", "Plots", "Distributed"]),
+    // `surgeon compare`: sweep files, derived manifests, learning-rate selection, tables, figures.
+    .target(name: "Compare", dependencies: ["Manifest", "Plots"]),
     .executableTarget(
       name: "surgeon",
       dependencies: [
-        "Models", "Manifest", "Surgery", "Training", "Tensor", "Datasets", "Distributed",
+        "Models", "Manifest", "Surgery", "Training", "Tensor", "Datasets", "Distributed", "Compare",
       ]),
     // Benchmarks (not tests): ratios measured side by side in one run.
     .executableTarget(
       name: "SurgeonBench", dependencies: ["Models", "Tensor", "Manifest", "Surgery", "Training"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "PlotTests", dependencies: ["Plots"]),
+    .testTarget(name: "CompareTests", dependencies: ["Compare", "Manifest"]),
     .testTarget(
       name: "ModelsTests",
       dependencies: ["Models", "Tensor"],

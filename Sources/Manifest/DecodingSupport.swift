@@ -7,12 +7,14 @@ enum ManifestKeys {
   static let rules = ["lora", "freeze", "train"]
   static let lora = [
     "layers", "exclude", "blocks", "rank", "alpha", "init", "bias_c", "conv_form", "decay",
-    "noise",
+    "noise", "budget",
   ]
+  static let budget = ["share", "floor"]
+  static let distill = ["teacher", "temperature", "logits", "features"]
   static let decay = ["shape", "start", "end"]
   static let noise = ["stats", "clear_below", "scale"]
   static let train = [
-    "task", "data", "steps", "batch_size", "optimizer", "eval_every", "seed",
+    "task", "data", "steps", "batch_size", "optimizer", "eval_every", "seed", "distill",
   ]
   static let data = ["train", "test", "labels", "split", "max_length"]
   static let table = ["format", "path", "text", "label"]

@@ -148,13 +148,17 @@ public struct LoRARule: Sendable, Equatable {
   public var decay: DecaySchedule?
   /// nil: no noise; never set without `decay`.
   public var noise: NoiseSettings?
+  /// nil: every node at `rank`; set: per-node ranks (at most `rank`) from one parameter budget.
+  public var budget: RankBudget?
 
   public init(
     location: SourceLocation, layers: [Located<String>], exclude: [Located<String>],
     blocks: Located<[Int]>?, rank: Located<Int>, alpha: Located<Double>?,
     initialization: Located<AdapterInitialization>, biasC: Located<BiasCInitialization>,
-    convForm: Located<ConvForm>, decay: DecaySchedule?, noise: NoiseSettings?
+    convForm: Located<ConvForm>, decay: DecaySchedule?, noise: NoiseSettings?,
+    budget: RankBudget? = nil
   ) {
+    self.budget = budget
     self.location = location
     self.layers = layers
     self.exclude = exclude
@@ -166,6 +170,49 @@ public struct LoRARule: Sendable, Equatable {
     self.convForm = convForm
     self.decay = decay
     self.noise = noise
+  }
+}
+
+/// A lora rule's `budget:`: the rule's nodes share `share` of their `W` and `b` parameters as
+/// adapter factors, handed out rank by rank to the node whose next singular value brings the
+/// most energy (σ² over ‖W‖²) per parameter, every node keeping at least `floor`.
+public struct RankBudget: Sendable, Equatable {
+  /// In (0, 1): the deployed factors over the wrapped layers' original parameters.
+  public var share: Double
+  /// >= 1: the smallest rank any node gets.
+  public var floor: Int
+  /// The `budget:` key's.
+  public var location: SourceLocation
+
+  public init(share: Double, floor: Int, location: SourceLocation) {
+    self.share = share
+    self.floor = floor
+    self.location = location
+  }
+}
+
+/// `train.distill:` knowledge distillation from a fully fine-tuned teacher checkpoint.
+public struct DistillSettings: Sendable, Equatable {
+  /// A checkpoint directory (the output of a producer manifest, typically full fine-tuning).
+  public var teacher: Located<String>
+  /// Softmax temperature T of the logit term (default 2).
+  public var temperature: Double
+  /// Weight α of the logit term: loss = (1 − α)·CE + α·T²·KL(teacher_T ‖ student_T); default 0.5.
+  public var logits: Double
+  /// Weight β of the feature term β·mean((h_student − h_teacher)²) over the last hidden states
+  /// (BERT: every token's; VGG: the feature map entering the classifier); default 0.
+  public var features: Double
+  public var location: SourceLocation
+
+  public init(
+    teacher: Located<String>, temperature: Double, logits: Double, features: Double,
+    location: SourceLocation
+  ) {
+    self.teacher = teacher
+    self.temperature = temperature
+    self.logits = logits
+    self.features = features
+    self.location = location
   }
 }
 
@@ -267,11 +314,15 @@ public struct TrainSection: Sendable, Equatable {
   /// Steps between evaluations; default max(1, steps / 10).
   public var evalEvery: Located<Int>
   public var seed: Int
+  /// nil: no distillation.
+  public var distill: DistillSettings?
 
   public init(
     location: SourceLocation, task: Located<Task>, data: DataSection, steps: Located<Int>,
-    batchSize: Located<Int>, optimizer: OptimizerSettings, evalEvery: Located<Int>, seed: Int
+    batchSize: Located<Int>, optimizer: OptimizerSettings, evalEvery: Located<Int>, seed: Int,
+    distill: DistillSettings? = nil
   ) {
+    self.distill = distill
     self.location = location
     self.task = task
     self.data = data

@@ -139,6 +139,18 @@ public enum ManifestSchema {
         "Conv2d only: lowrank (k×k conv in→r, then 1×1 r→out) | loralib; default lowrank."),
       "decay": reference("decay"),
       "noise": reference("noise"),
+      "budget": closedObject(
+        "Per-node ranks (at most rank) from one budget: the rule's nodes share `share` of their W and b parameters, handed out by singular-value energy per parameter.",
+        keys: ManifestKeys.budget, required: ["share"],
+        [
+          "share": object(
+            "Deployed factors over the wrapped layers' original parameters; in (0, 1).",
+            [
+              "type": .string("number"), "exclusiveMinimum": .integer(0),
+              "exclusiveMaximum": .integer(1),
+            ]),
+          "floor": integer(1, nil, "The smallest rank any node gets (default 1)."),
+        ]),
     ]
     var schema = closedObject(nil, keys: ManifestKeys.lora, required: ["layers", "rank"], fields)
     schema["dependencies"] = .object(["noise": strings(["decay"])])
@@ -203,6 +215,22 @@ public enum ManifestSchema {
         "optimizer": reference("optimizer"),
         "eval_every": integer(1, nil, "Steps between evaluations; default steps / 10."),
         "seed": integer(0, nil, "Default 0."),
+        "distill": closedObject(
+          "Knowledge distillation from a fully fine-tuned teacher checkpoint.",
+          keys: ManifestKeys.distill, required: ["teacher"],
+          [
+            "teacher": described(
+              nonEmptyString, "A checkpoint directory (e.g. a full fine-tuning run's output)."),
+            "temperature": object(
+              "Softmax temperature of the logit term (default 2).",
+              ["type": .string("number"), "exclusiveMinimum": .integer(0)]),
+            "logits": object(
+              "Weight a: loss = (1 - a) CE + a T^2 KL(teacher || student); default 0.5.",
+              ["type": .string("number"), "minimum": .integer(0), "maximum": .integer(1)]),
+            "features": object(
+              "Weight of the MSE between student and teacher last hidden states; default 0.",
+              ["type": .string("number"), "minimum": .integer(0)]),
+          ]),
       ])
   }
 

@@ -109,12 +109,34 @@ extension DecodingContext {
         fix: "add 'decay: {}' (the default schedule) to this rule, or remove noise")
       failed = true
     }
+    let budget = optional(fields, "budget", &failed) { context, node throws(Invalid) in
+      try context.budget(node, owner: fields.keyLocation("budget") ?? node.location)
+    }
     guard !failed, let layers, let rank else { throw Invalid() }
     return LoRARule(
       location: owner, layers: layers, exclude: exclude, blocks: blocks, rank: rank, alpha: alpha,
       initialization: initialization,
       biasC: biasC ?? Located(decay == nil ? .none : .zeros, at: owner), convForm: convForm,
-      decay: decay, noise: noise)
+      decay: decay, noise: noise, budget: budget)
+  }
+
+  /// `budget: {share, floor}`: per-node ranks from one parameter budget.
+  mutating func budget(_ node: YAMLNode, owner: SourceLocation) throws(Invalid) -> RankBudget {
+    guard
+      let fields = fields(
+        of: node, path: "lora.budget", owner: owner, allowed: ManifestKeys.budget, aliases: [:])
+    else { throw Invalid() }
+    var failed = false
+    let share = required(fields, "share", example: "share: 0.12", &failed) {
+      context, node throws(Invalid) in
+      try context.number(node, "budget.share", "in (0, 1)") { $0 > 0 && $0 < 1 }
+    }
+    let floor =
+      optional(fields, "floor", &failed) { context, node throws(Invalid) in
+        try context.integer(node, "budget.floor", in: 1...Int.max)
+      } ?? 1
+    guard !failed, let share else { throw Invalid() }
+    return RankBudget(share: share, floor: floor, location: owner)
   }
 
   /// `blocks`: "0-5", "3", 3, or a list of indices and ranges; expanded in the order written.

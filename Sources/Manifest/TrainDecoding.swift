@@ -56,11 +56,53 @@ extension DecodingContext {
       optional(fields, "seed", &failed) { context, node throws(Invalid) in
         try context.integer(node, "train.seed", in: 0...Int.max)
       } ?? 0
+    let distill = optional(fields, "distill", &failed) { context, node throws(Invalid) in
+      try context.distill(node, owner: fields.keyLocation("distill") ?? node.location)
+    }
     guard !failed, let task, let data, let steps else { throw Invalid() }
     return TrainSection(
       location: owner, task: task, data: data, steps: steps, batchSize: batchSize,
       optimizer: optimizer,
-      evalEvery: evalEvery ?? Located(max(1, steps.value / 10), at: steps.location), seed: seed)
+      evalEvery: evalEvery ?? Located(max(1, steps.value / 10), at: steps.location), seed: seed,
+      distill: distill)
+  }
+
+  /// `train.distill: {teacher, temperature, logits, features}`.
+  mutating func distill(_ node: YAMLNode, owner: SourceLocation) throws(Invalid)
+    -> DistillSettings
+  {
+    guard
+      let fields = fields(
+        of: node, path: "train.distill", owner: owner, allowed: ManifestKeys.distill,
+        aliases: ["temp": "temperature", "alpha": "logits", "beta": "features"])
+    else { throw Invalid() }
+    var failed = false
+    let teacher = required(
+      fields, "teacher", example: "teacher: checkpoints/my-full-fine-tune", &failed
+    ) { context, node throws(Invalid) in
+      Located(try context.string(node, "train.distill.teacher"), at: node.location)
+    }
+    let temperature =
+      optional(fields, "temperature", &failed) { context, node throws(Invalid) in
+        try context.number(node, "train.distill.temperature", "> 0") { $0 > 0 }
+      } ?? 2
+    let logits =
+      optional(fields, "logits", &failed) { context, node throws(Invalid) in
+        try context.number(node, "train.distill.logits", "in [0, 1]") { $0 >= 0 && $0 <= 1 }
+      } ?? 0.5
+    let features =
+      optional(fields, "features", &failed) { context, node throws(Invalid) in
+        try context.number(node, "train.distill.features", ">= 0") { $0 >= 0 }
+      } ?? 0
+    guard !failed, let teacher else { throw Invalid() }
+    if logits == 0 && features == 0 {
+      warning(
+        "train.distill has logits: 0 and features: 0: the teacher is loaded but not used",
+        at: owner, fix: "set logits (e.g. 0.5) or features, or remove distill")
+    }
+    return DistillSettings(
+      teacher: teacher, temperature: temperature, logits: logits, features: features,
+      location: owner)
   }
 
   mutating func dataSection(

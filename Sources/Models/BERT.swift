@@ -119,8 +119,11 @@ public struct BertOutputs: Sendable {
   public var logits: Tensor?
   /// Mean cross-entropy, when the batch has labels and the model a head.
   public var loss: Float?
-  /// `∂loss/∂logits`, kept for backward.
-  var logitsGradient: Tensor?
+  /// `∂loss/∂logits`, kept for backward (a distillation loss replaces it).
+  public var logitsGradient: Tensor?
+  /// An extra `∂loss/∂lastHiddenState` (`batch × length × hidden`) that backward adds, e.g. a
+  /// feature-distillation term; nil: none.
+  public var lastHiddenGradient: Tensor?
 }
 
 /// Hugging Face's `BertModel` (optionally with the `BertForSequenceClassification` head):
@@ -307,6 +310,10 @@ public struct BertModel: Sendable {
             from: cls.baseAddress! + b * hidden, count: hidden)
         }
       }
+    }
+
+    if let extra = outputs.lastHiddenGradient {
+      hiddenGradient.add(extra.reshaped([batchSize * length, hidden]))
     }
 
     // Backward stops below the lowest block that has a trained tensor.

@@ -68,13 +68,19 @@ public struct VGGTape: Sendable {
   var classifierCaches: [Linear.Cache]
   var hiddenOutputs: [Tensor]
   var dropoutMasks: [Tensor?]
-  var logitsGradient: Tensor?
+  /// `∂loss/∂logits` (a distillation loss replaces it).
+  public var logitsGradient: Tensor?
+  /// An extra gradient for the feature map entering the classifier (`VGGOutputs.features`'s
+  /// shape) that backward adds, e.g. a feature-distillation term; nil: none.
+  public var featureGradient: Tensor?
 }
 
 /// The outputs of a VGG forward pass.
 public struct VGGOutputs: Sendable {
   public var logits: Tensor
   public var loss: Float?
+  /// The feature map the classifier reads (before the average pool), `batch × C × H × W`.
+  public var features: Tensor? = nil
 }
 
 /// torchvision's VGG: `features`, an optional adaptive average pool, flatten, and the
@@ -266,6 +272,7 @@ public struct VGGModel: Sendable {
       }
     }
     tape.featureOutputShape = x.shape
+    let featureMap = x
     if let size = configuration.averagePool {
       if recording { tape.averagePoolInput = x }
       x = AdaptiveAvgPool2d(outputHeight: size, outputWidth: size).forward(x)
@@ -284,7 +291,7 @@ public struct VGGModel: Sendable {
         x = dropped
       }
     }
-    var outputs = VGGOutputs(logits: x, loss: nil)
+    var outputs = VGGOutputs(logits: x, loss: nil, features: featureMap)
     if let labels {
       let (loss, gradient) = CrossEntropy.lossAndGradient(logits: x, labels: labels)
       outputs.loss = loss
@@ -313,6 +320,7 @@ public struct VGGModel: Sendable {
         outputGradient: gradient.reshaped([input.shape[0], input.shape[1], size, size]))
     }
     gradient = gradient.reshaped(tape.featureOutputShape)
+    if let extra = tape.featureGradient { gradient.add(extra.reshaped(tape.featureOutputShape)) }
     // Backward stops below the lowest feature layer that has a trained tensor.
     let lowest =
       features.indices.first { index in

@@ -134,6 +134,43 @@ public enum Rewriter {
       }
     }
 
+    // Rank budgets: the nodes whose (last) lora rule has a budget get per-node ranks from
+    // their singular values. Without weights (validate, summary) they show the cap, rank.
+    if initializes {
+      let budgeted = Dictionary(grouping: wraps.filter { $0.value.rule.budget != nil }) {
+        $0.value.rule.location
+      }
+      for (_, group) in budgeted.sorted(by: { $0.key < $1.key }) {
+        let rule = group[0].value.rule
+        guard let budget = rule.budget else { continue }
+        do {
+          let inputs = try RankBudgeting.nodes(
+            Set(group.map(\.key)), in: model, cap: rule.rank.value,
+            keepsBias: group[0].value.settings.biasC != .none)
+          let allocation = RankBudgeting.allocate(
+            inputs, share: budget.share, floor: budget.floor)
+          if allocation.overBudget {
+            diagnostics.append(
+              Diagnostic(
+                location: budget.location, severity: .warning,
+                message:
+                  "budget.floor \(budget.floor) alone needs \(allocation.spent) parameters, more than the budget's \(allocation.capacity)",
+                fix: "raise budget.share or lower budget.floor"))
+          }
+          for (name, rank) in allocation.ranks {
+            wraps[name]?.settings.rank = rank
+            if rule.alpha == nil { wraps[name]?.settings.alpha = Double(rank) }
+          }
+        } catch {
+          diagnostics.append(
+            Diagnostic(
+              location: budget.location, severity: .error,
+              message: "the rank budget needs the singular values of W: \(error)",
+              fix: "remove budget and give a rank"))
+        }
+      }
+    }
+
     // Attach the adapters; each node's init draws from a stream of its own (node order).
     let seed = UInt64(manifest.model.seed)
     let order = Dictionary(uniqueKeysWithValues: nodes.enumerated().map { ($1.name, $0) })

@@ -17,7 +17,7 @@ public struct PlanError: Error, CustomStringConvertible, Sendable {
 /// after Keras `compile()` cannot happen.
 public struct TrainingPlan: Sendable {
   /// The graph; only `update` (trainable tensors) and `setProgress` (decay state) change it.
-  public private(set) var model: Model
+  public internal(set) var model: Model
   /// Trainable tensor names, in node order.
   public let trainable: [String]
   public let trainableSet: Set<String>

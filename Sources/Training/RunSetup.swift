@@ -15,6 +15,8 @@ public struct RunSetup: Sendable {
   public var labelNames: [String]?
   /// The checkpoint directory the model came from (its vocab.txt travels with the output).
   public var checkpointDirectory: URL?
+  /// The teacher of `train.distill`, loaded and checked against the student.
+  public var distillation: Distillation?
 
   /// The examples of part `index` of `count` (1-based): a shuffle with a fixed seed, so two
   /// manifests that take "1/2" and "2/2" of the same file see complementary halves whatever
@@ -63,6 +65,30 @@ public struct RunSetup: Sendable {
     var setup = RunSetup(
       manifest: manifest, rewrite: rewrite, source: nil, settings: nil, labelNames: nil,
       checkpointDirectory: checkpointDirectory)
+    if let distill = manifest.train?.distill {
+      let teacherPath = distill.teacher.value
+      let directory = URL(fileURLWithPath: teacherPath, relativeTo: workingDirectory)
+      do {
+        let teacher = try CheckpointLoader.load(directory: directory).model
+        let distillation = Distillation(
+          teacher: teacher, temperature: Float(distill.temperature),
+          logitsWeight: Float(distill.logits), featuresWeight: Float(distill.features))
+        if let problem = distillation.mismatch(with: rewrite.plan.model) {
+          report(
+            distill.teacher.location,
+            "the teacher \(teacherPath) cannot teach this model: \(problem)",
+            fix: "use a teacher fine-tuned from the same model on the same labels")
+        } else {
+          setup.distillation = distillation
+        }
+      } catch {
+        report(
+          distill.teacher.location, "cannot load the teacher checkpoint \(teacherPath): \(error)",
+          fix:
+            "run the manifest that writes it first (e.g. a full fine-tuning run whose output.dir is \(teacherPath))"
+        )
+      }
+    }
     guard let train = manifest.train else {
       return (diagnostics.contains { $0.severity == .error } ? nil : setup, diagnostics)
     }

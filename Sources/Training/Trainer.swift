@@ -144,11 +144,14 @@ public struct Trainer: Sendable {
   /// included) and the steps it covers; not saved.
   public private(set) var reduceSeconds = 0.0
   public private(set) var reducedSteps = 0
+  /// A teacher to distil from (`train.distill`); nil: cross-entropy only.
+  public let distillation: Distillation?
 
   public init(
     plan: TrainingPlan, source: any ExampleSource, settings: TrainerSettings,
-    group: any ProcessGroup = SingleProcess()
+    group: any ProcessGroup = SingleProcess(), distillation: Distillation? = nil
   ) {
+    self.distillation = distillation
     self.plan = plan
     self.source = source
     self.settings = settings
@@ -182,8 +185,13 @@ public struct Trainer: Sendable {
     let whole = try source.batch(indices)
     var candidate = plan
     if group.size > 1 { random.batchShare = BatchShare(rows: rows, count: indices.count) }
-    var (loss, _, gradients) = try candidate.lossAndGradients(
-      group.size == 1 ? whole : whole.rows(rows), random: &random)
+    let held = group.size == 1 ? whole : whole.rows(rows)
+    var (loss, _, gradients) =
+      if let distillation {
+        try candidate.lossAndGradients(held, distillation: distillation, random: &random)
+      } else {
+        try candidate.lossAndGradients(held, random: &random)
+      }
     random.batchShare = nil
     if group.size > 1 {
       // The sum over ranks of (share mean × share / batch) is the global batch's mean; a

@@ -151,7 +151,9 @@ enum ApplyCommand: Command {
           "\(path): error: train.batch_size \(settings.batchSize) is smaller than the \(group.size) processes; every process needs at least one example per batch"
       )
     }
-    var trainer = Trainer(plan: plan, source: source, settings: settings, group: group)
+    var trainer = Trainer(
+      plan: plan, source: source, settings: settings, group: group,
+      distillation: setup.distillation)
     // Only rank 0 writes the state (the ranks hold the same one).
     func saveStateOnPrimary() throws {
       if group.isPrimary { try Self.saveState(trainer, manifest.text, to: state) }

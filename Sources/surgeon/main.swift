@@ -14,6 +14,7 @@ let overview = """
   Commands:
     apply      rewrite, train, evaluate, compress and report as a manifest says
     export     the W-free model of a checkpoint surgeon wrote
+    compare    run a manifest over methods × ranks × learning rates × seeds; table and figures
     validate   check manifests (syntax, schema, selectors against the model, data files)
     summary    per-node trainable/frozen parameter counts of a manifest, checkpoint or preset
     schema     the JSON Schema of the manifest format
@@ -55,7 +56,7 @@ func run(_ arguments: [String]) -> Int32 {
     "summary": SummaryCommand.self, "forward": ForwardCommand.self,
     "tokenize": TokenizeCommand.self, "validate": ValidateCommand.self,
     "schema": SchemaCommand.self, "apply": ApplyCommand.self,
-    "export": ExportCommand.self,
+    "export": ExportCommand.self, "compare": CompareCommand.self,
   ]
   switch command {
   case "--version", "version":

@@ -41,13 +41,14 @@ final class SchemaTests: XCTestCase {
       propertyNames(try definition("lora")),
       [
         "layers", "exclude", "blocks", "rank", "alpha", "init", "bias_c", "conv_form", "decay",
-        "noise",
-      ])
+        "noise", "budget",
+      ], "format 1's keys plus surgeon's lora.budget")
     XCTAssertEqual(propertyNames(try definition("decay")), ["shape", "start", "end"])
     XCTAssertEqual(propertyNames(try definition("noise")), ["stats", "clear_below", "scale"])
     XCTAssertEqual(
       propertyNames(try definition("train")),
-      ["task", "data", "steps", "batch_size", "optimizer", "eval_every", "seed"])
+      ["task", "data", "steps", "batch_size", "optimizer", "eval_every", "seed", "distill"],
+      "format 1's keys plus surgeon's train.distill")
     XCTAssertEqual(
       propertyNames(try definition("data")), ["train", "test", "labels", "split", "max_length"])
     XCTAssertEqual(

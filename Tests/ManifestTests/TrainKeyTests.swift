@@ -37,7 +37,7 @@ final class TrainKeyTests: XCTestCase {
         "13:15: error: train.eval_every must be at least 1, not 0; use 1 or more",
         "14:9: error: train.seed must be an integer, not 'x'",
         "15:3: error: unknown key 'epochs' in train; train takes task, data, steps, batch_size, "
-          + "optimizer, eval_every, seed",
+          + "optimizer, eval_every, seed, distill",
       ])
     XCTAssertEqual(
       problems(trainManifest().replacingOccurrences(of: "steps: 100", with: "steps: many")),

@@ -1,0 +1,163 @@
+import Foundation
+import Models
+import Tensor
+import XCTest
+
+/// `surgeon compare` end to end: a 2-cell sweep on the tiny BERT fixture, its table, figures and
+/// resumability, and a distillation cell taught by the first method's run.
+final class CompareCommandTests: XCTestCase {
+  private static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
+
+  private var workspace: URL!
+
+  override func setUpWithError() throws {
+    workspace = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "surgeon-compare-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(
+      at: workspace.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
+    try FileManager.default.copyItem(
+      at: Self.fixtures.appendingPathComponent("tiny-bert"),
+      to: workspace.appendingPathComponent("checkpoints/tiny-bert"))
+    var random = RandomStream(seed: 1)
+    var rows = ["text,label"]
+    let letters = "bcdefghijklmnopqrstuvwxyz".map(String.init)
+    for index in 0..<80 {
+      var words = (0..<(3 + random.nextInt(below: 4))).map { _ in letters[random.nextInt(below: 25)]
+      }
+      if index % 2 == 0 { words.insert("a", at: random.nextInt(below: words.count)) }
+      rows.append("\"\(words.joined(separator: " "))\",\(index % 2 == 0 ? "yes" : "no")")
+    }
+    try (rows.joined(separator: "\n") + "\n").write(
+      to: workspace.appendingPathComponent("tiny.csv"), atomically: true, encoding: .utf8)
+    try """
+    surgeon: 1
+    name: base
+    model: {family: bert, checkpoint: checkpoints/tiny-bert}
+    surgery:
+      - lora: {layers: [query, value], rank: 2, bias_c: zeros, decay: {start: 0.1, end: 0.6}}
+      - train: [classifier]
+    train:
+      task: text-classification
+      data:
+        train: {format: csv, path: tiny.csv, text: text, label: label}
+        labels: ["no", "yes"]
+        split: {validation: 0.25, test: 0.25, seed: 0}
+        max_length: 12
+      steps: 6
+      batch_size: 8
+      eval_every: 3
+    output: {dir: checkpoints/base, compress: true}
+
+    """.write(
+      to: workspace.appendingPathComponent("base.yaml"), atomically: true, encoding: .utf8)
+    addTeardownBlock { [workspace] in try? FileManager.default.removeItem(at: workspace!) }
+  }
+
+  private func sweep(_ methods: String) throws {
+    try
+      ("""
+    sweep: 1
+    name: tiny-compare
+    base: base.yaml
+    output: checkpoints/compare
+    seeds: [0]
+    methods:
+
+    """ + methods).write(
+      to: workspace.appendingPathComponent("sweep.yaml"), atomically: true, encoding: .utf8)
+  }
+
+  func testTwoCellSweepWritesTableFiguresAndResumes() throws {
+    try sweep(
+      """
+        - name: full
+          lr: [1.0e-3]
+          set: {surgery: [], output: {compress: false}}
+        - name: decay-c
+          lr: [1.0e-2]
+
+      """)
+    let first = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
+    XCTAssertEqual(first.status, 0, first.error)
+    XCTAssertTrue(first.error.contains("compare: running full_lr1e-3_s0"), first.error)
+    XCTAssertTrue(first.error.contains("compare: running decay-c_lr1e-2_s0"), first.error)
+    let output = workspace.appendingPathComponent("checkpoints/compare")
+    for file in [
+      "comparison.md", "comparison.json", "figures/accuracy-vs-kept.svg",
+      "figures/learning-curves.svg", "figures/w-free-during-training.svg",
+      "cells/full_lr1e-3_s0/results.json", "manifests/decay-c_lr1e-2_s0.yaml",
+    ] {
+      XCTAssertTrue(
+        FileManager.default.fileExists(atPath: output.appendingPathComponent(file).path), file)
+    }
+    let json = try XCTUnwrap(
+      try JSONSerialization.jsonObject(
+        with: Data(contentsOf: output.appendingPathComponent("comparison.json")))
+        as? [String: Any])
+    let rows = try XCTUnwrap(json["rows"] as? [[String: Any]])
+    XCTAssertEqual(rows.map { $0["method"] as? String }, ["full", "decay-c"])
+    XCTAssertEqual(rows[0]["w_free"] as? Bool, false)
+    XCTAssertEqual(rows[0]["kept_share"] as? Double, 1)
+    XCTAssertEqual(rows[1]["w_free"] as? Bool, true)
+    let kept = try XCTUnwrap(rows[1]["kept_share"] as? Double)
+    XCTAssertGreaterThan(kept, 0)
+    XCTAssertLessThan(kept, 1, "rank-2 factors are smaller than the wrapped weights")
+    let table = try String(
+      contentsOf: output.appendingPathComponent("comparison.md"), encoding: .utf8)
+    XCTAssertTrue(table.contains("| full | — | 1.0e-3 |"), table)
+
+    // Finished cells are skipped; a changed method runs again.
+    let second = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
+    XCTAssertEqual(second.status, 0, second.error)
+    XCTAssertFalse(second.error.contains("compare: running"), second.error)
+    try sweep(
+      """
+        - name: full
+          lr: [1.0e-3]
+          set: {surgery: [], output: {compress: false}}
+        - name: decay-c
+          lr: [1.0e-2]
+          set: {train: {steps: 4}}
+
+      """)
+    let third = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
+    XCTAssertEqual(third.status, 0, third.error)
+    XCTAssertFalse(third.error.contains("running full_lr1e-3_s0"), third.error)
+    XCTAssertTrue(third.error.contains("running decay-c_lr1e-2_s0"), third.error)
+  }
+
+  func testDistillationCellIsTaughtByTheTeachersRun() throws {
+    try sweep(
+      """
+        - name: full
+          lr: [1.0e-3]
+          set: {surgery: [], output: {compress: false}}
+        - name: kd
+          teacher: full
+          lr: [1.0e-2]
+          set: {train: {distill: {temperature: 2, logits: 0.5, features: 1.0}}}
+
+      """)
+    let run = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
+    XCTAssertEqual(run.status, 0, run.error)
+    let manifest = try String(
+      contentsOf: workspace.appendingPathComponent(
+        "checkpoints/compare/manifests/kd_lr1e-2_s0.yaml"), encoding: .utf8)
+    XCTAssertTrue(
+      manifest.contains("teacher: \"checkpoints/compare/cells/full_lr1e-3_s0\""), manifest)
+  }
+
+  func testBadMethodIsReportedAtItsLine() throws {
+    try sweep(
+      """
+        - name: broken
+          lr: [1.0e-3]
+          set: {train: {steps: -1}}
+
+      """)
+    let run = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
+    XCTAssertEqual(run.status, 1)
+    XCTAssertTrue(run.error.contains("train.steps"), run.error)
+    XCTAssertTrue(run.error.contains("sweep.yaml:7:11: error: method broken"), run.error)
+  }
+}
