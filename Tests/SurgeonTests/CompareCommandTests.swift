@@ -6,29 +6,12 @@ import XCTest
 /// `surgeon compare` end to end: a 2-cell sweep on the tiny BERT fixture, its table, figures and
 /// resumability, and a distillation cell taught by the first method's run.
 final class CompareCommandTests: XCTestCase {
-  private static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
 
   private var workspace: URL!
 
   override func setUpWithError() throws {
-    workspace = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "surgeon-compare-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(
-      at: workspace.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
-    try FileManager.default.copyItem(
-      at: Self.fixtures.appendingPathComponent("tiny-bert"),
-      to: workspace.appendingPathComponent("checkpoints/tiny-bert"))
-    var random = RandomStream(seed: 1)
-    var rows = ["text,label"]
-    let letters = "bcdefghijklmnopqrstuvwxyz".map(String.init)
-    for index in 0..<80 {
-      var words = (0..<(3 + random.nextInt(below: 4))).map { _ in letters[random.nextInt(below: 25)]
-      }
-      if index % 2 == 0 { words.insert("a", at: random.nextInt(below: words.count)) }
-      rows.append("\"\(words.joined(separator: " "))\",\(index % 2 == 0 ? "yes" : "no")")
-    }
-    try (rows.joined(separator: "\n") + "\n").write(
-      to: workspace.appendingPathComponent("tiny.csv"), atomically: true, encoding: .utf8)
+    workspace = try makeTinyBertWorkspace(
+      prefix: "surgeon-compare", seed: 1, rows: 80, extraWords: 4, groups: false)
     try """
     surgeon: 1
     name: base

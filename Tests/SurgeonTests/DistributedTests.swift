@@ -12,25 +12,8 @@ final class DistributedTests: XCTestCase {
   private var workspace: URL!
 
   override func setUpWithError() throws {
-    workspace = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "surgeon-mpi-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(
-      at: workspace.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
-    try FileManager.default.copyItem(
-      at: Self.fixtures.appendingPathComponent("tiny-bert"),
-      to: workspace.appendingPathComponent("checkpoints/tiny-bert"))
-    var random = RandomStream(seed: 3)
-    var rows = ["text,label,group"]
-    let letters = "bcdefghijklmnopqrstuvwxyz".map(String.init)
-    for index in 0..<120 {
-      var words = (0..<(3 + random.nextInt(below: 5))).map { _ in letters[random.nextInt(below: 25)]
-      }
-      let positive = index % 2 == 0
-      if positive { words.insert("a", at: random.nextInt(below: words.count)) }
-      rows.append("\"\(words.joined(separator: " "))\",\(positive ? "yes" : "no"),g\(index % 12)")
-    }
-    try (rows.joined(separator: "\n") + "\n").write(
-      to: workspace.appendingPathComponent("tiny.csv"), atomically: true, encoding: .utf8)
+    workspace = try makeTinyBertWorkspace(
+      prefix: "surgeon-mpi", seed: 3, rows: 120, extraWords: 5, groups: true)
     addTeardownBlock { [workspace] in try? FileManager.default.removeItem(at: workspace!) }
   }
 

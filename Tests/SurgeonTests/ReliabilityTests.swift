@@ -7,7 +7,6 @@ import XCTest
 /// random moments (issue 15): every failure is one clear message and exit 1 (usage errors 2),
 /// nothing is half-written, and a killed run always resumes to the same model.
 final class ReliabilityTests: XCTestCase {
-  private static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
   /// The bad-manifest corpus of the manifest tests (read from the source tree).
   private static let badManifests = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent()
@@ -16,25 +15,9 @@ final class ReliabilityTests: XCTestCase {
   private var workspace: URL!
 
   override func setUpWithError() throws {
-    workspace = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "surgeon-reliability-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(
-      at: workspace.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
-    try FileManager.default.copyItem(
-      at: Self.fixtures.appendingPathComponent("tiny-bert"),
-      to: workspace.appendingPathComponent("checkpoints/tiny-bert"))
-    var random = RandomStream(seed: 2)
-    var rows = ["text,label"]
-    let letters = "bcdefghijklmnopqrstuvwxyz".map(String.init)
-    for index in 0..<80 {
-      var words = (0..<(3 + random.nextInt(below: 4))).map { _ in
-        letters[random.nextInt(below: 25)]
-      }
-      if index % 2 == 0 { words.insert("a", at: random.nextInt(below: words.count)) }
-      rows.append("\(words.joined(separator: " ")),\(index % 2 == 0 ? "yes" : "no")")
-    }
-    try (rows.joined(separator: "\n") + "\n").write(
-      to: workspace.appendingPathComponent("tiny.csv"), atomically: true, encoding: .utf8)
+    workspace = try makeTinyBertWorkspace(
+      prefix: "surgeon-reliability", seed: 2, rows: 80, extraWords: 4, groups: false,
+      quotesText: false)
     addTeardownBlock { [workspace] in
       // Read-only directories made by a test must be writable again to be removed.
       if let workspace {
