@@ -40,6 +40,23 @@ def timed(step, warmup, repeats):
     return statistics.median(times), times
 
 
+def time_training(loss, trainable, optimizer, args):
+    """Times training steps as surgeon makes them: backward, global-norm clipping at 1, AdamW."""
+
+    def step():
+        loss().backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    seconds, times = timed(step, args.warmup, args.repeats)
+    return {
+        "seconds": seconds,
+        "times": times,
+        "trainable_parameters": sum(p.numel() for p in trainable),
+    }
+
+
 def bert_batch(batch, length, vocabulary):
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, 21000, (batch, length), generator=generator)
@@ -69,21 +86,13 @@ def bert_train(args):
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=0.0)
     ids, mask, labels = bert_batch(args.batch, args.length, model.config.vocab_size)
-
-    def step():
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    seconds, times = timed(step, args.warmup, args.repeats)
-    return {
-        "seconds": seconds,
-        "times": times,
-        "trainable_parameters": sum(p.numel() for p in trainable),
-        "wrapped_linears": wrapped,
-    }
+    result = time_training(
+        lambda: model(input_ids=ids, attention_mask=mask, labels=labels).loss,
+        trainable,
+        optimizer,
+        args,
+    )
+    return {**result, "wrapped_linears": wrapped}
 
 
 def bert_eval(args):
@@ -203,20 +212,9 @@ def vgg_train(args):
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 1, 28, 28, generator=generator)
     labels = torch.arange(args.batch) % 10
-
-    def step():
-        loss = F.cross_entropy(model(images), labels)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    seconds, times = timed(step, args.warmup, args.repeats)
-    return {
-        "seconds": seconds,
-        "times": times,
-        "trainable_parameters": sum(p.numel() for p in trainable),
-    }
+    return time_training(
+        lambda: F.cross_entropy(model(images), labels), trainable, optimizer, args
+    )
 
 
 def main():
