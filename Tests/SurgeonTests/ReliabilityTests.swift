@@ -81,6 +81,20 @@ final class ReliabilityTests: XCTestCase {
     Set(FileManager.default.enumerator(atPath: workspace.path)?.allObjects as? [String] ?? [])
   }
 
+  /// A refused run: exit 1, each of `phrases` in its message, no crash report, and the
+  /// workspace's listing still `before`.
+  private func assertRefused(
+    _ run: SurgeonRun, saying phrases: [String], unchanged before: Set<String>,
+    _ context: String, file: StaticString = #filePath, line: UInt = #line
+  ) {
+    XCTAssertEqual(run.status, 1, run.error, file: file, line: line)
+    for phrase in phrases {
+      XCTAssertTrue(run.error.contains(phrase), "\(context): \(run.error)", file: file, line: line)
+    }
+    assertNoCrashReport(run.error, context)
+    XCTAssertEqual(listing(), before, context, file: file, line: line)
+  }
+
   /// A failed run's standard error must be a diagnostic, not a crash report.
   private func assertNoCrashReport(_ error: String, _ context: String) {
     for sign in ["Fatal error", "Stack dump", "Current stack trace", "Illegal instruction"] {
@@ -166,11 +180,8 @@ final class ReliabilityTests: XCTestCase {
     let path = try write(manifest(name: "pickle-run", checkpoint: "checkpoints/pickled"), "p.yaml")
     let before = listing()
     let run = try runSurgeon(["apply", path], in: workspace)
-    XCTAssertEqual(run.status, 1, run.error)
-    XCTAssertTrue(run.error.contains("pytorch_model.bin"), run.error)
-    XCTAssertTrue(run.error.contains("save_file("), run.error)
-    assertNoCrashReport(run.error, "pickle")
-    XCTAssertEqual(listing(), before)
+    assertRefused(
+      run, saying: ["pytorch_model.bin", "save_file("], unchanged: before, "pickle")
   }
 
   // MARK: - Exit codes
@@ -217,11 +228,9 @@ final class ReliabilityTests: XCTestCase {
     let path = try write(manifest(name: "blocked", directory: "blocker/run"), "blocked.yaml")
     let before = listing()
     let run = try runSurgeon(["apply", path], in: workspace)
-    XCTAssertEqual(run.status, 1, run.error)
-    XCTAssertTrue(run.error.contains("Not a directory"), run.error)
-    XCTAssertTrue(run.error.contains("a file stands where a directory is needed"), run.error)
-    assertNoCrashReport(run.error, "blocker")
-    XCTAssertEqual(listing(), before)
+    assertRefused(
+      run, saying: ["Not a directory", "a file stands where a directory is needed"],
+      unchanged: before, "blocker")
   }
 
   /// A directory that cannot be written: "Permission denied" (or, as root, for whom mode bits
