@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Builds one libFuzzer harness from Fuzz/ with -sanitize=fuzzer,address and runs it.
+# Builds one libFuzzer harness from Tests/Fuzz/ with -sanitize=fuzzer,address and runs it.
 #
 #   bash Scripts/fuzz.sh TARGET SECONDS [libFuzzer flags...]
 #   bash Scripts/fuzz.sh all SECONDS         # every harness in turn, SECONDS each
 #
 # TARGET is one of: manifest safetensors csv jsonl idx tokenizer. The seed corpus is
-# Fuzz/corpus/TARGET (committed); inputs the run discovers go to .build/fuzz/corpus/TARGET (not
+# Tests/Fuzz/corpus/TARGET (committed); inputs the run discovers go to .build/fuzz/corpus/TARGET (not
 # committed), crashes to .build/fuzz/crashes/TARGET. Needs only the Swift toolchain and the
 # system libraries the package links (libopenblas-dev, libyaml-dev, zlib1g-dev).
 # Exit status: 0 when the run ended without a crash, 1 otherwise.
@@ -64,17 +64,17 @@ for name in $modules; do
   objects+=("$out/modules/$name.o")
 done
 binary="$out/fuzz-$target"
-swiftc "${flags[@]}" -module-name "Fuzz_$target" Fuzz/Harnesses/$target.swift \
-  Fuzz/Harnesses/Support.swift "${objects[@]}" \
+swiftc "${flags[@]}" -module-name "Fuzz_$target" Tests/Fuzz/Harnesses/$target.swift \
+  Tests/Fuzz/Harnesses/Support.swift "${objects[@]}" \
   $(pkg-config --libs openblas yaml-0.1 zlib) -o "$binary"
-echo "fuzz.sh: $target for ${seconds}s on Fuzz/corpus/$target" >&2
+echo "fuzz.sh: $target for ${seconds}s on Tests/Fuzz/corpus/$target" >&2
 # -rss_limit_mb: the readers' size caps must keep memory bounded; -timeout: no input may hang
 # (wall-clock seconds: 10 once stopped a run niced to 19 on a loaded machine, on an input that
 # takes 0.3 s).
 set +e
 "$binary" -max_total_time="$seconds" -print_final_stats=1 \
   -rss_limit_mb=2048 -timeout=60 -artifact_prefix="$out/crashes/$target/" "$@" \
-  "$out/corpus/$target" "Fuzz/corpus/$target"
+  "$out/corpus/$target" "Tests/Fuzz/corpus/$target"
 status=$?
 set -e
 if [ $status -ne 0 ]; then

@@ -19,7 +19,7 @@ fi
 # Every shipped manifest must validate (what a user's CI would run).
 .build/release/surgeon validate manifests/*.yaml
 # Every shipped sweep must derive valid manifests (lists the cells; runs nothing).
-for sweep in sweeps/*.yaml; do .build/release/surgeon compare "$sweep" --dry-run >/dev/null; done
+for sweep in manifests/sweeps/*.yaml; do .build/release/surgeon compare "$sweep" --dry-run >/dev/null; done
 # One BLAS thread per test process: XCTest runs serially and the machine has 2 cores.
 SURGEON_THREADS=1 swift test --disable-swift-testing 2>&1 | tee "$log"
 # XCTest's last summary line: "Executed N tests, with [K tests skipped and] F failures ...".
