@@ -221,6 +221,9 @@ public enum AdapterInitialization: String, Sendable, Equatable, Hashable, CaseIt
   case lora
   /// B·A = the rank-r truncated SVD of W.
   case svd
+  /// B·A = the rank-r truncated SVD of W, and the frozen W and b become what the adapter does
+  /// not hold (W − s·B·A, b − C): the model starts exactly as loaded and decays into the SVD.
+  case svdResidual = "svd_residual"
 }
 
 public enum BiasCInitialization: String, Sendable, Equatable, Hashable, CaseIterable {

@@ -110,7 +110,7 @@ public enum Rewriter {
         }
         let settings = WrapSettings(
           rank: lora.rank.value, alpha: lora.alpha?.value,
-          initialization: lora.initialization.value == .svd ? .svd : .lora,
+          initialization: WrapSettings.Initialization(lora.initialization.value),
           biasC: WrapSettings.BiasC(rawValue: lora.biasC.value.rawValue) ?? .none,
           convForm: lora.convForm.value == .loralib ? .loralib : .lowrank,
           noise: lora.noise.map {
@@ -260,6 +260,16 @@ public enum Rewriter {
           location: SourceLocation(file: manifest.file, line: 1, column: 1), severity: .error,
           message: error.description))
       return (nil, diagnostics)
+    }
+  }
+}
+
+extension WrapSettings.Initialization {
+  init(_ initialization: AdapterInitialization) {
+    switch initialization {
+    case .lora: self = .lora
+    case .svd: self = .svd
+    case .svdResidual: self = .svdResidual
     }
   }
 }

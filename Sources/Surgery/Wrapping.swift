@@ -3,7 +3,11 @@ import Tensor
 
 /// A lora rule's settings resolved for one node.
 public struct WrapSettings: Sendable, Equatable {
-  public enum Initialization: String, Sendable { case lora, svd }
+  public enum Initialization: String, Sendable {
+    case lora, svd
+    /// The SVD start, with the frozen part holding only the residual (see `wrap`).
+    case svdResidual
+  }
   public enum BiasC: String, Sendable { case zeros, copy, none }
 
   public var rank: Int
@@ -35,6 +39,15 @@ public struct WrapSettings: Sendable, Equatable {
   }
 
   public var scale: Float { Float(alpha / Double(rank)) }
+
+  /// The initialization as a manifest spells it.
+  var manifestName: String {
+    switch initialization {
+    case .lora: "lora"
+    case .svd: "svd"
+    case .svdResidual: "svd_residual"
+    }
+  }
 }
 
 /// Why a node cannot take the adapter a rule asks for; the message names the node and the fix.
@@ -85,6 +98,11 @@ public enum Wrapper {
       node: layer.name, rank: r, down: down, up: up,
       bias: try biasC(settings, out: out, bias: layer.bias, node: layer.name), scale: settings.scale
     )
+    if initializes && settings.initialization == .svdResidual {
+      removeAdapter(
+        down: down, up: up, bias: adapter.bias, scale: settings.scale, fromWeight: &layer.weight,
+        bias: &layer.bias)
+    }
     if let noise = settings.noise {
       adapter.noise = NoiseModel(
         weight: layer.weight, statistics: noise.statistics, scale: Float(noise.scale))
@@ -108,6 +126,7 @@ public enum Wrapper {
     }
     var down: Tensor
     var up: Tensor
+    var residualFactors: (down: Tensor, up: Tensor)?
     switch settings.convForm {
     case .lowrank:
       guard r % layer.groups == 0 else {
@@ -119,9 +138,10 @@ public enum Wrapper {
       down = Tensor(zeros: [r, perGroup, kh, kw])
       up = Tensor(zeros: [out, r, 1, 1])
       if initializes {
-        if settings.initialization == .svd && layer.groups > 1 {
+        if settings.initialization != .lora && layer.groups > 1 {
           throw WrapError(
-            message: "init svd is not defined for the grouped convolution \(layer.name)",
+            message:
+              "init \(settings.manifestName) is not defined for the grouped convolution \(layer.name)",
             fix: "use init: lora, or exclude it")
         }
         let (a, b) = try initialFactors(
@@ -129,6 +149,9 @@ public enum Wrapper {
           node: layer.name, random: &random)
         down = a.reshaped([r, perGroup, kh, kw])
         up = b.reshaped([out, r, 1, 1])
+        if settings.initialization == .svdResidual {
+          residualFactors = (a, b)
+        }
       }
     case .loralib:
       guard layer.groups == 1, kh == kw else {
@@ -139,7 +162,8 @@ public enum Wrapper {
       }
       guard settings.initialization == .lora else {
         throw WrapError(
-          message: "init svd is not defined for conv_form loralib (\(layer.name))",
+          message:
+            "init \(settings.manifestName) is not defined for conv_form loralib (\(layer.name))",
           fix: "use init: lora, or conv_form: lowrank")
       }
       let k = kh
@@ -156,11 +180,33 @@ public enum Wrapper {
       bias: try biasC(settings, out: out, bias: layer.bias, node: layer.name), scale: settings.scale
     )
     adapter.convForm = settings.convForm
+    if let (a, b) = residualFactors {
+      var weight = layer.weight.reshaped([out, fanIn])
+      removeAdapter(
+        down: a, up: b, bias: adapter.bias, scale: settings.scale, fromWeight: &weight,
+        bias: &layer.bias)
+      layer.weight = weight.reshaped([out, perGroup, kh, kw])
+    }
     if let noise = settings.noise {
       adapter.noise = NoiseModel(
         weight: layer.weight, statistics: noise.statistics, scale: Float(noise.scale))
     }
     layer.adapter = adapter
+  }
+
+  /// `W ← W − s·B·A` and `b ← b − C` (init svd_residual): the layer's output at d = 1 stays the
+  /// loaded model's, and what decays is only what the rank-r factors do not already hold.
+  private static func removeAdapter(
+    down: Tensor, up: Tensor, bias c: Tensor?, scale: Float, fromWeight weight: inout Tensor,
+    bias: inout Tensor?
+  ) {
+    var product = up.matmul(down)
+    product.scale(by: scale)
+    weight.add(product, scaledBy: -1)
+    if let c, var b = bias {
+      b.add(c, scaledBy: -1)
+      bias = b
+    }
   }
 
   private static func biasC(_ settings: WrapSettings, out: Int, bias: Tensor?, node: String)
@@ -190,7 +236,7 @@ public enum Wrapper {
         Tensor.kaimingUniform(shape: [r, fanIn], fanIn: fanIn, random: &random),
         Tensor(zeros: [out, r])
       )
-    case .svd:
+    case .svd, .svdResidual:
       let factors: (u: Tensor, singularValues: [Float], vt: Tensor)
       do {
         factors = try weight.truncatedSVD(rank: r)

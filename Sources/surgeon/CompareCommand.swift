@@ -5,6 +5,7 @@ import Manifest
 enum CompareCommand: Command {
   static let usage = """
     Usage: surgeon compare SWEEP.yaml [--dry-run] [--table-only] [--reference METHOD]
+                                      [--methods M1,M2,...]
 
     Runs a base manifest over a grid of methods × ranks × learning rates × seeds (each cell a
     full `surgeon apply` of a derived manifest into OUTPUT/cells/<cell>/), chooses every
@@ -18,11 +19,14 @@ enum CompareCommand: Command {
       --dry-run      list the cells and where they go; run nothing
       --table-only   write the table and figures from the cells that finished; run nothing
       --reference M  the method the Δ column compares with (default: the first method)
+      --methods LIST run only these methods' cells (comma-separated); the others' finished
+                     cells still make the table. Two processes with disjoint lists share one
+                     sweep, e.g. on two machines or cores; a teacher must have finished first.
     """
 
   static func run(_ arguments: [String]) throws {
     let parsed = try Arguments(
-      arguments, options: ["reference"], flags: ["dry-run", "table-only"])
+      arguments, options: ["reference", "methods"], flags: ["dry-run", "table-only"])
     guard parsed.positionals.count == 1 else {
       throw UsageError(message: "give exactly one SWEEP file")
     }
@@ -33,6 +37,18 @@ enum CompareCommand: Command {
     let reference = parsed.value("reference") ?? sweep.methods[0].name
     guard sweep.method(named: reference) != nil else {
       throw UsageError(message: "--reference \(reference): no such method in \(path)")
+    }
+
+    var runnable = Set(sweep.methods.map(\.name))
+    if let list = parsed.value("methods") {
+      let names = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+      for name in names where sweep.method(named: name) == nil {
+        throw UsageError(
+          message:
+            "--methods: no method \(name) in \(path) (it has \(sweep.methods.map(\.name).joined(separator: ", ")))"
+        )
+      }
+      runnable = Set(names)
     }
 
     // The base manifest must decode on its own before anything runs.
@@ -119,7 +135,7 @@ enum CompareCommand: Command {
         try collect(cell)
         return
       }
-      if parsed.flag("table-only") { return }
+      if parsed.flag("table-only") || !runnable.contains(cell.method) { return }
       try FileManager.default.createDirectory(at: manifests, withIntermediateDirectories: true)
       try FileManager.default.createDirectory(at: cells, withIntermediateDirectories: true)
       try Data(text.utf8).write(to: manifestURL, options: .atomic)
@@ -162,12 +178,23 @@ enum CompareCommand: Command {
     // Method by method: its learning rates, then its chosen rate at the other seeds, so the
     // first methods' rows are complete early.
     for method in sweep.methods {
+      if runnable.contains(method.name), !parsed.flag("table-only"), let teacher = method.teacher,
+        teachers[teacher] == nil
+      {
+        throw CommandError(
+          message:
+            "\(path):\(method.location.lineColumn): error: method \(method.name) learns from \(teacher), whose learning-rate selection has not finished; run `surgeon compare \(path) --methods \(teacher)` first (or include it in --methods)"
+        )
+      }
       for cell in sweep.selectionCells where cell.method == method.name { try runCell(cell) }
       let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
       for cell in sweep.finalCells(chosen: chosen) where cell.method == method.name {
         try runCell(cell)
       }
-      if let row = sweep.rows.first(where: { $0.method == method.name }),
+      // A teacher is known only once every rate of its method has run at the first seed.
+      let selected = sweep.selectionCells.filter { $0.method == method.name }
+      if selected.allSatisfy({ results[$0] != nil }),
+        let row = sweep.rows.first(where: { $0.method == method.name }),
         let rate = chosen[row]
       {
         let seed = (method.seeds ?? sweep.seeds)[0]

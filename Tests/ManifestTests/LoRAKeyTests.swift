@@ -155,7 +155,7 @@ final class LoRAKeyTests: XCTestCase {
       ])
     XCTAssertEqual(
       problems(loraManifest("layers: q\nrank: 8\ninit: LoRA")),
-      ["11:13: error: init must be lora or svd, not 'LoRA' (did you mean 'lora'?)"])
+      ["11:13: error: init must be lora, svd or svd_residual, not 'LoRA' (did you mean 'lora'?)"])
   }
 
   func testDecay() throws {
