@@ -130,7 +130,8 @@ public enum ManifestSchema {
         ["type": strings(["number", "null"]), "exclusiveMinimum": .integer(0)]),
       "init": enumeration(
         AdapterInitialization.allCases.map(\.rawValue),
-        "lora (A Kaiming-uniform, B = 0) | svd (B·A = rank-r SVD of W) | svd_residual (the same, with the frozen W, b becoming W − s·B·A, b − C); default lora."),
+        "lora (A Kaiming-uniform, B = 0) | svd (B·A = rank-r SVD of W) | svd_residual (the same, with the frozen W, b becoming W − s·B·A, b − C); default lora."
+      ),
       "bias_c": enumeration(
         BiasCInitialization.allCases.map(\.rawValue),
         "zeros | copy (C starts at b) | none; default zeros with decay, none otherwise."),

@@ -130,6 +130,51 @@ final class CompareCommandTests: XCTestCase {
       manifest.contains("teacher: \"checkpoints/compare/cells/full_lr1e-3_s0\""), manifest)
   }
 
+  func testMethodsOptionRunsOnlyThoseAndWaitsForTheTeacher() throws {
+    try sweep(
+      """
+        - name: full
+          lr: [1.0e-3]
+          set: {surgery: [], output: {compress: false}}
+        - name: decay-c
+          lr: [1.0e-2]
+        - name: kd
+          teacher: full
+          lr: [1.0e-2]
+          set: {train: {distill: {temperature: 2, logits: 0.5, features: 1.0}}}
+
+      """)
+    let unknown = try runSurgeon(["compare", "sweep.yaml", "--methods", "ful"], in: workspace)
+    XCTAssertEqual(unknown.status, 2, unknown.error)
+    XCTAssertTrue(unknown.error.contains("--methods: no method ful"), unknown.error)
+
+    // The student cannot run before its teacher has chosen a rate, and says what to run.
+    let early = try runSurgeon(["compare", "sweep.yaml", "--methods", "kd"], in: workspace)
+    XCTAssertEqual(early.status, 1, early.error)
+    XCTAssertTrue(
+      early.error.contains("run `surgeon compare sweep.yaml --methods full` first"), early.error)
+    XCTAssertFalse(early.error.contains("compare: running"), early.error)
+
+    let teacher = try runSurgeon(
+      ["compare", "sweep.yaml", "--methods", "full, decay-c"], in: workspace)
+    XCTAssertEqual(teacher.status, 0, teacher.error)
+    XCTAssertTrue(teacher.error.contains("compare: running full_lr1e-3_s0"), teacher.error)
+    XCTAssertTrue(teacher.error.contains("compare: running decay-c_lr1e-2_s0"), teacher.error)
+    XCTAssertFalse(teacher.error.contains("compare: running kd"), teacher.error)
+
+    let student = try runSurgeon(["compare", "sweep.yaml", "--methods", "kd"], in: workspace)
+    XCTAssertEqual(student.status, 0, student.error)
+    XCTAssertTrue(student.error.contains("compare: running kd_lr1e-2_s0"), student.error)
+    XCTAssertFalse(student.error.contains("compare: running full"), student.error)
+    let json = try XCTUnwrap(
+      try JSONSerialization.jsonObject(
+        with: Data(
+          contentsOf: workspace.appendingPathComponent("checkpoints/compare/comparison.json")))
+        as? [String: Any])
+    let rows = try XCTUnwrap(json["rows"] as? [[String: Any]])
+    XCTAssertEqual(rows.map { $0["method"] as? String }, ["full", "decay-c", "kd"])
+  }
+
   func testBadMethodIsReportedAtItsLine() throws {
     try sweep(
       """

@@ -92,7 +92,8 @@ final class ResidualInitTests: XCTestCase {
 
   func testResidualInitIsRefusedWhereSVDIs() {
     let errors = surgeryErrors(
-      vgg("svd_residual").replacingOccurrences(of: "rank: 3,", with: "rank: 3, conv_form: loralib,"))
+      vgg("svd_residual").replacingOccurrences(of: "rank: 3,", with: "rank: 3, conv_form: loralib,")
+    )
     XCTAssertTrue(
       errors.contains { $0.contains("init svd_residual is not defined for conv_form loralib") },
       "\(errors)")
