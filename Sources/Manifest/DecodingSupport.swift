@@ -12,7 +12,7 @@ enum ManifestKeys {
   static let budget = ["share", "floor"]
   static let distill = ["teacher", "temperature", "logits", "features"]
   static let decay = ["shape", "start", "end"]
-  static let noise = ["stats", "clear_below", "scale"]
+  static let noise = ["stats", "clear_below", "scale", "spectral_cap"]
   static let train = [
     "task", "data", "steps", "batch_size", "optimizer", "eval_every", "seed", "distill",
   ]

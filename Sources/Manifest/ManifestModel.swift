@@ -279,15 +279,20 @@ public struct NoiseSettings: Sendable, Equatable {
   public var clearBelow: Double?
   /// Multiplies the noise standard deviation; >= 0.
   public var scale: Double
+  /// Key `spectral_cap`: the noise's spectral norm is kept at most this times `‖d·W‖₂`; nil:
+  /// no cap.
+  public var spectralCap: Double?
   /// The `noise:` key's.
   public var location: SourceLocation
 
   public init(
-    statistics: NoiseStatistics, clearBelow: Double?, scale: Double, location: SourceLocation
+    statistics: NoiseStatistics, clearBelow: Double?, scale: Double, spectralCap: Double? = nil,
+    location: SourceLocation
   ) {
     self.statistics = statistics
     self.clearBelow = clearBelow
     self.scale = scale
+    self.spectralCap = spectralCap
     self.location = location
   }
 }

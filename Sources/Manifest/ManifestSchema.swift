@@ -201,6 +201,9 @@ public enum ManifestSchema {
         "scale": object(
           "Multiplies the noise std (default 1).",
           ["type": .string("number"), "minimum": .integer(0)]),
+        "spectral_cap": object(
+          "Keeps the noise's spectral norm at most this times d·W's (default null: no cap).",
+          ["type": strings(["number", "null"]), "exclusiveMinimum": .integer(0)]),
       ])
   }
 

@@ -278,9 +278,15 @@ extension DecodingContext {
       optional(fields, "scale", &failed) { context, node throws(Invalid) in
         try context.number(node, "noise.scale", ">= 0") { $0 >= 0 }
       } ?? 1.0
+    let spectralCap =
+      optional(fields, "spectral_cap", &failed) { context, node throws(Invalid) -> Double? in
+        if node.resolved == .null { return nil }
+        return try context.number(node, "noise.spectral_cap", "> 0") { $0 > 0 }
+      } ?? nil
     if failed { throw Invalid() }
     return NoiseSettings(
-      statistics: statistics, clearBelow: clearBelow, scale: scale, location: owner)
+      statistics: statistics, clearBelow: clearBelow, scale: scale, spectralCap: spectralCap,
+      location: owner)
   }
 }
 

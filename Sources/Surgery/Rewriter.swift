@@ -114,7 +114,10 @@ public enum Rewriter {
           biasC: WrapSettings.BiasC(rawValue: lora.biasC.value.rawValue) ?? .none,
           convForm: lora.convForm.value == .loralib ? .loralib : .lowrank,
           noise: lora.noise.map {
-            (statistics: $0.statistics == .perOutput ? .perOutput : .global, scale: $0.scale)
+            (
+              statistics: $0.statistics == .perOutput ? .perOutput : .global, scale: $0.scale,
+              spectralCap: $0.spectralCap
+            )
           })
         let schedule = AdapterSchedule(
           decay: lora.decay.map {

@@ -17,12 +17,12 @@ public struct WrapSettings: Sendable, Equatable {
   public var biasC: BiasC
   public var convForm: ConvAdapterForm
   /// The noise's statistics and std multiplier, when the rule asks for noise.
-  public var noise: (statistics: NoiseModel.Statistics, scale: Double)?
+  public var noise: (statistics: NoiseModel.Statistics, scale: Double, spectralCap: Double?)?
 
   public init(
     rank: Int, alpha: Double? = nil, initialization: Initialization = .lora, biasC: BiasC = .none,
     convForm: ConvAdapterForm = .lowrank,
-    noise: (statistics: NoiseModel.Statistics, scale: Double)? = nil
+    noise: (statistics: NoiseModel.Statistics, scale: Double, spectralCap: Double?)? = nil
   ) {
     self.rank = rank
     self.alpha = alpha ?? Double(rank)
@@ -36,6 +36,7 @@ public struct WrapSettings: Sendable, Equatable {
     lhs.rank == rhs.rank && lhs.alpha == rhs.alpha && lhs.initialization == rhs.initialization
       && lhs.biasC == rhs.biasC && lhs.convForm == rhs.convForm
       && lhs.noise?.statistics == rhs.noise?.statistics && lhs.noise?.scale == rhs.noise?.scale
+      && lhs.noise?.spectralCap == rhs.noise?.spectralCap
   }
 
   public var scale: Float { Float(alpha / Double(rank)) }
@@ -105,7 +106,8 @@ public enum Wrapper {
     }
     if let noise = settings.noise {
       adapter.noise = NoiseModel(
-        weight: layer.weight, statistics: noise.statistics, scale: Float(noise.scale))
+        weight: layer.weight, statistics: noise.statistics, scale: Float(noise.scale),
+        spectralCap: noise.spectralCap.map(Float.init))
     }
     layer.adapter = adapter
   }
@@ -189,7 +191,8 @@ public enum Wrapper {
     }
     if let noise = settings.noise {
       adapter.noise = NoiseModel(
-        weight: layer.weight, statistics: noise.statistics, scale: Float(noise.scale))
+        weight: layer.weight, statistics: noise.statistics, scale: Float(noise.scale),
+        spectralCap: noise.spectralCap.map(Float.init))
     }
     layer.adapter = adapter
   }

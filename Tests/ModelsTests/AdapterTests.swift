@@ -229,4 +229,47 @@ final class AdapterTests: XCTestCase {
       }
     }
   }
+
+  func testSpectralCapKeepsTheNoiseBelowTheSignal() throws {
+    // A weight with one strong direction (like a trained layer) over a random background.
+    let (rows, columns) = (48, 96)
+    var weight = randomTensor([rows, columns], seed: 30)
+    let left = randomTensor([rows], seed: 31).scalars
+    let right = randomTensor([columns], seed: 32).scalars
+    weight.withUnsafeMutableBufferPointer { w in
+      for row in 0..<rows {
+        for column in 0..<columns { w[row * columns + column] += 0.3 * left[row] * right[column] }
+      }
+    }
+    func spectralNorm(_ matrix: Tensor) throws -> Float {
+      try matrix.truncatedSVD(rank: 1).singularValues[0]
+    }
+    let signal = try spectralNorm(weight)
+    let capped = NoiseModel(weight: weight, statistics: .perOutput, scale: 1, spectralCap: 0.5)
+    XCTAssertEqual(capped.weightSpectralNorm, signal, accuracy: 1e-3 * signal)
+    let uncapped = NoiseModel(weight: weight, statistics: .perOutput, scale: 1)
+    for decay: Float in [0.2, 0.44, 0.7] {
+      func noise(_ model: NoiseModel) throws -> Float {
+        var random = RandomStream(seed: 33)
+        var drawn = model.effectiveWeight(weight: weight, decay: decay, random: &random)
+        drawn.add(weight, scaledBy: -decay)
+        // Without the (tiny) mean shift, the noise matrix itself.
+        drawn.withUnsafeMutableBufferPointer { n in
+          for row in 0..<rows {
+            for column in 0..<columns { n[row * columns + column] -= (1 - decay) * model.mean[row] }
+          }
+        }
+        return try spectralNorm(drawn)
+      }
+      let bound = 0.5 * decay * signal
+      XCTAssertGreaterThan(try noise(uncapped), bound, "the cap binds at d = \(decay)")
+      // The Bai–Yin estimate is an upper bound's asymptote; finite Gaussian matrices fall a
+      // little under it.
+      let measured = try noise(capped)
+      XCTAssertLessThanOrEqual(measured, 1.05 * bound, "d = \(decay)")
+      XCTAssertGreaterThan(measured, 0.8 * bound, "d = \(decay): the cap scales, not silences")
+    }
+    XCTAssertEqual(capped.capFactor(decay: 0, rows: rows, perRow: columns), 0)
+    XCTAssertEqual(uncapped.capFactor(decay: 0.3, rows: rows, perRow: columns), 1)
+  }
 }
