@@ -36,6 +36,25 @@ final class CompareCommandTests: XCTestCase {
     addTeardownBlock { [workspace] in try? FileManager.default.removeItem(at: workspace!) }
   }
 
+  // Methods the sweeps below share (YAML list items under `methods:`): the teacher, a decaying
+  // student, a distilled one.
+  private static let fullMethod =
+    "  - name: full\n    lr: [1.0e-3]\n    set: {surgery: [], output: {compress: false}}\n"
+  private static let decayMethod = "  - name: decay-c\n    lr: [1.0e-2]\n"
+  private static let distilledMethod =
+    "  - name: kd\n    teacher: full\n    lr: [1.0e-2]\n"
+    + "    set: {train: {distill: {temperature: 2, logits: 0.5, features: 1.0}}}\n"
+
+  /// The rows of the sweep's `comparison.json`.
+  private func comparisonRows() throws -> [[String: Any]] {
+    let json = try XCTUnwrap(
+      try JSONSerialization.jsonObject(
+        with: Data(
+          contentsOf: workspace.appendingPathComponent("checkpoints/compare/comparison.json")))
+        as? [String: Any])
+    return try XCTUnwrap(json["rows"] as? [[String: Any]])
+  }
+
   private func sweep(_ methods: String) throws {
     try
       ("""
@@ -51,15 +70,7 @@ final class CompareCommandTests: XCTestCase {
   }
 
   func testTwoCellSweepWritesTableFiguresAndResumes() throws {
-    try sweep(
-      """
-        - name: full
-          lr: [1.0e-3]
-          set: {surgery: [], output: {compress: false}}
-        - name: decay-c
-          lr: [1.0e-2]
-
-      """)
+    try sweep(Self.fullMethod + Self.decayMethod)
     let first = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
     XCTAssertEqual(first.status, 0, first.error)
     XCTAssertTrue(first.error.contains("compare: running full_lr1e-3_s0"), first.error)
@@ -73,11 +84,7 @@ final class CompareCommandTests: XCTestCase {
       XCTAssertTrue(
         FileManager.default.fileExists(atPath: output.appendingPathComponent(file).path), file)
     }
-    let json = try XCTUnwrap(
-      try JSONSerialization.jsonObject(
-        with: Data(contentsOf: output.appendingPathComponent("comparison.json")))
-        as? [String: Any])
-    let rows = try XCTUnwrap(json["rows"] as? [[String: Any]])
+    let rows = try comparisonRows()
     XCTAssertEqual(rows.map { $0["method"] as? String }, ["full", "decay-c"])
     XCTAssertEqual(rows[0]["w_free"] as? Bool, false)
     XCTAssertEqual(rows[0]["kept_share"] as? Double, 1)
@@ -93,16 +100,7 @@ final class CompareCommandTests: XCTestCase {
     let second = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
     XCTAssertEqual(second.status, 0, second.error)
     XCTAssertFalse(second.error.contains("compare: running"), second.error)
-    try sweep(
-      """
-        - name: full
-          lr: [1.0e-3]
-          set: {surgery: [], output: {compress: false}}
-        - name: decay-c
-          lr: [1.0e-2]
-          set: {train: {steps: 4}}
-
-      """)
+    try sweep(Self.fullMethod + Self.decayMethod + "    set: {train: {steps: 4}}\n")
     let third = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
     XCTAssertEqual(third.status, 0, third.error)
     XCTAssertFalse(third.error.contains("running full_lr1e-3_s0"), third.error)
@@ -110,17 +108,7 @@ final class CompareCommandTests: XCTestCase {
   }
 
   func testDistillationCellIsTaughtByTheTeachersRun() throws {
-    try sweep(
-      """
-        - name: full
-          lr: [1.0e-3]
-          set: {surgery: [], output: {compress: false}}
-        - name: kd
-          teacher: full
-          lr: [1.0e-2]
-          set: {train: {distill: {temperature: 2, logits: 0.5, features: 1.0}}}
-
-      """)
+    try sweep(Self.fullMethod + Self.distilledMethod)
     let run = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
     XCTAssertEqual(run.status, 0, run.error)
     let manifest = try String(
@@ -131,19 +119,7 @@ final class CompareCommandTests: XCTestCase {
   }
 
   func testMethodsOptionRunsOnlyThoseAndWaitsForTheTeacher() throws {
-    try sweep(
-      """
-        - name: full
-          lr: [1.0e-3]
-          set: {surgery: [], output: {compress: false}}
-        - name: decay-c
-          lr: [1.0e-2]
-        - name: kd
-          teacher: full
-          lr: [1.0e-2]
-          set: {train: {distill: {temperature: 2, logits: 0.5, features: 1.0}}}
-
-      """)
+    try sweep(Self.fullMethod + Self.decayMethod + Self.distilledMethod)
     let unknown = try runSurgeon(["compare", "sweep.yaml", "--methods", "ful"], in: workspace)
     XCTAssertEqual(unknown.status, 2, unknown.error)
     XCTAssertTrue(unknown.error.contains("--methods: no method ful"), unknown.error)
@@ -166,12 +142,7 @@ final class CompareCommandTests: XCTestCase {
     XCTAssertEqual(student.status, 0, student.error)
     XCTAssertTrue(student.error.contains("compare: running kd_lr1e-2_s0"), student.error)
     XCTAssertFalse(student.error.contains("compare: running full"), student.error)
-    let json = try XCTUnwrap(
-      try JSONSerialization.jsonObject(
-        with: Data(
-          contentsOf: workspace.appendingPathComponent("checkpoints/compare/comparison.json")))
-        as? [String: Any])
-    let rows = try XCTUnwrap(json["rows"] as? [[String: Any]])
+    let rows = try comparisonRows()
     XCTAssertEqual(rows.map { $0["method"] as? String }, ["full", "decay-c", "kd"])
   }
 
