@@ -44,7 +44,9 @@ final class SchemaTests: XCTestCase {
         "noise", "budget",
       ], "format 1's keys plus surgeon's lora.budget")
     XCTAssertEqual(propertyNames(try definition("decay")), ["shape", "start", "end"])
-    XCTAssertEqual(propertyNames(try definition("noise")), ["stats", "clear_below", "scale"])
+    XCTAssertEqual(
+      propertyNames(try definition("noise")), ["stats", "clear_below", "scale", "spectral_cap"],
+      "format 1's keys plus surgeon's noise.spectral_cap")
     XCTAssertEqual(
       propertyNames(try definition("train")),
       ["task", "data", "steps", "batch_size", "optimizer", "eval_every", "seed", "distill"],
