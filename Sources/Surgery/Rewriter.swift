@@ -268,6 +268,7 @@ public enum Rewriter {
 }
 
 extension WrapSettings.Initialization {
+  // Exhaustive, so a new manifest value cannot fall back to another start silently.
   init(_ initialization: AdapterInitialization) {
     switch initialization {
     case .lora: self = .lora

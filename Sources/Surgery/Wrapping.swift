@@ -3,10 +3,11 @@ import Tensor
 
 /// A lora rule's settings resolved for one node.
 public struct WrapSettings: Sendable, Equatable {
+  /// Raw values are the manifest's spellings.
   public enum Initialization: String, Sendable {
     case lora, svd
     /// The SVD start, with the frozen part holding only the residual (see `wrap`).
-    case svdResidual
+    case svdResidual = "svd_residual"
   }
   public enum BiasC: String, Sendable { case zeros, copy, none }
 
@@ -40,15 +41,6 @@ public struct WrapSettings: Sendable, Equatable {
   }
 
   public var scale: Float { Float(alpha / Double(rank)) }
-
-  /// The initialization as a manifest spells it.
-  var manifestName: String {
-    switch initialization {
-    case .lora: "lora"
-    case .svd: "svd"
-    case .svdResidual: "svd_residual"
-    }
-  }
 }
 
 /// Why a node cannot take the adapter a rule asks for; the message names the node and the fix.
@@ -100,9 +92,7 @@ public enum Wrapper {
       bias: try biasC(settings, out: out, bias: layer.bias, node: layer.name), scale: settings.scale
     )
     if initializes && settings.initialization == .svdResidual {
-      removeAdapter(
-        down: down, up: up, bias: adapter.bias, scale: settings.scale, fromWeight: &layer.weight,
-        bias: &layer.bias)
+      removeAdapter(adapter, fromWeight: &layer.weight, bias: &layer.bias)
     }
     if let noise = settings.noise {
       adapter.noise = NoiseModel(
@@ -128,7 +118,6 @@ public enum Wrapper {
     }
     var down: Tensor
     var up: Tensor
-    var residualFactors: (down: Tensor, up: Tensor)?
     switch settings.convForm {
     case .lowrank:
       guard r % layer.groups == 0 else {
@@ -143,7 +132,7 @@ public enum Wrapper {
         if settings.initialization != .lora && layer.groups > 1 {
           throw WrapError(
             message:
-              "init \(settings.manifestName) is not defined for the grouped convolution \(layer.name)",
+              "init \(settings.initialization.rawValue) is not defined for the grouped convolution \(layer.name)",
             fix: "use init: lora, or exclude it")
         }
         let (a, b) = try initialFactors(
@@ -151,9 +140,6 @@ public enum Wrapper {
           node: layer.name, random: &random)
         down = a.reshaped([r, perGroup, kh, kw])
         up = b.reshaped([out, r, 1, 1])
-        if settings.initialization == .svdResidual {
-          residualFactors = (a, b)
-        }
       }
     case .loralib:
       guard layer.groups == 1, kh == kw else {
@@ -165,7 +151,7 @@ public enum Wrapper {
       guard settings.initialization == .lora else {
         throw WrapError(
           message:
-            "init \(settings.manifestName) is not defined for conv_form loralib (\(layer.name))",
+            "init \(settings.initialization.rawValue) is not defined for conv_form loralib (\(layer.name))",
           fix: "use init: lora, or conv_form: lowrank")
       }
       let k = kh
@@ -182,12 +168,9 @@ public enum Wrapper {
       bias: try biasC(settings, out: out, bias: layer.bias, node: layer.name), scale: settings.scale
     )
     adapter.convForm = settings.convForm
-    if let (a, b) = residualFactors {
-      var weight = layer.weight.reshaped([out, fanIn])
-      removeAdapter(
-        down: a, up: b, bias: adapter.bias, scale: settings.scale, fromWeight: &weight,
-        bias: &layer.bias)
-      layer.weight = weight.reshaped([out, perGroup, kh, kw])
+    // loralib refused svd starts above, so the factors here are a lowrank A and B.
+    if initializes && settings.initialization == .svdResidual {
+      removeAdapter(adapter, fromWeight: &layer.weight, bias: &layer.bias)
     }
     if let noise = settings.noise {
       adapter.noise = NoiseModel(
@@ -197,16 +180,18 @@ public enum Wrapper {
     layer.adapter = adapter
   }
 
-  /// `W ← W − s·B·A` and `b ← b − C` (init svd_residual): the layer's output at d = 1 stays the
-  /// loaded model's, and what decays is only what the rank-r factors do not already hold.
+  /// `W ← W − s·B·A` and `b ← b − C` (init svd_residual), with W viewed `out × fan_in` and A,
+  /// B as `r × fan_in`, `out × r`: the layer's output at d = 1 stays the loaded model's, and
+  /// what decays is only what the rank-r factors do not already hold.
   private static func removeAdapter(
-    down: Tensor, up: Tensor, bias c: Tensor?, scale: Float, fromWeight weight: inout Tensor,
-    bias: inout Tensor?
+    _ adapter: LowRankAdapter, fromWeight weight: inout Tensor, bias: inout Tensor?
   ) {
-    var product = up.matmul(down)
-    product.scale(by: scale)
-    weight.add(product, scaledBy: -1)
-    if let c, var b = bias {
+    let (out, r) = (weight.shape[0], adapter.rank)
+    var product = adapter.up.reshaped([out, r]).matmul(
+      adapter.down.reshaped([r, adapter.down.count / r]))
+    product.scale(by: adapter.scale)
+    weight.add(product.reshaped(weight.shape), scaledBy: -1)
+    if let c = adapter.bias, var b = bias {
       b.add(c, scaledBy: -1)
       bias = b
     }
