@@ -468,7 +468,8 @@ extension ReliabilityTests {
   /// A learning rate that blows the weights up: exit 1, the step and the reason, the last good
   /// state kept (a --resume starts from it and stops at the same step again).
   func testDivergenceStopsWithTheStepAndKeepsTheLastGoodState() throws {
-    let text = manifestForDivergence()
+    let text = tinyClassifierManifest(
+      name: "diverge", steps: 30, learningRate: "1.0e+38", evalEvery: 10, checkpointEvery: 1)
     try Data(text.utf8).write(to: workspace.appendingPathComponent("diverge.yaml"))
     let run = try runSurgeon(["apply", "diverge.yaml", "--progress", "none"], in: workspace)
     XCTAssertEqual(run.status, 1, run.error)
@@ -493,10 +494,14 @@ extension ReliabilityTests {
     XCTAssertTrue(again.error.contains(step), again.error)
   }
 
-  private func manifestForDivergence() -> String {
+  /// The tiny-BERT classifier job both state tests run: `name` is also its output directory
+  /// under checkpoints/.
+  private func tinyClassifierManifest(
+    name: String, steps: Int, learningRate: String, evalEvery: Int, checkpointEvery: Int? = nil
+  ) -> String {
     """
     surgeon: 1
-    name: diverge
+    name: \(name)
     model:
       family: bert
       checkpoint: checkpoints/tiny-bert
@@ -508,13 +513,11 @@ extension ReliabilityTests {
         train: {format: csv, path: tiny.csv, text: text, label: label}
         split: {validation: 0.2, test: 0.2, seed: 0}
         max_length: 12
-      steps: 30
+      steps: \(steps)
       batch_size: 8
-      optimizer: {name: adamw, lr: 1.0e+38}
-      eval_every: 10
-    output:
-      checkpoint_every: 1
-
+      optimizer: {name: adamw, lr: \(learningRate)}
+      eval_every: \(evalEvery)
+    \(checkpointEvery.map { "output:\n  checkpoint_every: \($0)\n" } ?? "")
     """
   }
 }
@@ -523,7 +526,9 @@ extension ReliabilityTests {
   /// A damaged state (state.json not JSON, state.safetensors truncated): --resume is one message
   /// that names the state and says how to start over; nothing is written.
   func testADamagedStateIsRefusedWithAClearMessage() throws {
-    try Data(manifestForDamage().utf8).write(
+    try Data(
+      tinyClassifierManifest(name: "damage", steps: 6, learningRate: "1.0e-3", evalEvery: 3).utf8
+    ).write(
       to: workspace.appendingPathComponent("damage.yaml"))
     let stopped = try runSurgeon(
       ["apply", "damage.yaml", "--stop-after", "2", "--progress", "none"], in: workspace)
@@ -551,29 +556,6 @@ extension ReliabilityTests {
     XCTAssertFalse(
       FileManager.default.fileExists(
         atPath: workspace.appendingPathComponent("checkpoints/damage/model.safetensors").path))
-  }
-
-  private func manifestForDamage() -> String {
-    """
-    surgeon: 1
-    name: damage
-    model:
-      family: bert
-      checkpoint: checkpoints/tiny-bert
-    surgery:
-      - train: [classifier]
-    train:
-      task: text-classification
-      data:
-        train: {format: csv, path: tiny.csv, text: text, label: label}
-        split: {validation: 0.2, test: 0.2, seed: 0}
-        max_length: 12
-      steps: 6
-      batch_size: 8
-      optimizer: {name: adamw, lr: 1.0e-3}
-      eval_every: 3
-
-    """
   }
 }
 
