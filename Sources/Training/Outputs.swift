@@ -176,3 +176,28 @@ public func reportMarkdown(
   ]
   return lines.joined(separator: "\n")
 }
+
+/// `predictions.json`: the deployed model's class for every test example, with the example's
+/// index in the data and its label, so two runs on the same split can be compared example by
+/// example.
+public struct TestPredictions: Codable, Sendable, Equatable {
+  public var split = "test"
+  /// "w-free" when the run ended W-free (the exported model), else "as-trained".
+  public var model: String
+  public var indices: [Int]
+  public var labels: [Int32]
+  public var predicted: [Int32]
+
+  public init(model: String, indices: [Int], labels: [Int32], predicted: [Int32]) {
+    self.model = model
+    self.indices = indices
+    self.labels = labels
+    self.predicted = predicted
+  }
+
+  public func json() throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
+  }
+}

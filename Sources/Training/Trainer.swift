@@ -261,24 +261,11 @@ public struct Trainer: Sendable {
     let share = distributed ? Array(indices[group.share(of: indices.count)]) : indices
     var correct = 0
     var totalLoss = 0.0
-    var start = 0
-    while start < share.count {
-      let chunk = Array(share[start..<min(share.count, start + settings.evaluationBatchSize)])
-      let batch = try source.batch(chunk)
-      let logits = try model.logits(batch)
-      let labels = batch.labels ?? []
-      let classes = logits.shape[1]
-      logits.withUnsafeBufferPointer { z in
-        for row in 0..<chunk.count {
-          var best = 0
-          for c in 1..<classes where z[row * classes + c] > z[row * classes + best] { best = c }
-          if Int32(best) == labels[row] { correct += 1 }
-        }
-      }
+    try forEachChunk(of: share, model: model) { logits, labels in
+      correct += zip(Self.argmax(logits), labels).filter { $0 == $1 }.count
       totalLoss +=
         Double(CrossEntropy.lossAndGradient(logits: logits, labels: labels).loss)
-        * Double(chunk.count)
-      start += chunk.count
+        * Double(labels.count)
     }
     if distributed {
       var sums = [Double(correct), totalLoss]
@@ -286,6 +273,42 @@ public struct Trainer: Sendable {
       return (sums[0] / Double(indices.count), sums[1] / Double(indices.count))
     }
     return (Double(correct) / Double(indices.count), totalLoss / Double(indices.count))
+  }
+
+  /// The predicted class of every example of `indices` (in that order), on this process alone:
+  /// what `predictions.json` records for paired comparisons between runs.
+  public func predictions(of model: Model, on indices: [Int]) throws -> [Int32] {
+    var predicted: [Int32] = []
+    predicted.reserveCapacity(indices.count)
+    try forEachChunk(of: indices, model: model) { logits, _ in
+      predicted += Self.argmax(logits)
+    }
+    return predicted
+  }
+
+  /// Runs `model` over `indices` in evaluation batches: each chunk's logits and labels.
+  private func forEachChunk(
+    of indices: [Int], model: Model, _ body: (Tensor, [Int32]) throws -> Void
+  ) throws {
+    var start = 0
+    while start < indices.count {
+      let chunk = Array(indices[start..<min(indices.count, start + settings.evaluationBatchSize)])
+      let batch = try source.batch(chunk)
+      try body(try model.logits(batch), batch.labels ?? [])
+      start += chunk.count
+    }
+  }
+
+  /// The index of each row's largest logit (the first on ties).
+  static func argmax(_ logits: Tensor) -> [Int32] {
+    let (rows, classes) = (logits.shape[0], logits.shape[1])
+    return logits.withUnsafeBufferPointer { z in
+      (0..<rows).map { row in
+        var best = 0
+        for c in 1..<classes where z[row * classes + c] > z[row * classes + best] { best = c }
+        return Int32(best)
+      }
+    }
   }
 
   /// Evaluates on `split` ("validation" or "test") with W as it is and as exported.

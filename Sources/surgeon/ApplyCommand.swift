@@ -307,6 +307,15 @@ enum ApplyCommand: Command {
         exportedReloadTestAccuracy: reloadAccuracy, majorityClass: majority,
         stuckAtChance: stuck != nil, stuckReason: stuck, endsWFree: endsWFree)
       results = written
+      // The deployed model's prediction for every test example: paired comparisons between
+      // runs (`surgeon compare`'s bootstrap intervals and McNemar tests) read it.
+      let deployed = endsWFree ? finalPlan.exportedView : finalPlan.model
+      let predictions = TestPredictions(
+        model: endsWFree ? "w-free" : "as-trained", indices: split.test,
+        labels: split.test.map { source.labels[$0] },
+        predicted: try trainer.predictions(of: deployed, on: split.test))
+      try OutputFiles.write(
+        Data(try predictions.json().utf8), to: staged.appendingPathComponent("predictions.json"))
       try OutputFiles.write(
         Data(written.json().utf8), to: staged.appendingPathComponent("results.json"))
       try OutputFiles.write(

@@ -87,6 +87,21 @@ final class ApplyTests: XCTestCase {
     // The exported model, reloaded, reproduces the W-free test accuracy exactly.
     XCTAssertEqual(
       results["exported_reload_test_accuracy"] as? Double, results["test_accuracy"] as? Double)
+    // predictions.json holds the deployed (W-free) model's class for every test example: its
+    // accuracy is the reported one.
+    let predictions = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(contentsOf: file(output + "predictions.json")))
+        as? [String: Any])
+    XCTAssertEqual(predictions["model"] as? String, "w-free")
+    let labels = try XCTUnwrap(predictions["labels"] as? [Int])
+    let predicted = try XCTUnwrap(predictions["predicted"] as? [Int])
+    XCTAssertEqual((predictions["indices"] as? [Int])?.count, labels.count)
+    XCTAssertEqual(predicted.count, labels.count)
+    XCTAssertFalse(labels.isEmpty)
+    let correct = zip(labels, predicted).filter { $0 == $1 }.count
+    XCTAssertEqual(
+      Double(correct) / Double(labels.count), try XCTUnwrap(results["test_accuracy"] as? Double),
+      accuracy: 1e-12)
     let metadata = try SafeTensorsFile.read(contentsOf: file(output + "model.safetensors")).metadata
     XCTAssertEqual(metadata["surgeon.format"], "1")
     XCTAssertTrue(metadata["surgeon.manifest"]?.contains("name: run") == true)
