@@ -7,9 +7,10 @@ enum ManifestKeys {
   static let rules = ["lora", "freeze", "train"]
   static let lora = [
     "layers", "exclude", "blocks", "rank", "alpha", "init", "bias_c", "conv_form", "decay",
-    "noise", "budget",
+    "noise", "budget", "calibration",
   ]
-  static let budget = ["share", "floor"]
+  static let budget = ["share", "floor", "by"]
+  static let calibration = ["batches"]
   static let distill = ["teacher", "temperature", "logits", "features"]
   static let decay = ["shape", "start", "end"]
   static let noise = ["stats", "clear_below", "scale", "spectral_cap"]

@@ -150,15 +150,18 @@ public struct LoRARule: Sendable, Equatable {
   public var noise: NoiseSettings?
   /// nil: every node at `rank`; set: per-node ranks (at most `rank`) from one parameter budget.
   public var budget: RankBudget?
+  /// Set exactly when `init` is svd_whitened.
+  public var calibration: CalibrationSettings?
 
   public init(
     location: SourceLocation, layers: [Located<String>], exclude: [Located<String>],
     blocks: Located<[Int]>?, rank: Located<Int>, alpha: Located<Double>?,
     initialization: Located<AdapterInitialization>, biasC: Located<BiasCInitialization>,
     convForm: Located<ConvForm>, decay: DecaySchedule?, noise: NoiseSettings?,
-    budget: RankBudget? = nil
+    budget: RankBudget? = nil, calibration: CalibrationSettings? = nil
   ) {
     self.budget = budget
+    self.calibration = calibration
     self.location = location
     self.layers = layers
     self.exclude = exclude
@@ -181,12 +184,31 @@ public struct RankBudget: Sendable, Equatable {
   public var share: Double
   /// >= 1: the smallest rank any node gets.
   public var floor: Int
+  /// Default: whitened with init svd_whitened, weights otherwise.
+  public var criterion: BudgetCriterion
   /// The `budget:` key's.
   public var location: SourceLocation
 
-  public init(share: Double, floor: Int, location: SourceLocation) {
+  public init(
+    share: Double, floor: Int, criterion: BudgetCriterion = .weights, location: SourceLocation
+  ) {
     self.share = share
     self.floor = floor
+    self.criterion = criterion
+    self.location = location
+  }
+}
+
+/// `calibration:` of a lora rule with init svd_whitened: the training batches whose inputs
+/// give each wrapped layer's input mean and covariance.
+public struct CalibrationSettings: Sendable, Equatable {
+  /// >= 1 batches of `train.batch_size` training examples (default 16).
+  public var batches: Int
+  /// The `calibration:` key's (the rule's when defaulted).
+  public var location: SourceLocation
+
+  public init(batches: Int, location: SourceLocation) {
+    self.batches = batches
     self.location = location
   }
 }
@@ -224,6 +246,19 @@ public enum AdapterInitialization: String, Sendable, Equatable, Hashable, CaseIt
   /// B·A = the rank-r truncated SVD of W, and the frozen W and b become what the adapter does
   /// not hold (W − s·B·A, b − C): the model starts exactly as loaded and decays into the SVD.
   case svdResidual = "svd_residual"
+  /// B·A = the rank-r factors that best reproduce the layer's output on calibration inputs
+  /// (the SVD of W·L with Σ = L·Lᵀ the inputs' covariance), the inputs' mean folded into C,
+  /// and the frozen part the residual as with svdResidual.
+  case svdWhitened = "svd_whitened"
+}
+
+/// `budget.by`: what one more rank of a node is worth.
+public enum BudgetCriterion: String, Sendable, Equatable, Hashable, CaseIterable {
+  /// W's own singular values (σ²_{r+1} / ‖W‖²_F).
+  case weights
+  /// The output error on the calibration inputs the next rank removes, over the node's output
+  /// variance (needs init svd_whitened).
+  case whitened
 }
 
 public enum BiasCInitialization: String, Sendable, Equatable, Hashable, CaseIterable {

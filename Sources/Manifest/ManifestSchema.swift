@@ -130,11 +130,19 @@ public enum ManifestSchema {
         ["type": strings(["number", "null"]), "exclusiveMinimum": .integer(0)]),
       "init": enumeration(
         AdapterInitialization.allCases.map(\.rawValue),
-        "lora (A Kaiming-uniform, B = 0) | svd (B·A = rank-r SVD of W) | svd_residual (the same, with the frozen W, b becoming W − s·B·A, b − C); default lora."
+        "lora (A Kaiming-uniform, B = 0) | svd (B·A = rank-r SVD of W) | svd_residual (the same, with the frozen W, b becoming W − s·B·A, b − C) | svd_whitened (the rank-r factors that best reproduce the layer's output on calibration inputs, the input mean folded into C, the frozen part the residual); default lora."
       ),
       "bias_c": enumeration(
         BiasCInitialization.allCases.map(\.rawValue),
-        "zeros | copy (C starts at b) | none; default zeros with decay, none otherwise."),
+        "zeros | copy (C starts at b) | none; default copy with svd_whitened (the only value it takes), zeros with decay, none otherwise."
+      ),
+      "calibration": closedObject(
+        "init svd_whitened only: the training batches whose inputs give each wrapped layer's input mean and covariance (training split only).",
+        keys: ManifestKeys.calibration, required: [],
+        [
+          "batches": integer(
+            1, 100_000, "Batches of train.batch_size training examples (default 16).")
+        ]),
       "conv_form": enumeration(
         ConvForm.allCases.map(\.rawValue),
         "Conv2d only: lowrank (k×k conv in→r, then 1×1 r→out) | loralib; default lowrank."),
@@ -151,6 +159,10 @@ public enum ManifestSchema {
               "exclusiveMaximum": .integer(1),
             ]),
           "floor": integer(1, nil, "The smallest rank any node gets (default 1)."),
+          "by": enumeration(
+            BudgetCriterion.allCases.map(\.rawValue),
+            "weights (W's singular values) | whitened (output error on the calibration inputs; needs init svd_whitened); default whitened with svd_whitened, weights otherwise."
+          ),
         ]),
     ]
     var schema = closedObject(nil, keys: ManifestKeys.lora, required: ["layers", "rank"], fields)

@@ -93,6 +93,25 @@ extension DecodingContext {
     let biasC = optional(fields, "bias_c", &failed) { context, node throws(Invalid) in
       Located(try context.choice(node, "bias_c", as: BiasCInitialization.self), at: node.location)
     }
+    let whitened = initialization.value == .svdWhitened
+    if whitened, let biasC, biasC.value != .copy {
+      error(
+        "bias_c \(biasC.value.rawValue) does not fit init svd_whitened, which starts C at b + (W − s·B·A)·μ (μ the calibration inputs' mean)",
+        at: biasC.location, fix: "use bias_c: copy, or leave bias_c out")
+      failed = true
+    }
+    var calibration = optional(fields, "calibration", &failed) { context, node throws(Invalid) in
+      try context.calibration(node, owner: fields.keyLocation("calibration") ?? node.location)
+    }
+    if let calibration, !whitened {
+      error(
+        "calibration is only read by init svd_whitened", at: calibration.location,
+        fix: "set init: svd_whitened, or remove calibration")
+      failed = true
+    }
+    if whitened && calibration == nil {
+      calibration = CalibrationSettings(batches: 16, location: owner)
+    }
     let convForm =
       optional(fields, "conv_form", &failed) { context, node throws(Invalid) in
         Located(try context.choice(node, "conv_form", as: ConvForm.self), at: node.location)
@@ -110,18 +129,39 @@ extension DecodingContext {
       failed = true
     }
     let budget = optional(fields, "budget", &failed) { context, node throws(Invalid) in
-      try context.budget(node, owner: fields.keyLocation("budget") ?? node.location)
+      try context.budget(
+        node, owner: fields.keyLocation("budget") ?? node.location, whitened: whitened)
     }
     guard !failed, let layers, let rank else { throw Invalid() }
+    let defaultBiasC: BiasCInitialization = whitened ? .copy : decay == nil ? .none : .zeros
     return LoRARule(
       location: owner, layers: layers, exclude: exclude, blocks: blocks, rank: rank, alpha: alpha,
-      initialization: initialization,
-      biasC: biasC ?? Located(decay == nil ? .none : .zeros, at: owner), convForm: convForm,
-      decay: decay, noise: noise, budget: budget)
+      initialization: initialization, biasC: biasC ?? Located(defaultBiasC, at: owner),
+      convForm: convForm, decay: decay, noise: noise, budget: budget, calibration: calibration)
+  }
+
+  /// `calibration: {batches}` (init svd_whitened).
+  mutating func calibration(_ node: YAMLNode, owner: SourceLocation) throws(Invalid)
+    -> CalibrationSettings
+  {
+    guard
+      let fields = fields(
+        of: node, path: "lora.calibration", owner: owner, allowed: ManifestKeys.calibration,
+        aliases: ["steps": "batches", "batch_count": "batches"])
+    else { throw Invalid() }
+    var failed = false
+    let batches =
+      optional(fields, "batches", &failed) { context, node throws(Invalid) in
+        try context.integer(node, "calibration.batches", in: 1...100_000)
+      } ?? 16
+    guard !failed else { throw Invalid() }
+    return CalibrationSettings(batches: batches, location: owner)
   }
 
   /// `budget: {share, floor}`: per-node ranks from one parameter budget.
-  mutating func budget(_ node: YAMLNode, owner: SourceLocation) throws(Invalid) -> RankBudget {
+  mutating func budget(_ node: YAMLNode, owner: SourceLocation, whitened: Bool) throws(Invalid)
+    -> RankBudget
+  {
     guard
       let fields = fields(
         of: node, path: "lora.budget", owner: owner, allowed: ManifestKeys.budget, aliases: [:])
@@ -135,8 +175,19 @@ extension DecodingContext {
       optional(fields, "floor", &failed) { context, node throws(Invalid) in
         try context.integer(node, "budget.floor", in: 1...Int.max)
       } ?? 1
+    let criterion = optional(fields, "by", &failed) { context, node throws(Invalid) in
+      Located(try context.choice(node, "budget.by", as: BudgetCriterion.self), at: node.location)
+    }
+    if let criterion, criterion.value == .whitened, !whitened {
+      error(
+        "budget.by whitened needs the calibration inputs of init svd_whitened",
+        at: criterion.location, fix: "set init: svd_whitened, or use budget.by: weights")
+      failed = true
+    }
     guard !failed, let share else { throw Invalid() }
-    return RankBudget(share: share, floor: floor, location: owner)
+    return RankBudget(
+      share: share, floor: floor,
+      criterion: criterion?.value ?? (whitened ? .whitened : .weights), location: owner)
   }
 
   /// `blocks`: "0-5", "3", 3, or a list of indices and ranges; expanded in the order written.

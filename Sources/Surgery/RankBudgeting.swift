@@ -66,9 +66,12 @@ public enum RankBudgeting {
   }
 
   /// The allocation's input for the wrappable nodes named in `names`, read from `model`'s
-  /// weights (`W` viewed `out × fanIn`; all of its singular values).
+  /// weights (`W` viewed `out × fanIn`; all of its singular values), or, for `budget.by:
+  /// whitened`, from `whitenings`: each rank then removes `S²_{r+1}` of output error on the
+  /// calibration inputs, normalised by the node's output variance (`Σ S²`) so layers compare.
   static func nodes(
-    _ names: Set<String>, in model: Model, cap: Int, keepsBias: Bool
+    _ names: Set<String>, in model: Model, cap: Int, keepsBias: Bool,
+    whitenings: [String: Whitening]? = nil
   ) throws(SVDError) -> [Node] {
     var result: [Node] = []
     var failure: SVDError?
@@ -77,16 +80,23 @@ public enum RankBudgeting {
       let out = weight.shape[0]
       let matrix = weight.reshaped([out, fanIn])
       let k = min(out, fanIn)
-      let values: [Float]
-      do {
-        values = try matrix.truncatedSVD(rank: k).singularValues
-      } catch {
-        failure = error
-        return
+      let energies: [Double]
+      if let whitenings {
+        guard let whitening = whitenings[name] else { return }
+        energies = whitening.decomposition.singularValues.map { $0 * $0 }
+      } else {
+        do {
+          energies = try matrix.truncatedSVD(rank: k).singularValues.map {
+            Double($0) * Double($0)
+          }
+        } catch {
+          failure = error
+          return
+        }
       }
       result.append(
         Node(
-          name: name, energies: values.map { Double($0) * Double($0) }, costPerRank: fanIn + out,
+          name: name, energies: energies, costPerRank: fanIn + out,
           fixedCost: keepsBias ? out : 0, baseParameters: weight.count + bias,
           // Below min(fanIn, out), and small enough that the factors are smaller than W.
           cap: min(cap, k - 1, (fanIn * out - 1) / (fanIn + out))))

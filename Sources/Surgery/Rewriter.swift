@@ -42,8 +42,11 @@ public enum Rewriter {
   }
 
   /// `initializes` false leaves adapters at zero (validate and summary only need shapes).
+  /// `calibration`: the input moments of the nodes that `init: svd_whitened` wraps
+  /// (`Calibration.inputMoments`), needed when initializing.
   public static func apply(
-    _ manifest: Manifest, to resolved: ResolvedModel, initializes: Bool
+    _ manifest: Manifest, to resolved: ResolvedModel, initializes: Bool,
+    calibration: [String: InputMoments] = [:]
   ) -> (Rewrite?, [Diagnostic]) {
     var diagnostics: [Diagnostic] = []
     var model = resolved.model
@@ -137,6 +140,45 @@ public enum Rewriter {
       }
     }
 
+    // init svd_whitened: each node's decomposition of W·L, from its calibration inputs.
+    var whitenings: [String: Whitening] = [:]
+    if initializes {
+      var weights: [String: Tensor] = [:]
+      var copy = model
+      copy.visitWrappable(
+        linear: { weights[$0.name] = $0.weight },
+        convolution: {
+          weights[$0.name] = $0.weight.reshaped([
+            $0.weight.shape[0], $0.weight.count / $0.weight.shape[0],
+          ])
+        })
+      for (name, wrap) in wraps.sorted(by: { $0.key < $1.key })
+      where wrap.settings.initialization == .svdWhitened {
+        guard let moments = calibration[name], let weight = weights[name],
+          weight.shape[1] == moments.width
+        else {
+          diagnostics.append(
+            Diagnostic(
+              location: wrap.rule.calibration?.location ?? wrap.rule.location, severity: .error,
+              message: "init svd_whitened has no calibration inputs for \(name)",
+              fix: "give the manifest training data (train.data), or use init: svd_residual"))
+          continue
+        }
+        do {
+          whitenings[name] = Whitening(
+            decomposition: try WhitenedSVD(weight: weight, covariance: moments.covariance),
+            mean: moments.mean)
+        } catch {
+          diagnostics.append(
+            Diagnostic(
+              location: wrap.rule.calibration?.location ?? wrap.rule.location, severity: .error,
+              message: "cannot whiten \(name): \(error.description)",
+              fix: "raise calibration.batches, or use init: svd_residual for this layer"))
+        }
+      }
+      if diagnostics.contains(where: { $0.severity == .error }) { return (nil, diagnostics) }
+    }
+
     // Rank budgets: the nodes whose (last) lora rule has a budget get per-node ranks from
     // their singular values. Without weights (validate, summary) they show the cap, rank.
     if initializes {
@@ -149,7 +191,8 @@ public enum Rewriter {
         do {
           let inputs = try RankBudgeting.nodes(
             Set(group.map(\.key)), in: model, cap: rule.rank.value,
-            keepsBias: group[0].value.settings.biasC != .none)
+            keepsBias: group[0].value.settings.biasC != .none,
+            whitenings: budget.criterion == .whitened ? whitenings : nil)
           let allocation = RankBudgeting.allocate(
             inputs, share: budget.share, floor: budget.floor)
           if allocation.overBudget {
@@ -200,12 +243,16 @@ public enum Rewriter {
     model.visitWrappable(
       linear: { layer in
         attach(layer.name) { settings, random throws(WrapError) in
-          try Wrapper.wrap(&layer, settings: settings, initializes: initializes, random: &random)
+          try Wrapper.wrap(
+            &layer, settings: settings, initializes: initializes, random: &random,
+            whitening: whitenings[layer.name])
         }
       },
       convolution: { layer in
         attach(layer.name) { settings, random throws(WrapError) in
-          try Wrapper.wrap(&layer, settings: settings, initializes: initializes, random: &random)
+          try Wrapper.wrap(
+            &layer, settings: settings, initializes: initializes, random: &random,
+            whitening: whitenings[layer.name])
         }
       })
     let byRule = Dictionary(grouping: rankFailures) { $0.rank.location }
@@ -274,6 +321,7 @@ extension WrapSettings.Initialization {
     case .lora: self = .lora
     case .svd: self = .svd
     case .svdResidual: self = .svdResidual
+    case .svdWhitened: self = .svdWhitened
     }
   }
 }

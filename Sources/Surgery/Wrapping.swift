@@ -8,6 +8,9 @@ public struct WrapSettings: Sendable, Equatable {
     case lora, svd
     /// The SVD start, with the frozen part holding only the residual (see `wrap`).
     case svdResidual = "svd_residual"
+    /// The factors of the layer's output on calibration inputs (`WhitenedSVD`), the inputs'
+    /// mean in C, and the frozen part the residual.
+    case svdWhitened = "svd_whitened"
   }
   public enum BiasC: String, Sendable { case zeros, copy, none }
 
@@ -59,6 +62,11 @@ public struct WrapError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Attaches adapters to Linear and Conv2d nodes.
+extension WrapSettings.Initialization {
+  /// The starts whose frozen part becomes the residual `W − s·B·A`, `b − C`.
+  var freezesResidual: Bool { self == .svdResidual || self == .svdWhitened }
+}
+
 public enum Wrapper {
   /// Ranks must stay below `min(fan_in, out)`: at that rank the factors are no smaller than W.
   static func rankBound(fanIn: Int, out: Int) -> Int { min(fanIn, out) }
@@ -76,7 +84,8 @@ public enum Wrapper {
   /// (`s·B·A = U_r Σ_r V_rᵀ`); `C` zeros, a copy of `b`, or none. With `initializes` false the
   /// adapter is zero (shapes and counts only, for validate and summary).
   public static func wrap(
-    _ layer: inout Linear, settings: WrapSettings, initializes: Bool, random: inout RandomStream
+    _ layer: inout Linear, settings: WrapSettings, initializes: Bool, random: inout RandomStream,
+    whitening: Whitening? = nil
   ) throws(WrapError) {
     let (fanIn, out, r) = (layer.inFeatures, layer.outFeatures, settings.rank)
     try checkRank(r, fanIn: fanIn, out: out, node: layer.name)
@@ -85,13 +94,18 @@ public enum Wrapper {
     if initializes {
       (down, up) = try initialFactors(
         weight: layer.weight.reshaped([out, fanIn]), rank: r, fanIn: fanIn, settings: settings,
-        node: layer.name, random: &random)
+        node: layer.name, random: &random, whitening: whitening)
     }
     var adapter = LowRankAdapter(
       node: layer.name, rank: r, down: down, up: up,
       bias: try biasC(settings, out: out, bias: layer.bias, node: layer.name), scale: settings.scale
     )
-    if initializes && settings.initialization == .svdResidual {
+    if initializes, let whitening {
+      adapter.bias = whitenedBias(
+        adapter, weight: layer.weight.reshaped([out, fanIn]), bias: layer.bias,
+        mean: whitening.mean)
+    }
+    if initializes && settings.initialization.freezesResidual {
       removeAdapter(adapter, fromWeight: &layer.weight, bias: &layer.bias)
     }
     if let noise = settings.noise {
@@ -105,7 +119,8 @@ public enum Wrapper {
   /// Wraps a Conv2d: lowrank (`A` a `k×k` conv `in → r` with the base geometry and groups, `B`
   /// a `1×1` conv `r → out`) or loralib (`A` `r·k × in·k`, `B` `out·k × r·k`, merged kernel).
   public static func wrap(
-    _ layer: inout Conv2d, settings: WrapSettings, initializes: Bool, random: inout RandomStream
+    _ layer: inout Conv2d, settings: WrapSettings, initializes: Bool, random: inout RandomStream,
+    whitening: Whitening? = nil
   ) throws(WrapError) {
     let (kh, kw) = layer.kernelSize
     let perGroup = layer.inChannels / layer.groups
@@ -128,16 +143,19 @@ public enum Wrapper {
       // A's groups: each of the `groups` slices maps in/groups channels to r/groups.
       down = Tensor(zeros: [r, perGroup, kh, kw])
       up = Tensor(zeros: [out, r, 1, 1])
-      if initializes {
+      // Whitening reads one group's patches: refused even without weights (validate).
+      if initializes || settings.initialization == .svdWhitened {
         if settings.initialization != .lora && layer.groups > 1 {
           throw WrapError(
             message:
               "init \(settings.initialization.rawValue) is not defined for the grouped convolution \(layer.name)",
             fix: "use init: lora, or exclude it")
         }
+      }
+      if initializes {
         let (a, b) = try initialFactors(
           weight: layer.weight.reshaped([out, fanIn]), rank: r, fanIn: fanIn, settings: settings,
-          node: layer.name, random: &random)
+          node: layer.name, random: &random, whitening: whitening)
         down = a.reshaped([r, perGroup, kh, kw])
         up = b.reshaped([out, r, 1, 1])
       }
@@ -169,7 +187,12 @@ public enum Wrapper {
     )
     adapter.convForm = settings.convForm
     // loralib refused svd starts above, so the factors here are a lowrank A and B.
-    if initializes && settings.initialization == .svdResidual {
+    if initializes, let whitening {
+      adapter.bias = whitenedBias(
+        adapter, weight: layer.weight.reshaped([out, fanIn]), bias: layer.bias,
+        mean: whitening.mean)
+    }
+    if initializes && settings.initialization.freezesResidual {
       removeAdapter(adapter, fromWeight: &layer.weight, bias: &layer.bias)
     }
     if let noise = settings.noise {
@@ -197,9 +220,39 @@ public enum Wrapper {
     }
   }
 
+  /// `C = b + (W − s·B·A)·μ` (init svd_whitened): at d = 0 the factors then reproduce the
+  /// layer's mean output on the calibration inputs, not just its centred part.
+  private static func whitenedBias(
+    _ adapter: LowRankAdapter, weight: Tensor, bias: Tensor?, mean: [Double]
+  ) -> Tensor? {
+    guard let bias else { return adapter.bias }
+    let (out, r) = (weight.shape[0], adapter.rank)
+    var residual = weight
+    var product = adapter.up.reshaped([out, r]).matmul(
+      adapter.down.reshaped([r, adapter.down.count / r]))
+    product.scale(by: adapter.scale)
+    residual.add(product, scaledBy: -1)
+    let fanIn = residual.shape[1]
+    var c = bias.scalars
+    residual.withUnsafeBufferPointer { w in
+      for row in 0..<out {
+        var total = 0.0
+        for column in 0..<fanIn { total += Double(w[row * fanIn + column]) * mean[column] }
+        c[row] = Float(Double(c[row]) + total)
+      }
+    }
+    return Tensor(shape: [out], scalars: c)
+  }
+
   private static func biasC(_ settings: WrapSettings, out: Int, bias: Tensor?, node: String)
     throws(WrapError) -> Tensor?
   {
+    if settings.initialization == .svdWhitened && bias == nil {
+      throw WrapError(
+        message:
+          "init svd_whitened folds the inputs' mean into the bias, and \(node) has no bias",
+        fix: "use init: svd_residual for it, or exclude it")
+    }
     switch settings.biasC {
     case .none: return nil
     case .zeros: return Tensor(zeros: [out])
@@ -215,10 +268,25 @@ public enum Wrapper {
   /// `(A, B)` for a weight viewed as `out × fanIn`.
   private static func initialFactors(
     weight: Tensor, rank r: Int, fanIn: Int, settings: WrapSettings, node: String,
-    random: inout RandomStream
+    random: inout RandomStream, whitening: Whitening?
   ) throws(WrapError) -> (Tensor, Tensor) {
     let out = weight.shape[0]
     switch settings.initialization {
+    case .svdWhitened:
+      guard let whitening, whitening.decomposition.inputs == fanIn,
+        whitening.decomposition.outputs == out
+      else {
+        throw WrapError(
+          message: "init svd_whitened has no calibration statistics for \(node)",
+          fix: "run with training data (train.data), or use init: svd_residual")
+      }
+      guard r <= whitening.decomposition.singularValues.count else {
+        throw WrapError(
+          message:
+            "rank \(r) exceeds \(node)'s \(whitening.decomposition.singularValues.count) whitened directions",
+          fix: "lower the rank")
+      }
+      return whitening.decomposition.factors(rank: r, scale: settings.scale)
     case .lora:
       return (
         Tensor.kaimingUniform(shape: [r, fanIn], fanIn: fanIn, random: &random),

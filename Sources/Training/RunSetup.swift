@@ -47,7 +47,14 @@ public struct RunSetup: Sendable {
       producers: producers)
     diagnostics += resolveDiagnostics
     guard let resolved else { return (nil, diagnostics) }
-    let (rewrite, rewriteDiagnostics) = Rewriter.apply(manifest, to: resolved, initializes: true)
+    // init svd_whitened needs the training data before the adapters can start: the rewrite
+    // first runs without weights for its diagnostics, and again once the data is calibrated.
+    let calibrated = manifest.surgery.contains {
+      if case .lora(let rule) = $0 { return rule.calibration != nil }
+      return false
+    }
+    let (rewrite, rewriteDiagnostics) = Rewriter.apply(
+      manifest, to: resolved, initializes: !calibrated)
     diagnostics += rewriteDiagnostics
     guard let rewrite else { return (nil, diagnostics) }
     var checkpointDirectory: URL?
@@ -204,6 +211,14 @@ public struct RunSetup: Sendable {
         fix: "set model.head: {classes: \(source.classCount)}")
       return (nil, diagnostics)
     }
+    if calibrated, let source = setup.source {
+      let (whitened, calibrationDiagnostics) = calibrate(
+        manifest, resolved: resolved, source: source, batchSize: train.batchSize.value,
+        seed: UInt64(train.seed))
+      diagnostics += calibrationDiagnostics
+      guard let whitened else { return (nil, diagnostics) }
+      setup.rewrite = whitened
+    }
     let steps = stepsOverride ?? train.steps.value
     setup.settings = TrainerSettings(
       steps: steps, batchSize: train.batchSize.value,
@@ -212,5 +227,61 @@ public struct RunSetup: Sendable {
       evaluateEvery: min(train.evalEvery.value, steps),
       checkpointEvery: manifest.output.checkpointEvery?.value, seed: UInt64(train.seed))
     return (diagnostics.contains { $0.severity == .error } ? nil : setup, diagnostics)
+  }
+
+  /// The calibration pass of `init: svd_whitened` over the loaded model, then the rewrite that
+  /// starts the adapters from it. Each rule's nodes see its first `calibration.batches` batches
+  /// of a seeded shuffle of the training split (never validation or test).
+  static func calibrate(
+    _ manifest: Manifest, resolved: ResolvedModel, source: any ExampleSource, batchSize: Int,
+    seed: UInt64
+  ) -> (Rewrite?, [Diagnostic]) {
+    // Each node's adapter comes from the last lora rule selecting it (as in the rewriter).
+    var counts: [String: Int] = [:]
+    var location: [String: SourceLocation] = [:]
+    let nodes = resolved.model.nodes
+    for case .lora(let rule) in manifest.surgery {
+      let selected =
+        (try? selectNodes(
+          rule.layers.map(\.value), exclude: rule.exclude.map(\.value),
+          blocks: rule.blocks.map { Set($0.value) }, in: nodes)) ?? []
+      for index in selected {
+        counts[nodes[index].name] = rule.calibration?.batches
+        location[nodes[index].name] = rule.calibration?.location
+      }
+    }
+    let at = location.values.min() ?? SourceLocation(file: manifest.file, line: 1, column: 1)
+    let needed = (counts.values.max() ?? 0) * batchSize
+    let available = source.split.train.count
+    if needed > available {
+      return (
+        nil,
+        [
+          Diagnostic(
+            location: at, severity: .error,
+            message:
+              "calibration needs \(needed) training examples (\(counts.values.max() ?? 0) batches of \(batchSize)) and the training split has \(available)",
+            fix: "lower calibration.batches to at most \(available / batchSize)")
+        ]
+      )
+    }
+    var order = BatchOrder(indices: source.split.train, seed: seed ^ 0x43_414C_4942)  // "CALIB"
+    let batches = (0..<(counts.values.max() ?? 0)).map { _ in order.next(batchSize) }
+    let moments: [String: InputMoments]
+    do {
+      moments = try Calibration.inputMoments(of: resolved.model, nodes: counts) {
+        try source.batch(batches[$0])
+      }
+    } catch {
+      return (
+        nil,
+        [
+          Diagnostic(
+            location: at, severity: .error, message: "the calibration pass failed: \(error)",
+            fix: "check the training data, or use init: svd_residual")
+        ]
+      )
+    }
+    return Rewriter.apply(manifest, to: resolved, initializes: true, calibration: moments)
   }
 }

@@ -155,7 +155,9 @@ final class LoRAKeyTests: XCTestCase {
       ])
     XCTAssertEqual(
       problems(loraManifest("layers: q\nrank: 8\ninit: LoRA")),
-      ["11:13: error: init must be lora, svd or svd_residual, not 'LoRA' (did you mean 'lora'?)"])
+      [
+        "11:13: error: init must be lora, svd, svd_residual or svd_whitened, not 'LoRA' (did you mean 'lora'?)"
+      ])
   }
 
   func testDecay() throws {

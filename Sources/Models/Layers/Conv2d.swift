@@ -317,6 +317,18 @@ public struct Conv2d: Sendable {
     }
   }
 
+  /// Calls `body` with each sample's im2col columns (`fan_in × pixels`, row-major) of a
+  /// convolution with one group: the input patches its kernel sees (calibration statistics).
+  public func forEachPatchMatrix(
+    of input: Tensor, _ body: (_ columns: UnsafePointer<Float>, _ pixels: Int) -> Void
+  ) {
+    precondition(groups == 1, "Conv2d \(name): patch matrices of a grouped convolution")
+    let g = geometry(for: input)
+    forEachColumns(of: input, samples: 0..<input.shape[0], g) { _, _, columns in
+      body(columns, g.pixels)
+    }
+  }
+
   /// The number of fixed sample ranges a weight gradient is summed over: partial sums run in
   /// parallel and are added in a fixed order, so the bits do not depend on the thread count.
   static let partialSums = 4

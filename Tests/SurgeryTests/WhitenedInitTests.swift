@@ -1,0 +1,171 @@
+import Foundation
+import Manifest
+import Models
+import Surgery
+import Tensor
+import XCTest
+
+/// `init: svd_whitened`: factors from the calibration inputs' covariance, the mean in C, the
+/// residual frozen — the model starts as loaded and its W-free view is closer to the loaded
+/// model than the plain SVD start's on the inputs it was calibrated on.
+final class WhitenedInitTests: XCTestCase {
+  override func setUp() { BLAS.setThreadCount(1) }
+
+  private func textBatch(seed: UInt64) -> Batch {
+    var random = RandomStream(seed: seed)
+    let ids = (0..<(4 * 12)).map { _ in Int32(5 + random.nextInt(below: 2000)) }
+    // Rows padded from the end by 0, 3, 6 and 9 tokens.
+    let mask = (0..<(4 * 12)).map { Int32($0 % 12 < 12 - 3 * ($0 / 12) ? 1 : 0) }
+    return .text(
+      TextBatch(batchSize: 4, length: 12, inputIDs: ids, attentionMask: mask, labels: [0, 1, 1, 0]))
+  }
+
+  private func bert(
+    _ initialization: String, layers: String = "[query, value, ffn_intermediate, ffn_output]"
+  ) -> String {
+    header("bert-tiny", family: "bert", head: 2) + """
+        - lora:
+            layers: \(layers)
+            rank: 12
+            init: \(initialization)
+            bias_c: copy
+            decay: {start: 0.5, end: 0.9}
+      """
+  }
+
+  /// Decodes and resolves `text`, collects the wrapped nodes' input moments over `batches`
+  /// (on the loaded model), and rewrites with them.
+  private func calibratedRewrite(_ text: String, batches: [Batch]) throws -> Rewrite {
+    let (manifest, decodeDiagnostics) = ManifestDecoder.decode(text: text, file: "test.yaml")
+    let decoded = try XCTUnwrap(manifest, render(decodeDiagnostics, as: .text))
+    let (resolved, _) = ModelResolver.resolve(
+      decoded.model, needsWeights: true,
+      workingDirectory: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+    let model = try XCTUnwrap(resolved)
+    let dry = try rewrite(text)
+    let wrapped = dry.actions.filter { $0.kind == .wrapped }.map(\.node)
+    let moments = try Calibration.inputMoments(
+      of: model.model, nodes: Dictionary(uniqueKeysWithValues: wrapped.map { ($0, batches.count) })
+    ) { batches[$0] }
+    let (result, diagnostics) = Rewriter.apply(
+      decoded, to: model, initializes: true, calibration: moments)
+    return try XCTUnwrap(result, render(diagnostics, as: .text))
+  }
+
+  private func relativeDifference(_ a: Tensor, _ b: Tensor) -> Double {
+    var difference = a
+    difference.add(b, scaledBy: -1)
+    return (difference.dot(difference) / b.dot(b)).squareRoot()
+  }
+
+  private func hiddenStates(_ model: Model, _ batch: Batch) throws -> Tensor {
+    guard case .bert(let bert) = model, case .text(let text) = batch else {
+      throw XCTSkip("not BERT")
+    }
+    var random = RandomStream(seed: 0)
+    return try bert.forward(text, mode: .evaluation, random: &random).outputs.lastHiddenState
+  }
+
+  func testBERTStartsAsLoadedAndItsWFreeViewBeatsThePlainSVDOnCalibrationInputs() throws {
+    let batches = (0..<3).map { textBatch(seed: 20 + UInt64($0)) }
+    let whitened = try calibratedRewrite(bert("svd_whitened"), batches: batches)
+    var plan = whitened.plan
+    plan.setProgress(0)
+    for batch in batches {
+      XCTAssertLessThan(
+        relativeDifference(try plan.model.logits(batch), try whitened.original.logits(batch)),
+        1e-5)
+    }
+    plan.setProgress(1)
+    var svd = try rewrite(bert("svd_residual"), initializes: true).plan
+    svd.setProgress(1)
+    for batch in batches {
+      let loaded = try hiddenStates(whitened.original, batch)
+      let whitenedError = relativeDifference(try hiddenStates(plan.exportedView, batch), loaded)
+      let svdError = relativeDifference(try hiddenStates(svd.exportedView, batch), loaded)
+      XCTAssertLessThan(whitenedError, 0.8 * svdError, "whitened \(whitenedError), svd \(svdError)")
+    }
+  }
+
+  func testCIsTheBiasPlusTheResidualAppliedToTheMean() throws {
+    let batches = [textBatch(seed: 30)]
+    let whitened = try calibratedRewrite(
+      bert("svd_whitened", layers: "[ffn_output]"), batches: batches)
+    guard case .bert(let wrapped) = whitened.plan.model, case .bert(let loaded) = whitened.original
+    else { return XCTFail("not BERT") }
+    let layer = wrapped.layers[1].output
+    let original = loaded.layers[1].output
+    let adapter = try XCTUnwrap(layer.adapter)
+    var moments: [String: InputMoments] = [:]
+    guard case .text(let text) = batches[0] else { return XCTFail("not text") }
+    try whitened.original.accumulateInputMoments(text: text, nodes: [layer.name], into: &moments)
+    let mean = try XCTUnwrap(moments[layer.name]).mean
+    XCTAssertEqual(try XCTUnwrap(moments[layer.name]).count, 12 + 9 + 6 + 3, "non-padding tokens")
+    // The frozen part is the residual: W' = W − s·B·A and b' = b − C, with C = b + W'·μ.
+    var product = adapter.up.matmul(adapter.down)
+    product.scale(by: adapter.scale)
+    var sum = layer.weight
+    sum.add(product)
+    XCTAssertLessThan(relativeDifference(sum, original.weight), 1e-6)
+    let c = try XCTUnwrap(adapter.bias).scalars
+    let b = try XCTUnwrap(original.bias).scalars
+    let frozenBias = try XCTUnwrap(layer.bias).scalars
+    let n = layer.inFeatures
+    let residual = layer.weight.scalars
+    for row in 0..<layer.outFeatures {
+      let projected = (0..<n).reduce(0.0) { $0 + Double(residual[row * n + $1]) * mean[$1] }
+      XCTAssertEqual(Double(c[row]), Double(b[row]) + projected, accuracy: 1e-4)
+      XCTAssertEqual(frozenBias[row] + c[row], b[row], accuracy: 1e-5)
+    }
+  }
+
+  func testVGGConvolutionsStartAsLoaded() throws {
+    let text =
+      header("vgg11", family: "vgg")
+        + """
+          - lora: {layers: [conv, fc], exclude: [features.0], rank: 3, init: svd_whitened, decay: {start: 0.5, end: 0.9}}
+          - train: [head]
+        """
+    let manifest = text.replacingOccurrences(
+      of: "preset: vgg11\n",
+      with:
+        "preset: vgg11\n  config: {cfg: [4, M, 8, M, 8, 8, M, 8, 8, M, 8, 8], image_size: 16, num_classes: 3, classifier_hidden: [8], avgpool: null, dropout: 0.0}\n"
+    )
+    var random = RandomStream(seed: 8)
+    let batches = (0..<2).map { _ in
+      Batch.images(
+        pixels: Tensor.uniform(shape: [3, 3, 16, 16], low: 0, high: 1, random: &random),
+        labels: [0, 2, 1])
+    }
+    let whitened = try calibratedRewrite(manifest, batches: batches)
+    var plan = whitened.plan
+    plan.setProgress(0.25)
+    for batch in batches {
+      XCTAssertLessThan(
+        relativeDifference(try plan.model.logits(batch), try whitened.original.logits(batch)),
+        1e-5)
+    }
+  }
+
+  func testMissingCalibrationInputsAndLoralibAreErrors() throws {
+    let text = bert("svd_whitened")
+    let (manifest, _) = ManifestDecoder.decode(text: text, file: "test.yaml")
+    let (resolved, _) = ModelResolver.resolve(
+      try XCTUnwrap(manifest).model, needsWeights: true,
+      workingDirectory: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+    let (result, diagnostics) = Rewriter.apply(
+      try XCTUnwrap(manifest), to: try XCTUnwrap(resolved), initializes: true)
+    XCTAssertNil(result)
+    XCTAssertTrue(
+      diagnostics.contains {
+        $0.text.contains("init svd_whitened has no calibration inputs for")
+      }, "\(diagnostics.map(\.text))")
+    let vgg =
+      header("vgg11", family: "vgg")
+      + "  - lora: {layers: [conv], rank: 3, init: svd_whitened, conv_form: loralib, decay: {}}\n"
+    XCTAssertTrue(
+      surgeryErrors(vgg).contains {
+        $0.contains("init svd_whitened is not defined for conv_form loralib")
+      }, "\(surgeryErrors(vgg))")
+  }
+}
