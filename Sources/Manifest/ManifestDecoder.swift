@@ -138,6 +138,16 @@ extension DecodingContext {
       output = nil
     }
     if fields["output"] != nil, output == nil { failed = true }
+    // init svd_whitened calibrates on training batches: without a train section there are none.
+    if fields["train"] == nil {
+      for case .lora(let rule) in surgery where rule.initialization.value == .svdWhitened {
+        error(
+          "init svd_whitened calibrates on training batches, and this manifest has no train section",
+          at: rule.initialization.location,
+          fix: "add train: with data (the calibration reads train.data), or use init: svd_residual")
+        failed = true
+      }
+    }
 
     guard !failed, !hasErrors, let name, let model, let output else { return nil }
     return Manifest(

@@ -62,6 +62,35 @@ final class ApplyTests: XCTestCase {
 
   private func file(_ path: String) -> URL { workspace.appendingPathComponent(path) }
 
+  /// `init: svd_whitened` end to end: the calibration pass runs on training batches and the run
+  /// trains and exports; a calibration larger than the training split is refused at its line
+  /// before anything is written.
+  func testWhitenedInitCalibratesTrainsAndRefusesTooManyBatches() throws {
+    func whitened(_ name: String, batches: Int) -> String {
+      manifest(name: name).replacingOccurrences(
+        of: "      bias_c: zeros\n", with: "      init: svd_whitened\n")
+        .replacingOccurrences(
+          of: "      noise: {stats: per_output, clear_below: 0.3, scale: 0.5}\n",
+          with: "      calibration: {batches: \(batches)}\n      budget: {share: 0.5, floor: 2}\n")
+    }
+    let good = try write(whitened("whitened", batches: 3), "whitened.yaml")
+    XCTAssertTrue(try String(contentsOf: file(good), encoding: .utf8).contains("calibration:"))
+    try apply([good])
+    let results = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: file("checkpoints/whitened/results.json"))) as? [String: Any])
+    XCTAssertEqual(results["ends_w_free"] as? Bool, true)
+    XCTAssertTrue(
+      FileManager.default.fileExists(
+        atPath: file("checkpoints/whitened/compressed/model.safetensors").path))
+
+    let bad = try write(whitened("too-many", batches: 50), "too-many.yaml")
+    let error = try apply([bad], expecting: 1)
+    XCTAssertTrue(
+      error.contains("too-many.yaml:12:7: error: calibration needs 400 training examples"), error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: file("checkpoints/too-many").path))
+  }
+
   func testApplyTrainsExportsAndResumesBitwise() throws {
     let full = try write(manifest(name: "run"), "run.yaml")
     try apply([full])
