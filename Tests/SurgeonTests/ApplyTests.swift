@@ -68,10 +68,11 @@ final class ApplyTests: XCTestCase {
   func testWhitenedInitCalibratesTrainsAndRefusesTooManyBatches() throws {
     func whitened(_ name: String, batches: Int) -> String {
       manifest(name: name).replacingOccurrences(
-        of: "      bias_c: zeros\n", with: "      init: svd_whitened\n")
-        .replacingOccurrences(
-          of: "      noise: {stats: per_output, clear_below: 0.3, scale: 0.5}\n",
-          with: "      calibration: {batches: \(batches)}\n      budget: {share: 0.5, floor: 2}\n")
+        of: "      bias_c: zeros\n", with: "      init: svd_whitened\n"
+      )
+      .replacingOccurrences(
+        of: "      noise: {stats: per_output, clear_below: 0.3, scale: 0.5}\n",
+        with: "      calibration: {batches: \(batches)}\n      budget: {share: 0.5, floor: 2}\n")
     }
     let good = try write(whitened("whitened", batches: 3), "whitened.yaml")
     XCTAssertTrue(try String(contentsOf: file(good), encoding: .utf8).contains("calibration:"))
