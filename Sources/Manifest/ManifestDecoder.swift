@@ -1,7 +1,7 @@
 import Foundation
 
 /// Reads manifests of format 1: YAML through libyaml, then every key checked against the
-/// contract in MANIFEST.md.
+/// contract in docs/manifest.md.
 public enum ManifestDecoder {
   /// Parses and decodes `text`; the manifest is nil when there is any error.
   ///

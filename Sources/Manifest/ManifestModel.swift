@@ -19,7 +19,7 @@ public struct Located<Value: Sendable>: Sendable {
 extension Located: Equatable where Value: Equatable {}
 extension Located: Hashable where Value: Hashable {}
 
-/// A manifest of format 1 (MANIFEST.md), decoded and checked as far as possible without a model.
+/// A manifest of format 1 (docs/manifest.md), decoded and checked as far as possible without a model.
 public struct Manifest: Sendable, Equatable {
   /// The path as given to the decoder; every location names it.
   public var file: String

@@ -20,7 +20,7 @@ public struct LoadedCheckpoint: Sendable {
   }
 }
 
-/// Loads `config.json` + `model.safetensors` directories (MANIFEST.md's input checkpoints).
+/// Loads `config.json` + `model.safetensors` directories (docs/manifest.md's input checkpoints).
 public enum CheckpointLoader {
   /// Buffers checkpoints carry that are not parameters of any node.
   static func isKnownBuffer(_ name: String) -> Bool {

@@ -52,7 +52,7 @@ extension Model {
   }
 
   /// `config.json` for this graph: Hugging Face's BERT fields (so transformers reads the base
-  /// architecture) or MANIFEST.md's VGG format, plus `surgeon_adapters` for wrapped nodes.
+  /// architecture) or docs/manifest.md's VGG format, plus `surgeon_adapters` for wrapped nodes.
   public func configurationJSON(labelNames: [String]? = nil) throws -> String {
     var object: [String: Any] = [:]
     switch self {

@@ -42,7 +42,8 @@ public enum ConfigurationFile {
     case let other:
       throw CheckpointError(
         file: path, problem: "model_type '\(other ?? "")' is not supported",
-        fix: "surgeon loads model_type \"bert\" (Hugging Face layout) or \"vgg\" (MANIFEST.md)")
+        fix: "surgeon loads model_type \"bert\" (Hugging Face layout) or \"vgg\" (docs/manifest.md)"
+      )
     }
   }
 

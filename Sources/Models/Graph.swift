@@ -1,6 +1,6 @@
 import Tensor
 
-/// What a node is for, as manifests select it (MANIFEST.md's role list).
+/// What a node is for, as manifests select it (docs/manifest.md's role list).
 public enum NodeRole: String, Sendable, CaseIterable, Codable {
   case query, key, value
   case attentionOutput = "attention_output"

@@ -18,12 +18,12 @@ public struct SelectorError: Error, Sendable, Equatable, CustomStringConvertible
   }
 }
 
-/// One selector of a manifest (MANIFEST.md, "Selectors"), parsed once so that matching many
+/// One selector of a manifest (docs/manifest.md, "Selectors"), parsed once so that matching many
 /// nodes does not re-parse globs or recompile regular expressions.
 ///
 /// A node is matched if any reading of the text applies: a role, a dotted name or suffix on
 /// dot boundaries, a glob (`*` one segment, `**` any number), a `/regex/` (whole name), or one of
-/// the Keras/keras-hub layer names the notes used.
+/// the Keras/keras-hub layer names the original research notes used.
 public struct NodeSelector: Sendable, Equatable {
   public let text: String
   private let form: Form

@@ -140,7 +140,7 @@ public struct ParameterSummary: Sendable, Equatable {
     return output.joined(separator: "\n")
   }
 
-  /// MANIFEST.md's JSON: totals, one object per node, and the compressed total.
+  /// docs/manifest.md's JSON: totals, one object per node, and the compressed total.
   public func json() throws -> String {
     struct Node: Encodable {
       var name, type, role: String

@@ -1,6 +1,6 @@
 import Tensor
 
-/// A VGG as MANIFEST.md's checkpoint format describes it (torchvision's layout): `cfg` lists
+/// A VGG as docs/manifest.md's checkpoint format describes it (torchvision's layout): `cfg` lists
 /// conv widths and `"M"` max-pools, each conv 3×3 padding 1 (+ BatchNorm) + ReLU.
 public struct VGGConfiguration: Sendable, Equatable {
   /// One entry of `cfg`.

@@ -15,7 +15,7 @@ public struct ResolvedModel: Sendable {
 
 /// Builds the model a manifest names.
 public enum ModelResolver {
-  /// Hub checkpoints the notes use, and the preset with their architecture: validate and
+  /// Hub checkpoints the original research notes use, and the preset with their architecture: validate and
   /// summary resolve them offline; `apply` needs the real files.
   public static let knownHubModels: [String: String] = [
     "google/bert_uncased_L-2_H-128_A-2": "bert-tiny",

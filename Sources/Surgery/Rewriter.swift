@@ -15,7 +15,7 @@ public struct NodeAction: Sendable, Equatable {
 
   public var node: String
   public var kind: Kind
-  /// True when no rule named the node (MANIFEST.md's defaults decided).
+  /// True when no rule named the node (docs/manifest.md's defaults decided).
   public var byDefault: Bool
 }
 
@@ -114,19 +114,18 @@ public enum Rewriter {
         let settings = WrapSettings(
           rank: lora.rank.value, alpha: lora.alpha?.value,
           initialization: WrapSettings.Initialization(lora.initialization.value),
-          biasC: WrapSettings.BiasC(rawValue: lora.biasC.value.rawValue) ?? .none,
-          convForm: lora.convForm.value == .loralib ? .loralib : .lowrank,
+          biasC: WrapSettings.BiasC(lora.biasC.value),
+          convForm: ConvAdapterForm(lora.convForm.value),
           noise: lora.noise.map {
             (
-              statistics: $0.statistics == .perOutput ? .perOutput : .global, scale: $0.scale,
+              statistics: NoiseModel.Statistics($0.statistics), scale: $0.scale,
               spectralCap: $0.spectralCap
             )
           })
         let schedule = AdapterSchedule(
           decay: lora.decay.map {
             DecayCurve(
-              shape: DecayCurve.Shape(rawValue: $0.shape.rawValue) ?? .linear, start: $0.start,
-              end: $0.end)
+              shape: DecayCurve.Shape($0.shape), start: $0.start, end: $0.end)
           },
           noise: lora.noise.map { NoiseSchedule(clearBelow: $0.clearBelow) })
         for index in selected {
@@ -270,7 +269,7 @@ public enum Rewriter {
     }
     if diagnostics.contains(where: { $0.severity == .error }) { return (nil, diagnostics) }
 
-    // Trainability: the last rule naming a node decides; MANIFEST.md's defaults for the rest.
+    // Trainability: the last rule naming a node decides; docs/manifest.md's defaults for the rest.
     var trainable: Set<String> = []
     var actions: [NodeAction] = []
     for node in model.nodes {
@@ -314,8 +313,47 @@ public enum Rewriter {
   }
 }
 
+// Manifest values → engine values: exhaustive switches, so a new manifest value cannot fall
+// back to another one silently (the compiler asks for its case).
+extension WrapSettings.BiasC {
+  init(_ biasC: BiasCInitialization) {
+    switch biasC {
+    case .zeros: self = .zeros
+    case .copy: self = .copy
+    case .none: self = .none
+    }
+  }
+}
+
+extension ConvAdapterForm {
+  init(_ form: ConvForm) {
+    switch form {
+    case .lowrank: self = .lowrank
+    case .loralib: self = .loralib
+    }
+  }
+}
+
+extension NoiseModel.Statistics {
+  init(_ statistics: NoiseStatistics) {
+    switch statistics {
+    case .global: self = .global
+    case .perOutput: self = .perOutput
+    }
+  }
+}
+
+extension DecayCurve.Shape {
+  init(_ shape: ScheduleShape) {
+    switch shape {
+    case .linear: self = .linear
+    case .cosine: self = .cosine
+    case .sine: self = .sine
+    }
+  }
+}
+
 extension WrapSettings.Initialization {
-  // Exhaustive, so a new manifest value cannot fall back to another start silently.
   init(_ initialization: AdapterInitialization) {
     switch initialization {
     case .lora: self = .lora

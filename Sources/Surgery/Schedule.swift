@@ -1,6 +1,6 @@
 import Foundation
 
-/// How the decay factor `d` falls from 1 to 0 between two fractions of training (METHOD.md):
+/// How the decay factor `d` falls from 1 to 0 between two fractions of training (docs/method.md):
 /// warm-up (`d = 1` before `start`), the fall, cool-down (`d = 0` from `end` on).
 public struct DecayCurve: Sendable, Equatable {
   public enum Shape: String, Sendable { case linear, cosine, sine }
@@ -31,7 +31,7 @@ public struct DecayCurve: Sendable, Equatable {
 }
 
 /// When a wrapped layer's noise is drawn: while `d < 1` (at `d = 1` it is zero anyway) and, with
-/// a clear threshold, only while `d ≥ clearBelow` (the notes' clear stage).
+/// a clear threshold, only while `d ≥ clearBelow` (the original research notes' clear stage).
 public struct NoiseSchedule: Sendable, Equatable {
   public var clearBelow: Double?
 

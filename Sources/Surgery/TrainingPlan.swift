@@ -13,7 +13,7 @@ public struct PlanError: Error, CustomStringConvertible, Sendable {
 /// Trainability lives here and only here: the summary, the optimizer (its state is allocated
 /// for `trainable` alone), the backward pass (no weight-gradient work for anything else) and
 /// the checkpoint writer all read it. It cannot change behind the plan's back: changing it means
-/// compiling again, and `setTrainable` refuses loudly — the silent revert the notes suffered
+/// compiling again, and `setTrainable` refuses loudly — the silent revert the original research notes suffered
 /// after Keras `compile()` cannot happen.
 public struct TrainingPlan: Sendable {
   /// The graph; only `update` (trainable tensors) and `setProgress` (decay state) change it.

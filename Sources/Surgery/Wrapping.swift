@@ -127,7 +127,7 @@ public enum Wrapper {
     let fanIn = perGroup * kh * kw
     let (out, r) = (layer.outChannels, settings.rank)
     // loralib does not factor W (its B·A is a full kernel), so the bound that makes a
-    // factorisation smaller does not apply; the notes use r 32 on a 3-channel first conv.
+    // factorisation smaller does not apply; the original research notes use r 32 on a 3-channel first conv.
     if settings.convForm == .lowrank {
       try checkRank(r, fanIn: fanIn, out: out, node: layer.name)
     }

@@ -3,7 +3,7 @@ import Foundation
 import Models
 import Surgery
 
-/// MANIFEST.md's `results.json`.
+/// docs/manifest.md's `results.json`.
 public struct RunResults: Codable, Sendable {
   public struct Parameters: Codable, Sendable {
     public var total: Int
@@ -77,7 +77,7 @@ public struct RunResults: Codable, Sendable {
     case endsWFree = "ends_w_free"
   }
 
-  /// JSON with `null` for absent values (MANIFEST.md: `test_accuracy_with_w` is null when W is
+  /// JSON with `null` for absent values (docs/manifest.md: `test_accuracy_with_w` is null when W is
   /// gone), keys sorted.
   public func json() throws -> String {
     let encoder = JSONEncoder()
@@ -94,7 +94,7 @@ public struct RunResults: Codable, Sendable {
   }
 }
 
-/// Stuck-at-chance detection (the notes' BERT-small at 50%): at the last evaluations the
+/// Stuck-at-chance detection (the original research notes' BERT-small at 50%): at the last evaluations the
 /// training loss sits at ln(classes) and validation accuracy at the majority class.
 public func stuckAtChance(
   steps: [StepRecord], evaluations: [EvaluationRecord], classes: Int, majority: Double

@@ -2,7 +2,7 @@ import Foundation
 import Plots
 import Surgery
 
-/// The figures the notes call important — schedule, noise, bias C — plus adapter norms and the
+/// The figures the original research notes call important — schedule, noise, bias C — plus adapter norms and the
 /// learning curves, as SVG files under `figures/`.
 public enum ReportFigures {
   /// Writes every figure; returns their file names.

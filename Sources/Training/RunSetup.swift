@@ -113,7 +113,7 @@ public struct RunSetup: Sendable {
       switch data.train.value {
       case .table(let format, let file, let text, let label):
         var texts = try TableReader.read(
-          path: path(file), format: TableFormat(rawValue: format.rawValue) ?? .csv,
+          path: path(file), format: try TableFormat(format, file: file),
           textColumn: text, labelColumn: label, groupColumn: split.groupBy,
           labels: data.labels?.map(\.value))
         var testIndices: [Int] = []
@@ -121,7 +121,7 @@ public struct RunSetup: Sendable {
           case .table(let testFormat, let testFile, let testText, let testLabel) = test.value
         {
           let extra = try TableReader.read(
-            path: path(testFile), format: TableFormat(rawValue: testFormat.rawValue) ?? .csv,
+            path: path(testFile), format: try TableFormat(testFormat, file: testFile),
             textColumn: testText, labelColumn: testLabel, groupColumn: split.groupBy,
             labels: texts.labelNames)
           testIndices = Array(texts.count..<(texts.count + extra.count))
@@ -283,5 +283,21 @@ public struct RunSetup: Sendable {
       )
     }
     return Rewriter.apply(manifest, to: resolved, initializes: true, calibration: moments)
+  }
+}
+
+extension TableFormat {
+  /// The reader for a manifest's table format (exhaustive: no silent fallback); `idx` is an
+  /// image format and never names a table.
+  init(_ format: DataFormat, file: String) throws(DatasetError) {
+    switch format {
+    case .csv: self = .csv
+    case .tsv: self = .tsv
+    case .jsonl: self = .jsonl
+    case .idx:
+      throw DatasetError(
+        file: file, problem: "idx holds images, not a table of texts",
+        fix: "use format: csv, tsv or jsonl for text data")
+    }
   }
 }

@@ -13,7 +13,7 @@ public protocol ExampleSource: Sendable {
   func batch(_ indices: [Int]) throws -> Batch
 }
 
-/// The training loop's settings (MANIFEST.md's `train` section, resolved).
+/// The training loop's settings (docs/manifest.md's `train` section, resolved).
 public struct TrainerSettings: Sendable, Equatable {
   public var steps: Int
   public var batchSize: Int
@@ -53,6 +53,11 @@ public struct TrainerSettings: Sendable, Equatable {
     guard warmupSteps > 0, step < warmupSteps else { return learningRate }
     return learningRate * Float(step + 1) / Float(warmupSteps)
   }
+}
+
+/// The held-out parts a run is evaluated on (the training split never is).
+public enum EvaluationSplit: String, Sendable {
+  case validation, test
 }
 
 /// One logged training step.
@@ -311,19 +316,23 @@ public struct Trainer: Sendable {
     }
   }
 
-  /// Evaluates on `split` ("validation" or "test") with W as it is and as exported.
-  public mutating func evaluate(_ split: String) throws -> EvaluationRecord {
-    let indices = split == "test" ? source.split.test : source.split.validation
+  /// Evaluates on `split` with W as it is and as exported; validation records are kept.
+  public mutating func evaluate(_ split: EvaluationSplit) throws -> EvaluationRecord {
+    let indices =
+      switch split {
+      case .validation: source.split.validation
+      case .test: source.split.test
+      }
     let current = try measure(plan.model, on: indices)
     // Once every wrapped layer is at d = 0 the model is its exported view: measured once.
     let exported =
       plan.model.nodesWithFrozenWeight.isEmpty
       ? current : try measure(plan.exportedView, on: indices)
     let record = EvaluationRecord(
-      step: state.step, split: split, accuracy: current.accuracy, loss: current.loss,
+      step: state.step, split: split.rawValue, accuracy: current.accuracy, loss: current.loss,
       exportedAccuracy: exported.accuracy, exportedLoss: exported.loss,
       groups: plan.groupStatistics(seed: settings.seed &+ UInt64(state.step)))
-    if split == "validation" { state.evaluations.append(record) }
+    if split == .validation { state.evaluations.append(record) }
     return record
   }
 

@@ -215,7 +215,7 @@ enum ApplyCommand: Command {
       }
       progress.update(record)
       if record.step % settings.evaluateEvery == 0 || trainer.isFinished {
-        let evaluation = try trainer.evaluate("validation")
+        let evaluation = try trainer.evaluate(.validation)
         progress.note(
           String(
             format: "step %d: validation accuracy %.3f with W (d %.2f), %.3f W-free; loss %.4f",
@@ -251,7 +251,7 @@ enum ApplyCommand: Command {
     trainer.finishSchedules()
 
     // Test (sharded over the ranks), then rank 0 alone exports, reloads and reports.
-    let test = try trainer.evaluate("test")
+    let test = try trainer.evaluate(.test)
     guard group.isPrimary else { return }
     let finalPlan = trainer.plan
     // W-free: there are wrapped layers and all of them ended at d = 0.

@@ -2,7 +2,7 @@ import Foundation
 import Manifest
 import XCTest
 
-/// MANIFEST.md's example, copied verbatim into Fixtures/good, decodes to exactly what it says.
+/// docs/manifest.md's example, copied verbatim into Fixtures/good, decodes to exactly what it says.
 final class ExampleManifestTests: XCTestCase {
   let path = "manifests/minilm-rotten-tomatoes.yaml"
 

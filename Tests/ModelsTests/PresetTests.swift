@@ -2,7 +2,7 @@ import Models
 import Tensor
 import XCTest
 
-/// Parameter totals of the presets: the notes' Keras counts and torchvision's.
+/// Parameter totals of the presets: the original research notes' Keras counts and torchvision's.
 final class PresetTests: XCTestCase {
   private func parameterCount(_ preset: String, classes: Int? = nil) throws -> Int {
     var architecture = try XCTUnwrap(Preset.architecture(named: preset), preset)

@@ -88,7 +88,7 @@ final class TrainingTests: XCTestCase {
     var losses: [Double] = []
     while !trainer.isFinished { losses.append(try trainer.step().loss) }
     XCTAssertLessThan(losses.suffix(5).reduce(0, +), losses.prefix(5).reduce(0, +))
-    let evaluation = try trainer.evaluate("validation")
+    let evaluation = try trainer.evaluate(.validation)
     XCTAssertTrue((0...1).contains(evaluation.accuracy))
     XCTAssertEqual(trainer.state.step, 30)
   }
@@ -168,7 +168,7 @@ final class TrainingTests: XCTestCase {
       settings: TrainerSettings(steps: 4, batchSize: 5, learningRate: 0.01, evaluateEvery: 2))
     while !trainer.isFinished {
       let record = try trainer.step()
-      if record.step % 2 == 0 { _ = try trainer.evaluate("validation") }
+      if record.step % 2 == 0 { _ = try trainer.evaluate(.validation) }
     }
     let figures = ReportFigures.figures(trainer: trainer, majority: 0.33)
     XCTAssertTrue(figures.contains { $0.0 == "curves.svg" })

@@ -115,12 +115,12 @@ public enum ConvAdapterForm: String, Sendable {
   /// really smaller and cheaper.
   case lowrank
   /// loralib's ConvLoRA: `B·A` (`out·k × r·k` · `r·k × in·k`) reshaped into a full kernel; it
-  /// compresses nothing, and is here to reproduce the notes' numbers.
+  /// compresses nothing, and is here to reproduce the original research notes' numbers.
   case loralib
 }
 
 /// A LoRA adapter beside a frozen layer, with the decay state the trainer sets every step:
-/// `y = d·(W x + b) + N x + s·B A x + C` (METHOD.md).
+/// `y = d·(W x + b) + N x + s·B A x + C` (docs/method.md).
 public struct LowRankAdapter: Sendable {
   /// The wrapped node's name; the adapter's tensors are `<node>.lora_A`, `.lora_B`, `.lora_C`.
   public var node: String

@@ -1,7 +1,7 @@
 import Foundation
 import Manifest
 
-/// The manifest parser (libyaml events → node tree) and the decoder (every key of MANIFEST.md):
+/// The manifest parser (libyaml events → node tree) and the decoder (every key of docs/manifest.md):
 /// any byte string must give a manifest or diagnostics, never a trap; a rejected input must say
 /// why.
 @_cdecl("LLVMFuzzerTestOneInput")
