@@ -315,7 +315,7 @@ public enum ComparisonFigures {
     }
     let scatter = LineChart(
       title: "Test accuracy vs kept share of the wrapped weights (mean over seeds, 95% CI of Δ)",
-      xLabel: "deployed share of the wrapped layers' parameters (%; points at one share spread apart)",
+      xLabel: "kept share of the wrapped weights (%; close points spread apart)",
       yLabel: "test accuracy",
       series: series { _, row in
         // The paired interval of the difference, drawn around the row's mean.
@@ -327,7 +327,7 @@ public enum ComparisonFigures {
       }, references: references, xRange: xRange, height: 460)
     let differences = LineChart(
       title: "Paired test-accuracy difference to the reference (95% bootstrap CI)",
-      xLabel: "deployed share of the wrapped layers' parameters (%; points at one share spread apart)",
+      xLabel: "kept share of the wrapped weights (%; close points spread apart)",
       yLabel: "Δ test accuracy (points)",
       series: series { _, row in
         row.paired.map { (100 * $0.delta, ErrorBar(low: 100 * $0.ci95[0], high: 100 * $0.ci95[1])) }
@@ -378,8 +378,8 @@ public enum ComparisonFigures {
     ]
   }
 
-  /// Kept shares with points at (nearly) one share spread symmetrically apart, so none hides
-  /// another, and an x range with room for the spread and the markers.
+  /// Kept shares with points closer than a marker's width spread symmetrically apart (in order,
+  /// around their mean), so none hides another, and an x range with room for them.
   public static func spread(_ shares: [Double]) -> (xs: [Double], range: ClosedRange<Double>?) {
     guard let low = shares.min(), let high = shares.max(), shares.allSatisfy(\.isFinite) else {
       return (shares, nil)
@@ -389,7 +389,7 @@ public enum ComparisonFigures {
     var xs = shares
     var groups: [[Int]] = []
     for index in shares.indices.sorted(by: { shares[$0] < shares[$1] }) {
-      if let last = groups.last?.last, shares[index] - shares[last] <= 0.005 * span {
+      if let last = groups.last?.last, shares[index] - shares[last] < step {
         groups[groups.count - 1].append(index)
       } else {
         groups.append([index])
