@@ -187,8 +187,10 @@ public enum PairedStatistics {
     return .success(
       PairedDifference(
         reference: referenceName, delta: delta, ci95: [interval.lower, interval.upper],
-        mcnemarP: test.p, mcnemarTest: test.exact ? "exact binomial" : "chi-square, continuity-corrected",
-        examples: examples, seeds: seeds, rowOnlyCorrect: rowOnly, referenceOnlyCorrect: referenceOnly))
+        mcnemarP: test.p,
+        mcnemarTest: test.exact ? "exact binomial" : "chi-square, continuity-corrected",
+        examples: examples, seeds: seeds, rowOnlyCorrect: rowOnly,
+        referenceOnlyCorrect: referenceOnly))
   }
 
   /// The 2.5% and 97.5% percentiles of the bootstrap distribution of the mean paired

@@ -234,7 +234,8 @@ public enum Aggregation {
       lines.append(
         "| \(row.method) | \(row.rank.map(String.init) ?? "—") | \(row.learningRate) | \(tried) | \(row.seeds.map(String.init).joined(separator: ",")) | "
           + String(format: "%.4f ± %.4f", row.test.mean, row.test.std) + stuck
-          + " | \(delta) | \(p) | " + String(format: "%.3f (1/%.1f)", row.keptShare, 1 / row.keptShare)
+          + " | \(delta) | \(p) | "
+          + String(format: "%.3f (1/%.1f)", row.keptShare, 1 / row.keptShare)
           + " | \(row.deployedParameters) | " + String(format: "%.0f", row.trainSeconds)
           + " | \(row.endsWFree ? "yes" : "no") |")
     }
@@ -258,7 +259,8 @@ public enum Aggregation {
     }
     guard let target = row.referenceRow else { return ("reference", "—") }
     // The unpaired difference of means, for runs that cannot be paired.
-    let means = rows.first { RowKey(method: $0.method, rank: $0.rank).description == target }
+    let means =
+      rows.first { RowKey(method: $0.method, rank: $0.rank).description == target }
       .map { String(format: "; difference of means %+.1f", 100 * (row.test.mean - $0.test.mean)) }
       ?? ""
     return ("— (vs \(target): \(row.pairedNote ?? "not paired")\(means))", "—")

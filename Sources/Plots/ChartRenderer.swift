@@ -444,19 +444,19 @@ struct ChartRenderer {
         svg += "<path d=\"\(markerData(shape, at: (midX, item.y), radius: Self.shapeRadius))\""
         svg += " fill=\"\(color)\" stroke=\"#FFFFFF\" stroke-width=\"0.8\"/>\n"
       } else {
-      switch item.style {
-      case .markers:
-        svg += "<circle cx=\"\(c(midX))\" cy=\"\(c(item.y))\" r=\"3\" fill=\"\(color)\"/>\n"
-      default:
-        svg += "<path d=\"M\(c(item.x)),\(c(item.y))h\(c(Self.swatchWidth))\" stroke=\"\(color)\""
-        svg += " stroke-width=\"2\" stroke-linecap=\"round\" fill=\"none\""
         switch item.style {
-        case .dashed: svg += " stroke-dasharray=\"7 4\""
-        case .dotted: svg += " stroke-dasharray=\"0.5 4\""
-        default: break
+        case .markers:
+          svg += "<circle cx=\"\(c(midX))\" cy=\"\(c(item.y))\" r=\"3\" fill=\"\(color)\"/>\n"
+        default:
+          svg += "<path d=\"M\(c(item.x)),\(c(item.y))h\(c(Self.swatchWidth))\" stroke=\"\(color)\""
+          svg += " stroke-width=\"2\" stroke-linecap=\"round\" fill=\"none\""
+          switch item.style {
+          case .dashed: svg += " stroke-dasharray=\"7 4\""
+          case .dotted: svg += " stroke-dasharray=\"0.5 4\""
+          default: break
+          }
+          svg += "/>\n"
         }
-        svg += "/>\n"
-      }
       }
       let textX = item.x + Self.swatchWidth + Self.swatchGap
       svg += "<text x=\"\(c(textX))\" y=\"\(c(item.y + item.fontSize * 0.35))\""

@@ -40,7 +40,8 @@ final class PairedStatisticsTests: XCTestCase {
     ]
     for test in cases {
       let result = PairedStatistics.mcnemar(rowOnly: test.b, referenceOnly: test.c)
-      XCTAssertEqual(result.p, test.p, accuracy: 1e-12 * max(test.p, 1e-3), "b \(test.b) c \(test.c)")
+      XCTAssertEqual(
+        result.p, test.p, accuracy: 1e-12 * max(test.p, 1e-3), "b \(test.b) c \(test.c)")
       XCTAssertEqual(result.exact, test.exact, "b \(test.b) c \(test.c)")
       // The test is symmetric in its two counts.
       XCTAssertEqual(
@@ -60,7 +61,9 @@ final class PairedStatisticsTests: XCTestCase {
   }
 
   /// Two seeds, 12 examples; correct (1) or not per example.
-  private let tinyRow = [[1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1], [1, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1]]
+  private let tinyRow = [
+    [1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1], [1, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1],
+  ]
   private let tinyReference = [
     [1, 0, 0, 1, 0, 0, 1, 1, 1, 1, 1, 0], [1, 0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1],
   ]
@@ -132,7 +135,8 @@ final class PairedStatisticsTests: XCTestCase {
     XCTAssertEqual(mean, difference.delta, accuracy: 1e-12)
     let variance = perExample.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(n - 1)
     let normalWidth = 2 * 1.959964 * (variance / Double(n)).squareRoot()
-    XCTAssertEqual(difference.ci95[1] - difference.ci95[0], normalWidth, accuracy: 0.05 * normalWidth)
+    XCTAssertEqual(
+      difference.ci95[1] - difference.ci95[0], normalWidth, accuracy: 0.05 * normalWidth)
     XCTAssertEqual(difference.mcnemarTest, "chi-square, continuity-corrected")
   }
 
@@ -178,7 +182,8 @@ final class PairedStatisticsTests: XCTestCase {
     let file = directory.appendingPathComponent("predictions.json")
     XCTAssertNil(try CellPredictions.read(file), "no file: a run from before predictions.json")
     // As `surgeon apply` writes it (TestPredictions, sorted keys).
-    try #"{"indices":[7,3,12],"labels":[1,0,1],"model":"w-free","predicted":[1,1,1],"split":"test"}"#
+    try
+      #"{"indices":[7,3,12],"labels":[1,0,1],"model":"w-free","predicted":[1,1,1],"split":"test"}"#
       .write(to: file, atomically: true, encoding: .utf8)
     let read = try XCTUnwrap(try CellPredictions.read(file))
     XCTAssertEqual(read.indices, [7, 3, 12])
