@@ -1,7 +1,7 @@
 import Foundation
 
-/// Reads a finished cell's output directory: results.json, metrics.jsonl and the tensor shapes
-/// of model.safetensors (its header only).
+/// Reads a finished cell's output directory: results.json, metrics.jsonl, predictions.json (when
+/// the run wrote one) and the tensor shapes of model.safetensors (its header only).
 public enum CellReader {
   public struct ReadError: Error, CustomStringConvertible {
     public var description: String
@@ -63,7 +63,8 @@ public enum CellReader {
       cell: cell, validationAccuracy: validation, testAccuracy: test,
       trainSeconds: results["train_seconds"] as? Double ?? 0, endsWFree: endsWFree,
       stuckAtChance: results["stuck_at_chance"] as? Bool ?? false, deployedParameters: deployed,
-      keptShare: kept, curve: curve, losses: losses)
+      keptShare: kept, curve: curve, losses: losses,
+      predictions: try CellPredictions.read(directory.appendingPathComponent("predictions.json")))
   }
 
   /// For every node with an adapter (`<node>.lora_A`): `W` + `b` against `A` + `B` + `C`.

@@ -20,12 +20,14 @@ public struct CellResult: Sendable {
   public var curve: [(step: Int, accuracy: Double, wFree: Double)]
   /// Training loss per step.
   public var losses: [(step: Int, loss: Double)]
+  /// The deployed model's test predictions; nil for runs from before `predictions.json`.
+  public var predictions: CellPredictions?
 
   public init(
     cell: Cell, validationAccuracy: Double, testAccuracy: Double, trainSeconds: Double = 0,
     endsWFree: Bool = false, stuckAtChance: Bool = false, deployedParameters: Int = 0,
     keptShare: Double = 1, curve: [(step: Int, accuracy: Double, wFree: Double)] = [],
-    losses: [(step: Int, loss: Double)] = []
+    losses: [(step: Int, loss: Double)] = [], predictions: CellPredictions? = nil
   ) {
     self.cell = cell
     self.validationAccuracy = validationAccuracy
@@ -37,6 +39,7 @@ public struct CellResult: Sendable {
     self.keptShare = keptShare
     self.curve = curve
     self.losses = losses
+    self.predictions = predictions
   }
 }
 
@@ -98,9 +101,18 @@ public struct ComparisonRow: Sendable, Codable {
   public var trainSeconds: Double
   public var endsWFree: Bool
   public var stuckSeeds: Int
+  /// The paired test-set difference to the row's reference; nil when it cannot be computed
+  /// (`pairedNote` says why) or the row is its own reference.
+  public var paired: PairedDifference? = nil
+  /// Why `paired` is nil: "reference" (the row is its own), or what is missing.
+  public var pairedNote: String? = nil
+  /// The reference row's name (`METHOD` or `METHOD rRANK`); nil for a reference itself.
+  public var referenceRow: String? = nil
 
   enum CodingKeys: String, CodingKey {
-    case method, rank, seeds, test, validation
+    case method, rank, seeds, test, validation, paired
+    case pairedNote = "paired_note"
+    case referenceRow = "reference"
     case learningRate = "lr"
     case validationByLearningRate = "validation_by_lr"
     case keptShare = "kept_share"
@@ -109,16 +121,41 @@ public struct ComparisonRow: Sendable, Codable {
     case endsWFree = "w_free"
     case stuckSeeds = "stuck_seeds"
   }
+
+  /// As synthesised, except that `paired` is always written (null when there is none), so a
+  /// reader sees that the row was not paired rather than a key missing.
+  public func encode(to encoder: Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(method, forKey: .method)
+    try container.encodeIfPresent(rank, forKey: .rank)
+    try container.encode(learningRate, forKey: .learningRate)
+    try container.encode(validationByLearningRate, forKey: .validationByLearningRate)
+    try container.encode(seeds, forKey: .seeds)
+    try container.encode(test, forKey: .test)
+    try container.encode(validation, forKey: .validation)
+    try container.encode(keptShare, forKey: .keptShare)
+    try container.encode(deployedParameters, forKey: .deployedParameters)
+    try container.encode(trainSeconds, forKey: .trainSeconds)
+    try container.encode(endsWFree, forKey: .endsWFree)
+    try container.encode(stuckSeeds, forKey: .stuckSeeds)
+    try container.encode(paired, forKey: .paired)
+    try container.encodeIfPresent(referenceRow, forKey: .referenceRow)
+    try container.encodeIfPresent(pairedNote, forKey: .pairedNote)
+  }
 }
 
 public enum Aggregation {
   /// One row per (method, rank) with a chosen learning rate: test accuracy mean ± std over the
-  /// seeds that ran at that rate.
-  public static func rows(_ sweep: Sweep, results: [CellResult], chosen: [RowKey: String])
-    -> [ComparisonRow]
-  {
+  /// seeds that ran at that rate, and the paired difference to the row's reference — the
+  /// method's `reference:`, else `reference`, else the sweep's first method (its first row when
+  /// it has several ranks).
+  public static func rows(
+    _ sweep: Sweep, results: [CellResult], chosen: [RowKey: String], reference: String? = nil,
+    draws: Int = PairedStatistics.bootstrapDraws
+  ) -> [ComparisonRow] {
     let considered = Set(sweep.selectionCells)
-    return sweep.rows.compactMap { row in
+    var cellsByRow: [[CellResult]] = []
+    var rows: [ComparisonRow] = sweep.rows.compactMap { row in
       guard let rate = chosen[row], let method = sweep.method(named: row.method) else {
         return nil
       }
@@ -132,6 +169,7 @@ public enum Aggregation {
         }.map(\.validationAccuracy)
         if !scores.isEmpty { byRate[tried] = MeanStd(scores).mean }
       }
+      cellsByRow.append(cells)
       return ComparisonRow(
         method: row.method, rank: row.rank, learningRate: rate, validationByLearningRate: byRate,
         seeds: cells.map(\.cell.seed), test: MeanStd(cells.map(\.testAccuracy)),
@@ -140,46 +178,121 @@ public enum Aggregation {
         trainSeconds: MeanStd(cells.map(\.trainSeconds)).mean, endsWFree: cells[0].endsWFree,
         stuckSeeds: cells.filter(\.stuckAtChance).count)
     }
+    let fallback = reference ?? sweep.methods.first?.name
+    for index in rows.indices {
+      guard
+        let target = sweep.method(named: rows[index].method)?.reference ?? fallback
+      else { continue }
+      if target == rows[index].method {
+        rows[index].pairedNote = "reference"
+        continue
+      }
+      guard let other = rows.firstIndex(where: { $0.method == target }) else {
+        rows[index].referenceRow = target
+        rows[index].pairedNote = "no finished cells of \(target)"
+        continue
+      }
+      let name = RowKey(method: rows[other].method, rank: rows[other].rank).description
+      rows[index].referenceRow = name
+      let outcome = PairedStatistics.compare(
+        row: cellsByRow[index].map { ($0.cell.seed, $0.predictions) },
+        reference: cellsByRow[other].map { ($0.cell.seed, $0.predictions) }, referenceName: name,
+        draws: draws)
+      switch outcome {
+      case .success(let difference): rows[index].paired = difference
+      case .failure(let problem): rows[index].pairedNote = problem.description
+      }
+    }
+    return rows
   }
 
-  /// The Markdown table; `reference` (a method name) adds a Δ column against its first row.
+  /// How the Δ column is computed, for under the table.
+  public static let pairedMethodNote = """
+    Δ: the row's test accuracy minus its reference's (the first method, `--reference`, or the \
+    method's `reference:`), in points, on the same test examples, as the mean over the seeds \
+    both ran (a reference with more seeds is paired by matching seed). In brackets the 95% \
+    percentile bootstrap interval: \(PairedStatistics.bootstrapDraws) draws resampling test \
+    examples with replacement, the same draw for every seed, generator seed \
+    \(PairedStatistics.bootstrapSeed). p: McNemar's test on the discordant examples pooled \
+    over the paired seeds — exact binomial below \(PairedStatistics.exactBelow) discordant \
+    pairs, chi-square with continuity correction from there on.
+    """
+
+  /// The Markdown table. The Δ column is each row's paired difference to its reference
+  /// (`reference` is the comparison's; a row with another reference names it).
   public static func markdown(_ rows: [ComparisonRow], reference: String?) -> String {
-    let referenceMean = rows.first { $0.method == reference }?.test.mean
     var lines = [
-      "| method | rank | lr (chosen on validation) | validation acc by lr | seeds | test acc (mean ± std) | Δ vs \(reference ?? "—") | kept share of wrapped weights | deployed params | train s (mean) | W-free |",
-      "|---|---|---|---|---|---|---|---|---|---|---|",
+      "| method | rank | lr (chosen on validation) | validation acc by lr | seeds | test acc (mean ± std) | Δ vs \(reference ?? "reference"), points [95% CI] | McNemar p | kept share of wrapped weights | deployed params | train s (mean) | W-free |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows {
       let tried = row.validationByLearningRate.sorted {
         (Double($0.key) ?? 0) < (Double($1.key) ?? 0)
       }.map { String(format: "%@: %.3f", $0.key, $0.value) }.joined(separator: ", ")
-      let delta =
-        referenceMean.map { String(format: "%+.1f", 100 * (row.test.mean - $0)) } ?? "—"
+      let (delta, p) = pairedCells(row, rows: rows, reference: reference)
       let stuck = row.stuckSeeds > 0 ? " (\(row.stuckSeeds) stuck at chance)" : ""
       lines.append(
         "| \(row.method) | \(row.rank.map(String.init) ?? "—") | \(row.learningRate) | \(tried) | \(row.seeds.map(String.init).joined(separator: ",")) | "
           + String(format: "%.4f ± %.4f", row.test.mean, row.test.std) + stuck
-          + " | \(delta) | " + String(format: "%.3f (1/%.1f)", row.keptShare, 1 / row.keptShare)
+          + " | \(delta) | \(p) | "
+          + String(format: "%.3f (1/%.1f)", row.keptShare, 1 / row.keptShare)
           + " | \(row.deployedParameters) | " + String(format: "%.0f", row.trainSeconds)
           + " | \(row.endsWFree ? "yes" : "no") |")
     }
     return lines.joined(separator: "\n") + "\n"
   }
+
+  /// The Δ and p cells of one row: the paired difference with its interval, or why there is
+  /// none (with the unpaired difference of means when the reference row exists).
+  static func pairedCells(_ row: ComparisonRow, rows: [ComparisonRow], reference: String?) -> (
+    String, String
+  ) {
+    if let paired = row.paired {
+      var delta = String(
+        format: "%+.1f [%+.1f, %+.1f]", 100 * paired.delta, 100 * paired.ci95[0],
+        100 * paired.ci95[1])
+      if paired.reference != reference { delta += " vs \(paired.reference)" }
+      if paired.seeds != row.seeds {
+        delta += " (seeds \(paired.seeds.map(String.init).joined(separator: ",")))"
+      }
+      return (delta, formatP(paired.mcnemarP))
+    }
+    guard let target = row.referenceRow else { return ("reference", "—") }
+    // The unpaired difference of means, for runs that cannot be paired.
+    let means =
+      rows.first { RowKey(method: $0.method, rank: $0.rank).description == target }
+      .map { String(format: "; difference of means %+.1f", 100 * (row.test.mean - $0.test.mean)) }
+      ?? ""
+    return ("— (vs \(target): \(row.pairedNote ?? "not paired")\(means))", "—")
+  }
+
+  /// A p-value as a table shows it: three decimals, or scientific below 0.001.
+  static func formatP(_ p: Double) -> String {
+    p >= 0.001 ? String(format: "%.3f", p) : String(format: "%.1e", p)
+  }
 }
 
 /// The comparison's SVG figures.
 public enum ComparisonFigures {
-  /// `(file name, SVG)`: accuracy vs kept share, learning curves, W-free accuracy in training.
-  /// Curves are the first seed's run at each row's chosen learning rate.
+  /// `(file name, SVG)`: accuracy vs kept share, the paired differences, learning curves, W-free
+  /// accuracy in training. Curves are the first seed's run at each row's chosen learning rate.
   public static func figures(
     _ rows: [ComparisonRow], results: [CellResult], reference: String?
   ) -> [(String, String)] {
-    var byMethod: [String: [(x: Double, y: Double)]] = [:]
     var order: [String] = []
-    for row in rows {
-      if byMethod[row.method] == nil { order.append(row.method) }
-      byMethod[row.method, default: []].append((100 * row.keptShare, row.test.mean))
+    for row in rows where !order.contains(row.method) { order.append(row.method) }
+    // One colour and one marker per method, so no two methods look alike.
+    func color(_ method: String) -> String {
+      Palette.distinct[order.firstIndex(of: method)! % Palette.distinct.count]
     }
+    func marker(_ method: String) -> MarkerShape {
+      MarkerShape.allCases[order.firstIndex(of: method)! % MarkerShape.allCases.count]
+    }
+    func name(_ method: String) -> String {
+      let other = rows.first { $0.method == method }?.referenceRow
+      return other != nil && other != reference ? "\(method) (Δ vs \(other!))" : method
+    }
+    let (xs, xRange) = spread(rows.map { 100 * $0.keptShare })
     let references =
       rows.first { $0.method == reference }.map {
         [
@@ -187,14 +300,41 @@ public enum ComparisonFigures {
             y: $0.test.mean, label: "\($0.method) \(String(format: "%.3f", $0.test.mean))")
         ]
       } ?? []
+    func series(_ points: (Int, ComparisonRow) -> (y: Double, bar: ErrorBar?)?) -> [Series] {
+      order.compactMap { method in
+        var chosen: [(x: Double, y: Double)] = []
+        var bars: [ErrorBar] = []
+        for (index, row) in rows.enumerated() where row.method == method {
+          guard let point = points(index, row) else { continue }
+          chosen.append((xs[index], point.y))
+          bars.append(point.bar ?? ErrorBar(low: .nan, high: .nan))
+        }
+        guard !chosen.isEmpty else { return nil }
+        return Series(
+          name: name(method), points: chosen, style: chosen.count > 1 ? .solid : .markers,
+          color: color(method), marker: marker(method), errorBars: bars)
+      }
+    }
     let scatter = LineChart(
-      title: "Test accuracy vs kept share of the wrapped weights (mean over seeds)",
-      xLabel: "deployed share of the wrapped layers' parameters (%)", yLabel: "test accuracy",
-      series: order.map { method in
-        Series(
-          name: method, points: byMethod[method]!.sorted { $0.x < $1.x },
-          style: byMethod[method]!.count > 1 ? .solid : .markers)
-      }, references: references)
+      title: "Test accuracy vs kept share of the wrapped weights (mean over seeds, 95% CI of Δ)",
+      xLabel: "kept share of the wrapped weights (%; close points spread apart)",
+      yLabel: "test accuracy",
+      series: series { _, row in
+        // The paired interval of the difference, drawn around the row's mean.
+        let bar = row.paired.map {
+          ErrorBar(
+            low: row.test.mean + $0.ci95[0] - $0.delta, high: row.test.mean + $0.ci95[1] - $0.delta)
+        }
+        return (row.test.mean, bar)
+      }, references: references, xRange: xRange, height: 460)
+    let differences = LineChart(
+      title: "Paired test-accuracy difference to the reference (95% bootstrap CI)",
+      xLabel: "kept share of the wrapped weights (%; close points spread apart)",
+      yLabel: "Δ test accuracy (points)",
+      series: series { _, row in
+        row.paired.map { (100 * $0.delta, ErrorBar(low: 100 * $0.ci95[0], high: 100 * $0.ci95[1])) }
+      }, references: [ReferenceLine(y: 0, label: "reference (\(reference ?? "—"))")],
+      xRange: xRange, height: 460)
 
     var curves: [Series] = []
     var wFree: [Series] = []
@@ -208,14 +348,18 @@ public enum ComparisonFigures {
         }).min(by: { $0.cell.seed < $1.cell.seed })
       else { continue }
       let label = RowKey(method: row.method, rank: row.rank).description
-      let style = styles[(index / Palette.colors.count) % styles.count]
+      let style = styles[(index / Palette.distinct.count) % styles.count]
+      let color = Palette.distinct[index % Palette.distinct.count]
       curves.append(
         Series(
-          name: label, points: first.curve.map { (Double($0.step), $0.accuracy) }, style: style))
+          name: label, points: first.curve.map { (Double($0.step), $0.accuracy) }, style: style,
+          color: color))
       wFree.append(
-        Series(name: label, points: first.curve.map { (Double($0.step), $0.wFree) }, style: style))
+        Series(
+          name: label, points: first.curve.map { (Double($0.step), $0.wFree) }, style: style,
+          color: color))
       losses.append(
-        Series(name: label, points: smoothed(first.losses), style: style))
+        Series(name: label, points: smoothed(first.losses), style: style, color: color))
     }
     let learning = Figure(
       charts: [
@@ -230,9 +374,39 @@ public enum ComparisonFigures {
       title: "W-free validation accuracy during training (frozen W deleted at that step)",
       xLabel: "step", yLabel: "validation accuracy, W-free", series: wFree)
     return [
-      ("accuracy-vs-kept.svg", scatter.svg()), ("learning-curves.svg", learning.svg()),
+      ("accuracy-vs-kept.svg", scatter.svg()), ("paired-differences.svg", differences.svg()),
+      ("learning-curves.svg", learning.svg()),
       ("w-free-during-training.svg", wFreeChart.svg()),
     ]
+  }
+
+  /// Kept shares with points closer than a marker's width spread symmetrically apart (in order,
+  /// around their mean), so none hides another, and an x range with room for them.
+  public static func spread(_ shares: [Double]) -> (xs: [Double], range: ClosedRange<Double>?) {
+    guard let low = shares.min(), let high = shares.max(), shares.allSatisfy(\.isFinite) else {
+      return (shares, nil)
+    }
+    let span = max(high - low, 1)
+    let step = 0.018 * span
+    var xs = shares
+    var groups: [[Int]] = []
+    for index in shares.indices.sorted(by: { shares[$0] < shares[$1] }) {
+      if let last = groups.last?.last, shares[index] - shares[last] < step {
+        groups[groups.count - 1].append(index)
+      } else {
+        groups.append([index])
+      }
+    }
+    var widest = 0.0
+    for group in groups {
+      let center = group.map { shares[$0] }.reduce(0, +) / Double(group.count)
+      for (position, index) in group.enumerated() {
+        xs[index] = center + (Double(position) - Double(group.count - 1) / 2) * step
+      }
+      widest = max(widest, Double(group.count - 1) / 2 * step)
+    }
+    let pad = widest + 0.04 * span
+    return (xs, (low - pad)...(high + pad))
   }
 
   static func smoothed(_ losses: [(step: Int, loss: Double)]) -> [(x: Double, y: Double)] {

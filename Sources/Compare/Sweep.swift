@@ -26,6 +26,9 @@ public struct Sweep: Sendable {
     /// An earlier method whose first-seed run at its chosen learning rate is the teacher
     /// (`train.distill.teacher`); nil: none.
     public var teacher: String?
+    /// The method this one's paired Δ is against (e.g. a 600-step row against a 600-step full
+    /// fine-tuning); nil: the comparison's reference (`--reference`, else the first method).
+    public var reference: String?
     public var location: SourceLocation
 
     /// The ranks as optionals: `[nil]` when the method names none.
@@ -163,7 +166,7 @@ extension Sweep {
 /// Reads a sweep file, with `file:line:col` diagnostics like the manifest's.
 public enum SweepDecoder {
   static let keys = ["sweep", "name", "base", "output", "seeds", "lr_selection", "methods"]
-  static let methodKeys = ["name", "set", "rank", "lr", "seeds", "teacher"]
+  static let methodKeys = ["name", "set", "rank", "lr", "seeds", "teacher", "reference"]
 
   public static func decode(contentsOf path: String) -> (sweep: Sweep?, diagnostics: [Diagnostic]) {
     guard let data = FileManager.default.contents(atPath: path) else {
@@ -289,6 +292,8 @@ public enum SweepDecoder {
       }
     }
     var methods: [Sweep.Method] = []
+    // `reference:` may name a later method: checked once every method is known.
+    var references: [(method: String, value: YAMLNode)] = []
     if let entry = top["methods"] {
       guard case .sequence(let items) = entry.value.kind, !items.isEmpty else {
         error("methods must be a non-empty list", entry.value.location)
@@ -343,6 +348,9 @@ public enum SweepDecoder {
               fix: "list the teacher's method (e.g. full fine-tuning) first")
           }
         }
+        if let entry = method["reference"] {
+          references.append((methodName, entry.value))
+        }
         if let patch = method["set"], case .mapping = patch.value.kind {
         } else if let patch = method["set"] {
           error("set must be a mapping of manifest keys", patch.value.location)
@@ -352,6 +360,22 @@ public enum SweepDecoder {
             name: methodName, patch: method["set"]?.value, ranks: ranks, learningRates: rates,
             seeds: method["seeds"].map(seedList), teacher: teacher,
             location: nameEntry.value.location))
+      }
+      for (methodName, value) in references {
+        let others = methods.map(\.name).filter { $0 != methodName }
+        if let text = value.scalarText, others.contains(text),
+          let index = methods.firstIndex(where: { $0.name == methodName })
+        {
+          methods[index].reference = text
+        } else {
+          let hint =
+            value.scalarText.flatMap { closest($0, in: others) }.map { " (did you mean '\($0)'?)" }
+            ?? ""
+          error(
+            "reference '\(value.scalarText ?? "?")' must name another method of this sweep\(hint)",
+            value.location,
+            fix: "the methods are \(others.joined(separator: ", "))")
+        }
       }
     } else {
       error("missing key 'methods'", origin)

@@ -9,6 +9,8 @@ extension ChartRenderer {
     var series: Series
     var color: String
     var runs: [[Point]]
+    /// Error bars whose point and ends can be drawn: (x, low, high) in data units.
+    var bars: [(x: Double, low: Double, high: Double)] = []
   }
 
   func prepare() -> [Prepared] {
@@ -32,7 +34,15 @@ extension ChartRenderer {
         }
       }
       if !current.isEmpty { runs.append(current) }
-      return Prepared(series: series, color: color, runs: runs)
+      let bars = zip(series.points, series.errorBars).compactMap {
+        point, bar -> (x: Double, low: Double, high: Double)? in
+        let values = [point.x, bar.low, bar.high]
+        guard values.allSatisfy(\.isFinite), !chart.logY || min(bar.low, bar.high) > 0 else {
+          return nil
+        }
+        return (point.x, min(bar.low, bar.high), max(bar.low, bar.high))
+      }
+      return Prepared(series: series, color: color, runs: runs, bars: bars)
     }
   }
 
@@ -63,7 +73,9 @@ extension ChartRenderer {
 
   /// The y interval in data units (positive on a log axis).
   private func yDomain(_ prepared: [Prepared]) -> (lower: Double, upper: Double) {
-    let ys = prepared.flatMap { $0.runs.flatMap { $0.map(\.y) } }
+    let ys =
+      prepared.flatMap { $0.runs.flatMap { $0.map(\.y) } }
+      + prepared.flatMap { $0.bars.flatMap { [$0.low, $0.high] } }
     let referenceYs = chart.references.map(\.y).filter { $0.isFinite && (!chart.logY || $0 > 0) }
     if let range = chart.yRange, range.lowerBound.isFinite, range.upperBound.isFinite {
       if !chart.logY {
@@ -166,6 +178,7 @@ extension ChartRenderer {
     var fontSize: Double
     var color: String
     var style: LineStyle
+    var marker: MarkerShape?
     /// Left end of the swatch and the entry's vertical centre.
     var x: Double
     var y: Double
@@ -286,7 +299,7 @@ extension ChartRenderer {
       result.legend = entries.enumerated().map { index, entry in
         LegendItem(
           text: entry.series.name, fontSize: Self.legendSize, color: entry.color,
-          style: entry.series.style, x: plotRight + 16,
+          style: entry.series.style, marker: entry.series.marker, x: plotRight + 16,
           y: plotTop + 8 + Double(index) * Self.legendRowHeight)
       }
     } else {
@@ -300,7 +313,7 @@ extension ChartRenderer {
           result.legend.append(
             LegendItem(
               text: cell.text, fontSize: cell.fontSize, color: entry.color,
-              style: entry.series.style, x: cellX, y: rowY))
+              style: entry.series.style, marker: entry.series.marker, x: cellX, y: rowY))
           cellX += cell.width + Self.legendEntrySpacing
         }
         rowY += Self.legendRowHeight

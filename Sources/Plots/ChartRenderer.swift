@@ -24,6 +24,9 @@ struct ChartRenderer {
   static let legendEntrySpacing = 18.0
   static let bandRowHeight = 14.0
   static let markerRadius = 2.5
+  /// Shaped markers (`Series.marker`) are larger: a shape must be recognisable.
+  static let shapeRadius = 4.5
+  static let errorBarCap = 3.5
 
   // MARK: - Drawing
 
@@ -54,7 +57,7 @@ struct ChartRenderer {
         pixelRuns(
           $0, xScale: layout.xScale, yScale: layout.yScale, plotWidth: plot.maxX - plot.minX)
       }
-      svg += drawSeries(prepared, paths: paths, clipID: clipID)
+      svg += drawSeries(prepared, paths: paths, clipID: clipID, layout: layout)
       svg +=
         "<rect class=\"frame\"" + rectAttributes(plot) + " fill=\"none\" stroke=\"#888888\"/>\n"
       svg += drawTicks(layout)
@@ -275,15 +278,34 @@ struct ChartRenderer {
     }
   }
 
-  private func drawSeries(_ prepared: [Prepared], paths: [[[Point]]], clipID: String) -> String {
+  private func drawSeries(
+    _ prepared: [Prepared], paths: [[[Point]]], clipID: String, layout: Layout
+  ) -> String {
     var svg = "<g class=\"series\" clip-path=\"url(#\(clipID))\" fill=\"none\""
     svg += " stroke-width=\"1.75\" stroke-linejoin=\"round\" stroke-linecap=\"round\">\n"
+    // Error bars under every series' lines and markers, so no bar hides a point.
+    for series in prepared where !series.bars.isEmpty {
+      svg += "<path class=\"error-bars\" d=\"\(errorBarData(series.bars, layout: layout))\""
+      svg += " stroke=\"\(XML.escaped(series.color))\" stroke-width=\"1.25\">"
+      svg += "<title>\(XML.escaped(series.series.name))</title></path>\n"
+    }
     for (series, runs) in zip(prepared, paths) where !runs.isEmpty {
       let color = XML.escaped(series.color)
       let name = XML.escaped(series.series.name)
       let style = series.series.style
       // A point isolated by gaps has no segment to stroke, so it is drawn as a marker.
       let lines = style == .markers ? [] : runs.filter { $0.count > 1 }
+      if let shape = series.series.marker {
+        if !lines.isEmpty {
+          svg += "<path d=\"\(pathData(lines, style: style))\" stroke=\"\(color)\""
+          svg += Self.dashArray(style) + "><title>\(name)</title></path>\n"
+        }
+        let d = runs.joined().map { markerData(shape, at: $0, radius: Self.shapeRadius) }
+          .joined()
+        svg += "<path class=\"markers\" d=\"\(d)\" fill=\"\(color)\" stroke=\"#FFFFFF\""
+        svg += " stroke-width=\"0.8\"><title>\(name)</title></path>\n"
+        continue
+      }
       let dots = style == .markers ? runs : runs.filter { $0.count == 1 }
       if !lines.isEmpty {
         svg += "<path d=\"\(pathData(lines, style: style))\" stroke=\"\(color)\""
@@ -300,6 +322,74 @@ struct ChartRenderer {
       }
     }
     return svg + "</g>\n"
+  }
+
+  private static func dashArray(_ style: LineStyle) -> String {
+    switch style {
+    case .dashed: return " stroke-dasharray=\"7 4\""
+    case .dotted: return " stroke-dasharray=\"0.5 4\""
+    case .solid, .stepped, .markers: return ""
+    }
+  }
+
+  /// Vertical bars with short caps at both ends.
+  private func errorBarData(_ bars: [(x: Double, low: Double, high: Double)], layout: Layout)
+    -> String
+  {
+    var d = ""
+    for bar in bars {
+      let x = layout.xScale.pixel(bar.x)
+      let low = layout.yScale.pixel(bar.low)
+      let high = layout.yScale.pixel(bar.high)
+      let cap = Self.errorBarCap
+      d += "M\(c(x)),\(c(low))V\(c(high))"
+      d += "M\(c(x - cap)),\(c(low))h\(c(2 * cap))M\(c(x - cap)),\(c(high))h\(c(2 * cap))"
+    }
+    return d
+  }
+
+  /// One marker's outline centred on `point` (pixels): a circle, or a closed polygon.
+  func markerData(_ shape: MarkerShape, at point: Point, radius r: Double) -> String {
+    if shape == .circle {
+      return "M\(c(point.x - r)),\(c(point.y))a\(c(r)),\(c(r)) 0 1,0 \(c(2 * r)),0"
+        + "a\(c(r)),\(c(r)) 0 1,0 \(c(-2 * r)),0Z"
+    }
+    let vertices = Self.vertices(shape)
+    return vertices.enumerated().map { index, vertex in
+      (index == 0 ? "M" : "L") + c(point.x + r * vertex.x) + "," + c(point.y + r * vertex.y)
+    }.joined() + "Z"
+  }
+
+  /// A shape's corners for radius 1 (y down), sized so the shapes look about equally heavy.
+  static func vertices(_ shape: MarkerShape) -> [Point] {
+    func rotated(_ points: [Point], by angle: Double) -> [Point] {
+      points.map {
+        (x: $0.x * cos(angle) - $0.y * sin(angle), y: $0.x * sin(angle) + $0.y * cos(angle))
+      }
+    }
+    let triangle: [Point] = [(0, -1.25), (1.1, 0.7), (-1.1, 0.7)]
+    let arm = 0.38
+    let plus: [Point] = [
+      (-arm, -1.15), (arm, -1.15), (arm, -arm), (1.15, -arm), (1.15, arm), (arm, arm),
+      (arm, 1.15), (-arm, 1.15), (-arm, arm), (-1.15, arm), (-1.15, -arm), (-arm, -arm),
+    ]
+    switch shape {
+    case .circle: return []  // drawn with arcs by markerData
+    case .square: return [(-0.9, -0.9), (0.9, -0.9), (0.9, 0.9), (-0.9, 0.9)]
+    case .diamond: return [(0, -1.25), (1.25, 0), (0, 1.25), (-1.25, 0)]
+    case .triangleUp: return triangle
+    case .triangleDown: return rotated(triangle, by: .pi)
+    case .triangleLeft: return rotated(triangle, by: -.pi / 2)
+    case .triangleRight: return rotated(triangle, by: .pi / 2)
+    case .plus: return plus
+    case .cross: return rotated(plus, by: .pi / 4)
+    case .star:
+      return (0..<10).map {
+        let radius = $0 % 2 == 0 ? 1.35 : 0.55
+        let angle = -Double.pi / 2 + Double($0) * .pi / 5
+        return (x: radius * cos(angle), y: radius * sin(angle))
+      }
+    }
   }
 
   /// Path data with implicit line-tos ("M x,y x,y …") and no repeated coordinates.
@@ -346,18 +436,27 @@ struct ChartRenderer {
     for item in items {
       let color = XML.escaped(item.color)
       let midX = item.x + Self.swatchWidth / 2
-      switch item.style {
-      case .markers:
-        svg += "<circle cx=\"\(c(midX))\" cy=\"\(c(item.y))\" r=\"3\" fill=\"\(color)\"/>\n"
-      default:
-        svg += "<path d=\"M\(c(item.x)),\(c(item.y))h\(c(Self.swatchWidth))\" stroke=\"\(color)\""
-        svg += " stroke-width=\"2\" stroke-linecap=\"round\" fill=\"none\""
-        switch item.style {
-        case .dashed: svg += " stroke-dasharray=\"7 4\""
-        case .dotted: svg += " stroke-dasharray=\"0.5 4\""
-        default: break
+      if let shape = item.marker {
+        if item.style != .markers {
+          svg += "<path d=\"M\(c(item.x)),\(c(item.y))h\(c(Self.swatchWidth))\" stroke=\"\(color)\""
+          svg += " stroke-width=\"2\" fill=\"none\"" + Self.dashArray(item.style) + "/>\n"
         }
-        svg += "/>\n"
+        svg += "<path d=\"\(markerData(shape, at: (midX, item.y), radius: Self.shapeRadius))\""
+        svg += " fill=\"\(color)\" stroke=\"#FFFFFF\" stroke-width=\"0.8\"/>\n"
+      } else {
+        switch item.style {
+        case .markers:
+          svg += "<circle cx=\"\(c(midX))\" cy=\"\(c(item.y))\" r=\"3\" fill=\"\(color)\"/>\n"
+        default:
+          svg += "<path d=\"M\(c(item.x)),\(c(item.y))h\(c(Self.swatchWidth))\" stroke=\"\(color)\""
+          svg += " stroke-width=\"2\" stroke-linecap=\"round\" fill=\"none\""
+          switch item.style {
+          case .dashed: svg += " stroke-dasharray=\"7 4\""
+          case .dotted: svg += " stroke-dasharray=\"0.5 4\""
+          default: break
+          }
+          svg += "/>\n"
+        }
       }
       let textX = item.x + Self.swatchWidth + Self.swatchGap
       svg += "<text x=\"\(c(textX))\" y=\"\(c(item.y + item.fontSize * 0.35))\""

@@ -10,6 +10,24 @@ public enum LineStyle: Sendable, Equatable {
   case stepped
 }
 
+/// The shape of a series' point markers. Shapes besides colour tell methods apart in grey print
+/// and for readers who confuse two colours, and keep points at the same place distinguishable.
+public enum MarkerShape: String, Sendable, CaseIterable {
+  case circle, square, diamond, triangleUp, triangleDown, triangleLeft, triangleRight, plus
+  case cross, star
+}
+
+/// A vertical interval drawn around a point (e.g. a 95% confidence interval), in data units.
+public struct ErrorBar: Sendable, Equatable {
+  public var low: Double
+  public var high: Double
+
+  public init(low: Double, high: Double) {
+    self.low = low
+    self.high = high
+  }
+}
+
 /// One named curve. Points are drawn in the order given, as a training log records them; a
 /// non-finite point (or a non-positive one on a log axis) is skipped and leaves a gap in the line,
 /// so a diverged step is visible instead of being bridged.
@@ -20,15 +38,23 @@ public struct Series: Sendable {
   /// A CSS colour; `nil` takes the next colour of `Palette.colors` (they repeat after eight, so
   /// give more series than that distinct styles too).
   public var color: String? = nil
+  /// Draws every point with this marker (outlined in white so overlapping markers stay
+  /// visible); nil: only `.markers` series and isolated points get plain dots.
+  public var marker: MarkerShape? = nil
+  /// One bar per point, in the order of `points` (or none); a bar with a non-finite end is
+  /// skipped. Automatic y ranges include the bars.
+  public var errorBars: [ErrorBar] = []
 
   public init(
     name: String, points: [(x: Double, y: Double)], style: LineStyle = .solid,
-    color: String? = nil
+    color: String? = nil, marker: MarkerShape? = nil, errorBars: [ErrorBar] = []
   ) {
     self.name = name
     self.points = points
     self.style = style
     self.color = color
+    self.marker = marker
+    self.errorBars = errorBars
   }
 
   /// Pairs `x[i]` with `y[i]`, for logs kept as parallel columns; the longer array's extra
@@ -84,6 +110,20 @@ public enum Palette {
     "#000000",  // black
     "#F0E442",  // yellow
   ]
+
+  /// Fifteen colours for charts that need one per item (a method per colour): the palette
+  /// without its faint yellow, then Paul Tol's muted scheme, then the yellow.
+  public static let distinct: [String] =
+    colors.dropLast() + [
+      "#882255",  // wine
+      "#44AA99",  // teal
+      "#999933",  // olive
+      "#332288",  // indigo
+      "#AA4499",  // purple
+      "#117733",  // green
+      "#DDCC77",  // sand
+      "#F0E442",  // yellow
+    ]
 
   /// Light tints of the palette for bands, so adjacent phases differ without competing with lines.
   public static let bandFills: [String] = [

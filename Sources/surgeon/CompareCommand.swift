@@ -11,14 +11,17 @@ enum CompareCommand: Command {
     full `surgeon apply` of a derived manifest into OUTPUT/cells/<cell>/), chooses every
     method's learning rate on the validation split (never the test split), and writes
     OUTPUT/comparison.md, comparison.json and figures/ (accuracy vs kept share of the wrapped
-    weights, learning curves, W-free accuracy during training). Finished cells are skipped, so
+    weights, paired differences, learning curves, W-free accuracy during training). Every row's
+    Δ to its reference is paired on the test examples: a 95% bootstrap interval and McNemar's
+    p (cells need predictions.json, written by apply). Finished cells are skipped, so
     an interrupted comparison continues where it stopped; a cell whose derived manifest changed
     runs again. The sweep format is in docs/compare.md.
 
     Options:
       --dry-run      list the cells and where they go; run nothing
       --table-only   write the table and figures from the cells that finished; run nothing
-      --reference M  the method the Δ column compares with (default: the first method)
+      --reference M  the method the Δ column compares with (default: the first method; a
+                     method's own `reference:` in the sweep file wins)
       --methods LIST run only these methods' cells (comma-separated); the others' finished
                      cells still make the table. Two processes with disjoint lists share one
                      sweep, e.g. on two machines or cores; a teacher must have finished first.
@@ -205,12 +208,13 @@ enum CompareCommand: Command {
     let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
 
     let all = Array(results.values).sorted { $0.cell < $1.cell }
-    let rows = Aggregation.rows(sweep, results: all, chosen: chosen)
+    let rows = Aggregation.rows(sweep, results: all, chosen: chosen, reference: reference)
     try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
     let table =
       "# \(sweep.name): `surgeon compare \(path)`\n\n"
       + "Base manifest \(sweep.base); seeds \(sweep.seeds.map(String.init).joined(separator: ", ")); learning rates chosen by validation accuracy of the deployed model (\(sweep.selection.rawValue)); test accuracy of the deployed model (W-free where the method ends W-free).\n\n"
-      + Aggregation.markdown(rows, reference: reference)
+      + Aggregation.markdown(rows, reference: reference) + "\n" + Aggregation.pairedMethodNote
+      + "\n"
     try Data(table.utf8).write(
       to: output.appendingPathComponent("comparison.md"), options: .atomic)
     let encoder = JSONEncoder()

@@ -130,7 +130,7 @@ final class CompareTests: XCTestCase {
     XCTAssertEqual(MeanStd([0.5]).std, 0)
     let table = Aggregation.markdown(rows, reference: "full")
     XCTAssertTrue(table.contains("0.8200 ± 0.0200"), table)
-    XCTAssertTrue(table.contains("| +0.0 |"), table)
+    XCTAssertTrue(table.contains("| reference | — |"), table)
   }
 
   func testSweepErrorsNameTheLine() {

@@ -334,7 +334,52 @@ final class PlotTests: XCTestCase {
     XCTAssertEqual(Set(Palette.colors).count, Palette.colors.count)
   }
 
-  /// 100k steps become at most a few points per pixel column.
+  func testMarkerShapesAndErrorBars() throws {
+    // One point per shape at the same place, each with a bar from 0 to 10 around y = 5.
+    let series = MarkerShape.allCases.enumerated().map { index, shape in
+      Series(
+        name: shape.rawValue, points: [(1, 5)], style: .markers,
+        color: Palette.distinct[index], marker: shape,
+        errorBars: [ErrorBar(low: 0, high: 10)])
+    }
+    let text = chart(series).svg()
+    let svg = try ParsedSVG(text)
+    let markers = svg.elements(withClass: "markers")
+    XCTAssertEqual(markers.count, MarkerShape.allCases.count)
+    // Every shape has its own outline, and every marker an outline in white over the others.
+    XCTAssertEqual(Set(markers.compactMap { $0.string("d") }).count, MarkerShape.allCases.count)
+    XCTAssertTrue(markers.allSatisfy { $0.string("stroke") == "#FFFFFF" })
+    XCTAssertEqual(
+      markers.compactMap { $0.string("fill") }, Array(Palette.distinct.prefix(markers.count)))
+    let bars = svg.elements(withClass: "error-bars")
+    XCTAssertEqual(bars.count, MarkerShape.allCases.count)
+    // Bars come before the markers, so no bar covers a point.
+    let classes = svg.elements.compactMap { $0.string("class") }
+    XCTAssertLessThan(
+      try XCTUnwrap(classes.lastIndex(of: "error-bars")),
+      try XCTUnwrap(classes.firstIndex(of: "markers")))
+    // The automatic y range covers the bars, not just the points.
+    let ticks = svg.texts(inClass: "y-ticks").compactMap(Double.init)
+    XCTAssertLessThanOrEqual(try XCTUnwrap(ticks.min()), 0)
+    XCTAssertGreaterThanOrEqual(try XCTUnwrap(ticks.max()), 10)
+    // The legend shows each shape.
+    let legend = try XCTUnwrap(svg.elements(withClass: "legend").first)
+    let swatches = (legend.children ?? []).compactMap { $0 as? XMLElement }
+      .filter { $0.localName == "path" }
+    XCTAssertEqual(swatches.count, MarkerShape.allCases.count)
+    XCTAssertEqual(Set(Palette.distinct).count, Palette.distinct.count)
+    // A bar with a non-finite end is left out; the point stays.
+    let partial = try ParsedSVG(
+      chart([
+        Series(
+          name: "a", points: [(0, 1), (1, 2)], marker: .square,
+          errorBars: [ErrorBar(low: .nan, high: 2), ErrorBar(low: 1.5, high: 2.5)])
+      ]).svg())
+    let d = try XCTUnwrap(partial.elements(withClass: "error-bars").first?.string("d"))
+    XCTAssertEqual(d.components(separatedBy: "V").count - 1, 1, d)
+  }
+
+  /// 100k steps become at most a few points per pixel column.  /// 100k steps become at most a few points per pixel column.
   func testLongSeriesStaysSmall() {
     let long = chart([Series(name: "", points: points(100_000) { 1 + sin($0 / 1000) })])
     let size = long.svg().utf8.count

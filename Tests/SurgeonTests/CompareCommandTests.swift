@@ -107,6 +107,87 @@ final class CompareCommandTests: XCTestCase {
     XCTAssertTrue(third.error.contains("running decay-c_lr1e-2_s0"), third.error)
   }
 
+  func testRowsArePairedOnTheCellsPredictions() throws {
+    try sweep(
+      Self.fullMethod + Self.decayMethod + "    reference: full\n"
+        + "  - name: decay-long\n    lr: [1.0e-2]\n    reference: decay-c\n"
+        + "    set: {train: {steps: 8}}\n")
+    let run = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
+    XCTAssertEqual(run.status, 0, run.error)
+    let output = workspace.appendingPathComponent("checkpoints/compare")
+    func cell(_ id: String) throws -> (predictions: [String: Any], accuracy: Double) {
+      let directory = output.appendingPathComponent("cells/\(id)")
+      let predictions = try XCTUnwrap(
+        try JSONSerialization.jsonObject(
+          with: Data(contentsOf: directory.appendingPathComponent("predictions.json")))
+          as? [String: Any])
+      let results = try XCTUnwrap(
+        try JSONSerialization.jsonObject(
+          with: Data(contentsOf: directory.appendingPathComponent("results.json")))
+          as? [String: Any])
+      return (predictions, try XCTUnwrap(results["test_accuracy"] as? Double))
+    }
+    let full = try cell("full_lr1e-3_s0")
+    let decay = try cell("decay-c_lr1e-2_s0")
+    let rows = try comparisonRows()
+    XCTAssertTrue(rows[0]["paired"] is NSNull, "\(rows[0])")
+    XCTAssertEqual(rows[0]["paired_note"] as? String, "reference")
+    let paired = try XCTUnwrap(rows[1]["paired"] as? [String: Any], "\(rows[1])")
+    XCTAssertEqual(paired["reference"] as? String, "full")
+    XCTAssertEqual(paired["seeds"] as? [Int], [0])
+    let examples = try XCTUnwrap((full.predictions["indices"] as? [Int])?.count)
+    XCTAssertEqual(paired["examples"] as? Int, examples)
+    // One seed: Δ is the difference of the two runs' reported test accuracies.
+    let delta = try XCTUnwrap(paired["delta"] as? Double)
+    XCTAssertEqual(delta, decay.accuracy - full.accuracy, accuracy: 1e-6)
+    let interval = try XCTUnwrap(paired["ci95"] as? [Double])
+    XCTAssertLessThanOrEqual(interval[0], delta)
+    XCTAssertGreaterThanOrEqual(interval[1], delta)
+    // The discordant counts, recounted from the two files.
+    let labels = try XCTUnwrap(full.predictions["labels"] as? [Int])
+    let mine = try XCTUnwrap(decay.predictions["predicted"] as? [Int])
+    let theirs = try XCTUnwrap(full.predictions["predicted"] as? [Int])
+    let rowOnly = labels.indices.filter { mine[$0] == labels[$0] && theirs[$0] != labels[$0] }
+    let referenceOnly = labels.indices.filter {
+      mine[$0] != labels[$0] && theirs[$0] == labels[$0]
+    }
+    XCTAssertEqual(paired["row_only_correct"] as? Int, rowOnly.count)
+    XCTAssertEqual(paired["reference_only_correct"] as? Int, referenceOnly.count)
+    XCTAssertEqual(
+      (rows[2]["paired"] as? [String: Any])?["reference"] as? String, "decay-c",
+      "a method's reference: wins over the first method")
+    let table = try String(
+      contentsOf: output.appendingPathComponent("comparison.md"), encoding: .utf8)
+    XCTAssertTrue(table.contains("McNemar"), table)
+    XCTAssertTrue(table.contains(" vs decay-c |"), table)
+    XCTAssertTrue(
+      FileManager.default.fileExists(
+        atPath: output.appendingPathComponent("figures/paired-differences.svg").path))
+
+    // A run from before predictions.json: not paired, and the table says why.
+    try FileManager.default.removeItem(
+      at: output.appendingPathComponent("cells/decay-c_lr1e-2_s0/predictions.json"))
+    let old = try runSurgeon(["compare", "sweep.yaml", "--table-only"], in: workspace)
+    XCTAssertEqual(old.status, 0, old.error)
+    let oldRows = try comparisonRows()
+    XCTAssertTrue(oldRows[1]["paired"] is NSNull, "\(oldRows[1])")
+    XCTAssertEqual(
+      oldRows[1]["paired_note"] as? String,
+      "no predictions.json for seed 0 (run before apply wrote it)")
+    XCTAssertTrue(oldRows[2]["paired"] is NSNull, "its reference has none either")
+    XCTAssertTrue(
+      old.output.contains("— (vs full: no predictions.json for seed 0"), old.output)
+
+    // A method naming no method of the sweep is an error at its line.
+    try sweep(Self.fullMethod + Self.decayMethod + "    reference: ful\n")
+    let bad = try runSurgeon(["compare", "sweep.yaml", "--dry-run"], in: workspace)
+    XCTAssertEqual(bad.status, 1, bad.error)
+    XCTAssertTrue(
+      bad.error.contains(
+        "sweep.yaml:12:16: error: reference 'ful' must name another method of this sweep"),
+      bad.error)
+  }
+
   func testDistillationCellIsTaughtByTheTeachersRun() throws {
     try sweep(Self.fullMethod + Self.distilledMethod)
     let run = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
