@@ -43,7 +43,8 @@ public enum ConfigurationFile {
       throw CheckpointError(
         file: path, problem: "model_type '\(other ?? "")' is not supported",
         fix:
-          "surgeon loads model_type \"bert\" (Hugging Face layout), \"\(SurgeonArchitecture.lowRankBertModelType)\" (a BERT with adapters surgeon wrote) or \"vgg\"")
+          "surgeon loads model_type \"bert\" (Hugging Face layout), \"\(SurgeonArchitecture.lowRankBertModelType)\" (a BERT with adapters surgeon wrote) or \"vgg\""
+      )
     }
   }
 

@@ -67,7 +67,8 @@ public enum PredictionReader {
     var classIDs: [Int32]?
     if let labels = rows.labels {
       let index = Dictionary(
-        labelNames.enumerated().map { ($0.element, Int32($0.offset)) }, uniquingKeysWith: { a, _ in a })
+        labelNames.enumerated().map { ($0.element, Int32($0.offset)) },
+        uniquingKeysWith: { a, _ in a })
       var ids: [Int32] = []
       ids.reserveCapacity(labels.count)
       for (row, label) in labels.enumerated() {
@@ -107,7 +108,8 @@ public enum PredictionReader {
     guard found == imageShape else {
       throw DatasetError(
         file: shown,
-        problem: "holds images of \(describe(found)) but the checkpoint takes \(describe(imageShape))",
+        problem:
+          "holds images of \(describe(found)) but the checkpoint takes \(describe(imageShape))",
         fix: "resize the images to \(imageShape[1])×\(imageShape[2]) with \(imageShape[0]) "
           + "channel\(imageShape[0] == 1 ? "" : "s") (\(checkpoint)/config.json: image_size, "
           + "in_channels)")

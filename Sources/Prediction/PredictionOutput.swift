@@ -29,7 +29,8 @@ public struct PredictionWriter: Sendable {
   public var header: String {
     switch format {
     case .jsonLines: return ""
-    case .csv: return (["row", "label"] + labelNames).map(Self.csvField).joined(separator: ",") + "\n"
+    case .csv:
+      return (["row", "label"] + labelNames).map(Self.csvField).joined(separator: ",") + "\n"
     }
   }
 

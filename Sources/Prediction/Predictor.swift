@@ -121,7 +121,8 @@ public struct Predictor: Sendable {
         }
         let batch = TextBatch(
           batchSize: rows.count, length: length, inputIDs: ids, attentionMask: mask)
-        guard let result = try bert.forward(batch, mode: .evaluation, random: &random).outputs.logits
+        guard
+          let result = try bert.forward(batch, mode: .evaluation, random: &random).outputs.logits
         else { throw ModelInputError("the model has no classifier head") }
         logits = result
       case (.vgg(var vgg), .images(let pixels)):

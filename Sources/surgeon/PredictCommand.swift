@@ -61,7 +61,8 @@ enum PredictCommand: Command {
       format = implied
     } else {
       throw UsageError(
-        message: "cannot tell the format of '\(input)' from its name; pass --format csv|tsv|jsonl|idx")
+        message:
+          "cannot tell the format of '\(input)' from its name; pass --format csv|tsv|jsonl|idx")
     }
     if parsed.value("labels") != nil && format != .idx {
       throw UsageError(message: "--labels FILE is for IDX images; tables name a --label column")
@@ -135,7 +136,8 @@ enum PredictCommand: Command {
       format: "predicted %d examples in %.2f s (%.1f examples/s)", examples.count, seconds,
       Double(examples.count) / max(seconds, 1e-9))
     if let accuracy = writer.accuracy {
-      summary += String(format: "; accuracy %.4f (%d of %d)", accuracy, writer.correct, writer.labelled)
+      summary += String(
+        format: "; accuracy %.4f (%d of %d)", accuracy, writer.correct, writer.labelled)
     }
     if let outPath { summary += "; wrote \(outPath)" }
     // Standard output carries the predictions unless --out took them.

@@ -69,7 +69,8 @@ final class MergeTests: XCTestCase {
       let difference = try bertLogits(merged).maxAbsoluteDifference(to: bertLogits(adapted))
       XCTAssertLessThanOrEqual(difference, 1e-5, "d = \(decay)")
       // The adapters changed the output, so the comparison can fail.
-      XCTAssertGreaterThan(try bertLogits(adapted).maxAbsoluteDifference(to: bertLogits(base)), 1e-3)
+      XCTAssertGreaterThan(
+        try bertLogits(adapted).maxAbsoluteDifference(to: bertLogits(base)), 1e-3)
       // The W-free form merges to the same model.
       let fromExport = try adapted.exported().merged()
       if decay == 0 {

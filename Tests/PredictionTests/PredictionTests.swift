@@ -99,7 +99,9 @@ final class PredictionTests: XCTestCase {
         path: images, labelsPath: nil, imageShape: [1, 32, 32], classCount: 10, checkpoint: "ckpt")
     }
     XCTAssertTrue(
-      wrongSize.contains("images-idx3-ubyte: error: holds images of 1 channel of 28×28 but the checkpoint takes 1 channel of 32×32"),
+      wrongSize.contains(
+        "images-idx3-ubyte: error: holds images of 1 channel of 28×28 but the checkpoint takes 1 channel of 32×32"
+      ),
       wrongSize)
     XCTAssertTrue(wrongSize.contains("resize the images to 32×32"), wrongSize)
     let labels = directory.appendingPathComponent("labels-idx1-ubyte")
@@ -135,7 +137,8 @@ final class PredictionTests: XCTestCase {
     XCTAssertEqual(json.correct, 2)
     XCTAssertEqual(json.labelled, 3)
     XCTAssertEqual(json.accuracy ?? 0, 2.0 / 3.0, accuracy: 1e-12)
-    var csv = PredictionWriter(format: PredictionOutputFormat(fileName: "out.CSV"), labelNames: ["a,b", "c"])
+    var csv = PredictionWriter(
+      format: PredictionOutputFormat(fileName: "out.CSV"), labelNames: ["a,b", "c"])
     XCTAssertEqual(csv.header, "row,label,\"a,b\",c\n")
     XCTAssertEqual(
       csv.lines(probabilities, firstRow: 1, labels: nil).split(separator: "\n").first,

@@ -81,7 +81,8 @@ final class PredictTests: XCTestCase {
   func testPredictionsAgreeAcrossRewrittenCompressedAndMergedForms() throws {
     let root = try workspace
     for name in ["plain", "decayed", "decayed/compressed"] {
-      let data = try Data(contentsOf: root.appendingPathComponent("checkpoints/\(name)/config.json"))
+      let data = try Data(
+        contentsOf: root.appendingPathComponent("checkpoints/\(name)/config.json"))
       let config = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
       XCTAssertEqual(config["model_type"] as? String, "surgeon_lowrank_bert", name)
     }
@@ -107,7 +108,9 @@ final class PredictTests: XCTestCase {
     XCTAssertLessThanOrEqual(largestDifference(runs[2], runs[3]), 1e-5, "d = 0 vs compressed")
     XCTAssertLessThanOrEqual(largestDifference(runs[2], runs[4]), 1e-5, "d = 0 vs its merge")
     // The runs trained: their predictions are not the base model's (the tests can fail).
-    XCTAssertGreaterThan(largestDifference(runs[0], try probabilities(base.output, names: ["LABEL_0", "LABEL_1"])), 1e-3)
+    XCTAssertGreaterThan(
+      largestDifference(runs[0], try probabilities(base.output, names: ["LABEL_0", "LABEL_1"])),
+      1e-3)
     let mergedConfig = try String(
       contentsOf: root.appendingPathComponent("merged-plain/config.json"), encoding: .utf8)
     XCTAssertTrue(mergedConfig.contains("\"BertForSequenceClassification\""), mergedConfig)
@@ -151,7 +154,8 @@ final class PredictTests: XCTestCase {
       XCTAssertEqual(run.status, 1, bad.name)
       XCTAssertTrue(run.error.contains(bad.message), run.error)
       XCTAssertTrue(run.error.contains("; "), "a fix follows the problem: \(run.error)")
-      XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("bad.jsonl").path))
+      XCTAssertFalse(
+        FileManager.default.fileExists(atPath: root.appendingPathComponent("bad.jsonl").path))
       XCTAssertEqual(run.output, "")
     }
     let fromStandardInput = try predict(["checkpoints/plain", "--input", "-"], input: "")
@@ -171,7 +175,8 @@ final class PredictTests: XCTestCase {
       wrongSize.error.contains(
         "wrong-idx3-ubyte: error: holds images of 1 channel of 32×32 but the checkpoint takes 1 channel of 28×28; resize the images to 28×28"
       ), wrongSize.error)
-    XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("bad.jsonl").path))
+    XCTAssertFalse(
+      FileManager.default.fileExists(atPath: root.appendingPathComponent("bad.jsonl").path))
   }
 
   func testImagesWithLabelsGiveTheForwardCommandsClasses() throws {
