@@ -203,15 +203,12 @@ struct OutputSink {
     guard let handle, let temporary, let target else { return }
     try flush(handle)
     try? handle.close()
-    do {
-      if FileManager.default.fileExists(atPath: target.path) {
-        _ = try FileManager.default.replaceItemAt(target, withItemAt: temporary)
-      } else {
-        try FileManager.default.moveItem(at: temporary, to: target)
-      }
-    } catch {
+    // rename(2) replaces an existing file atomically (Foundation's replaceItemAt fails here).
+    guard rename(temporary.path, target.path) == 0 else {
+      let reason = String(cString: strerror(errno))
+      try? FileManager.default.removeItem(at: temporary)
       throw CommandError(
-        message: "\(target.path): error: cannot move the predictions into place: \(error)")
+        message: "\(target.path): error: cannot move the predictions into place: \(reason)")
     }
     self.handle = nil
   }

@@ -129,6 +129,14 @@ final class PredictTests: XCTestCase {
     XCTAssertEqual(lines.count, 3)
     XCTAssertEqual(lines[0], "row,label,no,yes")
     XCTAssertTrue(lines[2].hasPrefix("2,"), String(lines[2]))
+    // A second run replaces the file.
+    let again = try predict(
+      ["checkpoints/decayed/compressed", "--input", "-", "--out", "out.csv", "--text", "review"],
+      input: "review\nx\n")
+    XCTAssertEqual(again.status, 0, again.error)
+    let replaced = try String(
+      contentsOf: workspace.appendingPathComponent("out.csv"), encoding: .utf8)
+    XCTAssertEqual(replaced.split(separator: "\n").count, 2)
   }
 
   func testBadInputsStopWithTheFileAndTheFixAndWriteNothing() throws {
