@@ -37,18 +37,24 @@ let package = Package(
     .target(
       name: "Training",
       dependencies: ["Surgery", "Models", "Tensor", "Datasets", "Plots", "Distributed"]),
+    // `surgeon predict`: prediction inputs checked against a checkpoint, batched inference,
+    // JSON Lines / CSV output.
+    .target(name: "Prediction", dependencies: ["Models", "Datasets", "Manifest", "Tensor"]),
     // `surgeon compare`: sweep files, derived manifests, learning-rate selection, tables, figures.
     .target(name: "Compare", dependencies: ["Manifest", "Plots"]),
     .executableTarget(
       name: "surgeon",
       dependencies: [
         "Models", "Manifest", "Surgery", "Training", "Tensor", "Datasets", "Distributed", "Compare",
+        "Prediction",
       ]),
     // Benchmarks (not tests): ratios measured side by side in one run.
     .executableTarget(
       name: "SurgeonBench", dependencies: ["Models", "Tensor", "Manifest", "Surgery", "Training"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "PlotTests", dependencies: ["Plots"]),
+    .testTarget(
+      name: "PredictionTests", dependencies: ["Prediction", "Datasets", "Models", "Tensor"]),
     .testTarget(name: "CompareTests", dependencies: ["Compare", "Manifest"]),
     .testTarget(
       name: "ModelsTests",

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Trains a tiny plain-LoRA run with surgeon on the tiny BERT fixture, then checks that Hugging
-# Face PEFT loads its peft/ adapter and reproduces surgeon's logits. Needs torch, transformers
-# and peft in python3 (test.sh runs this only when they import); builds surgeon in release.
+# Face PEFT loads its peft/ adapter and reproduces surgeon's logits. Uses SURGEON_VENV_PYTHON
+# when set, else the venv of Scripts/python-env.sh; builds surgeon in release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+python="${SURGEON_VENV_PYTHON:-$(bash Scripts/python-env.sh)}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/checkpoints"
 cp -r Tests/SurgeonTests/Fixtures/tiny-bert "$work/checkpoints/tiny-bert"
-python3 - "$work" <<'PY'
+"$python" - "$work" <<'PY'
 import random, sys
 random.seed(0)
 rows = ["text,label"]
@@ -41,7 +42,7 @@ YAML
 swift build -c release --product surgeon >/dev/null
 binary="$PWD/.build/release/surgeon"
 (cd "$work" && "$binary" apply peft.yaml --progress none >/dev/null)
-python3 - "$work" <<'PY'
+"$python" - "$work" <<'PY'
 import sys, torch
 from safetensors.torch import save_file
 ids = torch.tensor([[2, 5, 6, 7, 3, 0], [2, 8, 5, 9, 10, 3]], dtype=torch.int32)
@@ -49,5 +50,5 @@ save_file({"input_ids": ids, "attention_mask": (ids != 0).int(), "token_type_ids
           f"{sys.argv[1]}/inputs.safetensors")
 PY
 "$binary" forward "$work/checkpoints/peft-check" --inputs "$work/inputs.safetensors" --out "$work/surgeon.safetensors"
-python3 Scripts/peft/check_peft.py "$work/checkpoints/tiny-bert" "$work/checkpoints/peft-check" \
+"$python" Scripts/peft/check_peft.py "$work/checkpoints/tiny-bert" "$work/checkpoints/peft-check" \
   "$work/inputs.safetensors" "$work/surgeon.safetensors"

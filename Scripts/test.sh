@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs the system packages when missing, fetches MiniLM and the Rotten
 # Tomatoes snippets for the tests that read them (when absent), checks formatting, builds the
-# release binary without warnings, validates manifests/, and runs the whole suite. Fails when no
-# test ran.
+# release binary without warnings, validates manifests/, runs the whole suite, then the PEFT,
+# Hugging Face (and ONNX, where Scripts/check-onnx.sh exists) round trips in the reference venv.
+# Fails when no test ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Scripts/setup.sh
@@ -31,12 +32,13 @@ if [ "${executed:-0}" -eq 0 ]; then
   echo "test.sh: no test ran" >&2
   exit 1
 fi
-# The PEFT round trip needs torch, transformers and peft; it runs where they import.
-if python3 -c "import torch, transformers, peft" >/dev/null 2>&1; then
-  bash Scripts/check-peft.sh
-else
-  echo "test.sh: skipping Scripts/check-peft.sh (python3 lacks torch/transformers/peft)"
-fi
+# The round trips through the real clients, never skipped: python-env.sh fails when the venv
+# (torch 2.13.0, transformers, peft, onnx, onnxruntime) cannot be built.
+SURGEON_VENV_PYTHON="$(bash Scripts/python-env.sh)"
+export SURGEON_VENV_PYTHON
+bash Scripts/check-peft.sh
+bash Scripts/check-hf.sh
+if [ -f Scripts/check-onnx.sh ]; then bash Scripts/check-onnx.sh; fi
 # Name what was skipped (for example the 2-process test where mpirun is absent).
 grep -E "Test Case .* skipped" "$log" | sed 's/^/test.sh: skipped: /' || true
 echo "tests: $((executed - failed - skipped)) passed, $failed failed, $skipped skipped"

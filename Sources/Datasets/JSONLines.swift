@@ -380,7 +380,12 @@ func readJSONLines(
       throw wrongType(columns.text, "the number \(value)", expected: "a string")
     case .other(let kind)?: throw wrongType(columns.text, kind, expected: "a string")
     }
+    // With an optional label, the first object says whether the file has labels.
+    if columns.labelIsOptional && table.texts.count == 1 && label == nil {
+      table.hasLabels = false
+    }
     switch label {
+    case _ where !table.hasLabels: break
     case nil: throw place.missing(columns.label, role: "label", in: keys)
     case .string(let value)?, .integer(let value)?:
       guard !value.isEmpty else {

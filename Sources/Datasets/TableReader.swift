@@ -30,6 +30,15 @@ public struct LabeledTexts: Sendable {
   public var count: Int { texts.count }
 }
 
+/// Texts to classify, with the labels the table gives (nil when it has no label column).
+public struct TextRows: Sendable {
+  public var texts: [String]
+  /// The label column's values as written.
+  public var labels: [String]?
+  /// The line each row starts on (for messages about a row).
+  public var lines: [Int]
+}
+
 /// Reads CSV, TSV and JSONL tables of labelled texts.
 public enum TableReader {
   /// Reads the text, label (and optionally group) column of every row of `path`.
@@ -63,6 +72,46 @@ public enum TableReader {
       table = try readJSONLines(bytes, columns: columns, file: path)
     }
     return try classify(table, labels: labels, columns: columns, file: path)
+  }
+
+  /// Reads the texts of `path` and, when the table has `labelColumn`, their labels as written:
+  /// the input of a prediction, whose labels (if any) are names of the model's classes.
+  ///
+  /// - Parameter name: the file as messages call it (`<stdin>` for `/dev/stdin`).
+  public static func readTexts(
+    path: String, name: String? = nil, format: TableFormat, textColumn: String,
+    labelColumn: String
+  ) throws(DatasetError) -> TextRows {
+    let shown = name ?? path
+    do {
+      let buffer = try readFile(path, what: "the input file")
+      var bytes = buffer.bytes
+      var skipped = 0
+      if bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF {
+        bytes = UnsafeBufferPointer(rebasing: bytes[3...])
+        skipped = 3
+      }
+      try validateUTF8(bytes, skipped: skipped, file: shown)
+      let columns = RequestedColumns(
+        text: textColumn, label: labelColumn, group: nil, labelIsOptional: true)
+      let table: RawTable
+      switch format {
+      case .csv:
+        table = try readDelimited(
+          bytes, delimiter: UInt8(ascii: ","), columns: columns, file: shown)
+      case .tsv:
+        table = try readDelimited(
+          bytes, delimiter: UInt8(ascii: "\t"), columns: columns, file: shown)
+      case .jsonl:
+        table = try readJSONLines(bytes, columns: columns, file: shown)
+      }
+      return TextRows(
+        texts: table.texts, labels: table.hasLabels ? table.labels : nil, lines: table.lines)
+    } catch {
+      var renamed = error
+      if renamed.file == path { renamed.file = shown }
+      throw renamed
+    }
   }
 
   /// Turns label strings into class ids, in the given order or the sorted default.
@@ -126,12 +175,17 @@ struct RequestedColumns {
   var text: String
   var label: String
   var group: String?
+  /// A table without the label column is read without labels (prediction input): CSV/TSV by
+  /// the header, JSON Lines by the first object.
+  var labelIsOptional = false
 }
 
 /// Rows as read, before labels become class ids.
 struct RawTable {
   var texts: [String] = []
+  /// Empty when the label column was optional and absent (`hasLabels` false).
   var labels: [String] = []
+  var hasLabels = true
   var groups: [String]?
   /// The line each row starts on, for errors found after parsing.
   var lines: [Int] = []

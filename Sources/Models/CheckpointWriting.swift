@@ -51,16 +51,21 @@ extension Model {
     return factors
   }
 
-  /// `config.json` for this graph: Hugging Face's BERT fields (so transformers reads the base
-  /// architecture) or docs/manifest.md's VGG format, plus `surgeon_adapters` for wrapped nodes.
+  /// `config.json` for this graph: Hugging Face's BERT fields or the VGG format of docs/manifest.md, plus
+  /// `surgeon_adapters` for wrapped nodes. A BERT with adapters is no architecture transformers
+  /// knows (it would drop the adapters, or initialise missing W at random, and still load), so
+  /// it is named `SurgeonLowRankBert…` with model type `surgeon_lowrank_bert`, which
+  /// transformers refuses; `merged()` gives the form it loads.
   public func configurationJSON(labelNames: [String]? = nil) throws -> String {
     var object: [String: Any] = [:]
     switch self {
     case .bert(let model):
       let c = model.configuration
+      let plain = adapterRecords.isEmpty
+      let head = model.classCount == nil ? "Model" : "ForSequenceClassification"
       object = [
-        "model_type": "bert",
-        "architectures": [model.classCount == nil ? "BertModel" : "BertForSequenceClassification"],
+        "model_type": plain ? "bert" : SurgeonArchitecture.lowRankBertModelType,
+        "architectures": [(plain ? "Bert" : SurgeonArchitecture.lowRankBertPrefix) + head],
         "hidden_size": c.hiddenSize, "num_hidden_layers": c.layerCount,
         "num_attention_heads": c.headCount, "intermediate_size": c.intermediateSize,
         "hidden_act": c.activation.rawValue, "layer_norm_eps": Double(c.layerNormEpsilon),
@@ -138,6 +143,14 @@ extension Model {
   public var nodesWithFrozenWeight: [String] {
     decayFactors.filter { $0.value != 0 }.map(\.key).sorted()
   }
+}
+
+/// surgeon's own names for graphs no other library computes.
+public enum SurgeonArchitecture {
+  /// `config.json`'s `model_type` of a BERT with adapters (rewritten or W-free).
+  public static let lowRankBertModelType = "surgeon_lowrank_bert"
+  /// The `architectures` entry of such a BERT, before `Model` or `ForSequenceClassification`.
+  public static let lowRankBertPrefix = "SurgeonLowRankBert"
 }
 
 /// Writes a model as a checkpoint directory (`config.json` + `model.safetensors`) that

@@ -37,14 +37,45 @@ public enum ConfigurationFile {
     }
     let reader = FieldReader(path: path, fields: fields)
     switch try reader.string("model_type", default: nil) {
-    case "bert": return try bert(reader)
+    case "bert", SurgeonArchitecture.lowRankBertModelType: return try bert(reader)
     case "vgg": return try vgg(reader)
     case let other:
       throw CheckpointError(
         file: path, problem: "model_type '\(other ?? "")' is not supported",
-        fix: "surgeon loads model_type \"bert\" (Hugging Face layout) or \"vgg\" (docs/manifest.md)"
+        fix:
+          "surgeon loads model_type \"bert\" (Hugging Face layout), \"\(SurgeonArchitecture.lowRankBertModelType)\" (a BERT with adapters surgeon wrote) or \"vgg\" (docs/manifest.md)"
       )
     }
+  }
+
+  /// The class names `config.json` records, index = class id: BERT's `id2label` (keys 0…n-1),
+  /// VGG's `labels`; nil when it records none.
+  public static func labelNames(_ url: URL) throws(CheckpointError) -> [String]? {
+    guard let data = FileManager.default.contents(atPath: url.path),
+      let fields = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else {
+      throw CheckpointError(
+        file: url.path, problem: "config.json is missing or not a JSON object",
+        fix: "a checkpoint directory holds config.json and model.safetensors")
+    }
+    if let list = fields["labels"] {
+      guard let names = list as? [String], !names.isEmpty else {
+        throw CheckpointError(file: url.path, problem: "labels must be a list of class names")
+      }
+      return names
+    }
+    guard let map = fields["id2label"] as? [String: Any] else { return nil }
+    var names = [String](repeating: "", count: map.count)
+    for (key, value) in map {
+      guard let index = Int(key), names.indices.contains(index), let name = value as? String else {
+        throw CheckpointError(
+          file: url.path,
+          problem: "id2label must map \"0\"…\"\(map.count - 1)\" to label names, not \"\(key)\"",
+          fix: "write id2label as {\"0\": \"negative\", \"1\": \"positive\"}")
+      }
+      names[index] = name
+    }
+    return names
   }
 
   private static func bert(_ reader: FieldReader) throws(CheckpointError) -> Architecture {

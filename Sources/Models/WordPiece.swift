@@ -61,6 +61,13 @@ public struct WordPieceTokenizer: Sendable {
   /// The longest key in each table, so that matching never tries longer candidates.
   private let longestWordStart: Int
   private let longestContinuation: Int
+  /// `[CLS]`, `[SEP]`, `[PAD]`, `[UNK]` and `[MASK]` (when listed), longest first: written in a
+  /// text they are that token, matched on the raw text before normalisation, as `tokenizers`
+  /// matches its special added tokens.
+  private let specialTokens: [(scalars: [Unicode.Scalar], id: Int32)]
+
+  /// The special tokens `tokenizers`' BERT tokenizer adds.
+  static let specialTokenTexts = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
   /// Loads a `vocab.txt` (one token per line, line number = id), as `tokenizers` reads it: lines
   /// split at "\n", trailing whitespace (including "\r") dropped, a repeated token keeps its last id.
@@ -152,6 +159,9 @@ public struct WordPieceTokenizer: Sendable {
     self.continuations = continuations
     self.longestWordStart = longestWordStart
     self.longestContinuation = longestContinuation
+    self.specialTokens = Self.specialTokenTexts.compactMap { text in
+      id(of: text).map { (Array(text.unicodeScalars), $0) }
+    }.sorted { $0.scalars.count > $1.scalars.count }
   }
 
   /// The wordpieces of `text` (continuations prefixed "##"), without `[CLS]` and `[SEP]`.
@@ -193,8 +203,40 @@ public struct WordPieceTokenizer: Sendable {
 
   // MARK: - Pipeline
 
-  /// Normalizes, pre-tokenizes and runs WordPiece on every word.
+  /// Splits `text` at the special tokens written in it (leftmost, longest first), and runs the
+  /// pipeline on the text between them.
   private func pieceIDs(_ text: String) -> [Int32] {
+    guard text.utf8.contains(UInt8(ascii: "[")) else { return wordPieceIDs(text) }
+    let scalars = Array(text.unicodeScalars)
+    var ids: [Int32] = []
+    var segmentStart = 0
+    var index = 0
+    func flush(upTo end: Int) {
+      if end > segmentStart {
+        ids += wordPieceIDs(String(String.UnicodeScalarView(scalars[segmentStart..<end])))
+      }
+    }
+    while index < scalars.count {
+      guard scalars[index] == "[",
+        let special = specialTokens.first(where: { token in
+          index + token.scalars.count <= scalars.count
+            && scalars[index..<index + token.scalars.count].elementsEqual(token.scalars)
+        })
+      else {
+        index += 1
+        continue
+      }
+      flush(upTo: index)
+      ids.append(special.id)
+      index += special.scalars.count
+      segmentStart = index
+    }
+    flush(upTo: scalars.count)
+    return ids
+  }
+
+  /// Normalizes, pre-tokenizes and runs WordPiece on every word.
+  private func wordPieceIDs(_ text: String) -> [Int32] {
     let scalars = normalized(text)
     var ids: [Int32] = []
     ids.reserveCapacity(scalars.count / 4 + 1)

@@ -4,15 +4,22 @@ import Models
 enum ExportCommand: Command {
   static let usage = """
     Usage: surgeon export CHECKPOINT --out DIR [--force]
+           surgeon export CHECKPOINT --merge --out DIR
 
     Writes the W-free model of a checkpoint surgeon wrote: every wrapped layer becomes
     <node>.down.weight (= A), <node>.up.weight (= s·B) and <node>.up.bias (= C), its frozen
     weight deleted. Refused while a wrapped layer is not at d = 0 (its output would change),
-    unless --force. The result is reloaded and checked before the command succeeds.
+    unless --force. Only surgeon loads it (config.json names surgeon's architecture).
+
+    --merge instead folds every adapter into its layer, W' = d·W + s·B·A and b' = d·b + C (the
+    evaluation output is unchanged, at any d): a plain checkpoint of the base architecture that
+    Hugging Face transformers (BertForSequenceClassification) loads. It compresses nothing.
+
+    The result is reloaded and checked before the command succeeds.
     """
 
   static func run(_ arguments: [String]) throws {
-    let parsed = try Arguments(arguments, options: ["out"], flags: ["force"])
+    let parsed = try Arguments(arguments, options: ["out"], flags: ["force", "merge"])
     guard parsed.positionals.count == 1, let out = parsed.value("out") else {
       throw UsageError(message: "give one CHECKPOINT and --out DIR")
     }
@@ -26,8 +33,12 @@ enum ExportCommand: Command {
           "\(source.path): error: the checkpoint has no adapters, so there is nothing to export; surgeon apply writes checkpoints with adapters"
       )
     }
+    let merging = parsed.flag("merge")
+    if merging && parsed.flag("force") {
+      throw UsageError(message: "--force is for the W-free export; --merge needs none")
+    }
     let unfinished = model.nodesWithFrozenWeight
-    if !unfinished.isEmpty && !parsed.flag("force") {
+    if !merging && !unfinished.isEmpty && !parsed.flag("force") {
       let factors = model.decayFactors
       throw CommandError(
         message:
@@ -37,13 +48,30 @@ enum ExportCommand: Command {
     if FileManager.default.fileExists(atPath: target.path) {
       throw CommandError(message: "\(target.path): error: exists; choose a new --out directory")
     }
-    let exported = model.exported()
+    let exported: Model
+    if merging {
+      do {
+        exported = try model.merged()
+      } catch {
+        throw CommandError(message: "\(source.path): error: cannot merge: \(error.description)")
+      }
+    } else {
+      exported = model.exported()
+    }
+    let labelNames: [String]?
+    do {
+      labelNames = try ConfigurationFile.labelNames(source.appendingPathComponent("config.json"))
+    } catch {
+      throw CommandError(message: error.description)
+    }
     do {
       var metadata: [String: String] = [:]
       if let manifest = loaded.metadata["surgeon.manifest"] {
         metadata["surgeon.manifest"] = manifest
       }
-      try CheckpointWriter.write(exported, to: target, metadata: metadata)
+      // transformers' own files carry format "pt"; a merged checkpoint is one of them.
+      if merging { metadata["format"] = "pt" }
+      try CheckpointWriter.write(exported, to: target, metadata: metadata, labelNames: labelNames)
       let vocabulary = source.appendingPathComponent("vocab.txt")
       if FileManager.default.fileExists(atPath: vocabulary.path) {
         try FileManager.default.copyItem(

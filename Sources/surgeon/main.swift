@@ -13,7 +13,8 @@ let overview = """
 
   Commands:
     apply      rewrite, train, evaluate, compress and report as a manifest says
-    export     the W-free model of a checkpoint surgeon wrote
+    export     the W-free model of a checkpoint, or (--merge) a plain one transformers loads
+    predict    classify a CSV/TSV/JSONL of texts or IDX images; JSON lines or CSV out
     compare    run a manifest over methods × ranks × learning rates × seeds; table and figures
     validate   check manifests (syntax, schema, selectors against the model, data files)
     summary    per-node trainable/frozen parameter counts of a manifest, checkpoint or preset
@@ -57,6 +58,7 @@ func run(_ arguments: [String]) -> Int32 {
     "tokenize": TokenizeCommand.self, "validate": ValidateCommand.self,
     "schema": SchemaCommand.self, "apply": ApplyCommand.self,
     "export": ExportCommand.self, "compare": CompareCommand.self,
+    "predict": PredictCommand.self,
   ]
   switch command {
   case "--version", "version":

@@ -57,6 +57,30 @@ final class WordPieceTests: XCTestCase {
         + report.joined(separator: "\n"))
   }
 
+  /// Special tokens written in a text are those tokens, matched on the raw text before
+  /// normalisation (so "[cls]" is not one). Ids from transformers 5.25.0 (tokenizers-backed
+  /// BertTokenizerFast) on the MiniLM vocabulary, with:
+  ///
+  ///     python -c 'from transformers import BertTokenizerFast as T
+  ///     t = T.from_pretrained("Tests/ModelsTests/Fixtures/minilm-vocab")
+  ///     for c in CASES: print(t(c)["input_ids"])'
+  func testSpecialTokensInTextMatchHuggingFace() throws {
+    let tokenizer = try WordPieceTokenizer(vocabularyFile: miniLMVocabulary())
+    let cases: [(String, [Int32])] = [
+      ("[CLS] [SEP] [MASK] literal", [101, 101, 102, 103, 18204, 102]),
+      ("a[MASK]b", [101, 1037, 103, 1038, 102]),
+      ("[cls] is not special", [101, 1031, 18856, 2015, 1033, 2003, 2025, 2569, 102]),
+      ("Hello [SEP]world[PAD][UNK]", [101, 7592, 102, 2088, 0, 100, 102]),
+      ("[[CLS]]", [101, 1031, 101, 1033, 102]),
+      ("[MASK", [101, 1031, 7308, 102]),
+      ("[CLS][CLS]  [SEP] Ünïcode [MASK].", [101, 101, 101, 102, 27260, 103, 1012, 102]),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(tokenizer.encode(text), expected, text.debugDescription)
+    }
+    XCTAssertEqual(tokenizer.tokens("x [MASK]y"), ["x", "[MASK]", "y"])
+  }
+
   func testEncodeBatchTruncatesKeepingSeparatorAndPads() throws {
     let tokenizer = try WordPieceTokenizer(vocabularyFile: miniLMVocabulary())
     let long = "A tense, capably-made film that's exciting and realistic enough."
