@@ -80,6 +80,21 @@ def set_decay(checkpoint, decay):
     save_file(tensors, path, metadata=metadata)
 
 
+def scale(checkpoint, suffix, factor):
+    """Multiplies the tensors whose names end with `suffix`: the tiny fixture's FFN
+    pre-activations are near 0, where gelu, gelu_new and each other's formulas agree; scaled
+    up, the activation's exact shape shows in the outputs."""
+    path = f"{checkpoint}/model.safetensors"
+    from safetensors import safe_open
+    with safe_open(path, "np") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    for name in tensors:
+        if name.endswith(suffix):
+            tensors[name] = (tensors[name] * np.float32(factor)).astype(tensors[name].dtype)
+    save_file(tensors, path, metadata=metadata)
+
+
 def make_inputs(work):
     rng = np.random.default_rng(1)
     ids = rng.integers(5, 64, size=(3, 7)).astype(np.int64)
@@ -151,6 +166,8 @@ if __name__ == "__main__":
         make_vgg(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     elif command == "decay":
         set_decay(sys.argv[2], float(sys.argv[3]))
+    elif command == "scale":
+        scale(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     elif command == "inputs":
         make_inputs(sys.argv[2])
     elif command == "check":
