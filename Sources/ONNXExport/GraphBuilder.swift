@@ -139,17 +139,15 @@ struct GraphBuilder {
     return y
   }
 
-  /// The `Conv` attributes of a layer's geometry (or a 1×1 conv's with `pointwise`).
-  private func convolutionAttributes(_ layer: Conv2d, kernel: (Int, Int), groups: Int)
-    -> [ONNXAttribute]
-  {
+  /// `Conv` attributes; ONNX orders pads as all the starts, then all the ends.
+  private func convolutionAttributes(
+    kernel: (Int, Int), stride: (Int, Int) = (1, 1), padding: Padding2D = Padding2D(0),
+    dilation: (Int, Int) = (1, 1), groups: Int = 1
+  ) -> [ONNXAttribute] {
     [
-      .ints("kernel_shape", [kernel.0, kernel.1]),
-      .ints("strides", [layer.stride.0, layer.stride.1]),
-      .ints(
-        "pads",
-        [layer.padding.top, layer.padding.left, layer.padding.bottom, layer.padding.right]),
-      .ints("dilations", [layer.dilation.0, layer.dilation.1]), .int("group", groups),
+      .ints("kernel_shape", [kernel.0, kernel.1]), .ints("strides", [stride.0, stride.1]),
+      .ints("pads", [padding.top, padding.left, padding.bottom, padding.right]),
+      .ints("dilations", [dilation.0, dilation.1]), .int("group", groups),
     ]
   }
 
@@ -158,7 +156,9 @@ struct GraphBuilder {
   /// kernel `d·W + s·reshape(B·A)` with bias `d·b + C`, built from the factors in the graph.
   mutating func convolution(_ layer: Conv2d, _ x: String) -> String {
     let n = layer.name
-    let attributes = convolutionAttributes(layer, kernel: layer.kernelSize, groups: layer.groups)
+    let attributes = convolutionAttributes(
+      kernel: layer.kernelSize, stride: layer.stride, padding: layer.padding,
+      dilation: layer.dilation, groups: layer.groups)
     guard let adapter = layer.adapter else {
       var inputs = [x, initializer(layer.weightName, layer.weight)]
       if let bias = layer.bias { inputs.append(initializer(layer.biasName, bias)) }
@@ -211,8 +211,7 @@ struct GraphBuilder {
     let hidden = node("Conv", [x, down], name: n + "/down/Conv", attributes: attributes)
     let up = initializer(
       adapter.upName, adapter.up, dimensions: [layer.outChannels, adapter.rank, 1, 1])
-    let pointwise = convolutionAttributes(
-      Conv2d(name: n, weight: Tensor(zeros: [1, 1, 1, 1]), bias: nil), kernel: (1, 1), groups: 1)
+    let pointwise = convolutionAttributes(kernel: (1, 1))
     // The W-free layer: C is the 1×1 conv's bias.
     if frozen == nil && adapter.scale == 1, let c = adapter.bias {
       return node(
