@@ -29,6 +29,8 @@ let package = Package(
     .target(name: "Models", dependencies: ["Tensor"]),
     .target(name: "Manifest", dependencies: ["CYAML"]),
     .target(name: "Surgery", dependencies: ["Models", "Manifest", "Tensor"]),
+    // ONNX files written by hand (protobuf wire format): the model as surgeon holds it.
+    .target(name: "ONNXExport", dependencies: ["Models", "Tensor"]),
     .target(name: "Datasets", dependencies: ["Models", "Tensor", "CZlib"]),
     // SVG line charts for the report; depends on nothing so any target can draw.
     .target(name: "Plots"),
@@ -46,7 +48,7 @@ let package = Package(
       name: "surgeon",
       dependencies: [
         "Models", "Manifest", "Surgery", "Training", "Tensor", "Datasets", "Distributed", "Compare",
-        "Prediction",
+        "Prediction", "ONNXExport",
       ]),
     // Benchmarks (not tests): ratios measured side by side in one run.
     .executableTarget(
@@ -55,6 +57,11 @@ let package = Package(
     .testTarget(name: "PlotTests", dependencies: ["Plots"]),
     .testTarget(
       name: "PredictionTests", dependencies: ["Prediction", "Datasets", "Models", "Tensor"]),
+    .testTarget(
+      name: "ONNXExportTests",
+      dependencies: ["ONNXExport", "Models", "Tensor"],
+      resources: [.copy("Fixtures")]
+    ),
     .testTarget(name: "CompareTests", dependencies: ["Compare", "Manifest"]),
     .testTarget(
       name: "ModelsTests",

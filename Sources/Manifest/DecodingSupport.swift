@@ -22,7 +22,7 @@ enum ManifestKeys {
   static let images = ["format", "images", "labels"]
   static let split = ["validation", "test", "group_by", "seed", "part"]
   static let optimizer = ["name", "lr", "weight_decay", "warmup"]
-  static let output = ["dir", "compress", "checkpoint_every"]
+  static let output = ["dir", "compress", "onnx", "checkpoint_every"]
 }
 
 /// A value that failed to decode; the diagnostic has been recorded already.

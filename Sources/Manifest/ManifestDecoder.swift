@@ -453,6 +453,10 @@ extension DecodingContext {
       optional(fields, "compress", &failed) { context, node throws(Invalid) in
         try context.boolean(node, "output.compress")
       } ?? false
+    let onnx =
+      optional(fields, "onnx", &failed) { context, node throws(Invalid) in
+        try context.boolean(node, "output.onnx")
+      } ?? false
     let checkpointEvery = optional(fields, "checkpoint_every", &failed) {
       context, node throws(Invalid) -> Located<Int>? in
       if node.resolved == .null { return nil }
@@ -482,7 +486,7 @@ extension DecodingContext {
       directory ?? name.map { Located("checkpoints/\($0.value)", at: owner) }
     guard let resolved else { throw Invalid() }
     return OutputSection(
-      directory: resolved, compress: compress, checkpointEvery: checkpointEvery)
+      directory: resolved, compress: compress, onnx: onnx, checkpointEvery: checkpointEvery)
   }
 
   /// A relative path without "..": output never lands outside the working directory.

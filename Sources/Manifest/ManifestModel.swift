@@ -475,14 +475,19 @@ public struct OutputSection: Sendable, Equatable {
   public var directory: Located<String>
   /// Also write the W-free model.
   public var compress: Bool
+  /// Also write `onnx/`: the deployed model (W-free when the run ends at d = 0, else as trained)
+  /// as ONNX, with vocab.txt and surgeon.json.
+  public var onnx: Bool
   /// Steps between saved training states; nil = none.
   public var checkpointEvery: Located<Int>?
 
   public init(
-    directory: Located<String>, compress: Bool, checkpointEvery: Located<Int>?
+    directory: Located<String>, compress: Bool, onnx: Bool = false,
+    checkpointEvery: Located<Int>?
   ) {
     self.directory = directory
     self.compress = compress
+    self.onnx = onnx
     self.checkpointEvery = checkpointEvery
   }
 }

@@ -330,6 +330,9 @@ public enum ManifestSchema {
           ]),
         "compress": object(
           "Also write the W-free model (default false).", ["type": .string("boolean")]),
+        "onnx": object(
+          "Also write onnx/: the deployed model as ONNX (opset 17) with vocab.txt and surgeon.json (default false).",
+          ["type": .string("boolean")]),
         "checkpoint_every": object(
           "Steps between saved training states.",
           ["type": strings(["integer", "null"]), "minimum": .integer(1)]),

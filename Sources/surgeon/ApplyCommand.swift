@@ -3,6 +3,7 @@ import Distributed
 import Foundation
 import Manifest
 import Models
+import ONNXExport
 import Surgery
 import Tensor
 import Training
@@ -15,7 +16,7 @@ enum ApplyCommand: Command {
     Rewrites the model as the manifest says, compiles the training plan, trains (with the decay
     and noise schedules), evaluates on the validation split with W and as exported, tests, and
     writes output.dir: model.safetensors + config.json, compressed/ (output.compress),
-    results.json, metrics.jsonl, report.md, figures/ and state/ (for --resume). Everything is
+    onnx/ (output.onnx), results.json, metrics.jsonl, report.md, figures/ and state/ (for --resume). Everything is
     checked before anything is written.
 
     Options:
@@ -295,6 +296,13 @@ enum ApplyCommand: Command {
           )
         }
       }
+      if manifest.output.onnx {
+        // The deployed model: W-free when every wrapped layer ended at d = 0, else as trained.
+        try writeONNX(
+          endsWFree ? finalPlan.model.exported() : finalPlan.model,
+          to: staged.appendingPathComponent("onnx"), setup: setup, manifest: manifest)
+        log("wrote the ONNX model to \(manifest.output.directory.value)/onnx/")
+      }
       let written = RunResults(
         name: name, steps: settings.steps, trainSeconds: trainSeconds,
         params: .init(
@@ -425,6 +433,30 @@ enum ApplyCommand: Command {
     let target = directory.appendingPathComponent("vocab.txt")
     try? FileManager.default.removeItem(at: target)
     try? FileManager.default.copyItem(at: source, to: target)
+  }
+
+  /// `onnx/`: model.onnx, vocab.txt (BERT) and surgeon.json.
+  static func writeONNX(_ model: Model, to directory: URL, setup: RunSetup, manifest: Manifest)
+    throws
+  {
+    let onnx: ONNXModel
+    let bytes: [UInt8]
+    do {
+      onnx = try ONNXExporter.model(for: model)
+      bytes = try onnx.serialized()
+    } catch {
+      throw CommandError(
+        message:
+          "\(manifest.file): error: output.onnx: cannot export the model: \(error.description)")
+    }
+    let description = DeploymentDescription(
+      model: model, graph: onnx.graph, labels: setup.labelNames,
+      maxLength: manifest.train?.data.maxLength.value, task: manifest.train?.task.value.rawValue)
+    try OutputFiles.createDirectory(directory)
+    try OutputFiles.write(Data(bytes), to: directory.appendingPathComponent("model.onnx"))
+    copyVocabulary(setup, to: directory)
+    try OutputFiles.write(
+      Data(try description.json().utf8), to: directory.appendingPathComponent("surgeon.json"))
   }
 
   static func log(_ message: String) {

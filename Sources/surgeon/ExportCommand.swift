@@ -1,10 +1,13 @@
 import Foundation
+import Manifest
 import Models
+import ONNXExport
 
 enum ExportCommand: Command {
   static let usage = """
     Usage: surgeon export CHECKPOINT --out DIR [--force]
            surgeon export CHECKPOINT --merge --out DIR
+           surgeon export CHECKPOINT --format onnx --out DIR
 
     Writes the W-free model of a checkpoint surgeon wrote: every wrapped layer becomes
     <node>.down.weight (= A), <node>.up.weight (= s·B) and <node>.up.bias (= C), its frozen
@@ -16,16 +19,32 @@ enum ExportCommand: Command {
     Hugging Face transformers (BertForSequenceClassification) loads. It compresses nothing.
 
     The result is reloaded and checked before the command succeeds.
+
+    --format onnx (default safetensors): the model as the checkpoint holds it (plain; rewritten,
+    with its adapters at their current d; or W-free) as DIR/model.onnx (opset 17, float32;
+    inputs input_ids, attention_mask, token_type_ids or pixel_values, outputs logits and
+    last_hidden_state), with vocab.txt (BERT) and surgeon.json (labels, max length, task).
     """
 
   static func run(_ arguments: [String]) throws {
-    let parsed = try Arguments(arguments, options: ["out"], flags: ["force", "merge"])
+    let parsed = try Arguments(arguments, options: ["out", "format"], flags: ["force", "merge"])
     guard parsed.positionals.count == 1, let out = parsed.value("out") else {
       throw UsageError(message: "give one CHECKPOINT and --out DIR")
+    }
+    let format = parsed.value("format") ?? "safetensors"
+    guard ["safetensors", "onnx"].contains(format) else {
+      throw UsageError(message: "--format must be safetensors or onnx, not '\(format)'")
+    }
+    if format == "onnx" && (parsed.flag("merge") || parsed.flag("force")) {
+      throw UsageError(message: "--format onnx exports the model as it is; drop --merge/--force")
     }
     let source = URL(fileURLWithPath: parsed.positionals[0])
     let target = URL(fileURLWithPath: out)
     let loaded = try loadCheckpoint(source)
+    if format == "onnx" {
+      try exportONNX(loaded, to: target)
+      return
+    }
     let model = loaded.model
     guard !model.adapterRecords.isEmpty else {
       throw CommandError(
@@ -92,5 +111,55 @@ enum ExportCommand: Command {
     }
     print(
       "wrote \(target.path): \(reloaded.parameterCount) parameters (from \(model.parameterCount))")
+  }
+
+  /// Writes DIR/model.onnx, vocab.txt (BERT) and surgeon.json; the graph is built and checked
+  /// before the directory is created, so a model the exporter cannot express writes nothing.
+  static func exportONNX(_ loaded: LoadedCheckpoint, to target: URL) throws {
+    let source = loaded.directory
+    if FileManager.default.fileExists(atPath: target.path) {
+      throw CommandError(message: "\(target.path): error: exists; choose a new --out directory")
+    }
+    let manifest = loaded.metadata["surgeon.manifest"].flatMap {
+      ManifestDecoder.decode(text: $0, file: "surgeon.manifest").manifest
+    }
+    let onnx: ONNXModel
+    let bytes: [UInt8]
+    do {
+      onnx = try ONNXExporter.model(for: loaded.model)
+      bytes = try onnx.serialized()
+    } catch {
+      throw CommandError(
+        message: "\(source.path): error: cannot export to ONNX: \(error.description)")
+    }
+    var maxLength = manifest?.train?.data.maxLength.value
+    if maxLength == nil, case .bert(let bert) = loaded.model {
+      maxLength = bert.configuration.maxPositions
+    }
+    let labels: [String]?
+    do {
+      labels = try ConfigurationFile.labelNames(source.appendingPathComponent("config.json"))
+    } catch {
+      throw CommandError(message: error.description)
+    }
+    let description = DeploymentDescription(
+      model: loaded.model, graph: onnx.graph, labels: labels, maxLength: maxLength,
+      task: manifest?.train?.task.value.rawValue)
+    do {
+      try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
+      try Data(bytes).write(to: target.appendingPathComponent("model.onnx"), options: .atomic)
+      let vocabulary = source.appendingPathComponent("vocab.txt")
+      if FileManager.default.fileExists(atPath: vocabulary.path) {
+        try FileManager.default.copyItem(
+          at: vocabulary, to: target.appendingPathComponent("vocab.txt"))
+      }
+      try Data(try description.json().utf8).write(
+        to: target.appendingPathComponent("surgeon.json"), options: .atomic)
+    } catch {
+      throw CommandError(message: "\(target.path): error: cannot write the export: \(error)")
+    }
+    print(
+      "wrote \(target.path)/model.onnx: \(description.form) \(description.family), \(onnx.graph.nodes.count) nodes, \(bytes.count) bytes"
+    )
   }
 }

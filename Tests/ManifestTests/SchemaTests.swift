@@ -59,7 +59,7 @@ final class SchemaTests: XCTestCase {
     XCTAssertEqual(
       propertyNames(try definition("optimizer")), ["name", "lr", "weight_decay", "warmup"])
     XCTAssertEqual(
-      propertyNames(try definition("output")), ["dir", "compress", "checkpoint_every"])
+      propertyNames(try definition("output")), ["dir", "compress", "onnx", "checkpoint_every"])
     let sources = try XCTUnwrap(try definition("dataSource")["oneOf"] as? [[String: Any]])
     XCTAssertEqual(
       sources.map(propertyNames),

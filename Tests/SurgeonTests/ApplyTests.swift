@@ -196,6 +196,38 @@ final class ApplyTests: XCTestCase {
     XCTAssertEqual(forced.status, 0, forced.error)
   }
 
+  func testONNXExportWritesTheModelVocabularyAndDescription() throws {
+    // Without a train section apply only rewrites: the adapters are at d = 1.
+    let rewriteOnly =
+      manifest(name: "fresh", compress: false).components(separatedBy: "train:\n")[0]
+      + "output:\n  dir: checkpoints/fresh\n"
+    try apply([try write(rewriteOnly, "fresh.yaml")])
+    let arguments = ["export", "checkpoints/fresh", "--format", "onnx", "--out", "onnx"]
+    let run = try runSurgeon(arguments, in: workspace)
+    XCTAssertEqual(run.status, 0, run.error)
+    XCTAssertTrue(run.output.contains("rewritten bert"), run.output)
+    // ModelProto starts with ir_version (field 1, varint) = 8.
+    let bytes = try Data(contentsOf: file("onnx/model.onnx"))
+    XCTAssertEqual(Array(bytes.prefix(2)), [0x08, 0x08])
+    XCTAssertTrue(FileManager.default.fileExists(atPath: file("onnx/vocab.txt").path))
+    let description = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(contentsOf: file("onnx/surgeon.json")))
+        as? [String: Any])
+    XCTAssertEqual(description["form"] as? String, "rewritten")
+    XCTAssertEqual(description["task"] as? String, "text-classification")
+    XCTAssertEqual(description["outputs"] as? [String], ["last_hidden_state", "logits"])
+    // No train section: the model's own limit, max_position_embeddings.
+    XCTAssertEqual(description["max_length"] as? Int, 32)
+    let again = try runSurgeon(arguments, in: workspace)
+    XCTAssertEqual(again.status, 1)
+    XCTAssertTrue(again.error.contains("exists; choose a new --out directory"), again.error)
+    let badFormat = try runSurgeon(
+      ["export", "checkpoints/fresh", "--format", "pt", "--out", "pt"], in: workspace)
+    XCTAssertEqual(badFormat.status, 2)
+    XCTAssertTrue(badFormat.error.contains("--format must be safetensors or onnx"), badFormat.error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: file("pt").path))
+  }
+
   /// SIGKILL at a random step (as a crash or an out-of-memory kill would), then --resume: the
   /// final model is bitwise the uninterrupted run's.
   func testKilledRunResumesBitwise() throws {
