@@ -156,8 +156,7 @@ public struct SafeTensorsFile: Sendable {
   /// The names, dtypes and shapes of a file's tensors and its metadata, from the header alone:
   /// no byte of tensor data is read, so a file whose data is damaged or truncated still gives
   /// its header (planning and validation need shapes, never values).
-  public static func readHeader(contentsOf url: URL) throws(SafeTensorsError) -> SafeTensorsHeader
-  {
+  public static func readHeader(contentsOf url: URL) throws(SafeTensorsError) -> SafeTensorsHeader {
     let path = url.path
     func failure(_ problem: String, fix: String? = nil) -> SafeTensorsError {
       SafeTensorsError(file: path, problem: problem, fix: fix)
@@ -185,7 +184,9 @@ public struct SafeTensorsFile: Sendable {
     let prefix = try readPrefix(8)
     var length = 0
     if prefix.count == 8 {
-      let declared = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+      let declared = prefix.withUnsafeBytes {
+        UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))
+      }
       length = Int(min(declared, UInt64(maximumHeaderLength) + 1))
     }
     // Past the limit, the decoder reports the declared length without the header being read.

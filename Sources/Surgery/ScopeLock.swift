@@ -35,7 +35,8 @@ public struct ScopeLock: Sendable, Equatable, Codable {
     var summary: String {
       var parts: [String] = []
       switch action {
-      case "wrapped": parts.append(budget == true ? "lora budget r≤\(rank ?? 0)" : "lora r\(rank ?? 0)")
+      case "wrapped":
+        parts.append(budget == true ? "lora budget r≤\(rank ?? 0)" : "lora r\(rank ?? 0)")
       default: parts.append(action)
       }
       if let weight = shapes["weight"] {

@@ -50,7 +50,8 @@ enum PlanCommand: Command {
     }
     diagnostics += ManifestCheck.review(
       manifest, rewrite, ranksDecided: false, lock: parsed.flag("lock") ? .update : .check)
-    print(parsed.flag("json") ? try json(rewrite) : text(rewrite, manifest: manifest, origin: origin))
+    print(
+      parsed.flag("json") ? try json(rewrite) : text(rewrite, manifest: manifest, origin: origin))
     if !diagnostics.isEmpty { printError(render(diagnostics, as: .text)) }
     if diagnostics.contains(where: { $0.severity == .error }) { throw ExitStatus(code: 1) }
     if parsed.flag("lock") {
@@ -96,7 +97,8 @@ enum PlanCommand: Command {
         [
           action.node, action.kind.rawValue, rankText(action),
           action.rule.map { "\($0) (line \(rewrite.rules[$0 - 1].location.line))" } ?? "default",
-          action.overrides.isEmpty ? "-" : action.overrides.map(String.init).joined(separator: ", "),
+          action.overrides.isEmpty
+            ? "-" : action.overrides.map(String.init).joined(separator: ", "),
         ]
       }
     let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }

@@ -92,7 +92,8 @@ final class PlanCommandTests: XCTestCase {
     let counts = try XCTUnwrap(plan["counts"] as? [String: Any])
     XCTAssertEqual(counts["trainable"] as? Int, 3 * 256 + 66)
     XCTAssertEqual(counts["wrapped"] as? Int, 3)
-    XCTAssertEqual(try XCTUnwrap(counts["coverage"] as? Double), 3 * 1_056 / 17_954, accuracy: 1e-12)
+    XCTAssertEqual(
+      try XCTUnwrap(counts["coverage"] as? Double), 3 * 1_056 / 17_954, accuracy: 1e-12)
     // The same counts summary prints.
     let summary = try json(try surgeon(["summary", "planned.yaml", "--json"]).output)
     XCTAssertEqual(counts["total"] as? Int, summary["total"] as? Int)
@@ -234,7 +235,8 @@ final class PlanCommandTests: XCTestCase {
       Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)))
     }
     var header = try json(String(decoding: bytes[8..<(8 + length)], as: UTF8.self))
-    var end = header.values.compactMap { ($0 as? [String: Any])?["data_offsets"] as? [Int] }
+    var end =
+      header.values.compactMap { ($0 as? [String: Any])?["data_offsets"] as? [Int] }
       .map { $0[1] }.max() ?? 0
     for (name, value) in header where name.contains("encoder.layer.1.") {
       var entry = try XCTUnwrap(value as? [String: Any])
@@ -309,7 +311,9 @@ final class PlanCommandTests: XCTestCase {
       lines[0],
       "planned.yaml:15:14: error: expect.trainable == 835 does not hold: the plan has 834; if the plan is right, write trainable: 834"
     )
-    XCTAssertTrue(lines[1].hasPrefix("planned.yaml:16:10: error: expect.total <= 1000 does not hold: the plan has "), lines[1])
+    XCTAssertTrue(
+      lines[1].hasPrefix(
+        "planned.yaml:16:10: error: expect.total <= 1000 does not hold: the plan has "), lines[1])
     XCTAssertEqual(
       lines[2],
       "planned.yaml:17:13: error: expect.coverage >= 0.9 does not hold: the plan has 0.1765; if the plan is right, write coverage: \"0.1765\""
@@ -324,7 +328,8 @@ final class PlanCommandTests: XCTestCase {
 
   func testBlocksTheModelDoesNotHaveAreAnError() throws {
     try write(
-      manifest().replacingOccurrences(of: "      rank: 4\n", with: "      rank: 4\n      blocks: 0-9\n"))
+      manifest().replacingOccurrences(
+        of: "      rank: 4\n", with: "      rank: 4\n      blocks: 0-9\n"))
     let run = try surgeon(["validate", "planned.yaml"])
     XCTAssertEqual(run.status, 1)
     XCTAssertEqual(
@@ -387,7 +392,8 @@ final class PlanCommandTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(descriptor, 0)
     XCTAssertEqual(flock(descriptor, LOCK_EX | LOCK_NB), 0)
     let pid = Array("\(getpid())\n".utf8)
-    XCTAssertEqual(pid.withUnsafeBytes { pwrite(descriptor, $0.baseAddress!, $0.count, 0) }, pid.count)
+    XCTAssertEqual(
+      pid.withUnsafeBytes { pwrite(descriptor, $0.baseAddress!, $0.count, 0) }, pid.count)
     let refused = try surgeon(["apply", "planned.yaml"])
     XCTAssertEqual(refused.status, 1)
     XCTAssertEqual(
