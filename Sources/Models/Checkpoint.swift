@@ -128,6 +128,8 @@ public enum CheckpointLoader {
     _ architecture: Architecture, directory: URL, floats: [String: Tensor],
     integers: [String: [Int64]], metadata: [String: String]
   ) throws(CheckpointError) -> LoadedCheckpoint {
+    // The file's own tensors, before zero base weights stand in for exported nodes.
+    let stored = Set(floats.keys).union(integers.keys)
     var floats = floats
     let weightsURL = directory.appendingPathComponent("model.safetensors")
     let adapters = try adapterRecords(directory.appendingPathComponent("config.json"))
@@ -173,7 +175,7 @@ public enum CheckpointLoader {
       )
     }
     let used = Set(model.namedParameters.map(\.0))
-    let unused = Set(floats.keys).union(integers.keys).filter {
+    let unused = stored.filter {
       !used.contains($0) && !isKnownBuffer($0)
     }.sorted()
     let warnings = unused.map {
