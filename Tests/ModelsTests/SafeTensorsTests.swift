@@ -143,7 +143,8 @@ final class SafeTensorsTests: XCTestCase {
     let gap = directory.appendingPathComponent("gap.safetensors")
     try Data(
       file(
-        header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: floatBytes([1, 2]))
+        header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+        data: floatBytes([1, 2]))
     ).write(to: gap)
     XCTAssertThrowsError(try SafeTensorsFile.readHeader(contentsOf: gap)) { error in
       XCTAssertTrue("\(error)".contains("the first tensor must start at byte 0"), "\(error)")
