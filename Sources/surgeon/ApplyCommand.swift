@@ -101,15 +101,6 @@ enum ApplyCommand: Command {
       throw ExitStatus(code: 1)
     }
     let output = URL(fileURLWithPath: manifest.output.directory.value, relativeTo: workingDirectory)
-    // One run per output directory: a second would remove this one's staging directory. Held
-    // until the process ends.
-    if group.isPrimary {
-      do {
-        _ = try OutputLock(destination: output)
-      } catch {
-        throw CommandError(message: error.description)
-      }
-    }
     let state = output.appendingPathComponent("state")
     let fileManager = FileManager.default
     let hasState =
@@ -143,6 +134,27 @@ enum ApplyCommand: Command {
       lock: !parsed.flag("update-lock") ? .check : group.isPrimary ? .update : .skip)
     if !review.isEmpty && logs { printError(render(review, as: .text)) }
     if review.contains(where: { $0.severity == .error }) { throw ExitStatus(code: 1) }
+    // One run per output directory, from here to the end of the run: a second would remove
+    // this one's staging directory. Taken once every check has passed, so a refused run
+    // leaves nothing behind.
+    var outputLock: OutputLock?
+    defer { outputLock?.release() }
+    if group.isPrimary {
+      do {
+        outputLock = try OutputLock(destination: output)
+      } catch {
+        throw CommandError(message: error.description)
+      }
+      // A run that ended between the check above and the lock wrote the directory since.
+      if fileManager.fileExists(atPath: output.path) && !parsed.flag("resume")
+        && !parsed.flag("overwrite")
+      {
+        throw CommandError(
+          message:
+            "\(manifest.output.directory.value): error: the output directory exists; pass --resume to continue its run or --overwrite to replace it"
+        )
+      }
+    }
     if fileManager.fileExists(atPath: output.path) {
       try refuseOverwritingInputs(
         output, manifest: manifest, setup: setup, workingDirectory: workingDirectory)

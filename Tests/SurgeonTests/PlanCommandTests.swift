@@ -397,7 +397,7 @@ final class PlanCommandTests: XCTestCase {
     let refused = try surgeon(["apply", "planned.yaml"])
     XCTAssertEqual(refused.status, 1)
     XCTAssertEqual(
-      refused.error.trimmingCharacters(in: .newlines),
+      refused.error.split(separator: "\n").last.map(String.init),
       "\(file("checkpoints/held").standardizedFileURL.path): error: another surgeon apply (pid \(getpid())) is writing this output directory; wait for it to finish, or choose another output.dir"
     )
     XCTAssertFalse(FileManager.default.fileExists(atPath: file("checkpoints/held").path))
@@ -406,6 +406,8 @@ final class PlanCommandTests: XCTestCase {
     XCTAssertEqual(applied.status, 0, applied.error)
     XCTAssertTrue(
       FileManager.default.fileExists(atPath: file("checkpoints/held/model.safetensors").path))
+    // The run removes its lock file as it ends.
+    XCTAssertFalse(FileManager.default.fileExists(atPath: lockPath))
   }
 
   func testAnAbsoluteOutputDirectoryIsWritten() throws {
