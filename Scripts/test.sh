@@ -19,6 +19,13 @@ if grep -q "warning:" "$log"; then
 fi
 # Every shipped manifest must validate (what a user's CI would run).
 .build/release/surgeon validate manifests/*.yaml
+# ... and be locked (validate has just compared each plan with its NAME.lock.json).
+for manifest in manifests/*.yaml; do
+  [ -f "${manifest%.yaml}.lock.json" ] || {
+    echo "test.sh: $manifest has no lock; write it with: surgeon plan $manifest --lock" >&2
+    exit 1
+  }
+done
 # Every shipped sweep must derive valid manifests (lists the cells; runs nothing).
 for sweep in manifests/sweeps/*.yaml; do .build/release/surgeon compare "$sweep" --dry-run >/dev/null; done
 # One BLAS thread per test process: XCTest runs serially and the machine has 2 cores.
@@ -42,3 +49,5 @@ if [ -f Scripts/check-onnx.sh ]; then bash Scripts/check-onnx.sh; fi
 # Name what was skipped (for example the 2-process test where mpirun is absent).
 grep -E "Test Case .* skipped" "$log" | sed 's/^/test.sh: skipped: /' || true
 echo "tests: $((executed - failed - skipped)) passed, $failed failed, $skipped skipped"
+# The shipped pre-commit hook passes a good commit and blocks a bad one (pre-commit from PyPI).
+bash Scripts/check-pre-commit.sh

@@ -1,7 +1,7 @@
 /// The keys every mapping of format 1 accepts, shared by the decoder and the schema so that the
 /// two cannot drift apart.
 enum ManifestKeys {
-  static let top = ["surgeon", "name", "model", "surgery", "train", "output"]
+  static let top = ["surgeon", "name", "model", "surgery", "train", "output", "expect"]
   static let model = ["family", "checkpoint", "preset", "weights", "config", "head", "seed"]
   static let head = ["classes"]
   static let rules = ["lora", "freeze", "train"]
@@ -23,6 +23,7 @@ enum ManifestKeys {
   static let split = ["validation", "test", "group_by", "seed", "part"]
   static let optimizer = ["name", "lr", "weight_decay", "warmup"]
   static let output = ["dir", "compress", "onnx", "checkpoint_every"]
+  static let expect = ["trainable", "total", "compressed_total", "wrapped", "coverage"]
 }
 
 /// A value that failed to decode; the diagnostic has been recorded already.

@@ -149,10 +149,17 @@ extension DecodingContext {
       }
     }
 
+    let expectations =
+      optional(fields, "expect", &failed) { context, node throws(Invalid) in
+        try context.expectations(node, owner: fields.keyLocation("expect") ?? node.location)
+      } ?? []
+
     guard !failed, !hasErrors, let name, let model, let output else { return nil }
-    return Manifest(
+    var manifest = Manifest(
       file: file, text: text, name: name, model: model, surgery: surgery, train: train,
       output: output)
+    manifest.expectations = expectations
+    return manifest
   }
 
   /// The value of an optional key, nil when absent or invalid (then `failed` is set).
@@ -489,27 +496,35 @@ extension DecodingContext {
       directory: resolved, compress: compress, onnx: onnx, checkpointEvery: checkpointEvery)
   }
 
-  /// A relative path without "..": output never lands outside the working directory.
+  /// A relative path below the working directory or an absolute one (a scratch disk), never
+  /// with "..": a path that climbs is too easy to point at the run's own inputs by mistake.
   mutating func outputDirectory(_ node: YAMLNode) throws(Invalid) -> String {
     let text = try name(node, "output.dir")
     let components = text.split(separator: "/", omittingEmptySubsequences: true)
-    if text.hasPrefix("/") || text.hasPrefix("~") {
+    let absolute = text.hasPrefix("/")
+    if text.hasPrefix("~") {
       error(
-        "output.dir must stay inside the working directory", at: node.location,
-        fix: "use a relative path such as checkpoints/NAME, not an absolute one")
+        "output.dir is not expanded by a shell, so '~' would be a directory named '~'",
+        at: node.location, fix: "write the absolute path (/home/NAME/...) or a relative one")
       throw Invalid()
     }
     if components.contains("..") {
       error(
-        "output.dir must stay inside the working directory", at: node.location,
-        fix: "remove the '..' (for example: checkpoints/NAME)")
+        absolute
+          ? "output.dir may not contain '..'" : "output.dir must stay inside the working directory",
+        at: node.location,
+        fix: absolute
+          ? "write the directory without '..'" : "remove the '..' (for example: checkpoints/NAME)")
       throw Invalid()
     }
-    // "." or "./." is the working directory itself, which --overwrite would delete.
+    // "." or "./." is the working directory itself (and "/" the root), which --overwrite would
+    // delete.
     if components.allSatisfy({ $0 == "." }) {
       error(
-        "output.dir must name a directory below the working directory, not the working "
-          + "directory itself", at: node.location, fix: "for example: checkpoints/NAME")
+        absolute
+          ? "output.dir cannot be the root directory"
+          : "output.dir must name a directory below the working directory, not the working "
+            + "directory itself", at: node.location, fix: "for example: checkpoints/NAME")
       throw Invalid()
     }
     return text

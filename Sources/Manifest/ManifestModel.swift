@@ -33,6 +33,8 @@ public struct Manifest: Sendable, Equatable {
   /// nil: apply only rewrites and saves.
   public var train: TrainSection?
   public var output: OutputSection
+  /// `expect:`: bounds on the compiled plan's counts, in file order.
+  public var expectations: [Expectation] = []
 
   public init(
     file: String, text: String, name: Located<String>, model: ModelSection, surgery: [SurgeryRule],

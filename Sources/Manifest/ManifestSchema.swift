@@ -26,6 +26,7 @@ public enum ManifestSchema {
         ["type": .string("array"), "items": reference("rule")]),
       "train": reference("train"),
       "output": reference("output"),
+      "expect": reference("expect"),
     ]
     return .object([
       "$schema": .string("http://json-schema.org/draft-07/schema#"),
@@ -70,7 +71,42 @@ public enum ManifestSchema {
       "split": split,
       "optimizer": optimizer,
       "output": output,
+      "expect": expect,
     ]
+  }
+
+  /// `expect:`: counts as whole numbers or comparison strings, coverage as a share.
+  private static var expect: JSONValue {
+    let comparison = "^\\s*(==|>=|<=|>|<)?\\s*[0-9][0-9_,]*(\\.[0-9]+)?\\s*$"
+    func count(_ description: String) -> JSONValue {
+      object(
+        description + " A whole number (==) or a string such as \">= 100000\".",
+        [
+          "oneOf": .array([
+            .object(["type": .string("integer"), "minimum": .integer(0)]),
+            .object(["type": .string("string"), "pattern": .string(comparison)]),
+          ])
+        ])
+    }
+    return closedObject(
+      "Bounds on the compiled plan, checked by validate and apply at each key's line.",
+      keys: ManifestKeys.expect,
+      [
+        "trainable": count("Trainable parameters."),
+        "total": count("All parameters during training."),
+        "compressed_total": count("Parameters once compressed (W-free)."),
+        "wrapped": count("Nodes wrapped with an adapter."),
+        "coverage": object(
+          "Share of the model's Linear/Conv2d parameters in wrapped nodes: a number in [0, 1] (==) or a string such as \">= 0.9\".",
+          [
+            "oneOf": .array([
+              .object([
+                "type": .string("number"), "minimum": .integer(0), "maximum": .integer(1),
+              ]),
+              .object(["type": .string("string"), "pattern": .string(comparison)]),
+            ])
+          ]),
+      ])
   }
 
   private static var model: JSONValue {
@@ -323,10 +359,10 @@ public enum ManifestSchema {
       nil, keys: ManifestKeys.output,
       [
         "dir": object(
-          "Relative, without '..'; default checkpoints/<name>.",
+          "Relative or absolute, without '..' or '~'; default checkpoints/<name>.",
           [
             "type": .string("string"), "minLength": .integer(1),
-            "not": .object(["pattern": .string("^[/~]|(^|/)\\.\\.(/|$)")]),
+            "not": .object(["pattern": .string("^~|^/+$|(^|/)\\.\\.(/|$)")]),
           ]),
         "compress": object(
           "Also write the W-free model (default false).", ["type": .string("boolean")]),

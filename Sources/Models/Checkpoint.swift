@@ -86,6 +86,52 @@ public enum CheckpointLoader {
       case .integer(_, let values, _): integers[name] = values
       }
     }
+    return try build(
+      architecture, directory: directory, floats: floats, integers: integers,
+      metadata: file.metadata)
+  }
+
+  /// The model with every shape, name and adapter of the checkpoint but zero values, from
+  /// config.json and the safetensors header only: no tensor data is read (plans, validation and
+  /// summaries need shapes; a 440 MB checkpoint costs one small read). The weights must still
+  /// match config.json, as for `load`.
+  public static func loadShapes(directory: URL) throws(CheckpointError) -> LoadedCheckpoint {
+    let architecture = try architecture(directory: directory)
+    let weightsURL = directory.appendingPathComponent("model.safetensors")
+    guard FileManager.default.fileExists(atPath: weightsURL.path) else {
+      throw CheckpointError(
+        file: weightsURL.path, problem: "model.safetensors is missing",
+        fix: "put the weights as model.safetensors beside config.json")
+    }
+    let header: SafeTensorsHeader
+    do {
+      header = try SafeTensorsFile.readHeader(contentsOf: weightsURL)
+    } catch {
+      throw CheckpointError(file: error.file, problem: error.problem, fix: error.fix)
+    }
+    var floats: [String: Tensor] = [:]
+    var integers: [String: [Int64]] = [:]
+    for (name, entry) in header.tensors {
+      switch entry.dtype {
+      // calloc'ed zeros: no memory is touched for shapes nobody reads.
+      case .float32, .float16, .bfloat16: floats[name] = Tensor(zeros: entry.shape)
+      case .int64, .int32:
+        integers[name] = [Int64](repeating: 0, count: Tensor.elementCount(of: entry.shape))
+      }
+    }
+    return try build(
+      architecture, directory: directory, floats: floats, integers: integers,
+      metadata: header.metadata)
+  }
+
+  private static func build(
+    _ architecture: Architecture, directory: URL, floats: [String: Tensor],
+    integers: [String: [Int64]], metadata: [String: String]
+  ) throws(CheckpointError) -> LoadedCheckpoint {
+    // The file's own tensors, before zero base weights stand in for exported nodes.
+    let stored = Set(floats.keys).union(integers.keys)
+    var floats = floats
+    let weightsURL = directory.appendingPathComponent("model.safetensors")
     let adapters = try adapterRecords(directory.appendingPathComponent("config.json"))
     let prefix = floats["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
     // An exported node has no base weight; the graph is built with a zero one (never read).
@@ -119,7 +165,7 @@ public enum CheckpointLoader {
       }
       if !adapters.isEmpty {
         model = try attachAdapters(
-          adapters, to: model, tensors: floats, decay: decayFactors(file.metadata))
+          adapters, to: model, tensors: floats, decay: decayFactors(metadata))
       }
     } catch {
       throw CheckpointError(
@@ -129,12 +175,14 @@ public enum CheckpointLoader {
       )
     }
     let used = Set(model.namedParameters.map(\.0))
-    let unused = file.tensors.keys.filter { !used.contains($0) && !isKnownBuffer($0) }.sorted()
+    let unused = stored.filter {
+      !used.contains($0) && !isKnownBuffer($0)
+    }.sorted()
     let warnings = unused.map {
       "\(weightsURL.path): warning: tensor '\($0)' is not used by any node"
     }
     return LoadedCheckpoint(
-      model: model, directory: directory, warnings: warnings, metadata: file.metadata)
+      model: model, directory: directory, warnings: warnings, metadata: metadata)
   }
 }
 

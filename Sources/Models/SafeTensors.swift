@@ -86,6 +86,14 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Sendable {
 }
 
 /// The contents of a safetensors file: named tensors and string metadata.
+/// A safetensors file's header: what each tensor is, without its values.
+public struct SafeTensorsHeader: Sendable {
+  /// The tensors by name: dtype and shape.
+  public var tensors: [String: (dtype: SafeTensorsDType, shape: [Int])]
+  /// The `__metadata__` table (empty when the file has none).
+  public var metadata: [String: String]
+}
+
 public struct SafeTensorsFile: Sendable {
   /// The tensors by name.
   public var tensors: [String: StoredTensor]
@@ -143,6 +151,54 @@ public struct SafeTensorsFile: Sendable {
     bytes: UnsafeRawBufferPointer, name: String
   ) throws(SafeTensorsError) -> SafeTensorsFile {
     try decode(bytes, file: name)
+  }
+
+  /// The names, dtypes and shapes of a file's tensors and its metadata, from the header alone:
+  /// no byte of tensor data is read, so a file whose data is damaged or truncated still gives
+  /// its header (planning and validation need shapes, never values).
+  public static func readHeader(contentsOf url: URL) throws(SafeTensorsError) -> SafeTensorsHeader {
+    let path = url.path
+    func failure(_ problem: String, fix: String? = nil) -> SafeTensorsError {
+      SafeTensorsError(file: path, problem: problem, fix: fix)
+    }
+    guard url.isFileURL else { throw failure("not a file URL: \(url)") }
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else {
+      throw failure("cannot open the file: \(systemErrorDescription())")
+    }
+    defer { close(descriptor) }
+    func readPrefix(_ count: Int) throws(SafeTensorsError) -> [UInt8] {
+      var bytes = [UInt8](repeating: 0, count: count)
+      var filled = 0
+      while filled < count {
+        let got = bytes.withUnsafeMutableBytes {
+          pread(descriptor, $0.baseAddress! + filled, count - filled, off_t(filled))
+        }
+        if got < 0 && errno == EINTR { continue }
+        guard got >= 0 else { throw failure("cannot read the file: \(systemErrorDescription())") }
+        if got == 0 { break }
+        filled += got
+      }
+      return Array(bytes[..<filled])
+    }
+    let prefix = try readPrefix(8)
+    var length = 0
+    if prefix.count == 8 {
+      let declared = prefix.withUnsafeBytes {
+        UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))
+      }
+      length = Int(min(declared, UInt64(maximumHeaderLength) + 1))
+    }
+    // Past the limit, the decoder reports the declared length without the header being read.
+    let bytes = length > maximumHeaderLength ? prefix : try readPrefix(8 + length)
+    let decoded = bytes.withUnsafeBytes { raw in
+      Result { () throws(SafeTensorsError) in try decodeHeader(raw, file: path) }
+    }
+    let (entries, metadata, _) = try decoded.get()
+    return SafeTensorsHeader(
+      tensors: Dictionary(
+        uniqueKeysWithValues: entries.map { ($0.name, (dtype: $0.dtype, shape: $0.shape)) }),
+      metadata: metadata)
   }
 
   /// The tensor `name` when it holds floats; nil when it is missing or integer.
@@ -259,6 +315,41 @@ extension SafeTensorsFile {
     func failure(_ problem: String, fix: String? = nil) -> SafeTensorsError {
       SafeTensorsError(file: file, problem: problem, fix: fix)
     }
+    let (entries, metadata, headerLength) = try decodeHeader(bytes, file: file)
+    let buffer = UnsafeRawBufferPointer(rebasing: bytes[(8 + headerLength)...])
+    let dataEnd = entries.last?.end ?? 0
+    if buffer.count < dataEnd {
+      throw failure(
+        "the file is truncated: the tensors need a \(dataEnd)-byte data buffer, "
+          + "but only \(buffer.count) bytes follow the header",
+        fix: "download or export the file again")
+    }
+    if buffer.count > dataEnd {
+      throw failure(
+        "\(quantity(buffer.count - dataEnd, "trailing byte")) after the last tensor (the file is "
+          + "\(bytes.count) bytes; 8 + header \(headerLength) + data \(dataEnd) = "
+          + "\(8 + headerLength + dataEnd))",
+        fix: "the file's size must be exactly 8 + header length + the end of the last tensor")
+    }
+
+    // Only now touch the data: one copy per tensor.
+    var tensors: [String: StoredTensor] = [:]
+    tensors.reserveCapacity(entries.count)
+    for entry in entries {
+      let source = UnsafeRawBufferPointer(rebasing: buffer[entry.begin..<entry.end])
+      tensors[entry.name] = load(source, dtype: entry.dtype, shape: entry.shape)
+    }
+    return SafeTensorsFile(tensors: tensors, metadata: metadata)
+  }
+
+  /// The length prefix and header of `bytes` (which may end right after the header), every
+  /// entry checked on its own and the entries checked to tile a data buffer; sorted by offset.
+  fileprivate static func decodeHeader(
+    _ bytes: UnsafeRawBufferPointer, file: String
+  ) throws(SafeTensorsError) -> (entries: [HeaderEntry], metadata: [String: String], length: Int) {
+    func failure(_ problem: String, fix: String? = nil) -> SafeTensorsError {
+      SafeTensorsError(file: file, problem: problem, fix: fix)
+    }
     let notSafeTensors = "the file is not a safetensors file, or is damaged"
 
     // The length prefix.
@@ -287,7 +378,6 @@ extension SafeTensorsFile {
         fix: "the file is truncated or damaged")
     }
     let header = UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + headerLength)])
-    let buffer = UnsafeRawBufferPointer(rebasing: bytes[(8 + headerLength)...])
 
     // The header: UTF-8, JSON, an object, starting with '{'.
     if let offset = firstInvalidUTF8Offset(in: header) {
@@ -347,29 +437,7 @@ extension SafeTensorsFile {
       }
       previous = entry
     }
-    let dataEnd = previous?.end ?? 0
-    if buffer.count < dataEnd {
-      throw failure(
-        "the file is truncated: the tensors need a \(dataEnd)-byte data buffer, "
-          + "but only \(buffer.count) bytes follow the header",
-        fix: "download or export the file again")
-    }
-    if buffer.count > dataEnd {
-      throw failure(
-        "\(quantity(buffer.count - dataEnd, "trailing byte")) after the last tensor (the file is "
-          + "\(bytes.count) bytes; 8 + header \(headerLength) + data \(dataEnd) = "
-          + "\(8 + headerLength + dataEnd))",
-        fix: "the file's size must be exactly 8 + header length + the end of the last tensor")
-    }
-
-    // Only now touch the data: one copy per tensor.
-    var tensors: [String: StoredTensor] = [:]
-    tensors.reserveCapacity(entries.count)
-    for entry in entries {
-      let source = UnsafeRawBufferPointer(rebasing: buffer[entry.begin..<entry.end])
-      tensors[entry.name] = load(source, dtype: entry.dtype, shape: entry.shape)
-    }
-    return SafeTensorsFile(tensors: tensors, metadata: metadata)
+    return (entries, metadata, headerLength)
   }
 
   private static func decodeMetadata(

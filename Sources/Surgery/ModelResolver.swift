@@ -127,7 +127,11 @@ public enum ModelResolver {
         atPath: url.appendingPathComponent("model.safetensors").path)
       do throws(CheckpointError) {
         if needsWeights || hasWeights {
-          let loaded = try CheckpointLoader.load(directory: url)
+          // Checks need shapes only: the safetensors header, never the tensor data.
+          let loaded =
+            needsWeights
+            ? try CheckpointLoader.load(directory: url)
+            : try CheckpointLoader.loadShapes(directory: url)
           model = loaded.model
           for warning in loaded.warnings {
             diagnostics.append(Diagnostic(location: location, severity: .warning, message: warning))

@@ -17,6 +17,31 @@ public struct NodeAction: Sendable, Equatable {
   public var kind: Kind
   /// True when no rule named the node (docs/manifest.md's defaults decided).
   public var byDefault: Bool
+  /// The 1-based index of the surgery rule that decided the node (the last naming it).
+  public var rule: Int? = nil
+  /// Earlier rules that named the node and were overridden by `rule`, in order.
+  public var overrides: [Int] = []
+  /// The adapter rank of a wrapped node (the rule's cap when `budgeted`).
+  public var rank: Int? = nil
+  /// The rank comes from a budget: decided at apply from the singular values of the weights.
+  public var budgeted: Bool = false
+}
+
+/// One surgery rule and the nodes it named (before later rules overrode any of them).
+public struct RuleMatch: Sendable, Equatable {
+  public enum Kind: String, Sendable {
+    case lora
+    case freeze
+    case train
+  }
+
+  /// 1-based, in the manifest's order.
+  public var index: Int
+  public var kind: Kind
+  /// The rule's key (`lora:`, `freeze:`, `train:`).
+  public var location: SourceLocation
+  /// Node names in graph order.
+  public var matched: [String]
 }
 
 /// The manifest's surgery applied to a graph, compiled.
@@ -25,6 +50,8 @@ public struct Rewrite: Sendable {
   public var actions: [NodeAction]
   /// The graph before surgery (for `summary --before`).
   public var original: Model
+  /// Every rule with the nodes it selected.
+  public var rules: [RuleMatch] = []
 }
 
 /// Applies a manifest's `surgery` rules, in order, to a graph and compiles the result.
@@ -55,10 +82,23 @@ public enum Rewriter {
     var wraps: [String: Wrap] = [:]
     var hasLoRA = false
 
-    func resolve(_ selectors: [Located<String>], exclude: [Located<String>] = [], blocks: Set<Int>?)
-      -> [Int]?
-    {
+    // Blocks are numbered from 0; an index past the model's last is a mistake, not an empty set.
+    let blockCount = (nodes.compactMap(\.block).max() ?? -1) + 1
+    func resolve(
+      _ selectors: [Located<String>], exclude: [Located<String>] = [], blocks: Located<[Int]>?
+    ) -> [Int]? {
       var failed = false
+      if let blocks, let outside = blocks.value.first(where: { $0 >= blockCount }) {
+        diagnostics.append(
+          Diagnostic(
+            location: blocks.location, severity: .error,
+            message: blockCount == 0
+              ? "blocks names block \(outside), but this model has no blocks"
+              : "blocks names block \(outside), but this model has \(blockCount) block\(blockCount == 1 ? "" : "s") (0-\(blockCount - 1))",
+            fix: blockCount == 0
+              ? "remove blocks" : "use block indices from 0 to \(blockCount - 1)"))
+        failed = true
+      }
       for selector in selectors + exclude {
         if let problem = unmatchedSelector(selector.value, in: nodes) {
           diagnostics.append(
@@ -71,7 +111,8 @@ public enum Rewriter {
       if failed { return nil }
       do {
         return try selectNodes(
-          selectors.map(\.value), exclude: exclude.map(\.value), blocks: blocks, in: nodes)
+          selectors.map(\.value), exclude: exclude.map(\.value),
+          blocks: blocks.map { Set($0.value) }, in: nodes)
       } catch {
         diagnostics.append(
           Diagnostic(
@@ -82,14 +123,28 @@ public enum Rewriter {
       }
     }
 
+    var ruleMatches: [RuleMatch] = []
+    // Rule indexes naming each node, in order: the last decides, the others are overridden.
+    var namedBy: [String: [Int]] = [:]
+    func record(_ kind: RuleMatch.Kind, _ location: SourceLocation, _ selected: [Int]) {
+      let index = ruleMatches.count + 1
+      ruleMatches.append(
+        RuleMatch(
+          index: index, kind: kind, location: location,
+          matched: selected.sorted().map { nodes[$0].name }))
+      for node in selected { namedBy[nodes[node].name, default: []].append(index) }
+    }
     for rule in manifest.surgery {
       switch rule {
       case .lora(let lora):
         hasLoRA = true
         guard
-          let selected = resolve(
-            lora.layers, exclude: lora.exclude, blocks: lora.blocks.map { Set($0.value) })
-        else { continue }
+          let selected = resolve(lora.layers, exclude: lora.exclude, blocks: lora.blocks)
+        else {
+          record(.lora, lora.location, [])
+          continue
+        }
+        record(.lora, lora.location, selected)
         if selected.isEmpty {
           diagnostics.append(
             Diagnostic(
@@ -132,10 +187,14 @@ public enum Rewriter {
           wraps[nodes[index].name] = Wrap(settings: settings, schedule: schedule, rule: lora)
           lastRule[nodes[index].name] = .lora
         }
-      case .freeze(let selectors, _):
-        for index in resolve(selectors, blocks: nil) ?? [] { lastRule[nodes[index].name] = .freeze }
-      case .train(let selectors, _):
-        for index in resolve(selectors, blocks: nil) ?? [] { lastRule[nodes[index].name] = .train }
+      case .freeze(let selectors, let location):
+        let selected = resolve(selectors, blocks: nil) ?? []
+        record(.freeze, location, selected)
+        for index in selected { lastRule[nodes[index].name] = .freeze }
+      case .train(let selectors, let location):
+        let selected = resolve(selectors, blocks: nil) ?? []
+        record(.train, location, selected)
+        for index in selected { lastRule[nodes[index].name] = .train }
       }
     }
 
@@ -297,12 +356,23 @@ public enum Rewriter {
           kind = .frozen
         }
       }
-      actions.append(NodeAction(node: node.name, kind: kind, byDefault: lastRule[node.name] == nil))
+      let rules = namedBy[node.name] ?? []
+      var action = NodeAction(node: node.name, kind: kind, byDefault: lastRule[node.name] == nil)
+      action.rule = rules.last
+      action.overrides = rules.dropLast().reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
+      if kind == .wrapped, let wrap = wraps[node.name] {
+        action.budgeted = wrap.rule.budget != nil
+        action.rank = action.budgeted ? wrap.rule.rank.value : wrap.settings.rank
+      }
+      actions.append(action)
     }
     let schedules = wraps.mapValues(\.schedule)
     do {
       let plan = try TrainingPlan(compiling: model, trainable: trainable, schedules: schedules)
-      return (Rewrite(plan: plan, actions: actions, original: resolved.model), diagnostics)
+      return (
+        Rewrite(plan: plan, actions: actions, original: resolved.model, rules: ruleMatches),
+        diagnostics
+      )
     } catch {
       diagnostics.append(
         Diagnostic(

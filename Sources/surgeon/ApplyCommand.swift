@@ -11,13 +11,15 @@ import Training
 enum ApplyCommand: Command {
   static let usage = """
     Usage: surgeon apply MANIFEST [--resume] [--overwrite] [--steps N] [--stop-after N]
-                         [--progress auto|bar|lines|none]
+                         [--progress auto|bar|lines|none] [--update-lock]
 
     Rewrites the model as the manifest says, compiles the training plan, trains (with the decay
     and noise schedules), evaluates on the validation split with W and as exported, tests, and
     writes output.dir: model.safetensors + config.json, compressed/ (output.compress),
-    onnx/ (output.onnx), results.json, metrics.jsonl, report.md, figures/ and state/ (for --resume). Everything is
-    checked before anything is written.
+    onnx/ (output.onnx), results.json, metrics.jsonl, report.md, figures/ and state/ (for
+    --resume). Everything is checked before anything is written, including the manifest's
+    expect: counts and, when NAME.lock.json sits beside it, that the plan has not drifted from
+    the lock. One run at a time per output.dir (a lock file beside it names the running process).
 
     Options:
       --resume      continue an interrupted run from output.dir/state (bitwise the same result)
@@ -27,6 +29,7 @@ enum ApplyCommand: Command {
                     (exit 3); --resume continues it
       --progress P  bar (a live bar with ETA), lines (periodic plain lines), none; auto: a bar on
                     a terminal, lines otherwise
+      --update-lock rewrite NAME.lock.json to this run's plan instead of comparing with it
 
     Under `mpirun -np N` the run is data-parallel (docs/distributed.md): each process trains on
     its share of every batch, gradients are summed with MPI_Allreduce, rank 0 writes the outputs.
@@ -37,7 +40,8 @@ enum ApplyCommand: Command {
 
   static func run(_ arguments: [String]) throws {
     let parsed = try Arguments(
-      arguments, options: ["steps", "progress", "stop-after"], flags: ["resume", "overwrite"])
+      arguments, options: ["steps", "progress", "stop-after"],
+      flags: ["resume", "overwrite", "update-lock"])
     guard parsed.positionals.count == 1 else {
       throw UsageError(message: "give exactly one MANIFEST")
     }
@@ -124,7 +128,35 @@ enum ApplyCommand: Command {
       producers: ManifestCheck.producers(near: [path]))
     if !diagnostics.isEmpty && logs { printError(render(diagnostics, as: .text)) }
     guard let setup = prepared else { throw ExitStatus(code: 1) }
-    if parsed.flag("overwrite") && fileManager.fileExists(atPath: output.path) {
+    // The declared counts and the locked scope, with the ranks the weights decided. With
+    // --update-lock only rank 0 writes the lock; the others do not compare with the old one.
+    let review = ManifestCheck.review(
+      manifest, setup.rewrite, ranksDecided: true,
+      lock: !parsed.flag("update-lock") ? .check : group.isPrimary ? .update : .skip)
+    if !review.isEmpty && logs { printError(render(review, as: .text)) }
+    if review.contains(where: { $0.severity == .error }) { throw ExitStatus(code: 1) }
+    // One run per output directory, from here to the end of the run: a second would remove
+    // this one's staging directory. Taken once every check has passed, so a refused run
+    // leaves nothing behind.
+    var outputLock: OutputLock?
+    defer { outputLock?.release() }
+    if group.isPrimary {
+      do {
+        outputLock = try OutputLock(destination: output)
+      } catch {
+        throw CommandError(message: error.description)
+      }
+      // A run that ended between the check above and the lock wrote the directory since.
+      if fileManager.fileExists(atPath: output.path) && !parsed.flag("resume")
+        && !parsed.flag("overwrite")
+      {
+        throw CommandError(
+          message:
+            "\(manifest.output.directory.value): error: the output directory exists; pass --resume to continue its run or --overwrite to replace it"
+        )
+      }
+    }
+    if fileManager.fileExists(atPath: output.path) {
       try refuseOverwritingInputs(
         output, manifest: manifest, setup: setup, workingDirectory: workingDirectory)
     }
@@ -390,8 +422,8 @@ enum ApplyCommand: Command {
     }
   }
 
-  /// Refuses --overwrite when `output` holds the run's own inputs (the checkpoint or a data
-  /// file), which replacing it would destroy.
+  /// Refuses an existing `output` that holds the run's own inputs (the checkpoint or a data
+  /// file): --overwrite would destroy them, --resume write among them.
   static func refuseOverwritingInputs(
     _ output: URL, manifest: Manifest, setup: RunSetup, workingDirectory: URL
   ) throws {
@@ -412,7 +444,7 @@ enum ApplyCommand: Command {
       if paths.contains(where: { path in roots.contains { (path + "/").hasPrefix($0) } }) {
         throw CommandError(
           message:
-            "\(manifest.output.directory.value): error: --overwrite would delete the run's own input \(input), which is inside the output directory; choose another output.dir"
+            "\(manifest.output.directory.value): error: the run's own input \(input) is inside the output directory, which this run would replace or write into; choose another output.dir"
         )
       }
     }

@@ -76,8 +76,15 @@ enum SummaryCommand: Command {
     if FileManager.default.fileExists(
       atPath: directory.appendingPathComponent("model.safetensors").path)
     {
-      // The weights decide what config.json cannot: the `bert.` prefix and the head.
-      let loaded = try loadCheckpoint(directory)
+      // The header decides what config.json cannot: the `bert.` prefix and the head. Counting
+      // needs no values, so no tensor data is read.
+      let loaded: LoadedCheckpoint
+      do {
+        loaded = try CheckpointLoader.loadShapes(directory: directory)
+      } catch {
+        throw CommandError(message: error.description)
+      }
+      for warning in loaded.warnings { printError(warning) }
       model = loaded.model
       // A checkpoint surgeon wrote carries the trainable set it was trained with.
       trainable = loaded.recordedTrainable
@@ -88,6 +95,18 @@ enum SummaryCommand: Command {
           initialization: .zeros)
       } catch {
         throw CommandError(message: error.description)
+      }
+      let pickle = directory.appendingPathComponent("pytorch_model.bin")
+      let weights = directory.appendingPathComponent("model.safetensors")
+      // Standard error, so --json output stays JSON.
+      if FileManager.default.fileExists(atPath: pickle.path) {
+        printError(
+          "note: \(path) has no model.safetensors, only pytorch_model.bin (never unpickled): these counts come from config.json and no weights were read; convert once with: python3 -c \"import torch; from safetensors.torch import save_file; sd = torch.load('\(pickle.path)', map_location='cpu', weights_only=True); save_file({k: v.contiguous() for k, v in sd.items()}, '\(weights.path)')\""
+        )
+      } else {
+        printError(
+          "note: \(path) has no model.safetensors: these counts come from config.json and no weights were read (names assume no 'bert.' prefix)"
+        )
       }
     }
     if let classes, model.classCount != classes {

@@ -17,6 +17,7 @@ let overview = """
     predict    classify a CSV/TSV/JSONL of texts or IDX images; JSON lines or CSV out
     compare    run a manifest over methods × ranks × learning rates × seeds; table and figures
     validate   check manifests (syntax, schema, selectors against the model, data files)
+    plan       what a manifest's rules select and do, node by node, from headers only; --lock
     summary    per-node trainable/frozen parameter counts of a manifest, checkpoint or preset
     schema     the JSON Schema of the manifest format
     forward    run a checkpoint on inputs from a safetensors file (outputs, loss, gradients)
@@ -57,7 +58,7 @@ func run(_ arguments: [String]) -> Int32 {
     "summary": SummaryCommand.self, "forward": ForwardCommand.self,
     "tokenize": TokenizeCommand.self, "validate": ValidateCommand.self,
     "schema": SchemaCommand.self, "apply": ApplyCommand.self,
-    "export": ExportCommand.self, "compare": CompareCommand.self,
+    "export": ExportCommand.self, "compare": CompareCommand.self, "plan": PlanCommand.self,
     "predict": PredictCommand.self,
   ]
   switch command {

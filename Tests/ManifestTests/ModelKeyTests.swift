@@ -186,7 +186,7 @@ final class TopLevelTests: XCTestCase {
       problems("surgeon: 1\nname: t\n" + rest + "extras: 1\nversion: 1\n"),
       [
         "4:1: error: unknown top-level key 'extras'; the top level takes surgeon, name, model, "
-          + "surgery, train, output",
+          + "surgery, train, output, expect",
         "5:1: error: unknown top-level key 'version' (did you mean 'surgeon'?)",
       ])
   }
@@ -217,7 +217,7 @@ final class TopLevelTests: XCTestCase {
         task: text-classification
         steps: 0
         data: {train: {format: csv, path: a, text: t, label: l}}
-      output: {dir: /abs}
+      output: {dir: ../abs}
       name: bad name
       surgeon: 1
       model: {family: vgg, checkpoint: x}
@@ -229,8 +229,8 @@ final class TopLevelTests: XCTestCase {
         "2:9: error: train.task text-classification needs family bert, but model.family is vgg; "
           + "use task: image-classification for vgg",
         "3:10: error: train.steps must be at least 1, not 0; use 1 or more",
-        "5:15: error: output.dir must stay inside the working directory; use a relative path "
-          + "such as checkpoints/NAME, not an absolute one",
+        "5:15: error: output.dir must stay inside the working directory; remove the '..' "
+          + "(for example: checkpoints/NAME)",
         "6:7: error: name must be 1 to 100 letters, digits, '.', '_' or '-', not 'bad name'; for "
           + "example: name: minilm-rotten-tomatoes",
       ])

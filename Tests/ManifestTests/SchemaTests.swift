@@ -21,7 +21,8 @@ final class SchemaTests: XCTestCase {
     let document = try schema()
     XCTAssertEqual(document["$schema"] as? String, "http://json-schema.org/draft-07/schema#")
     XCTAssertEqual(
-      propertyNames(document), ["surgeon", "name", "model", "surgery", "train", "output"])
+      propertyNames(document),
+      ["surgeon", "name", "model", "surgery", "train", "output", "expect"])
     XCTAssertEqual(document["required"] as? [String], ["surgeon", "name", "model"])
     XCTAssertEqual(document["additionalProperties"] as? Bool, false)
   }
@@ -93,6 +94,10 @@ final class SchemaTests: XCTestCase {
     let presetManifest =
       "surgeon: 1\nname: t\nmodel: {family: vgg, preset: vgg16-cifar, weights: random}\n"
     XCTAssertEqual(try validator.errors(yaml: presetManifest), [])
+    let expecting =
+      presetManifest
+      + "output: {dir: /scratch/run}\nexpect: {trainable: 5, total: \">= 100\", coverage: \">= 0.9\", wrapped: 0}\n"
+    XCTAssertEqual(try validator.errors(yaml: expecting), [])
     let broken = [
       "surgeon: 2\nname: t\nmodel: {family: bert, checkpoint: x}\n",
       "surgeon: 1\nname: 'a b'\nmodel: {family: bert, checkpoint: x}\n",
@@ -104,7 +109,11 @@ final class SchemaTests: XCTestCase {
       "surgeon: 1\nname: t\nmodel: {family: bert, checkpoint: x}\nsurgery: [{lora: {layers: q, rank: 2}, freeze: [x]}]\n",
       "surgeon: 1\nname: t\nmodel: {family: vgg, checkpoint: x}\ntrain: {task: text-classification, steps: 1, data: {train: {format: csv, path: a, text: t, label: l}}}\n",
       "surgeon: 1\nname: t\nmodel: {family: bert, checkpoint: x}\noutput: {dir: ../x}\n",
-      "surgeon: 1\nname: t\nmodel: {family: bert, checkpoint: x}\noutput: {dir: /x}\n",
+      "surgeon: 1\nname: t\nmodel: {family: bert, checkpoint: x}\noutput: {dir: /x/../y}\n",
+      "surgeon: 1\nname: t\nmodel: {family: bert, checkpoint: x}\noutput: {dir: ~/x}\n",
+      "surgeon: 1\nname: t\nmodel: {family: bert, checkpoint: x}\nexpect: {trainabel: 5}\n",
+      "surgeon: 1\nname: t\nmodel: {family: bert, checkpoint: x}\nexpect: {coverage: 1.5}\n",
+      "surgeon: 1\nname: t\nmodel: {family: bert, checkpoint: x}\nexpect: {total: about}\n",
     ]
     for text in broken {
       XCTAssertNotEqual(try validator.errors(yaml: text), [], text)

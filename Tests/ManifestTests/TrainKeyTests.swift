@@ -207,7 +207,8 @@ final class OutputKeyTests: XCTestCase {
   func testAcceptedDirectories() throws {
     // "." is refused (Fixtures/bad/output-dir-dot.yaml): --overwrite would delete the working
     // directory itself.
-    for directory in ["runs/a", "./runs", "checkpoints/t/", "a..b/c", "./runs/."] {
+    // Absolute directories are scratch disks; only '..' and the root stay refused.
+    for directory in ["runs/a", "./runs", "checkpoints/t/", "a..b/c", "./runs/.", "/scratch/run"] {
       XCTAssertEqual(try output("  dir: \(directory)\n").directory.value, directory)
     }
     XCTAssertEqual(try output("  dir: runs\n").directory.location.lineColumn, "8:8")
@@ -230,8 +231,14 @@ final class OutputKeyTests: XCTestCase {
     XCTAssertEqual(
       problems(modelHead + "output:\n  dir: ~/runs\n"),
       [
-        "8:8: error: \(outside); use a relative path such as checkpoints/NAME, not an absolute one"
+        "8:8: error: output.dir is not expanded by a shell, so '~' would be a directory named '~'; write the absolute path (/home/NAME/...) or a relative one"
       ])
+    XCTAssertEqual(
+      problems(modelHead + "output:\n  dir: /scratch/a/../b\n"),
+      ["8:8: error: output.dir may not contain '..'; write the directory without '..'"])
+    XCTAssertEqual(
+      problems(modelHead + "output:\n  dir: //\n"),
+      ["8:8: error: output.dir cannot be the root directory; for example: checkpoints/NAME"])
     XCTAssertEqual(
       problems(modelHead + "output:\n  dir: \"runs\\x01\"\n"),
       ["8:8: error: output.dir contains a control character; remove it"])

@@ -116,6 +116,41 @@ final class SafeTensorsTests: XCTestCase {
     assertBitwiseEqual(reread.float("classifier.weight"), classifier)
   }
 
+  /// The header alone gives every tensor's dtype and shape, the same as a full read, and reads
+  /// no data: with the data cut off (or absent) it still succeeds; broken headers still fail.
+  func testReadsTheHeaderWithoutTheData() throws {
+    let full = try SafeTensorsFile.read(contentsOf: fixture("tiny-bert/model.safetensors"))
+    let bytes = try fixtureBytes("tiny-bert/model.safetensors")
+    let headerLength = Int(
+      bytes.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * $1.offset) })
+    let directory = try temporaryDirectory()
+    for kept in [bytes.count, 8 + headerLength + 100, 8 + headerLength] {
+      let url = directory.appendingPathComponent("cut-\(kept).safetensors")
+      try Data(bytes.prefix(kept)).write(to: url)
+      let header = try SafeTensorsFile.readHeader(contentsOf: url)
+      XCTAssertEqual(header.tensors.count, 41)
+      XCTAssertEqual(header.metadata, ["format": "pt"])
+      for (name, stored) in full.tensors {
+        XCTAssertEqual(header.tensors[name]?.shape, stored.shape, name)
+      }
+      XCTAssertEqual(header.tensors["classifier.weight"]?.dtype, .float32)
+    }
+    let short = directory.appendingPathComponent("short.safetensors")
+    try Data(bytes.prefix(8 + headerLength - 1)).write(to: short)
+    XCTAssertThrowsError(try SafeTensorsFile.readHeader(contentsOf: short)) { error in
+      XCTAssertTrue("\(error)".contains("runs past the end of the file"), "\(error)")
+    }
+    let gap = directory.appendingPathComponent("gap.safetensors")
+    try Data(
+      file(
+        header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+        data: floatBytes([1, 2]))
+    ).write(to: gap)
+    XCTAssertThrowsError(try SafeTensorsFile.readHeader(contentsOf: gap)) { error in
+      XCTAssertTrue("\(error)".contains("the first tensor must start at byte 0"), "\(error)")
+    }
+  }
+
   /// The writer lays files out exactly as the reference writer does, so re-serializing what it
   /// wrote gives the same bytes — including F32-before-I32 order and escaped metadata.
   func testSerializationReproducesReferenceFilesByteForByte() throws {
