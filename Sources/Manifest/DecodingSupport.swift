@@ -10,7 +10,10 @@ enum ManifestKeys {
     "noise", "budget",
   ]
   static let budget = ["share", "floor"]
-  static let distill = ["teacher", "temperature", "logits", "features"]
+  static let distill = [
+    "teacher", "temperature", "logits", "features", "hidden_states", "attention",
+  ]
+  static let hiddenStates = ["layers", "weight"]
   static let decay = ["shape", "start", "end"]
   static let noise = ["stats", "clear_below", "scale", "spectral_cap"]
   static let train = [
