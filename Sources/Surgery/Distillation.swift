@@ -232,11 +232,11 @@ extension Distillation {
         && (hiddenStatesWeight > 0 || attentionWeight > 0)
       {
         return
-          "the teacher has \(teacher.layerCount) layers and the student \(student.layerCount); hidden_states and attention pair them one to one"
+          "the teacher's layer count is \(teacher.layerCount), the student's \(student.layerCount); hidden_states and attention pair layers one to one"
       }
       if teacher.headCount != student.headCount && attentionWeight > 0 {
         return
-          "the teacher has \(teacher.headCount) attention heads and the student \(student.headCount)"
+          "the teacher's attention head count is \(teacher.headCount), the student's \(student.headCount)"
       }
     case (.vgg(let t), .vgg(let s)):
       if attentionWeight > 0 { return "a vgg model has no attention to distil" }
