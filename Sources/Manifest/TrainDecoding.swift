@@ -126,7 +126,8 @@ extension DecodingContext {
   /// `train.distill.hidden_states`: `all` (weight 1) or `{layers: all, weight: η}`; the weight.
   mutating func hiddenStates(_ node: YAMLNode, owner: SourceLocation) throws(Invalid) -> Double {
     let path = "train.distill.hidden_states"
-    if case .scalar = node.kind {
+    let isMapping = if case .mapping = node.kind { true } else { false }
+    if !isMapping {
       guard node.resolved == .string("all") else {
         error(
           "\(path) must be all or {layers: all, weight: W}, not \(describe(node))",
