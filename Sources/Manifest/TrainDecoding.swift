@@ -116,7 +116,8 @@ extension DecodingContext {
       warning(
         "train.distill gives every term weight 0 (logits, features, hidden_states, attention): "
           + "the teacher is loaded but not used",
-        at: owner, fix: "set logits (e.g. 0.5), features, hidden_states or attention, or remove distill")
+        at: owner,
+        fix: "set logits (e.g. 0.5), features, hidden_states or attention, or remove distill")
     }
     return DistillSettings(
       teacher: teacher, temperature: temperature, logits: logits, features: features,
@@ -132,7 +133,9 @@ extension DecodingContext {
         error(
           "\(path) must be all or {layers: all, weight: W}, not \(describe(node))",
           at: node.location,
-          fix: "write hidden_states: all (every layer, weight 1); for the last layer alone use features")
+          fix:
+            "write hidden_states: all (every layer, weight 1); for the last layer alone use features"
+        )
         throw Invalid()
       }
       return 1

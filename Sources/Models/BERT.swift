@@ -247,7 +247,9 @@ public struct BertModel: Sendable {
       droppedOutput.add(normalizedAttention)
       let (layerOutput, outputNormCache) = layer.outputNorm.forward(droppedOutput)
       hiddenState = layerOutput
-      if keepsHiddenStates { hiddenStates.append(layerOutput.reshaped([batchSize, length, hidden])) }
+      if keepsHiddenStates {
+        hiddenStates.append(layerOutput.reshaped([batchSize, length, hidden]))
+      }
       if recording {
         layerCaches.append(
           BertLayer.Cache(

@@ -73,7 +73,8 @@ public struct RunSetup: Sendable {
         let distillation = Distillation(
           teacher: teacher, temperature: Float(distill.temperature),
           logitsWeight: Float(distill.logits), featuresWeight: Float(distill.features),
-          hiddenStatesWeight: Float(distill.hiddenStates), attentionWeight: Float(distill.attention))
+          hiddenStatesWeight: Float(distill.hiddenStates), attentionWeight: Float(distill.attention)
+        )
         if let problem = distillation.mismatch(with: rewrite.plan.model) {
           report(
             distill.teacher.location,

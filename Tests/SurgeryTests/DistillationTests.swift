@@ -232,7 +232,9 @@ final class DistillationTests: XCTestCase {
 
   func testVGGStageGradients() throws {
     let (plan, teacher) = try vggStudentAndTeacher()
-    let convolutions = plan.trainable.filter { $0.hasSuffix(".lora_B") && $0.hasPrefix("features.") }
+    let convolutions = plan.trainable.filter {
+      $0.hasSuffix(".lora_B") && $0.hasPrefix("features.")
+    }
     XCTAssertEqual(convolutions.count, 7)
     let tensors = [convolutions[0], convolutions[3], convolutions[6]]
     // A smaller step than BERT's: at 1e-2 the ReLUs and max-pools of the small maps switch
@@ -314,8 +316,9 @@ final class DistillationTests: XCTestCase {
   func testDeepTermsAtZeroAreBitwiseTodaysStep() throws {
     let (bert, bertTeacher) = try bertStudentAndTeacher()
     let (vgg, vggTeacher) = try vggStudentAndTeacher()
-    for (plan, teacher, batch) in [(bert, bertTeacher, textBatch()), (vgg, vggTeacher, imageBatch())]
-    {
+    for (plan, teacher, batch) in [
+      (bert, bertTeacher, textBatch()), (vgg, vggTeacher, imageBatch()),
+    ] {
       let (expectedLoss, expected) = try todaysStep(
         plan, batch, teacher: teacher, alpha: 0.5, beta: 1)
       var copy = plan
