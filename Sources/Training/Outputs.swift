@@ -133,8 +133,9 @@ public struct DistillationRecord: Codable, Sendable, Equatable {
     func number(_ value: Double) -> String {
       value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(value)
     }
+    let layers = hiddenStates > 0 ? " (every layer)" : ""
     return "temperature \(number(temperature)), logits \(number(logits)), features "
-      + "\(number(features)), hidden_states \(number(hiddenStates)) (every layer), attention "
+      + "\(number(features)), hidden_states \(number(hiddenStates))\(layers), attention "
       + "\(number(attention))"
   }
 }
