@@ -373,6 +373,42 @@ final class DistillationTests: XCTestCase {
     }
   }
 
+  /// A student that is its teacher (fresh adapters, B = 0, no dropout) matches it at every
+  /// layer and score: the deep terms add exactly nothing to the loss or the gradients.
+  func testDeepTermsVanishWhenTheStudentIsTheTeacher() throws {
+    let result = try rewrite(
+      """
+      surgeon: 1
+      name: test
+      model:
+        family: bert
+        preset: bert-tiny
+        weights: random
+        head: {classes: 2}
+        config: {vocab_size: 1100, hidden_dropout_prob: 0.0, attention_probs_dropout_prob: 0.0}
+      surgery:
+        - lora: {layers: [query, ffn_output], rank: 2, bias_c: none}
+        - train: [classifier, embeddings.LayerNorm]
+      """, initializes: true)
+    let batch = textBatch()
+    var plain = result.plan
+    var random = RandomStream(seed: 9)
+    let (expectedLoss, _, expected) = try plain.lossAndGradients(batch, random: &random)
+    var taught = result.plan
+    random = RandomStream(seed: 9)
+    let (loss, _, gradients) = try taught.lossAndGradients(
+      batch,
+      distillation: Distillation(
+        teacher: result.original, temperature: 2, logitsWeight: 0, featuresWeight: 0,
+        hiddenStatesWeight: 1, attentionWeight: 1),
+      random: &random)
+    XCTAssertEqual(loss, expectedLoss)
+    XCTAssertEqual(gradients.tensors.keys.sorted(), expected.tensors.keys.sorted())
+    for (name, tensor) in expected.tensors {
+      XCTAssertEqual(gradients.tensors[name]!.scalars, tensor.scalars, name)
+    }
+  }
+
   func testHiddenStateTermAgainstAHandComputation() {
     // Two layers of 3 rows × 2; the mask keeps rows 0 and 2.
     let student = [
