@@ -11,7 +11,10 @@ enum ManifestKeys {
   ]
   static let budget = ["share", "floor", "by"]
   static let calibration = ["batches"]
-  static let distill = ["teacher", "temperature", "logits", "features"]
+  static let distill = [
+    "teacher", "temperature", "logits", "features", "hidden_states", "attention",
+  ]
+  static let hiddenStates = ["layers", "weight"]
   static let decay = ["shape", "start", "end"]
   static let noise = ["stats", "clear_below", "scale", "spectral_cap"]
   static let train = [

@@ -226,16 +226,23 @@ public struct DistillSettings: Sendable, Equatable {
   /// Weight β of the feature term β·mean((h_student − h_teacher)²) over the last hidden states
   /// (BERT: every token's; VGG: the feature map entering the classifier); default 0.
   public var features: Double
+  /// Weight of the hidden-state term (`hidden_states: {layers: all, weight}`): every layer's
+  /// MSE normalised by the teacher's variance there, averaged over the layers; 0: off.
+  public var hiddenStates: Double
+  /// Weight γ of the MSE between pre-softmax attention scores (`attention: γ`, BERT only); 0: off.
+  public var attention: Double
   public var location: SourceLocation
 
   public init(
     teacher: Located<String>, temperature: Double, logits: Double, features: Double,
-    location: SourceLocation
+    hiddenStates: Double = 0, attention: Double = 0, location: SourceLocation
   ) {
     self.teacher = teacher
     self.temperature = temperature
     self.logits = logits
     self.features = features
+    self.hiddenStates = hiddenStates
+    self.attention = attention
     self.location = location
   }
 }

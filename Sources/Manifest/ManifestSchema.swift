@@ -37,7 +37,8 @@ public enum ManifestSchema {
       "required": strings(["surgeon", "name", "model"]),
       "properties": properties(ManifestKeys.top, top),
       "allOf": .array(
-        Task.allCases.map { taskMatchesFamily(family: $0.family.rawValue, task: $0.rawValue) }),
+        Task.allCases.map { taskMatchesFamily(family: $0.family.rawValue, task: $0.rawValue) }
+          + [vggHasNoAttention]),
       "definitions": .object(definitions),
     ])
   }
@@ -282,6 +283,24 @@ public enum ManifestSchema {
             "features": object(
               "Weight of the MSE between student and teacher last hidden states; default 0.",
               ["type": .string("number"), "minimum": .integer(0)]),
+            "hidden_states": object(
+              "Every layer's hidden states (BERT: embeddings and each block, non-padding tokens; VGG: each stage's feature map), each MSE over the teacher's variance there, averaged over layers: `all` (weight 1) or {layers: all, weight}.",
+              [
+                "oneOf": .array([
+                  .object(["const": .string("all")]),
+                  closedObject(
+                    nil, keys: ManifestKeys.hiddenStates,
+                    [
+                      "layers": enumeration(["all"], "Which layers: all (default)."),
+                      "weight": object(
+                        "Weight of the term (default 1).",
+                        ["type": .string("number"), "minimum": .integer(0)]),
+                    ]),
+                ])
+              ]),
+            "attention": object(
+              "BERT only: weight of the MSE between student and teacher pre-softmax attention scores (every block and head, non-padding token pairs); default 0.",
+              ["type": .string("number"), "minimum": .integer(0)]),
           ]),
       ])
   }
@@ -449,6 +468,29 @@ public enum ManifestSchema {
     object(
       description,
       ["type": .string("number"), "minimum": .integer(0), "exclusiveMaximum": .integer(1)])
+  }
+
+  /// "If model.family is vgg, train.distill has no attention key."
+  private static var vggHasNoAttention: JSONValue {
+    let condition: JSONValue = .object([
+      "properties": .object([
+        "model": .object([
+          "properties": .object(["family": .object(["const": .string("vgg")])]),
+          "required": strings(["family"]),
+        ])
+      ]),
+      "required": strings(["model"]),
+    ])
+    let consequence: JSONValue = .object([
+      "properties": .object([
+        "train": .object([
+          "properties": .object([
+            "distill": .object(["not": .object(["required": strings(["attention"])])])
+          ])
+        ])
+      ])
+    ])
+    return .object(["if": condition, "then": consequence])
   }
 
   /// "If model.family is FAMILY, train.task (when given) must be TASK."

@@ -57,7 +57,8 @@ extension DecodingContext {
         try context.integer(node, "train.seed", in: 0...Int.max)
       } ?? 0
     let distill = optional(fields, "distill", &failed) { context, node throws(Invalid) in
-      try context.distill(node, owner: fields.keyLocation("distill") ?? node.location)
+      try context.distill(
+        node, owner: fields.keyLocation("distill") ?? node.location, family: family)
     }
     guard !failed, let task, let data, let steps else { throw Invalid() }
     return TrainSection(
@@ -67,9 +68,9 @@ extension DecodingContext {
       distill: distill)
   }
 
-  /// `train.distill: {teacher, temperature, logits, features}`.
-  mutating func distill(_ node: YAMLNode, owner: SourceLocation) throws(Invalid)
-    -> DistillSettings
+  /// `train.distill: {teacher, temperature, logits, features, hidden_states, attention}`.
+  mutating func distill(_ node: YAMLNode, owner: SourceLocation, family: ModelFamily?)
+    throws(Invalid) -> DistillSettings
   {
     guard
       let fields = fields(
@@ -94,15 +95,72 @@ extension DecodingContext {
       optional(fields, "features", &failed) { context, node throws(Invalid) in
         try context.number(node, "train.distill.features", ">= 0") { $0 >= 0 }
       } ?? 0
+    let hiddenStates =
+      optional(fields, "hidden_states", &failed) { context, node throws(Invalid) in
+        try context.hiddenStates(
+          node, owner: fields.keyLocation("hidden_states") ?? node.location)
+      } ?? 0
+    var attention =
+      optional(fields, "attention", &failed) { context, node throws(Invalid) in
+        try context.number(node, "train.distill.attention", ">= 0") { $0 >= 0 }
+      } ?? 0
+    if family == .vgg, let key = fields.keyLocation("attention") {
+      error(
+        "train.distill.attention distils attention scores, and a vgg model has none", at: key,
+        fix: "remove attention, or distil the stages with hidden_states: all")
+      failed = true
+      attention = 0
+    }
     guard !failed, let teacher else { throw Invalid() }
-    if logits == 0 && features == 0 {
+    if logits == 0 && features == 0 && hiddenStates == 0 && attention == 0 {
       warning(
-        "train.distill has logits: 0 and features: 0: the teacher is loaded but not used",
-        at: owner, fix: "set logits (e.g. 0.5) or features, or remove distill")
+        "train.distill gives every term weight 0 (logits, features, hidden_states, attention): "
+          + "the teacher is loaded but not used",
+        at: owner,
+        fix: "set logits (e.g. 0.5), features, hidden_states or attention, or remove distill")
     }
     return DistillSettings(
       teacher: teacher, temperature: temperature, logits: logits, features: features,
-      location: owner)
+      hiddenStates: hiddenStates, attention: attention, location: owner)
+  }
+
+  /// `train.distill.hidden_states`: `all` (weight 1) or `{layers: all, weight: η}`; the weight.
+  mutating func hiddenStates(_ node: YAMLNode, owner: SourceLocation) throws(Invalid) -> Double {
+    let path = "train.distill.hidden_states"
+    let isMapping = if case .mapping = node.kind { true } else { false }
+    if !isMapping {
+      guard node.resolved == .string("all") else {
+        error(
+          "\(path) must be all or {layers: all, weight: W}, not \(describe(node))",
+          at: node.location,
+          fix:
+            "write hidden_states: all (every layer, weight 1); for the last layer alone use features"
+        )
+        throw Invalid()
+      }
+      return 1
+    }
+    guard
+      let fields = fields(
+        of: node, path: path, owner: owner, allowed: ManifestKeys.hiddenStates,
+        aliases: ["layer": "layers", "beta": "weight", "gamma": "weight"])
+    else { throw Invalid() }
+    var failed = false
+    _ = optional(fields, "layers", &failed) { context, node throws(Invalid) in
+      guard node.resolved == .string("all") else {
+        context.error(
+          "\(path).layers must be all, not \(describe(node))", at: node.location,
+          fix: "use layers: all (every layer); for the last layer alone use features")
+        throw Invalid()
+      }
+      return true
+    }
+    let weight =
+      optional(fields, "weight", &failed) { context, node throws(Invalid) in
+        try context.number(node, "\(path).weight", ">= 0") { $0 >= 0 }
+      } ?? 1
+    if failed { throw Invalid() }
+    return weight
   }
 
   mutating func dataSection(

@@ -124,6 +124,17 @@ public struct BertOutputs: Sendable {
   /// An extra `∂loss/∂lastHiddenState` (`batch × length × hidden`) that backward adds, e.g. a
   /// feature-distillation term; nil: none.
   public var lastHiddenGradient: Tensor?
+  /// With `.hiddenStates`: the embedding output and every block's output, `layerCount + 1`
+  /// tensors of `batch × length × hidden` (Hugging Face's `hidden_states`).
+  public var hiddenStates: [Tensor]?
+  /// With `.attentionScores`: every block's pre-softmax scores `s·Q Kᵀ`, before the padding
+  /// mask, `batch × heads × length × length`.
+  public var attentionScores: [Tensor]?
+  /// Extra gradients for `hiddenStates` that backward adds (same count and shapes); nil: none.
+  public var hiddenStatesGradient: [Tensor]?
+  /// Extra gradients for `attentionScores` that backward adds (same count and shapes); nil:
+  /// none.
+  public var attentionScoresGradient: [Tensor]?
 }
 
 /// Hugging Face's `BertModel` (optionally with the `BertForSequenceClassification` head):
@@ -189,8 +200,10 @@ public struct BertModel: Sendable {
 
   /// Runs the model. In training mode dropout draws from `random`. The tape for `backward` is
   /// kept only when `recordsTape` (by default: in training); otherwise nothing is cached.
+  /// `intermediates` selects the inner tensors the outputs also carry.
   public func forward(
-    _ batch: TextBatch, mode: ForwardMode, recordsTape: Bool? = nil, random: inout RandomStream
+    _ batch: TextBatch, mode: ForwardMode, recordsTape: Bool? = nil,
+    exposing intermediates: Intermediates = [], random: inout RandomStream
   ) throws(ModelInputError) -> (outputs: BertOutputs, tape: BertTape?) {
     try validate(batch)
     let (batchSize, length, hidden) = (batch.batchSize, batch.length, configuration.hiddenSize)
@@ -204,6 +217,11 @@ public struct BertModel: Sendable {
     let (normalized, embeddingCache) = embeddingNorm.forward(embedded)
     var (hiddenState, embeddingMask) = hiddenDropout.forward(
       normalized, mode: mode, random: &random)
+    let keepsHiddenStates = intermediates.contains(.hiddenStates)
+    let keepsScores = intermediates.contains(.attentionScores)
+    var hiddenStates: [Tensor] = []
+    var attentionScores: [Tensor] = []
+    if keepsHiddenStates { hiddenStates.append(hiddenState.reshaped([batchSize, length, hidden])) }
 
     var layerCaches: [BertLayer.Cache] = []
     for layer in layers {
@@ -213,7 +231,8 @@ public struct BertModel: Sendable {
       let (value, valueCache) = layer.value.forward(input, mode: mode, random: &random)
       let (context, attentionCache) = layer.attention.forward(
         query: query, key: key, value: value, mask: batch.attentionMask, batch: batchSize,
-        length: length, mode: mode, random: &random)
+        length: length, mode: mode, keepsScores: keepsScores, random: &random)
+      if let scores = attentionCache.scores { attentionScores.append(scores) }
       let (projected, projectedCache) = layer.attentionOutput.forward(
         context, mode: mode, random: &random)
       var (droppedAttention, attentionMask) = hiddenDropout.forward(
@@ -228,6 +247,9 @@ public struct BertModel: Sendable {
       droppedOutput.add(normalizedAttention)
       let (layerOutput, outputNormCache) = layer.outputNorm.forward(droppedOutput)
       hiddenState = layerOutput
+      if keepsHiddenStates {
+        hiddenStates.append(layerOutput.reshaped([batchSize, length, hidden]))
+      }
       if recording {
         layerCaches.append(
           BertLayer.Cache(
@@ -241,6 +263,8 @@ public struct BertModel: Sendable {
     }
 
     var outputs = BertOutputs(lastHiddenState: hiddenState.reshaped([batchSize, length, hidden]))
+    if keepsHiddenStates { outputs.hiddenStates = hiddenStates }
+    if keepsScores { outputs.attentionScores = attentionScores }
     var classifierToken = Tensor(zeros: [batchSize, hidden])
     var classifierMask: Tensor?
     var poolerCache: Linear.Cache?
@@ -323,8 +347,12 @@ public struct BertModel: Sendable {
       ? 0
       : (layers.indices.first { gradients.wantsAny(withPrefix: prefix + "encoder.layer.\($0).") }
         ?? layers.count)
+    let rows = [batchSize * length, hidden]
     for (index, (layer, cache)) in zip(layers, tape.layers).enumerated().reversed() {
       if index < lowestLayer { return }
+      if let extra = outputs.hiddenStatesGradient?[index + 1] {
+        hiddenGradient.add(extra.reshaped(rows))
+      }
       // Output LayerNorm over (dropout(output) + normalizedAttention).
       let sumGradient = layer.outputNorm.backward(
         cache: cache.outputNorm, outputGradient: hiddenGradient, gradients: &gradients)
@@ -347,7 +375,8 @@ public struct BertModel: Sendable {
       let contextGradient = layer.attentionOutput.backward(
         cache: cache.attentionOutput, outputGradient: projectedGradient, gradients: &gradients)!
       let (queryGradient, keyGradient, valueGradient) = layer.attention.backward(
-        cache: cache.attention, outputGradient: contextGradient, batch: batchSize, length: length)
+        cache: cache.attention, outputGradient: contextGradient, batch: batchSize, length: length,
+        scoresGradient: outputs.attentionScoresGradient?[index])
       var inputGradient = attentionSumGradient
       inputGradient.add(
         layer.query.backward(
@@ -360,6 +389,7 @@ public struct BertModel: Sendable {
       hiddenGradient = inputGradient
     }
     guard needsEmbeddings else { return }
+    if let extra = outputs.hiddenStatesGradient?[0] { hiddenGradient.add(extra.reshaped(rows)) }
 
     let normalizedGradient = hiddenDropout.backward(
       mask: tape.embeddingDropoutMask, outputGradient: hiddenGradient)

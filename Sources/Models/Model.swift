@@ -1,5 +1,17 @@
 import Tensor
 
+/// Inner tensors a forward pass can expose beside its outputs (distillation reads them); none by
+/// default, so the usual pass keeps nothing extra.
+public struct Intermediates: OptionSet, Sendable {
+  public let rawValue: Int
+  public init(rawValue: Int) { self.rawValue = rawValue }
+
+  /// BERT: the embedding output and every block's output; VGG: every stage's feature map.
+  public static let hiddenStates = Intermediates(rawValue: 1)
+  /// BERT: every block's pre-softmax attention scores (a VGG has none).
+  public static let attentionScores = Intermediates(rawValue: 2)
+}
+
 /// A loaded graph of either family: what `summary`, `forward` and later the rewriter work on.
 public enum Model: Sendable {
   case bert(BertModel)

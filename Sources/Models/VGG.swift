@@ -47,6 +47,23 @@ public struct VGGConfiguration: Sendable, Equatable {
     if let averagePool { return channels * averagePool * averagePool }
     return channels * size * size
   }
+
+  /// `[C, H, W]` of every stage's feature map (see `VGGModel.stageEnds`).
+  public var stageShapes: [[Int]] {
+    var shapes: [[Int]] = []
+    var channels = inChannels
+    var size = imageSize
+    for stage in stages {
+      switch stage {
+      case .convolution(let width): channels = width
+      case .maxPool:
+        size /= 2
+        shapes.append([channels, size, size])
+      }
+    }
+    if let last = stages.last, last != .maxPool { shapes.append([channels, size, size]) }
+    return shapes
+  }
 }
 
 /// One module of `features`, at its torchvision index.
@@ -73,6 +90,9 @@ public struct VGGTape: Sendable {
   /// An extra gradient for the feature map entering the classifier (`VGGOutputs.features`'s
   /// shape) that backward adds, e.g. a feature-distillation term; nil: none.
   public var featureGradient: Tensor?
+  /// Extra gradients for `VGGOutputs.stages` (same count and shapes) that backward adds; nil:
+  /// none.
+  public var stagesGradient: [Tensor]?
 }
 
 /// The outputs of a VGG forward pass.
@@ -81,6 +101,8 @@ public struct VGGOutputs: Sendable {
   public var loss: Float?
   /// The feature map the classifier reads (before the average pool), `batch × C × H × W`.
   public var features: Tensor? = nil
+  /// With `.hiddenStates`: every stage's feature map, at `VGGModel.stageEnds`.
+  public var stages: [Tensor]? = nil
 }
 
 /// torchvision's VGG: `features`, an optional adaptive average pool, flatten, and the
@@ -166,6 +188,16 @@ public struct VGGModel: Sendable {
 
   public var classCount: Int { classifier.last!.outFeatures }
 
+  /// The `features` indices whose outputs end a stage: every max-pool, and the last module when
+  /// the features do not end with one (so the map the classifier reads is always a stage).
+  public var stageEnds: [Int] {
+    var ends = features.indices.filter {
+      if case .maxPool = features[$0] { true } else { false }
+    }
+    if let last = features.indices.last, ends.last != last { ends.append(last) }
+    return ends
+  }
+
   /// Every node in execution order, with its role. A conv's block is its ordinal among the
   /// convolutions (`blocks: 0-3` selects the first four); its batch norm shares it.
   public var nodes: [GraphNode] {
@@ -239,9 +271,10 @@ public struct VGGModel: Sendable {
 
   /// Runs the model; training mode updates batch-norm running statistics and draws dropout
   /// from `random`. The tape for `backward` is kept when `recordsTape` (by default: in training).
+  /// With `.hiddenStates` in `intermediates` the outputs carry every stage's feature map.
   public mutating func forward(
     pixels: Tensor, labels: [Int32]?, mode: ForwardMode, recordsTape: Bool? = nil,
-    random: inout RandomStream
+    exposing intermediates: Intermediates = [], random: inout RandomStream
   ) throws(ModelInputError) -> (outputs: VGGOutputs, tape: VGGTape?) {
     try validate(pixels: pixels, labels: labels)
     let recording = recordsTape ?? (mode == .training)
@@ -250,6 +283,8 @@ public struct VGGModel: Sendable {
       averagePoolInput: nil,
       featureOutputShape: [], classifierCaches: [], hiddenOutputs: [], dropoutMasks: [],
       logitsGradient: nil)
+    let stageEnds = intermediates.contains(.hiddenStates) ? Set(self.stageEnds) : []
+    var stages: [Tensor] = []
     var x = pixels
     for index in features.indices {
       if recording { tape.featureInputs.append(x) }
@@ -270,6 +305,7 @@ public struct VGGModel: Sendable {
         if recording { tape.poolIndices[index] = indices }
         x = output
       }
+      if stageEnds.contains(index) { stages.append(x) }
     }
     tape.featureOutputShape = x.shape
     let featureMap = x
@@ -292,6 +328,7 @@ public struct VGGModel: Sendable {
       }
     }
     var outputs = VGGOutputs(logits: x, loss: nil, features: featureMap)
+    if intermediates.contains(.hiddenStates) { outputs.stages = stages }
     if let labels {
       let (loss, gradient) = CrossEntropy.lossAndGradient(logits: x, labels: labels)
       outputs.loss = loss
@@ -330,8 +367,12 @@ public struct VGGModel: Sendable {
         case .relu, .maxPool: return false
         }
       } ?? features.count
+    let stageEnds = tape.stagesGradient == nil ? [] : self.stageEnds
     for index in features.indices.reversed() {
       if index < lowest { return }
+      if let extras = tape.stagesGradient, let stage = stageEnds.firstIndex(of: index) {
+        gradient.add(extras[stage].reshaped(gradient.shape))
+      }
       let input = tape.featureInputs[index]
       switch features[index] {
       case .convolution(let conv):

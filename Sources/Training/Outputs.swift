@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import Manifest
 import Models
 import Surgery
 
@@ -41,12 +42,15 @@ public struct RunResults: Codable, Sendable {
   public var stuckAtChance: Bool
   public var stuckReason: String?
   public var endsWFree: Bool
+  /// How the run was taught (`train.distill`); nil: no teacher.
+  public var distillation: DistillationRecord?
 
   public init(
     name: String, steps: Int, trainSeconds: Double, params: Parameters,
     validationAccuracy: Double?, testAccuracy: Double, testAccuracyWithW: Double?,
     testAccuracyWFree: Double, exportedReloadTestAccuracy: Double?, majorityClass: Double,
-    stuckAtChance: Bool, stuckReason: String?, endsWFree: Bool
+    stuckAtChance: Bool, stuckReason: String?, endsWFree: Bool,
+    distillation: DistillationRecord? = nil
   ) {
     self.name = name
     self.steps = steps
@@ -61,6 +65,7 @@ public struct RunResults: Codable, Sendable {
     self.stuckAtChance = stuckAtChance
     self.stuckReason = stuckReason
     self.endsWFree = endsWFree
+    self.distillation = distillation
   }
 
   enum CodingKeys: String, CodingKey {
@@ -75,6 +80,7 @@ public struct RunResults: Codable, Sendable {
     case stuckAtChance = "stuck_at_chance"
     case stuckReason = "stuck_reason"
     case endsWFree = "ends_w_free"
+    case distillation
   }
 
   /// JSON with `null` for absent values (docs/manifest.md: `test_accuracy_with_w` is null when W is
@@ -84,13 +90,53 @@ public struct RunResults: Codable, Sendable {
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     let data = try encoder.encode(self)
     var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-    for key in ["test_accuracy_with_w", "validation_accuracy", "exported_reload_test_accuracy"]
+    for key in [
+      "test_accuracy_with_w", "validation_accuracy", "exported_reload_test_accuracy",
+      "distillation",
+    ]
     where object[key] == nil {
       object[key] = NSNull()
     }
     let full = try JSONSerialization.data(
       withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     return String(decoding: full, as: UTF8.self) + "\n"
+  }
+}
+
+/// `results.json`'s `distillation`: the teacher and every term's weight (0: off).
+public struct DistillationRecord: Codable, Sendable, Equatable {
+  public var teacher: String
+  public var temperature: Double
+  public var logits: Double
+  public var features: Double
+  /// Every layer's hidden states (`hidden_states: {layers: all, weight}`).
+  public var hiddenStates: Double
+  public var attention: Double
+
+  enum CodingKeys: String, CodingKey {
+    case teacher, temperature, logits, features, attention
+    case hiddenStates = "hidden_states"
+  }
+
+  public init(_ settings: DistillSettings) {
+    teacher = settings.teacher.value
+    temperature = settings.temperature
+    logits = settings.logits
+    features = settings.features
+    hiddenStates = settings.hiddenStates
+    attention = settings.attention
+  }
+
+  /// One line for the log: "temperature 2, logits 0.5, features 0, hidden_states 1 (every
+  /// layer), attention 0".
+  public var summary: String {
+    func number(_ value: Double) -> String {
+      value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(value)
+    }
+    let layers = hiddenStates > 0 ? " (every layer)" : ""
+    return "temperature \(number(temperature)), logits \(number(logits)), features "
+      + "\(number(features)), hidden_states \(number(hiddenStates))\(layers), attention "
+      + "\(number(attention))"
   }
 }
 

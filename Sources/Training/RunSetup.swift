@@ -79,7 +79,9 @@ public struct RunSetup: Sendable {
         let teacher = try CheckpointLoader.load(directory: directory).model
         let distillation = Distillation(
           teacher: teacher, temperature: Float(distill.temperature),
-          logitsWeight: Float(distill.logits), featuresWeight: Float(distill.features))
+          logitsWeight: Float(distill.logits), featuresWeight: Float(distill.features),
+          hiddenStatesWeight: Float(distill.hiddenStates), attentionWeight: Float(distill.attention)
+        )
         if let problem = distillation.mismatch(with: rewrite.plan.model) {
           report(
             distill.teacher.location,

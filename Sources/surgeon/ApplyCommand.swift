@@ -219,6 +219,9 @@ enum ApplyCommand: Command {
     log(
       "data: \(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test examples; \(settings.steps) steps of \(settings.batchSize); \(processes(group, trainer)); \(BLAS.threadCount) threads"
     )
+    if let distill = manifest.train?.distill {
+      log("distilling from \(distill.teacher.value): \(DistillationRecord(distill).summary)")
+    }
     if group.size > 1 && !plan.model.runningStatistics.isEmpty {
       log(
         "note: batch norm normalizes each process's share of a batch with the share's own statistics (running statistics are averaged over the processes), so this run is not the 1-process run; docs/distributed.md"
@@ -345,7 +348,8 @@ enum ApplyCommand: Command {
         testAccuracyWithW: endsWFree ? nil : test.accuracy,
         testAccuracyWFree: test.exportedAccuracy,
         exportedReloadTestAccuracy: reloadAccuracy, majorityClass: majority,
-        stuckAtChance: stuck != nil, stuckReason: stuck, endsWFree: endsWFree)
+        stuckAtChance: stuck != nil, stuckReason: stuck, endsWFree: endsWFree,
+        distillation: manifest.train?.distill.map(DistillationRecord.init))
       results = written
       // The deployed model's prediction for every test example: paired comparisons between
       // runs (`surgeon compare`'s bootstrap intervals and McNemar tests) read it.

@@ -36,7 +36,68 @@ final class AdditionKeyTests: XCTestCase {
     XCTAssertEqual(distill.temperature, 2)
     XCTAssertEqual(distill.logits, 0.5)
     XCTAssertEqual(distill.features, 1.5)
+    XCTAssertEqual(distill.hiddenStates, 0)
+    XCTAssertEqual(distill.attention, 0)
     XCTAssertNil(try valid(trainManifest()).train?.distill)
+  }
+
+  func testDeepDistillationKeysAreDecoded() throws {
+    func distill(_ body: String) throws -> DistillSettings {
+      try XCTUnwrap(try valid(trainManifest("  distill: {teacher: t, \(body)}")).train?.distill)
+    }
+    // The shorthand: every layer at weight 1.
+    let shorthand = try distill("hidden_states: all, attention: 0.25")
+    XCTAssertEqual(shorthand.hiddenStates, 1)
+    XCTAssertEqual(shorthand.attention, 0.25)
+    XCTAssertEqual(try distill("hidden_states: {layers: all, weight: 0.5}").hiddenStates, 0.5)
+    XCTAssertEqual(try distill("hidden_states: {weight: 2}").hiddenStates, 2)
+    XCTAssertEqual(try distill("hidden_states: {}").hiddenStates, 1)
+    // Deep terms alone are a use of the teacher: no unused-teacher warning.
+    XCTAssertEqual(problems(trainManifest("  distill: {teacher: t, logits: 0, attention: 1}")), [])
+  }
+
+  func testDeepDistillationRejections() {
+    XCTAssertEqual(
+      problems(
+        trainManifest("  distill: {teacher: t, hidden_states: every, attention: -0.5, atention: 1}")
+      ),
+      [
+        "12:40: error: train.distill.hidden_states must be all or {layers: all, weight: W}, not 'every'; write hidden_states: all (every layer, weight 1); for the last layer alone use features",
+        "12:58: error: train.distill.attention must be >= 0, not -0.5; use a number >= 0",
+        "12:64: error: unknown key 'atention' in train.distill (did you mean 'attention'?)",
+      ])
+    XCTAssertEqual(
+      problems(trainManifest("  distill: {teacher: t, hidden_states: {layers: last, weight: -1}}")),
+      [
+        "12:49: error: train.distill.hidden_states.layers must be all, not 'last'; use layers: all (every layer); for the last layer alone use features",
+        "12:63: error: train.distill.hidden_states.weight must be >= 0, not -1; use a number >= 0",
+      ])
+    XCTAssertEqual(
+      problems(trainManifest("  distill: {teacher: t, hidden_states: [all]}")),
+      [
+        "12:40: error: train.distill.hidden_states must be all or {layers: all, weight: W}, not a list; write hidden_states: all (every layer, weight 1); for the last layer alone use features"
+      ])
+    XCTAssertEqual(
+      problems(trainManifest("  distill: {teacher: t, logits: 0, hidden_states: {weight: 0}}")),
+      [
+        "12:3: warning: train.distill gives every term weight 0 (logits, features, hidden_states, attention): the teacher is loaded but not used; set logits (e.g. 0.5), features, hidden_states or attention, or remove distill"
+      ])
+    let vgg = """
+      surgeon: 1
+      name: t
+      model: {family: vgg, preset: vgg11, weights: random}
+      train:
+        task: image-classification
+        data: {train: {format: idx, images: a.gz, labels: b.gz}}
+        steps: 10
+        distill: {teacher: t, hidden_states: all, attention: 0}
+      """
+    XCTAssertEqual(
+      problems(vgg),
+      [
+        "8:45: error: train.distill.attention distils attention scores, and a vgg model has none; remove attention, or distil the stages with hidden_states: all"
+      ])
+    XCTAssertEqual(problems(vgg.replacingOccurrences(of: ", attention: 0", with: "")), [])
   }
 
   func testDistillRejections() {
@@ -51,7 +112,7 @@ final class AdditionKeyTests: XCTestCase {
     XCTAssertEqual(
       problems(trainManifest("  distill: {teacher: t, logits: 0}")),
       [
-        "12:3: warning: train.distill has logits: 0 and features: 0: the teacher is loaded but not used; set logits (e.g. 0.5) or features, or remove distill"
+        "12:3: warning: train.distill gives every term weight 0 (logits, features, hidden_states, attention): the teacher is loaded but not used; set logits (e.g. 0.5), features, hidden_states or attention, or remove distill"
       ])
   }
 }

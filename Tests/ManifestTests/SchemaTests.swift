@@ -119,6 +119,38 @@ final class SchemaTests: XCTestCase {
       XCTAssertNotEqual(try validator.errors(yaml: text), [], text)
     }
   }
+
+  func testDeepDistillationKeysConformAsTheDecoderSays() throws {
+    let validator = SchemaValidator(schema: try schema())
+    func manifest(_ family: String, _ distill: String) -> String {
+      let task = family == "bert" ? "text-classification" : "image-classification"
+      let data =
+        family == "bert"
+        ? "{format: csv, path: a, text: t, label: l}" : "{format: idx, images: a, labels: b}"
+      return
+        "surgeon: 1\nname: t\nmodel: {family: \(family), checkpoint: x}\ntrain: {task: \(task), steps: 1, data: {train: \(data)}, distill: {teacher: t, \(distill)}}\n"
+    }
+    for (family, distill) in [
+      ("bert", "hidden_states: all, attention: 0.5"),
+      ("bert", "hidden_states: {layers: all, weight: 2}"),
+      ("vgg", "hidden_states: {weight: 0.5}"),
+    ] {
+      let text = manifest(family, distill)
+      XCTAssertEqual(try validator.errors(yaml: text), [], text)
+      XCTAssertNotNil(ManifestDecoder.decode(text: text, file: "s.yaml").manifest, text)
+    }
+    for (family, distill) in [
+      ("bert", "hidden_states: last"),
+      ("bert", "hidden_states: {layers: [0, 1]}"),
+      ("bert", "hidden_states: {weight: -1}"),
+      ("bert", "attention: -0.5"),
+      ("vgg", "attention: 0.5"),
+    ] {
+      let text = manifest(family, distill)
+      XCTAssertNotEqual(try validator.errors(yaml: text), [], text)
+      XCTAssertNil(ManifestDecoder.decode(text: text, file: "s.yaml").manifest, text)
+    }
+  }
 }
 
 /// Just enough of a draft-07 validator for the keywords ManifestSchema uses, so the tests can

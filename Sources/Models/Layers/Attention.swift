@@ -19,13 +19,17 @@ public struct MultiHeadAttention: Sendable {
     public var value: Tensor
     public var probabilities: Tensor
     public var dropoutMask: Tensor?
+    /// The pre-softmax scores `s·Q Kᵀ` (before the padding mask), `batch × heads × length ×
+    /// length`; kept only when `forward` is asked to (attention distillation reads them).
+    public var scores: Tensor? = nil
   }
 
   /// `query`, `key`, `value` are `[batch·length, hidden]` (heads side by side in `hidden`);
-  /// `mask` is `batch × length` (1 attend, 0 padding). The result has the layout of `query`.
+  /// `mask` is `batch × length` (1 attend, 0 padding). The result has the layout of `query`;
+  /// with `keepsScores` the cache also holds the pre-softmax scores.
   public func forward(
     query: Tensor, key: Tensor, value: Tensor, mask: [Int32], batch: Int, length: Int,
-    mode: ForwardMode, random: inout RandomStream
+    mode: ForwardMode, keepsScores: Bool = false, random: inout RandomStream
   ) -> (output: Tensor, cache: Cache) {
     let hidden = query.shape.last!
     let headSize = hidden / heads
@@ -47,10 +51,14 @@ public struct MultiHeadAttention: Sendable {
                 c: s.baseAddress! + (b * heads + h) * length * length, ldc: length)
             }
           }
-          MultiHeadAttention.maskedSoftmax(
-            s.baseAddress!, mask: mask, batch: batch, heads: heads, length: length)
         }
       }
+    }
+    // Sharing the buffer: the softmax below writes to a copy only when the scores are kept.
+    let rawScores = keepsScores ? scores : nil
+    scores.withUnsafeMutableBufferPointer { s in
+      MultiHeadAttention.maskedSoftmax(
+        s.baseAddress!, mask: mask, batch: batch, heads: heads, length: length)
     }
     let (dropped, dropoutMask) = dropout.forward(scores, mode: mode, random: &random)
     var output = Tensor(uninitialized: query.shape)
@@ -72,7 +80,8 @@ public struct MultiHeadAttention: Sendable {
       }
     }
     let cache = Cache(
-      query: query, key: key, value: value, probabilities: scores, dropoutMask: dropoutMask)
+      query: query, key: key, value: value, probabilities: scores, dropoutMask: dropoutMask,
+      scores: rawScores)
     return (output, cache)
   }
 
@@ -137,10 +146,12 @@ public struct MultiHeadAttention: Sendable {
     }
   }
 
-  /// The gradients of the query, key and value projections.
-  public func backward(cache: Cache, outputGradient: Tensor, batch: Int, length: Int)
-    -> (query: Tensor, key: Tensor, value: Tensor)
-  {
+  /// The gradients of the query, key and value projections. `scoresGradient` (the shape of
+  /// `Cache.scores`) is an extra gradient for the pre-softmax scores, e.g. an attention
+  /// distillation term; nil: none.
+  public func backward(
+    cache: Cache, outputGradient: Tensor, batch: Int, length: Int, scoresGradient: Tensor? = nil
+  ) -> (query: Tensor, key: Tensor, value: Tensor) {
     let hidden = cache.query.shape.last!
     let headSize = hidden / heads
     let scale = 1 / Float(headSize).squareRoot()
@@ -199,6 +210,8 @@ public struct MultiHeadAttention: Sendable {
         }
       }
     }
+    // The padding mask is additive and constant: a score's gradient passes it unchanged.
+    if let scoresGradient { probabilityGradient.add(scoresGradient) }
     probabilityGradient.withUnsafeBufferPointer { ds in
       cache.query.withUnsafeBufferPointer { q in
         cache.key.withUnsafeBufferPointer { k in
