@@ -150,7 +150,9 @@ func readDelimited(
   let header = fields.map { scanner.string($0) }
   let place = HeaderPlace(line: headerLine, file: file, kind: "column", container: "the header")
   let textIndex = try place.index(of: columns.text, role: "text", in: header)
-  let labelIndex = try place.index(of: columns.label, role: "label", in: header)
+  let labelIndex = try columns.label.map { name throws(DatasetError) in
+    try place.index(of: name, role: "label", in: header)
+  }
   let groupIndex = try columns.group.map { name throws(DatasetError) in
     try place.index(of: name, role: "group_by", in: header)
   }
@@ -168,15 +170,17 @@ func readDelimited(
         fix: "quote fields that contain \(separator) or a line break (\"like, this\"), "
           + "and give every row one value per column")
     }
-    let label = scanner.string(fields[labelIndex])
-    guard !label.isEmpty else {
-      throw DatasetError(
-        file: file, location: "line \(recordLine)",
-        problem: "row \(row) has an empty label in column '\(columns.label)'",
-        fix: "fill in the label or remove the row")
+    if let labelIndex {
+      let label = scanner.string(fields[labelIndex])
+      guard !label.isEmpty else {
+        throw DatasetError(
+          file: file, location: "line \(recordLine)",
+          problem: "row \(row) has an empty label in column '\(columns.label ?? "")'",
+          fix: "fill in the label or remove the row")
+      }
+      table.labels.append(label)
     }
     table.texts.append(scanner.string(fields[textIndex]))
-    table.labels.append(label)
     if let groupIndex { table.groups?.append(scanner.string(fields[groupIndex])) }
     table.lines.append(recordLine)
   }

@@ -362,7 +362,7 @@ func readJSONLines(
         file: file, location: "line \(line)",
         problem: "invalid JSON at column \(error.offset - lineStart + 1): \(error.problem)",
         fix: "write one JSON object per line, like {\"\(columns.text)\": \"…\", "
-          + "\"\(columns.label)\": \"…\"}")
+          + "\"\(columns.label ?? "label")\": \"…\"}")
     }
 
     let place = HeaderPlace(line: line, file: file, kind: "field", container: "the object")
@@ -380,18 +380,20 @@ func readJSONLines(
       throw wrongType(columns.text, "the number \(value)", expected: "a string")
     case .other(let kind)?: throw wrongType(columns.text, kind, expected: "a string")
     }
-    switch label {
-    case nil: throw place.missing(columns.label, role: "label", in: keys)
-    case .string(let value)?, .integer(let value)?:
-      guard !value.isEmpty else {
-        throw DatasetError(
-          file: file, location: "line \(line)",
-          problem: "row \(row) has an empty label in field '\(columns.label)'",
-          fix: "fill in the label or remove the line")
+    if let labelName = columns.label {
+      switch label {
+      case nil: throw place.missing(labelName, role: "label", in: keys)
+      case .string(let value)?, .integer(let value)?:
+        guard !value.isEmpty else {
+          throw DatasetError(
+            file: file, location: "line \(line)",
+            problem: "row \(row) has an empty label in field '\(labelName)'",
+            fix: "fill in the label or remove the line")
+        }
+        table.labels.append(value)
+      case .other(let kind)?:
+        throw wrongType(labelName, kind, expected: "a string or an integer")
       }
-      table.labels.append(value)
-    case .other(let kind)?:
-      throw wrongType(columns.label, kind, expected: "a string or an integer")
     }
     if let groupName = columns.group {
       switch group {
@@ -406,7 +408,7 @@ func readJSONLines(
     throw DatasetError(
       file: file, problem: "the file is empty",
       fix: "a JSON Lines table holds one object per line, like {\"\(columns.text)\": \"…\", "
-        + "\"\(columns.label)\": \"…\"}")
+        + "\"\(columns.label ?? "label")\": \"…\"}")
   }
   return table
 }

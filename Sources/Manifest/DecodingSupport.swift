@@ -10,7 +10,11 @@ enum ManifestKeys {
     "noise", "budget",
   ]
   static let budget = ["share", "floor"]
-  static let distill = ["teacher", "temperature", "logits", "features"]
+  static let distill = ["teacher", "temperature", "logits", "features", "augment", "unlabeled"]
+  static let augment = [
+    "edits", "rate", "copies", "seed", "thesaurus", "pad", "noise", "batch_size", "weight",
+  ]
+  static let unlabeled = ["format", "path", "text", "group_by", "batch_size", "weight"]
   static let decay = ["shape", "start", "end"]
   static let noise = ["stats", "clear_below", "scale", "spectral_cap"]
   static let train = [

@@ -41,6 +41,8 @@ public struct RunResults: Codable, Sendable {
   public var stuckAtChance: Bool
   public var stuckReason: String?
   public var endsWFree: Bool
+  /// The extra distillation examples by source ("augment", "unlabeled"); nil: none.
+  public var distillData: [String: ExtraSourceRecord]?
 
   public init(
     name: String, steps: Int, trainSeconds: Double, params: Parameters,
@@ -75,6 +77,7 @@ public struct RunResults: Codable, Sendable {
     case stuckAtChance = "stuck_at_chance"
     case stuckReason = "stuck_reason"
     case endsWFree = "ends_w_free"
+    case distillData = "distill_data"
   }
 
   /// JSON with `null` for absent values (MANIFEST.md: `test_accuracy_with_w` is null when W is

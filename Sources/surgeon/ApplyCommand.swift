@@ -151,9 +151,15 @@ enum ApplyCommand: Command {
           "\(path): error: train.batch_size \(settings.batchSize) is smaller than the \(group.size) processes; every process needs at least one example per batch"
       )
     }
+    if group.size > 1 && !setup.pools.isEmpty {
+      throw CommandError(
+        message:
+          "\(path): error: train.distill.augment and unlabeled train in one process only; run without mpirun, or remove them"
+      )
+    }
     var trainer = Trainer(
       plan: plan, source: source, settings: settings, group: group,
-      distillation: setup.distillation)
+      distillation: setup.distillation, pools: setup.pools)
     // Only rank 0 writes the state (the ranks hold the same one).
     func saveStateOnPrimary() throws {
       if group.isPrimary { try Self.saveState(trainer, manifest.text, to: state) }
@@ -186,6 +192,11 @@ enum ApplyCommand: Command {
     log(
       "data: \(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test examples; \(settings.steps) steps of \(settings.batchSize); \(processes(group, trainer)); \(BLAS.threadCount) threads"
     )
+    for pool in trainer.pools {
+      log(
+        "distilling also on \(pool.name): \(pool.source.count) examples, \(pool.batchSize) per step, weight \(pool.weight)"
+      )
+    }
     if group.size > 1 && !plan.model.runningStatistics.isEmpty {
       log(
         "note: batch norm normalizes each process's share of a batch with the share's own statistics (running statistics are averaged over the processes), so this run is not the 1-process run; docs/distributed.md"
@@ -295,7 +306,7 @@ enum ApplyCommand: Command {
           )
         }
       }
-      let written = RunResults(
+      var written = RunResults(
         name: name, steps: settings.steps, trainSeconds: trainSeconds,
         params: .init(
           total: finalSummary.total, trainable: finalSummary.trainable,
@@ -306,6 +317,17 @@ enum ApplyCommand: Command {
         testAccuracyWFree: test.exportedAccuracy,
         exportedReloadTestAccuracy: reloadAccuracy, majorityClass: majority,
         stuckAtChance: stuck != nil, stuckReason: stuck, endsWFree: endsWFree)
+      if !trainer.pools.isEmpty {
+        written.distillData = Dictionary(
+          uniqueKeysWithValues: trainer.pools.map { pool in
+            var record = pool.record
+            record.perEpoch = pool.perEpoch(
+              steps: settings.steps, trainingBatchSize: settings.batchSize,
+              trainingExamples: split.train.count)
+            record.examples = record.perEpoch.reduce(0, +)
+            return (pool.name, record)
+          })
+      }
       results = written
       // The deployed model's prediction for every test example: paired comparisons between
       // runs (`surgeon compare`'s bootstrap intervals and McNemar tests) read it.
