@@ -131,7 +131,7 @@ extension DecodingContext {
         node, owner: fields.keyLocation("unlabeled") ?? node.location, task: task)
     }
     guard !failed, let teacher else { throw Invalid() }
-    if logits == 0 && features == 0 {
+    if logits == 0 && features == 0 && augment == nil && unlabeled == nil {
       warning(
         "train.distill has logits: 0 and features: 0: the teacher is loaded but not used",
         at: owner, fix: "set logits (e.g. 0.5) or features, or remove distill")
