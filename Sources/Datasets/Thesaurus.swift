@@ -27,11 +27,14 @@ public struct Thesaurus: Sendable {
         throw DatasetError(
           file: file, location: "line \(lineNumber)",
           problem: "'\(entry.prefix(40))' has no comma",
-          fix: "a Roget thesaurus CSV holds 'term,CATEGORY' lines (Scripts/fetch-rotten-tomatoes.sh writes data/roget.csv)")
+          fix:
+            "a Roget thesaurus CSV holds 'term,CATEGORY' lines (Scripts/fetch-rotten-tomatoes.sh writes data/roget.csv)"
+        )
       }
       let term = entry[..<comma]
       let category = String(entry[entry.index(after: comma)...])
-      guard term.count >= 2, term.utf8.allSatisfy({ $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }),
+      guard term.count >= 2,
+        term.utf8.allSatisfy({ $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }),
         !category.isEmpty
       else { continue }
       let word = String(term)
@@ -61,7 +64,8 @@ public struct Thesaurus: Sendable {
     guard !words.isEmpty else {
       throw DatasetError(
         file: file, problem: "the file holds no single-word 'term,CATEGORY' entries",
-        fix: "pass Roget's thesaurus as Scripts/fetch-rotten-tomatoes.sh writes it (data/roget.csv)")
+        fix: "pass Roget's thesaurus as Scripts/fetch-rotten-tomatoes.sh writes it (data/roget.csv)"
+      )
     }
   }
 

@@ -38,10 +38,10 @@ public struct SoftLabelPool: Sendable {
     self.record = record
   }
 
-  /// The order a run starts with. The seed is mixed so that a pool's shuffle is not the training
-  /// batches' shuffle of another length.
+  /// The order a run starts with. The seed is mixed (with "EXTRA") so that a pool's shuffle is
+  /// not the training batches' shuffle of another length.
   func initialOrder() -> BatchOrder {
-    BatchOrder(indices: Array(0..<source.count), seed: orderSeed ^ 0x4558_5452_4100_0000)  // "EXTRA"
+    BatchOrder(indices: Array(0..<source.count), seed: orderSeed ^ 0x4558_5452_4100_0000)
   }
 
   /// Examples drawn from the pool during each epoch of the training split (a step counts in the
@@ -331,7 +331,8 @@ extension RunSetup {
           format: TableFormat(rawValue: unlabeled.format.rawValue) ?? .csv,
           textColumn: unlabeled.textColumn, groupColumn: unlabeled.groupBy?.value)
         let heldOut = split.validation + split.test
-        let heldOutGroups = Set(texts.texts.groups.map { groups in heldOut.map { groups[$0] } } ?? [])
+        let heldOutGroups = Set(
+          texts.texts.groups.map { groups in heldOut.map { groups[$0] } } ?? [])
         let (kept, droppedForGroups, droppedForTexts) = UnlabeledTexts.keptRows(
           texts: read.texts, groups: read.groups, heldOutGroups: heldOutGroups,
           heldOutTexts: Set(heldOut.map { texts.texts.texts[$0] }))

@@ -19,7 +19,8 @@ final class AugmentationTests: ScratchTestCase {
     // Phrases ("moral badness"), names ("Dixiecrats"), stray quotes ('"appetite') and one-letter
     // terms are left out; a word listed twice in a category counts once.
     XCTAssertEqual(
-      thesaurus.words, ["badness", "evil", "wickedness", "dull", "boring", "tedious", "flat", "film"])
+      thesaurus.words,
+      ["badness", "evil", "wickedness", "dull", "boring", "tedious", "flat", "film"])
     XCTAssertEqual(thesaurus.categories, ["BADNESS", "TEDIUM", "DULLNESS", "TELEVISION"])
     XCTAssertEqual(thesaurus.synonyms(of: "evil"), ["badness", "wickedness"])
     // Every category of the word, in file order.
@@ -223,7 +224,8 @@ final class AugmentationTests: ScratchTestCase {
     let copy = augmenter.edited(flat, channels: 1, height: 64, width: 64, random: &random)
     let differences = zip(copy, flat).map { Double($0 - $1) }
     let mean = differences.reduce(0, +) / Double(differences.count)
-    let variance = differences.map { ($0 - mean) * ($0 - mean) }.reduce(0, +)
+    let variance =
+      differences.map { ($0 - mean) * ($0 - mean) }.reduce(0, +)
       / Double(differences.count)
     XCTAssertEqual(mean, 0, accuracy: 0.01)
     XCTAssertEqual(variance.squareRoot(), 0.1, accuracy: 0.006)

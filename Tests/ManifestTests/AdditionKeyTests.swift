@@ -84,17 +84,17 @@ final class AdditionKeyTests: XCTestCase {
     let images = try valid(
       modelHead.replacingOccurrences(of: "bert-tiny", with: "vgg11").replacingOccurrences(
         of: "family: bert", with: "family: vgg")
-        + """
-        train:
-          task: image-classification
-          data:
-            train: {format: idx, images: i.gz, labels: l.gz}
-          steps: 10
-          distill:
-            teacher: t
-            augment: {edits: [flip, crop, noise], copies: 3, seed: 7, pad: 4, noise: 0.1}
+          + """
+          train:
+            task: image-classification
+            data:
+              train: {format: idx, images: i.gz, labels: l.gz}
+            steps: 10
+            distill:
+              teacher: t
+              augment: {edits: [flip, crop, noise], copies: 3, seed: 7, pad: 4, noise: 0.1}
 
-        """)
+          """)
     let imageAugment = try XCTUnwrap(images.train?.distill?.augment)
     XCTAssertEqual(imageAugment.edits.map(\.value), [.flip, .crop, .noise])
     XCTAssertEqual(imageAugment.copies, 3)
@@ -134,7 +134,9 @@ final class AdditionKeyTests: XCTestCase {
         "12:45: error: train.distill.unlabeled.format must be csv, tsv or jsonl: unlabeled examples are texts",
       ])
     XCTAssertEqual(
-      problems(trainManifest("  distill: {teacher: t, unlabeled: {format: csv, path: p, text: t, group_by: g}}")),
+      problems(
+        trainManifest(
+          "  distill: {teacher: t, unlabeled: {format: csv, path: p, text: t, group_by: g}}")),
       [
         "12:78: error: train.distill.unlabeled.group_by drops the rows of validation and test groups, but train.data.split has no group_by; add group_by to train.data.split, or remove it here"
       ])

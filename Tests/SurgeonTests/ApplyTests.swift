@@ -360,10 +360,11 @@ final class ApplyTests: XCTestCase {
     _ = try writeDistillationInputs(extra: 0)
     let text = distilledManifest(name: "nocolumn").replacingOccurrences(
       of: "text: text, group_by: group}", with: "text: plot, group_by: group}")
-    let line = try XCTUnwrap(
-      text.split(separator: "\n", omittingEmptySubsequences: false).firstIndex {
-        $0.contains("unlabeled:")
-      }) + 1
+    let line =
+      try XCTUnwrap(
+        text.split(separator: "\n", omittingEmptySubsequences: false).firstIndex {
+          $0.contains("unlabeled:")
+        }) + 1
     let error = try apply([try write(text, "nocolumn.yaml")], expecting: 1)
     let message = try XCTUnwrap(error.split(separator: "\n").first { $0.contains(": error: ") })
     XCTAssertTrue(message.hasPrefix("nocolumn.yaml:\(line):5: error: "), error)
