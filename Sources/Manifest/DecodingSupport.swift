@@ -11,10 +11,6 @@ enum ManifestKeys {
   ]
   static let budget = ["share", "floor"]
   static let distill = ["teacher", "temperature", "logits", "features", "augment", "unlabeled"]
-  static let augment = [
-    "edits", "rate", "copies", "seed", "thesaurus", "pad", "noise", "batch_size", "weight",
-  ]
-  static let unlabeled = ["format", "path", "text", "group_by", "batch_size", "weight"]
   static let decay = ["shape", "start", "end"]
   static let noise = ["stats", "clear_below", "scale", "spectral_cap"]
   static let train = [
@@ -26,6 +22,10 @@ enum ManifestKeys {
   static let split = ["validation", "test", "group_by", "seed", "part"]
   static let optimizer = ["name", "lr", "weight_decay", "warmup"]
   static let output = ["dir", "compress", "checkpoint_every"]
+  static let augment = [
+    "edits", "rate", "copies", "seed", "thesaurus", "pad", "noise", "batch_size", "weight",
+  ]
+  static let unlabeled = ["format", "path", "text", "group_by", "batch_size", "weight"]
 }
 
 /// A value that failed to decode; the diagnostic has been recorded already.

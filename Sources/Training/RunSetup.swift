@@ -206,6 +206,13 @@ public struct RunSetup: Sendable {
         fix: "set model.head: {classes: \(source.classCount)}")
       return (nil, diagnostics)
     }
+    let steps = stepsOverride ?? train.steps.value
+    setup.settings = TrainerSettings(
+      steps: steps, batchSize: train.batchSize.value,
+      learningRate: Float(train.optimizer.learningRate),
+      weightDecay: Float(train.optimizer.weightDecay), warmup: train.optimizer.warmup,
+      evaluateEvery: min(train.evalEvery.value, steps),
+      checkpointEvery: manifest.output.checkpointEvery?.value, seed: UInt64(train.seed))
     if let distill = train.distill, let source = setup.source {
       let (pools, poolDiagnostics) = extraPools(
         distill, source: source, trainSeed: train.seed, batchSize: train.batchSize.value,
@@ -214,13 +221,6 @@ public struct RunSetup: Sendable {
       if poolDiagnostics.contains(where: { $0.severity == .error }) { return (nil, diagnostics) }
       setup.pools = pools
     }
-    let steps = stepsOverride ?? train.steps.value
-    setup.settings = TrainerSettings(
-      steps: steps, batchSize: train.batchSize.value,
-      learningRate: Float(train.optimizer.learningRate),
-      weightDecay: Float(train.optimizer.weightDecay), warmup: train.optimizer.warmup,
-      evaluateEvery: min(train.evalEvery.value, steps),
-      checkpointEvery: manifest.output.checkpointEvery?.value, seed: UInt64(train.seed))
     return (diagnostics.contains { $0.severity == .error } ? nil : setup, diagnostics)
   }
 }
