@@ -150,9 +150,12 @@ func readDelimited(
   let header = fields.map { scanner.string($0) }
   let place = HeaderPlace(line: headerLine, file: file, kind: "column", container: "the header")
   let textIndex = try place.index(of: columns.text, role: "text", in: header)
-  let labelIndex: Int? =
-    columns.labelIsOptional && !header.contains(columns.label)
-    ? nil : try place.index(of: columns.label, role: "label", in: header)
+  // No label column asked for (unlabeled text), or an optional one the header lacks (prediction
+  // input): the rows are read without labels.
+  let labelIndex: Int? = try columns.label.flatMap { name throws(DatasetError) -> Int? in
+    columns.labelIsOptional && !header.contains(name)
+      ? nil : try place.index(of: name, role: "label", in: header)
+  }
   let groupIndex = try columns.group.map { name throws(DatasetError) in
     try place.index(of: name, role: "group_by", in: header)
   }
@@ -176,7 +179,7 @@ func readDelimited(
       guard !label.isEmpty else {
         throw DatasetError(
           file: file, location: "line \(recordLine)",
-          problem: "row \(row) has an empty label in column '\(columns.label)'",
+          problem: "row \(row) has an empty label in column '\(columns.label ?? "")'",
           fix: "fill in the label or remove the row")
       }
       table.labels.append(label)

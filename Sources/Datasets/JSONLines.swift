@@ -362,7 +362,7 @@ func readJSONLines(
         file: file, location: "line \(line)",
         problem: "invalid JSON at column \(error.offset - lineStart + 1): \(error.problem)",
         fix: "write one JSON object per line, like {\"\(columns.text)\": \"…\", "
-          + "\"\(columns.label)\": \"…\"}")
+          + "\"\(columns.label ?? "label")\": \"…\"}")
     }
 
     let place = HeaderPlace(line: line, file: file, kind: "field", container: "the object")
@@ -381,22 +381,23 @@ func readJSONLines(
     case .other(let kind)?: throw wrongType(columns.text, kind, expected: "a string")
     }
     // With an optional label, the first object says whether the file has labels.
-    if columns.labelIsOptional && table.texts.count == 1 && label == nil {
+    if columns.label == nil || (columns.labelIsOptional && table.texts.count == 1 && label == nil) {
       table.hasLabels = false
     }
-    switch label {
-    case _ where !table.hasLabels: break
-    case nil: throw place.missing(columns.label, role: "label", in: keys)
-    case .string(let value)?, .integer(let value)?:
-      guard !value.isEmpty else {
-        throw DatasetError(
-          file: file, location: "line \(line)",
-          problem: "row \(row) has an empty label in field '\(columns.label)'",
-          fix: "fill in the label or remove the line")
+    if table.hasLabels, let labelName = columns.label {
+      switch label {
+      case nil: throw place.missing(labelName, role: "label", in: keys)
+      case .string(let value)?, .integer(let value)?:
+        guard !value.isEmpty else {
+          throw DatasetError(
+            file: file, location: "line \(line)",
+            problem: "row \(row) has an empty label in field '\(labelName)'",
+            fix: "fill in the label or remove the line")
+        }
+        table.labels.append(value)
+      case .other(let kind)?:
+        throw wrongType(labelName, kind, expected: "a string or an integer")
       }
-      table.labels.append(value)
-    case .other(let kind)?:
-      throw wrongType(columns.label, kind, expected: "a string or an integer")
     }
     if let groupName = columns.group {
       switch group {
@@ -411,7 +412,7 @@ func readJSONLines(
     throw DatasetError(
       file: file, problem: "the file is empty",
       fix: "a JSON Lines table holds one object per line, like {\"\(columns.text)\": \"…\", "
-        + "\"\(columns.label)\": \"…\"}")
+        + "\"\(columns.label ?? "label")\": \"…\"}")
   }
   return table
 }

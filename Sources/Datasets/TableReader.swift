@@ -53,7 +53,28 @@ public enum TableReader {
     path: String, format: TableFormat, textColumn: String, labelColumn: String,
     groupColumn: String? = nil, labels: [String]? = nil
   ) throws(DatasetError) -> LabeledTexts {
+    let columns = RequestedColumns(text: textColumn, label: labelColumn, group: groupColumn)
+    let table = try rawTable(path: path, format: format, columns: columns)
+    return try classify(table, labels: labels, columns: columns, file: path)
+  }
+
+  /// Reads the text (and optionally group) column of every row of `path`: unlabeled text, as
+  /// distillation's teacher labels it. A label column is neither needed nor read.
+  public static func readTexts(
+    path: String, format: TableFormat, textColumn: String, groupColumn: String? = nil
+  ) throws(DatasetError) -> (texts: [String], groups: [String]?) {
+    let table = try rawTable(
+      path: path, format: format,
+      columns: RequestedColumns(text: textColumn, label: nil, group: groupColumn))
+    return (table.texts, table.groups)
+  }
+
+  private static func rawTable(
+    path: String, format: TableFormat, columns: RequestedColumns
+  ) throws(DatasetError) -> RawTable {
     let buffer = try readFile(path, what: "the data file")
+    // `bytes` points into `buffer`: keep it alive until the parse is done.
+    defer { withExtendedLifetime(buffer) {} }
     var bytes = buffer.bytes
     var skipped = 0
     if bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF {
@@ -61,17 +82,14 @@ public enum TableReader {
       skipped = 3
     }
     try validateUTF8(bytes, skipped: skipped, file: path)
-    let columns = RequestedColumns(text: textColumn, label: labelColumn, group: groupColumn)
-    let table: RawTable
     switch format {
     case .csv:
-      table = try readDelimited(bytes, delimiter: UInt8(ascii: ","), columns: columns, file: path)
+      return try readDelimited(bytes, delimiter: UInt8(ascii: ","), columns: columns, file: path)
     case .tsv:
-      table = try readDelimited(bytes, delimiter: UInt8(ascii: "\t"), columns: columns, file: path)
+      return try readDelimited(bytes, delimiter: UInt8(ascii: "\t"), columns: columns, file: path)
     case .jsonl:
-      table = try readJSONLines(bytes, columns: columns, file: path)
+      return try readJSONLines(bytes, columns: columns, file: path)
     }
-    return try classify(table, labels: labels, columns: columns, file: path)
   }
 
   /// Reads the texts of `path` and, when the table has `labelColumn`, their labels as written:
@@ -152,7 +170,7 @@ public enum TableReader {
       let only = used.first.map { " ('\(names[Int($0)])')" } ?? ""
       throw DatasetError(
         file: file,
-        problem: "column '\(columns.label)' holds only one distinct label\(only) in "
+        problem: "column '\(columns.label ?? "")' holds only one distinct label\(only) in "
           + "\(table.labels.count) rows; classification needs at least 2 classes",
         fix: "check that label names the class column")
     }
@@ -173,7 +191,8 @@ public enum TableReader {
 /// The column (or JSON field) names a read asks for.
 struct RequestedColumns {
   var text: String
-  var label: String
+  /// nil: an unlabeled table (texts only).
+  var label: String?
   var group: String?
   /// A table without the label column is read without labels (prediction input): CSV/TSV by
   /// the header, JSON Lines by the first object.

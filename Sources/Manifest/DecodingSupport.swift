@@ -12,7 +12,8 @@ enum ManifestKeys {
   static let budget = ["share", "floor", "by"]
   static let calibration = ["batches"]
   static let distill = [
-    "teacher", "temperature", "logits", "features", "hidden_states", "attention",
+    "teacher", "temperature", "logits", "features", "hidden_states", "attention", "augment",
+    "unlabeled",
   ]
   static let hiddenStates = ["layers", "weight"]
   static let decay = ["shape", "start", "end"]
@@ -27,6 +28,10 @@ enum ManifestKeys {
   static let optimizer = ["name", "lr", "weight_decay", "warmup"]
   static let output = ["dir", "compress", "onnx", "checkpoint_every"]
   static let expect = ["trainable", "total", "compressed_total", "wrapped", "coverage"]
+  static let augment = [
+    "edits", "rate", "copies", "seed", "thesaurus", "pad", "noise", "batch_size", "weight",
+  ]
+  static let unlabeled = ["format", "path", "text", "group_by", "batch_size", "weight"]
 }
 
 /// A value that failed to decode; the diagnostic has been recorded already.

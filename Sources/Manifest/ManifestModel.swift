@@ -232,10 +232,15 @@ public struct DistillSettings: Sendable, Equatable {
   /// Weight γ of the MSE between pre-softmax attention scores (`attention: γ`, BERT only); 0: off.
   public var attention: Double
   public var location: SourceLocation
+  /// Teacher-labelled edited copies of the training examples; nil: none.
+  public var augment: AugmentSettings?
+  /// Unlabeled in-domain texts the teacher labels; nil: none.
+  public var unlabeled: UnlabeledSettings?
 
   public init(
     teacher: Located<String>, temperature: Double, logits: Double, features: Double,
-    hiddenStates: Double = 0, attention: Double = 0, location: SourceLocation
+    hiddenStates: Double = 0, attention: Double = 0, location: SourceLocation,
+    augment: AugmentSettings? = nil, unlabeled: UnlabeledSettings? = nil
   ) {
     self.teacher = teacher
     self.temperature = temperature
@@ -243,6 +248,94 @@ public struct DistillSettings: Sendable, Equatable {
     self.features = features
     self.hiddenStates = hiddenStates
     self.attention = attention
+    self.location = location
+    self.augment = augment
+    self.unlabeled = unlabeled
+  }
+}
+
+/// An edit `train.distill.augment` makes to a copy of a training example.
+public enum AugmentEdit: String, Sendable, Equatable, Hashable, CaseIterable {
+  case delete, swap, mask, synonym
+  case flip, crop, noise
+
+  /// True for the word-level edits of texts; false for the edits of images.
+  public var editsText: Bool {
+    switch self {
+    case .delete, .swap, .mask, .synonym: return true
+    case .flip, .crop, .noise: return false
+    }
+  }
+}
+
+/// How many extra examples of a source each step distils on, and with what weight.
+public struct ExtraBatch: Sendable, Equatable {
+  /// Examples per step; nil: `train.batch_size`.
+  public var batchSize: Int?
+  /// The weight w of the source's term w·T²·KL(teacher ‖ student) (default 1).
+  public var weight: Double
+
+  public init(batchSize: Int?, weight: Double) {
+    self.batchSize = batchSize
+    self.weight = weight
+  }
+}
+
+/// `train.distill.augment:` `copies` edited copies of every training example, labelled by the
+/// teacher.
+public struct AugmentSettings: Sendable, Equatable {
+  public var edits: [Located<AugmentEdit>]
+  /// Text: edits per copy = max(1, round(rate · words)); default 0.1.
+  public var rate: Double
+  /// Distinct copies of each training example (default 1).
+  public var copies: Int
+  /// Seeds the edits and the copies' order (default 0).
+  public var seed: Int
+  /// Roget's thesaurus (`term,CATEGORY` lines), for `synonym`.
+  public var thesaurus: Located<String>?
+  /// Images: the crop's zero padding in pixels (default 2).
+  public var pad: Int
+  /// Images: the noise's standard deviation, in pixel units of [0, 1] (default 0.05).
+  public var noise: Double
+  public var batch: ExtraBatch
+  public var location: SourceLocation
+
+  public init(
+    edits: [Located<AugmentEdit>], rate: Double, copies: Int, seed: Int,
+    thesaurus: Located<String>?, pad: Int, noise: Double, batch: ExtraBatch,
+    location: SourceLocation
+  ) {
+    self.edits = edits
+    self.rate = rate
+    self.copies = copies
+    self.seed = seed
+    self.thesaurus = thesaurus
+    self.pad = pad
+    self.noise = noise
+    self.batch = batch
+    self.location = location
+  }
+}
+
+/// `train.distill.unlabeled:` a table of in-domain texts without labels.
+public struct UnlabeledSettings: Sendable, Equatable {
+  public var format: DataFormat
+  public var path: Located<String>
+  public var textColumn: String
+  /// Rows whose value here is a group of the validation or test split are dropped.
+  public var groupBy: Located<String>?
+  public var batch: ExtraBatch
+  public var location: SourceLocation
+
+  public init(
+    format: DataFormat, path: Located<String>, textColumn: String, groupBy: Located<String>?,
+    batch: ExtraBatch, location: SourceLocation
+  ) {
+    self.format = format
+    self.path = path
+    self.textColumn = textColumn
+    self.groupBy = groupBy
+    self.batch = batch
     self.location = location
   }
 }

@@ -301,8 +301,64 @@ public enum ManifestSchema {
             "attention": object(
               "BERT only: weight of the MSE between student and teacher pre-softmax attention scores (every block and head, non-padding token pairs); default 0.",
               ["type": .string("number"), "minimum": .integer(0)]),
+            "augment": augment,
+            "unlabeled": unlabeled,
           ]),
       ])
+  }
+
+  /// The `batch_size` and `weight` every extra source of distillation examples takes.
+  private static var extraBatch: [String: JSONValue] {
+    [
+      "batch_size": integer(1, 65_536, "Extra examples per step (default train.batch_size)."),
+      "weight": object(
+        "Weight w of this source's T^2 KL(teacher || student) term (default 1).",
+        ["type": .string("number"), "exclusiveMinimum": .integer(0)]),
+    ]
+  }
+
+  private static var augment: JSONValue {
+    var fields: [String: JSONValue] = [
+      "edits": object(
+        "Text: delete, swap, mask, synonym; images: flip, crop, noise.",
+        [
+          "type": .string("array"), "minItems": .integer(1), "uniqueItems": .bool(true),
+          "items": .object(["enum": strings(AugmentEdit.allCases.map(\.rawValue))]),
+        ]),
+      "rate": object(
+        "Text: edits per copy = max(1, round(rate * words)); default 0.1.",
+        [
+          "type": .string("number"), "exclusiveMinimum": .integer(0), "maximum": .integer(1),
+        ]),
+      "copies": integer(1, 1000, "Distinct edited copies of each training example (default 1)."),
+      "seed": integer(0, nil, "Seeds the edits and the copies' order (default 0)."),
+      "thesaurus": described(
+        nonEmptyString, "Roget's thesaurus as term,CATEGORY lines (data/roget.csv); for synonym."),
+      "pad": integer(1, 64, "Images: the crop's zero padding in pixels (default 2)."),
+      "noise": object(
+        "Images: the Gaussian noise's standard deviation, pixels in [0, 1] (default 0.05).",
+        ["type": .string("number"), "exclusiveMinimum": .integer(0)]),
+    ]
+    fields.merge(extraBatch) { first, _ in first }
+    return closedObject(
+      "Teacher-labelled edited copies of the training examples (never validation or test).",
+      keys: ManifestKeys.augment, required: ["edits"], fields)
+  }
+
+  private static var unlabeled: JSONValue {
+    var fields: [String: JSONValue] = [
+      "format": enumeration(["csv", "tsv", "jsonl"], "A table of texts."),
+      "path": nonEmptyString,
+      "text": described(nonEmptyString, "The text column."),
+      "group_by": described(
+        nonEmptyString,
+        "Drops rows whose value is a group of the validation or test split (needs data.split.group_by)."
+      ),
+    ]
+    fields.merge(extraBatch) { first, _ in first }
+    return closedObject(
+      "Unlabeled in-domain texts the teacher labels.", keys: ManifestKeys.unlabeled,
+      required: ["format", "path", "text"], fields)
   }
 
   private static var data: JSONValue {

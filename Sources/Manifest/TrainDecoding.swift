@@ -58,7 +58,22 @@ extension DecodingContext {
       } ?? 0
     let distill = optional(fields, "distill", &failed) { context, node throws(Invalid) in
       try context.distill(
-        node, owner: fields.keyLocation("distill") ?? node.location, family: family)
+        node, owner: fields.keyLocation("distill") ?? node.location, family: family, task: dataTask)
+    }
+    if let unlabeled = distill?.unlabeled, let data {
+      if let groupBy = unlabeled.groupBy, data.split.groupBy == nil {
+        error(
+          "train.distill.unlabeled.group_by drops the rows of validation and test groups, but "
+            + "train.data.split has no group_by", at: groupBy.location,
+          fix: "add group_by to train.data.split, or remove it here")
+        failed = true
+      } else if unlabeled.groupBy == nil, let splitGroup = data.split.groupBy {
+        warning(
+          "train.data.split keeps \(splitGroup) groups apart, but train.distill.unlabeled has no "
+            + "group_by: its rows cannot be checked against the validation and test groups",
+          at: unlabeled.location,
+          fix: "add group_by: COLUMN naming the unlabeled file's \(splitGroup) column")
+      }
     }
     guard !failed, let task, let data, let steps else { throw Invalid() }
     return TrainSection(
@@ -68,20 +83,33 @@ extension DecodingContext {
       distill: distill)
   }
 
-  /// `train.distill: {teacher, temperature, logits, features, hidden_states, attention}`.
-  mutating func distill(_ node: YAMLNode, owner: SourceLocation, family: ModelFamily?)
-    throws(Invalid) -> DistillSettings
-  {
+  /// `train.distill: {teacher, temperature, logits, features, hidden_states, attention,
+  /// augment, unlabeled}`.
+  mutating func distill(
+    _ node: YAMLNode, owner: SourceLocation, family: ModelFamily?, task: Task?
+  ) throws(Invalid) -> DistillSettings {
     guard
       let fields = fields(
         of: node, path: "train.distill", owner: owner, allowed: ManifestKeys.distill,
         aliases: ["temp": "temperature", "alpha": "logits", "beta": "features"])
     else { throw Invalid() }
     var failed = false
-    let teacher = required(
-      fields, "teacher", example: "teacher: checkpoints/my-full-fine-tune", &failed
-    ) { context, node throws(Invalid) in
-      Located(try context.string(node, "train.distill.teacher"), at: node.location)
+    let extras = ["augment", "unlabeled"].filter { fields[$0] != nil }
+    let teacher: Located<String>?
+    if fields["teacher"] == nil, let extra = extras.first {
+      // These examples have no labels: without a teacher nothing would be learnt from them.
+      error(
+        "train.distill.\(extra) needs train.distill.teacher: the student learns the teacher's "
+          + "soft labels on these examples", at: fields.keyLocation(extra) ?? owner,
+        fix: "add teacher: checkpoints/my-full-fine-tune (a full fine-tuning run's output.dir)")
+      failed = true
+      teacher = nil
+    } else {
+      teacher = required(
+        fields, "teacher", example: "teacher: checkpoints/my-full-fine-tune", &failed
+      ) { context, node throws(Invalid) in
+        Located(try context.string(node, "train.distill.teacher"), at: node.location)
+      }
     }
     let temperature =
       optional(fields, "temperature", &failed) { context, node throws(Invalid) in
@@ -111,8 +139,18 @@ extension DecodingContext {
       failed = true
       attention = 0
     }
+    let augment = optional(fields, "augment", &failed) { context, node throws(Invalid) in
+      try context.augment(
+        node, owner: fields.keyLocation("augment") ?? node.location, task: task)
+    }
+    let unlabeled = optional(fields, "unlabeled", &failed) { context, node throws(Invalid) in
+      try context.unlabeled(
+        node, owner: fields.keyLocation("unlabeled") ?? node.location, task: task)
+    }
     guard !failed, let teacher else { throw Invalid() }
-    if logits == 0 && features == 0 && hiddenStates == 0 && attention == 0 {
+    if logits == 0 && features == 0 && hiddenStates == 0 && attention == 0 && augment == nil
+      && unlabeled == nil
+    {
       warning(
         "train.distill gives every term weight 0 (logits, features, hidden_states, attention): "
           + "the teacher is loaded but not used",
@@ -121,7 +159,8 @@ extension DecodingContext {
     }
     return DistillSettings(
       teacher: teacher, temperature: temperature, logits: logits, features: features,
-      hiddenStates: hiddenStates, attention: attention, location: owner)
+      hiddenStates: hiddenStates, attention: attention, location: owner, augment: augment,
+      unlabeled: unlabeled)
   }
 
   /// `train.distill.hidden_states`: `all` (weight 1) or `{layers: all, weight: η}`; the weight.
@@ -161,6 +200,169 @@ extension DecodingContext {
       } ?? 1
     if failed { throw Invalid() }
     return weight
+  }
+
+  /// The `batch_size` and `weight` of an extra source of distillation examples.
+  mutating func extraBatch(_ fields: Fields, path: String, _ failed: inout Bool) -> ExtraBatch {
+    let batchSize = optional(fields, "batch_size", &failed) { context, node throws(Invalid) in
+      try context.integer(node, "\(path).batch_size", in: 1...65_536)
+    }
+    let weight =
+      optional(fields, "weight", &failed) { context, node throws(Invalid) in
+        try context.number(node, "\(path).weight", "> 0") { $0 > 0 }
+      } ?? 1
+    return ExtraBatch(batchSize: batchSize, weight: weight)
+  }
+
+  /// `train.distill.augment: {edits, rate, copies, seed, thesaurus, pad, noise, batch_size,
+  /// weight}`; which edits and keys apply depends on the task.
+  mutating func augment(_ node: YAMLNode, owner: SourceLocation, task: Task?) throws(Invalid)
+    -> AugmentSettings
+  {
+    let path = "train.distill.augment"
+    guard
+      let fields = fields(
+        of: node, path: path, owner: owner, allowed: ManifestKeys.augment,
+        aliases: ["edit": "edits", "copy": "copies", "synonyms": "thesaurus", "roget": "thesaurus"])
+    else { throw Invalid() }
+    var failed = false
+    let textEdits = AugmentEdit.allCases.filter(\.editsText).map(\.rawValue)
+    let imageEdits = AugmentEdit.allCases.filter { !$0.editsText }.map(\.rawValue)
+    let example =
+      task == .imageClassification
+      ? "edits: [\(imageEdits.joined(separator: ", "))]"
+      : "edits: [\(textEdits.joined(separator: ", "))]"
+    let edits =
+      required(fields, "edits", example: example, &failed) { context, node throws(Invalid) in
+        try context.augmentEdits(node, path: "\(path).edits", task: task)
+      } ?? []
+    if let task {
+      let keys = task == .imageClassification ? ["rate", "thesaurus"] : ["pad", "noise"]
+      for key in keys {
+        if let location = fields.keyLocation(key) {
+          error(
+            "\(path).\(key) applies to \(task == .imageClassification ? "texts" : "images"), "
+              + "and train.task is \(task.rawValue)", at: location, fix: "remove \(key)")
+          failed = true
+        }
+      }
+    }
+    let rate =
+      optional(fields, "rate", &failed) { context, node throws(Invalid) in
+        try context.number(node, "\(path).rate", "in (0, 1]") { $0 > 0 && $0 <= 1 }
+      } ?? 0.1
+    let copies =
+      optional(fields, "copies", &failed) { context, node throws(Invalid) in
+        try context.integer(node, "\(path).copies", in: 1...1000)
+      } ?? 1
+    let seed =
+      optional(fields, "seed", &failed) { context, node throws(Invalid) in
+        try context.integer(node, "\(path).seed", in: 0...Int.max)
+      } ?? 0
+    let thesaurus = optional(fields, "thesaurus", &failed) { context, node throws(Invalid) in
+      Located(try context.name(node, "\(path).thesaurus"), at: node.location)
+    }
+    let pad =
+      optional(fields, "pad", &failed) { context, node throws(Invalid) in
+        try context.integer(node, "\(path).pad", in: 1...64)
+      } ?? 2
+    let noise =
+      optional(fields, "noise", &failed) { context, node throws(Invalid) in
+        try context.number(node, "\(path).noise", "> 0") { $0 > 0 }
+      } ?? 0.05
+    let batch = extraBatch(fields, path: path, &failed)
+    if thesaurus == nil, let synonym = edits.first(where: { $0.value == .synonym }) {
+      error(
+        "the synonym edit needs \(path).thesaurus, the file its synonyms come from",
+        at: synonym.location,
+        fix: "add thesaurus: data/roget.csv (Scripts/fetch-rotten-tomatoes.sh writes it)")
+      failed = true
+    }
+    if failed { throw Invalid() }
+    return AugmentSettings(
+      edits: edits, rate: rate, copies: copies, seed: seed, thesaurus: thesaurus, pad: pad,
+      noise: noise, batch: batch, location: owner)
+  }
+
+  /// A non-empty list of distinct edits that fit the task.
+  mutating func augmentEdits(_ node: YAMLNode, path: String, task: Task?) throws(Invalid)
+    -> [Located<AugmentEdit>]
+  {
+    guard case .sequence(let items) = node.kind, !items.isEmpty else {
+      error(
+        "\(path) must be a non-empty list of edits, not \(describe(node))", at: node.location,
+        fix: "for example: edits: [delete, swap, mask, synonym] (texts) or [flip, crop, noise] "
+          + "(images)")
+      throw Invalid()
+    }
+    var edits: [Located<AugmentEdit>] = []
+    var failed = false
+    for item in items {
+      guard let edit = try? choice(item, "an edit of \(path)", as: AugmentEdit.self) else {
+        failed = true
+        continue
+      }
+      if edits.contains(where: { $0.value == edit }) {
+        error("\(path) lists \(edit.rawValue) twice", at: item.location, fix: "list it once")
+        failed = true
+      } else if let task, edit.editsText != (task == .textClassification) {
+        let fitting = AugmentEdit.allCases.filter { $0.editsText == (task == .textClassification) }
+        error(
+          "the \(edit.rawValue) edit applies to \(edit.editsText ? "texts" : "images"), and "
+            + "train.task is \(task.rawValue)", at: item.location,
+          fix: "use \(fitting.map(\.rawValue).joined(separator: ", "))")
+        failed = true
+      }
+      edits.append(Located(edit, at: item.location))
+    }
+    if failed { throw Invalid() }
+    return edits
+  }
+
+  /// `train.distill.unlabeled: {format, path, text, group_by, batch_size, weight}`.
+  mutating func unlabeled(_ node: YAMLNode, owner: SourceLocation, task: Task?) throws(Invalid)
+    -> UnlabeledSettings
+  {
+    let path = "train.distill.unlabeled"
+    guard
+      let fields = fields(
+        of: node, path: path, owner: owner, allowed: ManifestKeys.unlabeled,
+        aliases: ["file": "path", "text_column": "text", "group": "group_by"])
+    else { throw Invalid() }
+    var failed = false
+    if task == .imageClassification {
+      error(
+        "\(path) reads a table of texts, and train.task is image-classification", at: owner,
+        fix: "remove unlabeled; augment: {edits: [flip, crop, noise]} adds images to distil on")
+      throw Invalid()
+    }
+    let format = required(fields, "format", example: "format: csv", &failed) {
+      context, node throws(Invalid) in
+      let format = try context.choice(node, "\(path).format", as: DataFormat.self)
+      guard format != .idx else {
+        context.error(
+          "\(path).format must be csv, tsv or jsonl: unlabeled examples are texts",
+          at: node.location)
+        throw Invalid()
+      }
+      return format
+    }
+    let file = required(fields, "path", example: "path: data/unlabeled.csv", &failed) {
+      context, node throws(Invalid) in
+      Located(try context.name(node, "\(path).path"), at: node.location)
+    }
+    let text = required(fields, "text", example: "text: text", &failed) {
+      context, node throws(Invalid) in
+      try context.name(node, "\(path).text")
+    }
+    let groupBy = optional(fields, "group_by", &failed) { context, node throws(Invalid) in
+      Located(try context.name(node, "\(path).group_by"), at: node.location)
+    }
+    let batch = extraBatch(fields, path: path, &failed)
+    guard !failed, let format, let file, let text else { throw Invalid() }
+    return UnlabeledSettings(
+      format: format, path: file, textColumn: text, groupBy: groupBy, batch: batch,
+      location: owner)
   }
 
   mutating func dataSection(

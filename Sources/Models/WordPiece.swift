@@ -182,12 +182,41 @@ public struct WordPieceTokenizer: Sendable {
   ///
   /// - Precondition: `maxLength >= 2`, room for `[CLS]` and `[SEP]`.
   public func encodeBatch(_ texts: [String], maxLength: Int) -> EncodedBatch {
+    encodeBatch(pieces: texts.map(pieceIDs), maxLength: maxLength)
+  }
+
+  /// The id of `[MASK]`; nil when the vocabulary has none.
+  public var maskTokenID: Int32? { wordStarts[Array("[MASK]".unicodeScalars)[...]] }
+
+  /// As `encodeBatch(_:maxLength:)`, with every `[MASK]` in the texts encoded as the mask token
+  /// (as Hugging Face's tokenizers keep special tokens whole; the normalizer alone would make it
+  /// "[", "mask", "]").
+  ///
+  /// - Precondition: the vocabulary has `[MASK]` (`maskTokenID` is not nil).
+  public func encodeBatch(maskingTexts texts: [String], maxLength: Int) -> EncodedBatch {
+    guard let mask = maskTokenID else {
+      preconditionFailure("the vocabulary has no [MASK] token")
+    }
+    let pieces = texts.map { text in
+      var ids: [Int32] = []
+      for (index, segment) in text.split(separator: "[MASK]", omittingEmptySubsequences: false)
+        .enumerated()
+      {
+        if index > 0 { ids.append(mask) }
+        ids += pieceIDs(String(segment))
+      }
+      return ids
+    }
+    return encodeBatch(pieces: pieces, maxLength: maxLength)
+  }
+
+  private func encodeBatch(pieces texts: [[Int32]], maxLength: Int) -> EncodedBatch {
     precondition(maxLength >= 2, "maxLength \(maxLength) leaves no room for [CLS] and [SEP]")
     let total = texts.count * maxLength
     var inputIDs = [Int32](repeating: paddingTokenID, count: total)
     var attentionMask = [Int32](repeating: 0, count: total)
-    for (row, text) in texts.enumerated() {
-      let pieces = pieceIDs(text).prefix(maxLength - 2)
+    for (row, ids) in texts.enumerated() {
+      let pieces = ids.prefix(maxLength - 2)
       let rowStart = row * maxLength
       inputIDs[rowStart] = classifierTokenID
       inputIDs.replaceSubrange(rowStart + 1..<rowStart + 1 + pieces.count, with: pieces)

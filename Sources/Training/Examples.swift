@@ -21,29 +21,9 @@ public struct TextExamples: ExampleSource {
   public var classCount: Int { texts.labelNames.count }
   public var labels: [Int32] { texts.labels }
 
-  /// The batch, cut to its longest text: padded positions are masked out of attention and the
-  /// classifier reads [CLS], so the logits are the same and the work is smaller.
+  /// The batch, cut to its longest text (`trimmed`).
   public func batch(_ indices: [Int]) throws -> Batch {
-    let full = makeTextBatch(texts, indices, tokenizer: tokenizer, maxLength: maxLength)
-    var longest = 1
-    for row in 0..<full.batchSize {
-      for column in stride(from: full.length - 1, through: longest, by: -1)
-      where full.attentionMask[row * full.length + column] != 0 {
-        longest = column + 1
-        break
-      }
-    }
-    guard longest < full.length else { return .text(full) }
-    func cut(_ values: [Int32]) -> [Int32] {
-      (0..<full.batchSize).flatMap { row in
-        values[(row * full.length)..<(row * full.length + longest)]
-      }
-    }
-    return .text(
-      TextBatch(
-        batchSize: full.batchSize, length: longest, inputIDs: cut(full.inputIDs),
-        attentionMask: cut(full.attentionMask), tokenTypeIDs: cut(full.tokenTypeIDs),
-        labels: full.labels))
+    .text(trimmed(makeTextBatch(texts, indices, tokenizer: tokenizer, maxLength: maxLength)))
   }
 }
 

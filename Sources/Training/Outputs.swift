@@ -44,6 +44,8 @@ public struct RunResults: Codable, Sendable {
   public var endsWFree: Bool
   /// How the run was taught (`train.distill`); nil: no teacher.
   public var distillation: DistillationRecord?
+  /// The extra distillation examples by source ("augment", "unlabeled"); nil: none.
+  public var distillData: [String: ExtraSourceRecord]?
 
   public init(
     name: String, steps: Int, trainSeconds: Double, params: Parameters,
@@ -81,6 +83,7 @@ public struct RunResults: Codable, Sendable {
     case stuckReason = "stuck_reason"
     case endsWFree = "ends_w_free"
     case distillation
+    case distillData = "distill_data"
   }
 
   /// JSON with `null` for absent values (docs/manifest.md: `test_accuracy_with_w` is null when W is

@@ -17,6 +17,8 @@ public struct RunSetup: Sendable {
   public var checkpointDirectory: URL?
   /// The teacher of `train.distill`, loaded and checked against the student.
   public var distillation: Distillation?
+  /// The extra examples the teacher labels (`train.distill.augment`, `unlabeled`).
+  public var pools: [SoftLabelPool] = []
 
   /// The examples of part `index` of `count` (1-based): a shuffle with a fixed seed, so two
   /// manifests that take "1/2" and "2/2" of the same file see complementary halves whatever
@@ -228,6 +230,14 @@ public struct RunSetup: Sendable {
       weightDecay: Float(train.optimizer.weightDecay), warmup: train.optimizer.warmup,
       evaluateEvery: min(train.evalEvery.value, steps),
       checkpointEvery: manifest.output.checkpointEvery?.value, seed: UInt64(train.seed))
+    if let distill = train.distill, let source = setup.source {
+      let (pools, poolDiagnostics) = extraPools(
+        distill, source: source, trainSeed: train.seed, batchSize: train.batchSize.value,
+        path: path)
+      diagnostics += poolDiagnostics
+      if poolDiagnostics.contains(where: { $0.severity == .error }) { return (nil, diagnostics) }
+      setup.pools = pools
+    }
     return (diagnostics.contains { $0.severity == .error } ? nil : setup, diagnostics)
   }
 

@@ -18,6 +18,8 @@ public enum StateStore {
     var evaluations: [EvaluationRecord]
     /// The manifest text the run started from: a resume with another manifest is refused.
     var manifest: String
+    /// The extra distillation sources' orders; absent in states without them.
+    var poolOrders: [BatchOrder]? = nil
   }
 
   public static func save(_ trainer: Trainer, manifest: String, to directory: URL) throws {
@@ -45,7 +47,7 @@ public enum StateStore {
     let document = Document(
       step: state.step, order: state.order, random: state.random,
       optimizerStep: state.optimizerStep, steps: state.steps, evaluations: state.evaluations,
-      manifest: manifest)
+      manifest: manifest, poolOrders: state.poolOrders.isEmpty ? nil : state.poolOrders)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     try encoder.encode(document).write(
@@ -97,7 +99,7 @@ public enum StateStore {
     let state = TrainingState(
       step: document.step, order: document.order, random: document.random,
       optimizerStep: document.optimizerStep, steps: document.steps,
-      evaluations: document.evaluations)
+      evaluations: document.evaluations, poolOrders: document.poolOrders ?? [])
     try trainer.restore(
       state, trainable: trainable, runningStatistics: statistics, moments: moments)
   }

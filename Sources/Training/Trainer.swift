@@ -133,6 +133,8 @@ public struct TrainingState: Sendable {
   public var optimizerStep: Int
   public var steps: [StepRecord]
   public var evaluations: [EvaluationRecord]
+  /// Where each extra distillation source (`Trainer.pools`) is in its order.
+  public var poolOrders: [BatchOrder] = []
 }
 
 /// The training loop over a compiled plan.
@@ -151,12 +153,17 @@ public struct Trainer: Sendable {
   public private(set) var reducedSteps = 0
   /// A teacher to distil from (`train.distill`); nil: cross-entropy only.
   public let distillation: Distillation?
+  /// Extra examples the teacher labels (`train.distill.augment`, `unlabeled`); every step
+  /// distils on a batch of each. Used only with `distillation`, in one process.
+  public let pools: [SoftLabelPool]
 
   public init(
     plan: TrainingPlan, source: any ExampleSource, settings: TrainerSettings,
-    group: any ProcessGroup = SingleProcess(), distillation: Distillation? = nil
+    group: any ProcessGroup = SingleProcess(), distillation: Distillation? = nil,
+    pools: [SoftLabelPool] = []
   ) {
     self.distillation = distillation
+    self.pools = distillation == nil ? [] : pools
     self.plan = plan
     self.source = source
     self.settings = settings
@@ -166,7 +173,7 @@ public struct Trainer: Sendable {
     state = TrainingState(
       step: 0, order: BatchOrder(indices: source.split.train, seed: settings.seed),
       random: RandomStream(seed: settings.seed, stream: 7), optimizerStep: 0, steps: [],
-      evaluations: [])
+      evaluations: [], poolOrders: self.pools.map { $0.initialOrder() })
   }
 
   public var isFinished: Bool { state.step >= settings.steps }
@@ -198,6 +205,25 @@ public struct Trainer: Sendable {
         try candidate.lossAndGradients(held, random: &random)
       }
     random.batchShare = nil
+    var poolOrders = state.poolOrders
+    if let distillation, !pools.isEmpty {
+      guard group.size == 1 else {
+        throw PlanError("train.distill.augment and unlabeled train in one process only")
+      }
+      // Each extra batch after the training batch, in the pools' order: its dropout masks
+      // continue the step's stream, so the step stays one deterministic sequence of draws.
+      for (index, pool) in pools.enumerated() {
+        let drawn = poolOrders[index].next(pool.batchSize)
+        let (extraLoss, extraGradients) = try candidate.softLabelLossAndGradients(
+          try pool.source.batch(drawn), distillation: distillation, random: &random)
+        loss += pool.weight * extraLoss
+        for (name, gradient) in extraGradients.tensors {
+          var weighted = gradient
+          if pool.weight != 1 { weighted.scale(by: pool.weight) }
+          gradients.accumulate(name, weighted)
+        }
+      }
+    }
     if group.size > 1 {
       // The sum over ranks of (share mean × share / batch) is the global batch's mean; a
       // non-finite loss or gradient anywhere is non-finite everywhere after the sum.
@@ -235,6 +261,7 @@ public struct Trainer: Sendable {
     plan = candidate
     state.order = order
     state.random = random
+    state.poolOrders = poolOrders
     state.step = step + 1
     state.optimizerStep = optimizer.step
     let decays = plan.model.decayFactors.values
@@ -344,6 +371,11 @@ public struct Trainer: Sendable {
     try plan.restore(trainable: trainable, runningStatistics: runningStatistics)
     guard optimizer.restore(step: saved.optimizerStep, moments: moments) else {
       throw PlanError("the saved optimizer state does not match the plan's trainable tensors")
+    }
+    guard saved.poolOrders.map(\.indices.count) == pools.map(\.source.count) else {
+      throw PlanError(
+        "the saved state draws from \(saved.poolOrders.count) extra distillation sources of sizes \(saved.poolOrders.map(\.indices.count)), this run from sizes \(pools.map(\.source.count))"
+      )
     }
     state = saved
   }

@@ -184,9 +184,15 @@ enum ApplyCommand: Command {
           "\(path): error: train.batch_size \(settings.batchSize) is smaller than the \(group.size) processes; every process needs at least one example per batch"
       )
     }
+    if group.size > 1 && !setup.pools.isEmpty {
+      throw CommandError(
+        message:
+          "\(path): error: train.distill.augment and unlabeled train in one process only; run without mpirun, or remove them"
+      )
+    }
     var trainer = Trainer(
       plan: plan, source: source, settings: settings, group: group,
-      distillation: setup.distillation)
+      distillation: setup.distillation, pools: setup.pools)
     // Only rank 0 writes the state (the ranks hold the same one).
     func saveStateOnPrimary() throws {
       if group.isPrimary { try Self.saveState(trainer, manifest.text, to: state) }
@@ -221,6 +227,11 @@ enum ApplyCommand: Command {
     )
     if let distill = manifest.train?.distill {
       log("distilling from \(distill.teacher.value): \(DistillationRecord(distill).summary)")
+    }
+    for pool in trainer.pools {
+      log(
+        "distilling also on \(pool.name): \(pool.source.count) examples, \(pool.batchSize) per step, weight \(pool.weight)"
+      )
     }
     if group.size > 1 && !plan.model.runningStatistics.isEmpty {
       log(
@@ -338,7 +349,7 @@ enum ApplyCommand: Command {
           to: staged.appendingPathComponent("onnx"), setup: setup, manifest: manifest)
         log("wrote the ONNX model to \(manifest.output.directory.value)/onnx/")
       }
-      let written = RunResults(
+      var written = RunResults(
         name: name, steps: settings.steps, trainSeconds: trainSeconds,
         params: .init(
           total: finalSummary.total, trainable: finalSummary.trainable,
@@ -350,6 +361,17 @@ enum ApplyCommand: Command {
         exportedReloadTestAccuracy: reloadAccuracy, majorityClass: majority,
         stuckAtChance: stuck != nil, stuckReason: stuck, endsWFree: endsWFree,
         distillation: manifest.train?.distill.map(DistillationRecord.init))
+      if !trainer.pools.isEmpty {
+        written.distillData = Dictionary(
+          uniqueKeysWithValues: trainer.pools.map { pool in
+            var record = pool.record
+            record.perEpoch = pool.perEpoch(
+              steps: settings.steps, trainingBatchSize: settings.batchSize,
+              trainingExamples: split.train.count)
+            record.examples = record.perEpoch.reduce(0, +)
+            return (pool.name, record)
+          })
+      }
       results = written
       // The deployed model's prediction for every test example: paired comparisons between
       // runs (`surgeon compare`'s bootstrap intervals and McNemar tests) read it.

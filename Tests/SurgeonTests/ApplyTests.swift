@@ -296,4 +296,144 @@ final class ApplyTests: XCTestCase {
     XCTAssertTrue(error.contains("lable"), error)
     XCTAssertFalse(FileManager.default.fileExists(atPath: file("checkpoints/baddata").path))
   }
+
+  /// The manifest of `manifest(name:)` distilled from `checkpoints/teacher` on augmented copies
+  /// and on `unlabeled.csv`.
+  private func distilledManifest(name: String) -> String {
+    manifest(name: name, compress: false).replacingOccurrences(
+      of: "  eval_every: 8\n",
+      with: """
+          eval_every: 8
+          distill:
+            teacher: checkpoints/teacher
+            augment: {edits: [delete, swap, mask, synonym], rate: 0.2, copies: 2, seed: 5,
+                      thesaurus: roget.csv, batch_size: 4, weight: 0.5}
+            unlabeled: {format: csv, path: unlabeled.csv, text: text, group_by: group}
+
+        """)
+  }
+
+  /// The teacher (full fine-tuning on the same split), a thesaurus, and unlabeled texts: every
+  /// row of tiny.csv with its group, plus `extra` rows of a group no split has.
+  private func writeDistillationInputs(extra: Int) throws -> (rows: Int, Void) {
+    let teacher = manifest(name: "teacher", compress: false)
+      .replacingOccurrences(
+        of: """
+          surgery:
+            - lora:
+                layers: [query, value, dense]
+                rank: 4
+                bias_c: zeros
+                decay: {start: 0.1, end: 0.7}
+                noise: {stats: per_output, clear_below: 0.3, scale: 0.5}
+            - train: [classifier]
+
+          """, with: "")
+    XCTAssertFalse(teacher.contains("lora"))
+    try apply([try write(teacher, "teacher.yaml")])
+    _ = try write("dull,TEDIUM\nboring,TEDIUM\nbad,BADNESS\nevil,BADNESS\n", "roget.csv")
+    let table = try String(contentsOf: file("tiny.csv"), encoding: .utf8)
+      .split(separator: "\n").dropFirst()
+    var rows = ["text,group"]
+    for line in table {
+      // "text",label,group → "text",group
+      let fields = line.split(separator: ",")
+      rows.append("\(fields[0]),\(fields[2])")
+    }
+    for index in 0..<extra { rows.append("\"zz yy \(index)\",elsewhere") }
+    _ = try write(rows.joined(separator: "\n") + "\n", "unlabeled.csv")
+    return (table.count + extra, ())
+  }
+
+  func testDistillingOnAugmentedAndUnlabeledTextsRunsAndResumesBitwise() throws {
+    let (rows, _) = try writeDistillationInputs(extra: 3)
+    let log = try apply([try write(distilledManifest(name: "kd"), "kd.yaml")])
+    XCTAssertTrue(log.contains("distilling also on augment:"), log)
+    XCTAssertTrue(log.contains("distilling also on unlabeled:"), log)
+    let results = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(contentsOf: file("checkpoints/kd/results.json")))
+        as? [String: Any])
+    let data = try XCTUnwrap(results["distill_data"] as? [String: [String: Any]])
+    let augment = try XCTUnwrap(data["augment"])
+    let unlabeled = try XCTUnwrap(data["unlabeled"])
+    XCTAssertEqual(augment["seed"] as? Int, 5)
+    XCTAssertEqual(augment["edits"] as? [String], ["delete", "swap", "mask", "synonym"])
+    XCTAssertEqual(augment["copies"] as? Int, 2)
+    XCTAssertEqual(augment["batch_size"] as? Int, 4)
+    XCTAssertEqual(unlabeled["batch_size"] as? Int, 8, "train.batch_size by default")
+    // Copies of the training split alone: 2 per training example.
+    let augmentPool = try XCTUnwrap(augment["pool"] as? Int)
+    XCTAssertEqual(augmentPool % 2, 0)
+    let training = augmentPool / 2
+    // The unlabeled rows are tiny.csv's with their groups: every validation and test row goes
+    // (its group is held out), the training rows and the 3 rows of another group stay.
+    XCTAssertEqual(unlabeled["rows"] as? Int, rows)
+    XCTAssertEqual(unlabeled["pool"] as? Int, training + 3)
+    XCTAssertEqual(unlabeled["dropped_held_out_groups"] as? Int, rows - 3 - training)
+    XCTAssertEqual(unlabeled["dropped_held_out_texts"] as? Int, 0)
+    let predictions = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(contentsOf: file("checkpoints/kd/predictions.json")))
+        as? [String: Any])
+    let testCount = try XCTUnwrap(predictions["indices"] as? [Int]).count
+    XCTAssertGreaterThan(testCount, 0)
+    XCTAssertGreaterThan(rows - 3 - training, testCount, "validation rows dropped too")
+    // 24 steps of 8 training examples: the extra examples drawn in each training epoch.
+    var perEpoch: [Int] = []
+    for step in 0..<24 {
+      let epoch = step * 8 / training
+      if perEpoch.count <= epoch { perEpoch.append(0) }
+      perEpoch[epoch] += 4
+    }
+    XCTAssertEqual(augment["per_epoch"] as? [Int], perEpoch)
+    XCTAssertEqual(augment["examples"] as? Int, 24 * 4)
+    XCTAssertEqual(unlabeled["examples"] as? Int, 24 * 8)
+
+    // Stopped after step 9 and resumed: bitwise the uninterrupted run.
+    let resumed = try write(distilledManifest(name: "kd-resumed"), "kd-resumed.yaml")
+    try apply([resumed, "--stop-after", "9"], expecting: 3)
+    let state = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: file("checkpoints/kd-resumed/state/state.json"))) as? [String: Any])
+    XCTAssertEqual((state["poolOrders"] as? [Any])?.count, 2, "the extra sources' orders are saved")
+    try apply([resumed, "--resume"])
+    let a = try SafeTensorsFile.read(contentsOf: file("checkpoints/kd/model.safetensors"))
+    let b = try SafeTensorsFile.read(contentsOf: file("checkpoints/kd-resumed/model.safetensors"))
+    XCTAssertEqual(Set(a.tensors.keys), Set(b.tensors.keys))
+    for (name, tensor) in a.tensors {
+      guard case .float(let x) = tensor, case .float(let y)? = b.tensors[name] else { continue }
+      XCTAssertTrue(x.isBitwiseEqual(to: y), "\(name) differs after resume")
+    }
+    // The extra batches changed the training: without them the student ends elsewhere.
+    let plain = distilledManifest(name: "kd-plain").replacingOccurrences(
+      of: "    augment: {edits: [delete, swap, mask, synonym], rate: 0.2, copies: 2, seed: 5,\n"
+        + "              thesaurus: roget.csv, batch_size: 4, weight: 0.5}\n"
+        + "    unlabeled: {format: csv, path: unlabeled.csv, text: text, group_by: group}\n",
+      with: "")
+    XCTAssertFalse(plain.contains("augment"))
+    try apply([try write(plain, "kd-plain.yaml")])
+    let c = try SafeTensorsFile.read(contentsOf: file("checkpoints/kd-plain/model.safetensors"))
+    guard case .float(let x)? = a.tensors["classifier.weight"],
+      case .float(let y)? = c.tensors["classifier.weight"]
+    else { return XCTFail("no classifier.weight") }
+    XCTAssertFalse(x.isBitwiseEqual(to: y))
+  }
+
+  func testUnlabeledFileWithoutTheTextColumnStopsAtItsManifestLine() throws {
+    _ = try writeDistillationInputs(extra: 0)
+    let text = distilledManifest(name: "nocolumn").replacingOccurrences(
+      of: "text: text, group_by: group}", with: "text: plot, group_by: group}")
+    let line =
+      try XCTUnwrap(
+        text.split(separator: "\n", omittingEmptySubsequences: false).firstIndex {
+          $0.contains("unlabeled:")
+        }) + 1
+    let error = try apply([try write(text, "nocolumn.yaml")], expecting: 1)
+    let message = try XCTUnwrap(error.split(separator: "\n").first { $0.contains(": error: ") })
+    XCTAssertTrue(message.hasPrefix("nocolumn.yaml:\(line):5: error: "), error)
+    XCTAssertTrue(
+      message.contains(
+        "unlabeled.csv:line 1: error: no column 'plot' (the text column) in the header; columns: 'text', 'group'"
+      ), error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: file("checkpoints/nocolumn").path))
+  }
 }
