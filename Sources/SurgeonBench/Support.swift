@@ -70,8 +70,13 @@ struct Options {
   }
 }
 
-/// Prints `fields` as one JSON object line (sorted keys).
+/// Prints `fields` as one JSON object line (sorted keys), with the BLAS core and the processor
+/// the numbers were measured on.
 func printJSON(_ fields: [String: Any]) throws {
+  var fields = fields
+  fields["blas_core"] = BLASCore.loadedCore
+  fields["cpu_model"] = Processor.current.model
+  fields["cpu_features"] = Processor.current.featureList
   let data = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
   print(String(decoding: data, as: UTF8.self))
 }

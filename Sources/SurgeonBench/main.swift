@@ -3,6 +3,18 @@ import Tensor
 
 // surgeon-bench: the Swift side of Scripts/bench.sh. Each subcommand prints a human summary and,
 // as its last line, one JSON object.
+// Before any work, as `surgeon` does: re-execute once when OpenBLAS picked kernels below what
+// this CPU runs (OPENBLAS_CORETYPE is read only when OpenBLAS loads).
+if case .switchCore(let from, let to)? = BLASCore.startupDecision(
+  environment: ProcessInfo.processInfo.environment)
+{
+  setenv("OPENBLAS_CORETYPE", to, 1)
+  setenv(BLASCore.correctedFromVariable, from, 1)
+  var arguments = CommandLine.arguments.map { strdup($0) } + [nil]
+  execv("/proc/self/exe", &arguments)
+  unsetenv("OPENBLAS_CORETYPE")
+  unsetenv(BLASCore.correctedFromVariable)
+}
 Memory.keepFreedBuffersMapped()
 let usage = """
   Usage: surgeon-bench COMMAND [--name value ...]   (every command: --threads 2)

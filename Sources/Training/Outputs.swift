@@ -41,12 +41,18 @@ public struct RunResults: Codable, Sendable {
   public var stuckAtChance: Bool
   public var stuckReason: String?
   public var endsWFree: Bool
+  /// The OpenBLAS kernels the run used (`openblas_get_corename()`), and the processor, so
+  /// timings from different machines are never compared unknowingly. Nil in older files.
+  public var blasCore: String?
+  public var cpuModel: String?
+  public var cpuFeatures: [String]?
 
   public init(
     name: String, steps: Int, trainSeconds: Double, params: Parameters,
     validationAccuracy: Double?, testAccuracy: Double, testAccuracyWithW: Double?,
     testAccuracyWFree: Double, exportedReloadTestAccuracy: Double?, majorityClass: Double,
-    stuckAtChance: Bool, stuckReason: String?, endsWFree: Bool
+    stuckAtChance: Bool, stuckReason: String?, endsWFree: Bool, blasCore: String? = nil,
+    cpuModel: String? = nil, cpuFeatures: [String]? = nil
   ) {
     self.name = name
     self.steps = steps
@@ -61,6 +67,9 @@ public struct RunResults: Codable, Sendable {
     self.stuckAtChance = stuckAtChance
     self.stuckReason = stuckReason
     self.endsWFree = endsWFree
+    self.blasCore = blasCore
+    self.cpuModel = cpuModel
+    self.cpuFeatures = cpuFeatures
   }
 
   enum CodingKeys: String, CodingKey {
@@ -75,6 +84,9 @@ public struct RunResults: Codable, Sendable {
     case stuckAtChance = "stuck_at_chance"
     case stuckReason = "stuck_reason"
     case endsWFree = "ends_w_free"
+    case blasCore = "blas_core"
+    case cpuModel = "cpu_model"
+    case cpuFeatures = "cpu_features"
   }
 
   /// JSON with `null` for absent values (MANIFEST.md: `test_accuracy_with_w` is null when W is

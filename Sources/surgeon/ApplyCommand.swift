@@ -117,6 +117,9 @@ enum ApplyCommand: Command {
           "\(manifest.output.directory.value): error: the output directory exists; pass --resume to continue its run or --overwrite to replace it"
       )
     }
+    log(
+      "surgeon apply \(path): \(BLASCore.description(environment: ProcessInfo.processInfo.environment))"
+    )
     log("surgeon apply \(path): preparing the model and data")
     let (prepared, diagnostics) = RunSetup.prepare(
       manifest, workingDirectory: workingDirectory, stepsOverride: steps,
@@ -305,7 +308,9 @@ enum ApplyCommand: Command {
         testAccuracyWithW: endsWFree ? nil : test.accuracy,
         testAccuracyWFree: test.exportedAccuracy,
         exportedReloadTestAccuracy: reloadAccuracy, majorityClass: majority,
-        stuckAtChance: stuck != nil, stuckReason: stuck, endsWFree: endsWFree)
+        stuckAtChance: stuck != nil, stuckReason: stuck, endsWFree: endsWFree,
+        blasCore: BLASCore.loadedCore, cpuModel: Processor.current.model,
+        cpuFeatures: Processor.current.featureList)
       results = written
       // The deployed model's prediction for every test example: paired comparisons between
       // runs (`surgeon compare`'s bootstrap intervals and McNemar tests) read it.
