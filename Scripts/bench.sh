@@ -33,21 +33,22 @@ python="$venv/bin/python"
 results="$(mktemp -d)"
 trap 'rm -rf "$results"' EXIT
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
+# `tee -a`: appending, so a log file that standard error points at is never truncated.
 for round in $(seq 1 "$rounds"); do
   echo "bench.sh: round $round of $rounds" >&2
   for workload in bert-train bert-eval vgg-train; do
     .build/release/surgeon-bench "$workload" --repeats "$repeats" --threads "$threads" \
-      | tee /dev/stderr | tail -1 >>"$results/surgeon-$workload.jsonl"
+      | tee -a /dev/stderr | tail -1 >>"$results/surgeon-$workload.jsonl"
     "$python" Scripts/bench/reference.py "$workload" --repeats "$repeats" --threads "$threads" \
-      2>/dev/null | tail -1 | tee /dev/stderr >>"$results/pytorch-$workload.jsonl"
+      2>/dev/null | tail -1 | tee -a /dev/stderr >>"$results/pytorch-$workload.jsonl"
   done
   "$python" Scripts/bench/reference.py onnx-eval --repeats "$repeats" --threads "$threads" \
-    2>/dev/null | tail -1 | tee /dev/stderr >>"$results/onnxruntime-bert-eval.jsonl"
+    2>/dev/null | tail -1 | tee -a /dev/stderr >>"$results/onnxruntime-bert-eval.jsonl"
   .build/release/surgeon-bench bert-train --manifest Scripts/bench/bert-base-lora.yaml \
     --batch "$base_batch" --length 128 --repeats "$base_repeats" --gemm-replay no \
-    --threads "$threads" | tee /dev/stderr | tail -1 >>"$results/surgeon-bert-base-train.jsonl"
+    --threads "$threads" | tee -a /dev/stderr | tail -1 >>"$results/surgeon-bert-base-train.jsonl"
   "$python" Scripts/bench/reference.py bert-train --config bert-base --batch "$base_batch" \
     --length 128 --repeats "$base_repeats" --threads "$threads" 2>/dev/null | tail -1 \
-    | tee /dev/stderr >>"$results/pytorch-bert-base-train.jsonl"
+    | tee -a /dev/stderr >>"$results/pytorch-bert-base-train.jsonl"
 done
 "$python" Scripts/bench/report.py "$results"

@@ -160,6 +160,15 @@ def onnx_eval(args):
             opset_version=17,
             dynamo=False,
         )
+        # The exported graph computes what PyTorch computes (else the timing means nothing).
+        check = onnxruntime.InferenceSession(args.onnx, providers=["CPUExecutionProvider"])
+        ids, mask, _ = bert_batch(4, args.length, model.config.vocab_size)
+        with torch.inference_mode():
+            expected = model(input_ids=ids, attention_mask=mask).logits.numpy()
+        (logits,) = check.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        if abs(logits - expected).max() > 1e-3:
+            os.remove(args.onnx)
+            raise SystemExit("the ONNX export's logits differ from PyTorch's")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1

@@ -99,7 +99,12 @@ def main():
         "bert_base_batch": swift_base[0]["batch"],
         "bert_base_length": swift_base[0]["length"],
         "blas_core": {
-            "surgeon": swift_train[0]["blas_core"],
+            "surgeon": swift_train[0]["blas_core"]
+            + (
+                f" (OpenBLAS picked {swift_train[0]['blas_core_corrected_from']}; corrected)"
+                if "blas_core_corrected_from" in swift_train[0]
+                else ""
+            ),
             "pytorch": torch_train[0]["blas_core"],
             "onnxruntime": onnx_eval[0]["blas_core"],
         },

@@ -77,6 +77,9 @@ func printJSON(_ fields: [String: Any]) throws {
   fields["blas_core"] = BLASCore.loadedCore
   fields["cpu_model"] = Processor.current.model
   fields["cpu_features"] = Processor.current.featureList
+  if let from = ProcessInfo.processInfo.environment[BLASCore.correctedFromVariable] {
+    fields["blas_core_corrected_from"] = from
+  }
   let data = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
   print(String(decoding: data, as: UTF8.self))
 }
