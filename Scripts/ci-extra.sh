@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
+# The OpenBLAS core the binary runs on, as Scripts/test.sh gives its test process (kept when set).
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ -x .build/release/surgeon ]; then
+  OPENBLAS_CORETYPE="$(.build/release/surgeon --blas-core-choice)"
+  export OPENBLAS_CORETYPE
+fi
 # A build directory of its own, so the sanitized objects never mix with .build/debug.
 # LeakSanitizer is off here: what it reports at exit is XCTest's and Foundation's (teardown
 # blocks, Process handles, a buffer Data(contentsOf:) keeps for an empty file), not surgeon's;

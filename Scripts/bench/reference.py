@@ -3,7 +3,11 @@
   bert-train  all-MiniLM-L6-v2 + a 2-class head, HF PEFT LoraConfig r 16 / alpha 16 on the 36
               attention/FFN Linears, classifier and pooler trained (modules_to_save), AdamW,
               gradient clipping at 1; batch 32 x 64 random token ids, training mode (dropout on).
+              With --config bert-base: a BERT-base-shaped model (hidden 768, 12 layers, 12 heads,
+              FFN 3072) with random weights and the same LoRA set-up on its 72 Linears.
   bert-eval   the plain model's evaluation forward pass (torch.inference_mode) on the same batch.
+  onnx-eval   the same dense forward pass on ONNX Runtime (CPU provider, all graph optimisations),
+              on the model exported from PyTorch with torch.onnx.export (cached at --onnx).
   vgg-train   the vision flow's VGG (VGG11-bn cfg at 1/4 width, 1x28x28) with the same adapters
               as manifests/vgg-fashion-mnist.yaml: lowrank conv adapters (kxk conv in->r, 1x1
               r->out) r 8 on every conv but the first, r 16 on the hidden Linears, each with a bias
@@ -23,6 +27,17 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
 
 
 def peak_rss_mb():
@@ -69,9 +84,21 @@ def bert_batch(batch, length, vocabulary):
 
 def bert_train(args):
     from peft import LoraConfig, get_peft_model
-    from transformers import BertForSequenceClassification
+    from transformers import BertConfig, BertForSequenceClassification
 
-    model = BertForSequenceClassification.from_pretrained(args.checkpoint, num_labels=2)
+    if args.config == "bert-base":
+        torch.manual_seed(0)
+        shape = BertConfig(
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            num_labels=2,
+        )
+        model = BertForSequenceClassification(shape)
+    else:
+        model = BertForSequenceClassification.from_pretrained(args.checkpoint, num_labels=2)
+    layers = model.config.num_hidden_layers
     config = LoraConfig(
         r=16,
         lora_alpha=16,
@@ -81,7 +108,7 @@ def bert_train(args):
     )
     model = get_peft_model(model, config)
     wrapped = sum(1 for name, _ in model.named_modules() if name.endswith("lora_A"))
-    assert wrapped == 36, f"expected 36 wrapped Linears, got {wrapped}"
+    assert wrapped == 6 * layers, f"expected {6 * layers} wrapped Linears, got {wrapped}"
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=0.0)
@@ -108,6 +135,60 @@ def bert_eval(args):
 
     seconds, times = timed(forward, args.warmup, args.repeats)
     return {"seconds": seconds, "times": times}
+
+
+def onnx_eval(args):
+    import os
+
+    import onnxruntime
+    from transformers import BertForSequenceClassification
+
+    if not os.path.exists(args.onnx):
+        model = BertForSequenceClassification.from_pretrained(args.checkpoint, num_labels=2)
+        model.eval()
+        ids, mask, _ = bert_batch(2, 16, model.config.vocab_size)
+        torch.onnx.export(
+            model,
+            (ids, mask),
+            args.onnx,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "length"},
+                "attention_mask": {0: "batch", 1: "length"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+        # The exported graph computes what PyTorch computes (else the timing means nothing).
+        check = onnxruntime.InferenceSession(args.onnx, providers=["CPUExecutionProvider"])
+        ids, mask, _ = bert_batch(4, args.length, model.config.vocab_size)
+        with torch.inference_mode():
+            expected = model(input_ids=ids, attention_mask=mask).logits.numpy()
+        (logits,) = check.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        if abs(logits - expected).max() > 1e-3:
+            os.remove(args.onnx)
+            raise SystemExit("the ONNX export's logits differ from PyTorch's")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = onnxruntime.InferenceSession(
+        args.onnx, options, providers=["CPUExecutionProvider"]
+    )
+    ids, mask, _ = bert_batch(args.batch, args.length, 30522)
+    feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+
+    def forward():
+        session.run(None, feed)
+
+    seconds, times = timed(forward, args.warmup, args.repeats)
+    return {
+        "seconds": seconds,
+        "times": times,
+        "onnxruntime": onnxruntime.__version__,
+        "blas_core": "MLAS (ONNX Runtime's own kernels, chosen by CPU features)",
+    }
 
 
 class DecayingAdapter(nn.Module):
@@ -219,8 +300,12 @@ def vgg_train(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("workload", choices=["bert-train", "bert-eval", "vgg-train"])
+    parser.add_argument(
+        "workload", choices=["bert-train", "bert-eval", "onnx-eval", "vgg-train"]
+    )
     parser.add_argument("--checkpoint", default="checkpoints/all-minilm-l6-v2")
+    parser.add_argument("--config", choices=["checkpoint", "bert-base"], default="checkpoint")
+    parser.add_argument("--onnx", default=".build/bench-minilm.onnx")
     parser.add_argument("--batch", type=int)
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
@@ -230,12 +315,23 @@ def main():
     if args.batch is None:
         args.batch = 64 if args.workload == "vgg-train" else 32
     torch.set_num_threads(args.threads)
-    run = {"bert-train": bert_train, "bert-eval": bert_eval, "vgg-train": vgg_train}
+    run = {
+        "bert-train": bert_train,
+        "bert-eval": bert_eval,
+        "onnx-eval": onnx_eval,
+        "vgg-train": vgg_train,
+    }
     result = run[args.workload](args)
+    result.setdefault(
+        "blas_core",
+        "torch CPU capability " + torch.backends.cpu.get_cpu_capability()
+        + " (MKL/oneDNN, chosen by CPU features)",
+    )
     result.update(
         {
+            "cpu_model": cpu_model(),
             "workload": args.workload,
-            "side": "pytorch",
+            "side": "onnxruntime" if args.workload == "onnx-eval" else "pytorch",
             "peak_rss_mb": peak_rss_mb(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),

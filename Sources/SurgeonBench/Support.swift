@@ -70,8 +70,16 @@ struct Options {
   }
 }
 
-/// Prints `fields` as one JSON object line (sorted keys).
+/// Prints `fields` as one JSON object line (sorted keys), with the BLAS core and the processor
+/// the numbers were measured on.
 func printJSON(_ fields: [String: Any]) throws {
+  var fields = fields
+  fields["blas_core"] = BLASCore.loadedCore
+  fields["cpu_model"] = Processor.current.model
+  fields["cpu_features"] = Processor.current.featureList
+  if let from = ProcessInfo.processInfo.environment[BLASCore.correctedFromVariable] {
+    fields["blas_core_corrected_from"] = from
+  }
   let data = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
   print(String(decoding: data, as: UTF8.self))
 }

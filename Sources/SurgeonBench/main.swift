@@ -3,11 +3,24 @@ import Tensor
 
 // surgeon-bench: the Swift side of Scripts/bench.sh. Each subcommand prints a human summary and,
 // as its last line, one JSON object.
+// Before any work, as `surgeon` does: re-execute once when OpenBLAS picked kernels below what
+// this CPU runs (OPENBLAS_CORETYPE is read only when OpenBLAS loads).
+if case .switchCore(let from, let to)? = BLASCore.startupDecision(
+  environment: ProcessInfo.processInfo.environment)
+{
+  setenv("OPENBLAS_CORETYPE", to, 1)
+  setenv(BLASCore.correctedFromVariable, from, 1)
+  var arguments = CommandLine.arguments.map { strdup($0) } + [nil]
+  execv("/proc/self/exe", &arguments)
+  unsetenv("OPENBLAS_CORETYPE")
+  unsetenv(BLASCore.correctedFromVariable)
+}
 Memory.keepFreedBuffersMapped()
 let usage = """
   Usage: surgeon-bench COMMAND [--name value ...]   (every command: --threads 2)
     forward    [--checkpoint DIR] [--batch 32] [--length 64] [--repeats 7]
     bert-train [--manifest manifests/minilm-config-b.yaml] [--batch 32] [--length 64] [--rank R] [--repeats 5]
+               [--gemm-replay yes|no]
     bert-eval  [--manifest manifests/minilm-rotten-tomatoes.yaml] [--batch 32] [--length 64] [--rank R] [--repeats 7]
     kernels    [--batch 32] [--length 64] [--repeats 7]
     vgg-train  [--manifest Scripts/bench/vgg-fashion-mnist-convlora.yaml] [--batch 64] [--repeats 7]

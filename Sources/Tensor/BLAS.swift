@@ -41,34 +41,25 @@ public enum BLAS {
       recorder.record(
         GEMMCall(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, beta: beta))
     }
-    let threads = Parallel.threadCount
-    // Below ~4 MFLOP a split costs more than it saves.
-    if threads > 1, 2 * m * n * k >= 4 << 20 {
-      // One pool for everything: each thread runs single-threaded sgemm on its block of C.
-      if m >= n {
-        let rows = (m + threads - 1) / threads
-        Parallel.forEachChunk(threads, grain: 1) { parts in
-          for part in parts where part * rows < m {
-            let start = part * rows
-            let count = Swift.min(rows, m - start)
+    let blocks = GEMMBlocks(m: m, n: n, k: k)
+    if blocks.count > 1 {
+      // Each block is one single-threaded sgemm on surgeon's pool; which thread runs it is the
+      // only thing the thread count changes.
+      Parallel.forEachChunk(blocks.count, grain: 1) { parts in
+        for part in parts {
+          let range = blocks.range(part)
+          if blocks.alongRows {
             cblas_sgemm(
               CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans,
-              transposeB ? CblasTrans : CblasNoTrans, Int32(count), Int32(n), Int32(k), alpha,
-              a + (transposeA ? start : start * lda), Int32(lda), b, Int32(ldb), beta,
-              c + start * ldc, Int32(ldc))
-          }
-        }
-      } else {
-        let columns = (n + threads - 1) / threads
-        Parallel.forEachChunk(threads, grain: 1) { parts in
-          for part in parts where part * columns < n {
-            let start = part * columns
-            let count = Swift.min(columns, n - start)
+              transposeB ? CblasTrans : CblasNoTrans, Int32(range.count), Int32(n), Int32(k),
+              alpha, a + (transposeA ? range.lowerBound : range.lowerBound * lda), Int32(lda), b,
+              Int32(ldb), beta, c + range.lowerBound * ldc, Int32(ldc))
+          } else {
             cblas_sgemm(
               CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans,
-              transposeB ? CblasTrans : CblasNoTrans, Int32(m), Int32(count), Int32(k), alpha,
-              a, Int32(lda), b + (transposeB ? start * ldb : start), Int32(ldb), beta,
-              c + start, Int32(ldc))
+              transposeB ? CblasTrans : CblasNoTrans, Int32(m), Int32(range.count), Int32(k),
+              alpha, a, Int32(lda), b + (transposeB ? range.lowerBound * ldb : range.lowerBound),
+              Int32(ldb), beta, c + range.lowerBound, Int32(ldc))
           }
         }
       }
@@ -117,6 +108,46 @@ public enum Memory {
   public static func keepFreedBuffersMapped() {
     _ = mallopt(M_MMAP_THRESHOLD, 32 << 20)
     _ = mallopt(M_TRIM_THRESHOLD, 1 << 30)
+  }
+}
+
+/// The blocks of `C` a large GEMM is computed in, one `cblas_sgemm` call each.
+///
+/// They are a function of the shape alone, never of the thread count: every element of `C` comes
+/// from the same call (same sizes, same pointers, same `k` loop) however many threads share the
+/// blocks, so the result is bitwise the same for any thread count under any kernel. Splitting
+/// per thread instead is not: OpenBLAS's kernels handle the rows or columns left over after their
+/// register tiles with other code, in another summation order (Prescott's SSE3 kernels do), and a
+/// per-thread split moves which rows are left over.
+public struct GEMMBlocks: Equatable, Sendable {
+  /// True: blocks of rows of `C` (when `m ≥ n`); false: blocks of columns.
+  public let alongRows: Bool
+  /// Rows (or columns) per block; the last block may be shorter.
+  public let size: Int
+  public let count: Int
+  let extent: Int
+
+  public init(m: Int, n: Int, k: Int) {
+    alongRows = m >= n
+    extent = alongRows ? m : n
+    // Below ~4 MFLOP a split costs more than it saves.
+    guard 2 * m * n * k >= 4 << 20, extent >= 32 else {
+      (size, count) = (Swift.max(1, extent), 1)
+      return
+    }
+    // Blocks of about 192 or more rows (each call repacks the other operand, so fewer, larger
+    // blocks cost less), a power of two of them so 2, 4, 8 … threads share them evenly, at most 32.
+    var blocks = 2
+    while blocks * 2 <= Swift.min(32, extent / 192) { blocks *= 2 }
+    // Multiples of 16 rows keep most kernels' register tiles (4, 8 or 16 rows) whole.
+    let size = ((extent + blocks - 1) / blocks + 15) / 16 * 16
+    self.size = size
+    count = (extent + size - 1) / size
+  }
+
+  /// The rows (or columns) of block `index`.
+  public func range(_ index: Int) -> Range<Int> {
+    index * size..<Swift.min(extent, (index + 1) * size)
   }
 }
 

@@ -46,13 +46,19 @@ public struct RunResults: Codable, Sendable {
   public var distillation: DistillationRecord?
   /// The extra distillation examples by source ("augment", "unlabeled"); nil: none.
   public var distillData: [String: ExtraSourceRecord]?
+  /// The OpenBLAS kernels the run used (`openblas_get_corename()`), and the processor, so
+  /// timings from different machines are never compared unknowingly. Nil in older files.
+  public var blasCore: String?
+  public var cpuModel: String?
+  public var cpuFeatures: [String]?
 
   public init(
     name: String, steps: Int, trainSeconds: Double, params: Parameters,
     validationAccuracy: Double?, testAccuracy: Double, testAccuracyWithW: Double?,
     testAccuracyWFree: Double, exportedReloadTestAccuracy: Double?, majorityClass: Double,
     stuckAtChance: Bool, stuckReason: String?, endsWFree: Bool,
-    distillation: DistillationRecord? = nil
+    distillation: DistillationRecord? = nil, blasCore: String? = nil, cpuModel: String? = nil,
+    cpuFeatures: [String]? = nil
   ) {
     self.name = name
     self.steps = steps
@@ -68,6 +74,9 @@ public struct RunResults: Codable, Sendable {
     self.stuckReason = stuckReason
     self.endsWFree = endsWFree
     self.distillation = distillation
+    self.blasCore = blasCore
+    self.cpuModel = cpuModel
+    self.cpuFeatures = cpuFeatures
   }
 
   enum CodingKeys: String, CodingKey {
@@ -84,6 +93,9 @@ public struct RunResults: Codable, Sendable {
     case endsWFree = "ends_w_free"
     case distillation
     case distillData = "distill_data"
+    case blasCore = "blas_core"
+    case cpuModel = "cpu_model"
+    case cpuFeatures = "cpu_features"
   }
 
   /// JSON with `null` for absent values (docs/manifest.md: `test_accuracy_with_w` is null when W is

@@ -122,6 +122,9 @@ enum ApplyCommand: Command {
           "\(manifest.output.directory.value): error: the output directory exists; pass --resume to continue its run or --overwrite to replace it"
       )
     }
+    log(
+      "surgeon apply \(path): \(BLASCore.description(environment: ProcessInfo.processInfo.environment))"
+    )
     log("surgeon apply \(path): preparing the model and data")
     let (prepared, diagnostics) = RunSetup.prepare(
       manifest, workingDirectory: workingDirectory, stepsOverride: steps,
@@ -360,7 +363,9 @@ enum ApplyCommand: Command {
         testAccuracyWFree: test.exportedAccuracy,
         exportedReloadTestAccuracy: reloadAccuracy, majorityClass: majority,
         stuckAtChance: stuck != nil, stuckReason: stuck, endsWFree: endsWFree,
-        distillation: manifest.train?.distill.map(DistillationRecord.init))
+        distillation: manifest.train?.distill.map(DistillationRecord.init),
+        blasCore: BLASCore.loadedCore, cpuModel: Processor.current.model,
+        cpuFeatures: Processor.current.featureList)
       if !trainer.pools.isEmpty {
         written.distillData = Dictionary(
           uniqueKeysWithValues: trainer.pools.map { pool in

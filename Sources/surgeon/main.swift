@@ -24,7 +24,9 @@ let overview = """
     tokenize   WordPiece ids of JSON strings read line by line from standard input
 
   Options:
-    --version  print the version
+    --version  print the version, the BLAS core and the CPU's features
+    --blas-core-choice
+               print the OpenBLAS core surgeon runs on here (for OPENBLAS_CORETYPE)
     --help     print this help (`surgeon <command> --help` for a command's)
   """
 
@@ -64,6 +66,10 @@ func run(_ arguments: [String]) -> Int32 {
   switch command {
   case "--version", "version":
     print("surgeon \(version)")
+    print(BLASCore.description(environment: ProcessInfo.processInfo.environment))
+    return 0
+  case "--blas-core-choice":
+    print(BLASCore.loadedCore)
     return 0
   case "--help", "-h", "help":
     print(overview)
@@ -104,6 +110,23 @@ protocol Command {
   static func run(_ arguments: [String]) throws
 }
 
+/// Before any work: when OpenBLAS picked kernels below what this CPU runs, re-executes once with
+/// `OPENBLAS_CORETYPE` set (OpenBLAS reads it only when it loads).
+func correctBLASCore() {
+  let environment = ProcessInfo.processInfo.environment
+  guard case .switchCore(let from, let to)? = BLASCore.startupDecision(environment: environment)
+  else { return }
+  setenv("OPENBLAS_CORETYPE", to, 1)
+  setenv(BLASCore.correctedFromVariable, from, 1)
+  var arguments = CommandLine.arguments.map { strdup($0) } + [nil]
+  execv("/proc/self/exe", &arguments)
+  // Still here: the exec failed; run on OpenBLAS's pick rather than not at all.
+  printError("surgeon: warning: could not re-run with OPENBLAS_CORETYPE=\(to): errno \(errno)")
+  unsetenv("OPENBLAS_CORETYPE")
+  unsetenv(BLASCore.correctedFromVariable)
+}
+
+correctBLASCore()
 Memory.keepFreedBuffersMapped()
 // Two cores: the thread pool is sized deliberately (SURGEON_THREADS overrides); the processes
 // mpirun starts on one host share its cores.

@@ -94,7 +94,11 @@ final class ApplyTests: XCTestCase {
 
   func testApplyTrainsExportsAndResumesBitwise() throws {
     let full = try write(manifest(name: "run"), "run.yaml")
-    try apply([full])
+    let log = try apply([full])
+    // The log's first line names the kernels and the processor.
+    let first = log.split(separator: "\n").first.map(String.init) ?? ""
+    XCTAssertTrue(first.hasPrefix("surgeon apply run.yaml: BLAS core "), first)
+    XCTAssertTrue(first.contains("CPU \(Processor.current.model)"), first)
     let output = "checkpoints/run/"
     for name in [
       "model.safetensors", "config.json", "vocab.txt", "results.json", "metrics.jsonl",
@@ -114,6 +118,10 @@ final class ApplyTests: XCTestCase {
       XCTAssertNotNil(results[key], key)
     }
     XCTAssertTrue(results["test_accuracy_with_w"] is NSNull, "W is gone at the end")
+    // Where the numbers were made: the kernels and the processor.
+    XCTAssertNotNil(BLASCore.level(of: results["blas_core"] as? String ?? "?"), "\(results)")
+    XCTAssertEqual(results["cpu_model"] as? String, Processor.current.model)
+    XCTAssertEqual(results["cpu_features"] as? [String], Processor.current.featureList)
     // The exported model, reloaded, reproduces the W-free test accuracy exactly.
     XCTAssertEqual(
       results["exported_reload_test_accuracy"] as? Double, results["test_accuracy"] as? Double)

@@ -8,10 +8,12 @@ struct SurgeonRun {
 }
 
 /// Runs the built `surgeon` with one BLAS thread; standard output and error go to files, so
-/// neither can fill a pipe and stall the other.
-func runSurgeon(_ arguments: [String], input: String? = nil, in directory: URL? = nil) throws
-  -> SurgeonRun
-{
+/// neither can fill a pipe and stall the other. `environment` sets (or, with nil, removes)
+/// variables on top of this process's.
+func runSurgeon(
+  _ arguments: [String], input: String? = nil, in directory: URL? = nil,
+  environment overrides: [String: String?] = [:]
+) throws -> SurgeonRun {
   let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
     "surgeon-run-\(UUID().uuidString)")
   try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -26,6 +28,7 @@ func runSurgeon(_ arguments: [String], input: String? = nil, in directory: URL? 
   if let directory { process.currentDirectoryURL = directory }
   var environment = ProcessInfo.processInfo.environment
   environment["SURGEON_THREADS"] = "1"
+  for (name, value) in overrides { environment[name] = value }
   process.environment = environment
   let output = try FileHandle(forWritingTo: outputURL)
   let error = try FileHandle(forWritingTo: errorURL)

@@ -2,7 +2,8 @@ import XCTest
 
 @testable import Tensor
 
-/// Large GEMMs are split into one block of C per thread; the result must not depend on it.
+/// Large GEMMs are computed in blocks of C shared by the threads; the result must not depend on
+/// the thread count.
 final class GEMMSplitTests: XCTestCase {
   override func tearDown() {
     BLAS.setThreadCount(1)
@@ -49,6 +50,35 @@ final class GEMMSplitTests: XCTestCase {
         }
       }
     }
+  }
+
+  /// Three and four threads too (uneven shares of the blocks).
+  func testSplitGEMMsAreBitwiseEqualForEveryThreadCount() {
+    for (m, n, k) in [(517, 96, 130), (40, 1031, 70), (2048, 384, 64)] {
+      let one = product(threads: 1, m: m, n: n, k: k, transposeA: false, transposeB: true, beta: 1)
+      for threads in [3, 4] {
+        let many = product(
+          threads: threads, m: m, n: n, k: k, transposeA: false, transposeB: true, beta: 1)
+        XCTAssertEqual(one, many, "\(m)×\(n)×\(k) on \(threads) threads")
+      }
+    }
+  }
+
+  /// The blocks tile C exactly, in multiples of 16, a power-of-two count where possible.
+  func testBlocksTileTheProduct() {
+    for (m, n, k) in [(257, 257, 64), (517, 96, 130), (40, 1031, 70), (2048, 1536, 384)] {
+      let blocks = GEMMBlocks(m: m, n: n, k: k)
+      let extent = blocks.alongRows ? m : n
+      XCTAssertGreaterThan(blocks.count, 1, "\(m)×\(n)×\(k)")
+      XCTAssertEqual(blocks.range(0).lowerBound, 0)
+      XCTAssertEqual(blocks.range(blocks.count - 1).upperBound, extent)
+      for index in 1..<blocks.count {
+        XCTAssertEqual(blocks.range(index).lowerBound, blocks.range(index - 1).upperBound)
+        XCTAssertEqual(blocks.range(index).lowerBound % 16, 0)
+      }
+    }
+    XCTAssertEqual(GEMMBlocks(m: 2048, n: 1536, k: 384).count, 8)
+    XCTAssertEqual(GEMMBlocks(m: 64, n: 64, k: 64).count, 1)  // Too small to split.
   }
 
   /// The split product equals a plain triple loop (so the blocks land in the right places).
