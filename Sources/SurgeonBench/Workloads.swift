@@ -159,11 +159,24 @@ func benchmarkBertInference(_ options: Options) throws {
 }
 
 /// `vgg-train`: one ConvLoRA training step of a VGG manifest's plan in the noisy decay stage
-/// (progress 0.5) on random images.
+/// (progress 0.5) on random images. `--conv both` times the im2col and oneDNN convolutions
+/// side by side (alternating steps, so both see the same machine load); `seconds` is always the
+/// default backend's.
 func benchmarkVGGTraining(_ options: Options) throws {
   let path = options.string("manifest", "Scripts/bench/vgg-fashion-mnist-convlora.yaml")
   let batchSize = try options.integer("batch", 64)
   let repeats = try options.integer("repeats", 7)
+  let conv = options.string("conv", "auto")
+  let backends: [ConvolutionBackend?]
+  switch conv {
+  case "auto": backends = [nil]
+  case "both": backends = [nil, .im2col, .onednn]
+  default:
+    guard let backend = ConvolutionBackend(rawValue: conv) else {
+      throw BenchError("--conv \(conv): use auto, both, im2col or onednn")
+    }
+    backends = [backend]
+  }
   var plan = try rewrite(manifest: path, rank: nil).plan
   guard case .vgg(let model) = plan.model else { throw BenchError("\(path) is not a VGG manifest") }
   let c = model.configuration
@@ -175,18 +188,36 @@ func benchmarkVGGTraining(_ options: Options) throws {
   let progress = try options.number("progress", 0.5)
   plan.setProgress(progress)
   let noise = plan.hasActiveNoise
-  try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch)
-  var times: [Double] = []
+  let environment = ConvolutionBackend.forced
+  defer { ConvolutionBackend.forced = environment }
+  var times = [[Double]](repeating: [], count: backends.count)
+  for backend in backends {
+    // A first step per backend creates its primitives (oneDNN) and buffers.
+    ConvolutionBackend.forced = backend ?? environment
+    try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch)
+  }
   for _ in 0..<repeats {
-    times.append(try seconds { try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch) })
+    for (index, backend) in backends.enumerated() {
+      ConvolutionBackend.forced = backend ?? environment
+      times[index].append(
+        try seconds { try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch) })
+    }
   }
   print("\(path): training step, batch \(batchSize), median of \(repeats)")
-  print(String(format: "  decay stage (noise %@): %.4f s", noise ? "on" : "off", median(times)))
-  try printJSON([
-    "workload": "vgg-train", "manifest": path, "seconds": median(times), "noise": noise,
+  var fields: [String: Any] = [
+    "workload": "vgg-train", "manifest": path, "seconds": median(times[0]), "noise": noise,
     "peak_rss_mb": peakResidentMegabytes(), "batch": batchSize, "threads": BLAS.threadCount,
-    "repeats": repeats,
-  ])
+    "repeats": repeats, "conv_backend": environment?.rawValue ?? "auto",
+  ]
+  for (index, backend) in backends.enumerated() {
+    let label = backend?.rawValue ?? (environment?.rawValue ?? "auto")
+    print(
+      String(
+        format: "  decay stage (noise %@), convolutions %@: %.4f s", noise ? "on" : "off", label,
+        median(times[index])))
+    if let backend { fields["seconds_\(backend.rawValue)"] = median(times[index]) }
+  }
+  try printJSON(fields)
 }
 
 /// `kernels`: surgeon's own (non-GEMM) kernels on MiniLM's shapes at batch 32 × 64, each timed
