@@ -44,6 +44,10 @@ public struct ConvolutionGeometry: Hashable, Sendable {
   public var outWidth: Int {
     (width + padLeft + padRight - dilationWidth * (kernelWidth - 1) - 1) / strideWidth + 1
   }
+  /// Floats per sample of the input and of the output, and in the weights.
+  var inputSize: Int { inChannels * height * width }
+  var outputSize: Int { outChannels * outHeight * outWidth }
+  var weightCount: Int { outChannels * (inChannels / groups) * kernelHeight * kernelWidth }
 }
 
 /// Convolutions on oneDNN (the library PyTorch's CPU convolutions run on; it picks kernels by the
@@ -61,12 +65,24 @@ public enum OneDNN {
     case backwardWeights
   }
 
+  /// The fixed sample ranges a batch is split into, run in parallel on surgeon's threads with
+  /// one single-threaded primitive each (OpenMP's own pool would contend with surgeon's for the
+  /// same cores). Fixed, so the bits do not depend on the thread count: weight gradients are
+  /// summed over the parts in order.
+  public static let batchParts = 4
+
   /// `output = conv(input, weights)` (overwritten).
   public static func forward(
     _ g: ConvolutionGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>,
     output: UnsafeMutablePointer<Float>
   ) {
-    run(g, .forward, inputs: [input, weights], output: output)
+    let (inputSize, outputSize) = (g.inputSize, g.outputSize)
+    let prepared = prepareWeights(g, .forward, weights)
+    forEachPart(g) { part, samples, _ in
+      run(
+        part, .forward, inputs: [input + samples.lowerBound * inputSize, weights],
+        output: output + samples.lowerBound * outputSize, prepared: prepared)
+    }
   }
 
   /// `inputGradient = conv_transpose(outputGradient, weights)` (overwritten).
@@ -74,7 +90,14 @@ public enum OneDNN {
     _ g: ConvolutionGeometry, outputGradient: UnsafePointer<Float>,
     weights: UnsafePointer<Float>, inputGradient: UnsafeMutablePointer<Float>
   ) {
-    run(g, .backwardData, inputs: [outputGradient, weights], output: inputGradient)
+    let (inputSize, outputSize) = (g.inputSize, g.outputSize)
+    let prepared = prepareWeights(g, .backwardData, weights)
+    forEachPart(g) { part, samples, _ in
+      run(
+        part, .backwardData,
+        inputs: [outputGradient + samples.lowerBound * outputSize, weights],
+        output: inputGradient + samples.lowerBound * inputSize, prepared: prepared)
+    }
   }
 
   /// `weightGradient = Σ_n` of each sample's weight gradient (overwritten).
@@ -82,42 +105,104 @@ public enum OneDNN {
     _ g: ConvolutionGeometry, input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>,
     weightGradient: UnsafeMutablePointer<Float>
   ) {
-    run(g, .backwardWeights, inputs: [input, outputGradient], output: weightGradient)
+    let parts = Swift.max(1, Swift.min(batchParts, g.batch))
+    let count = g.weightCount
+    let partials = UnsafeMutablePointer<Float>.allocate(capacity: parts * count)
+    defer { partials.deallocate() }
+    let (inputSize, outputSize) = (g.inputSize, g.outputSize)
+    forEachPart(g) { part, samples, index in
+      run(
+        part, .backwardWeights,
+        inputs: [
+          input + samples.lowerBound * inputSize,
+          outputGradient + samples.lowerBound * outputSize,
+        ],
+        output: partials + index * count)
+    }
+    weightGradient.update(from: partials, count: count)
+    for part in 1..<parts {
+      let partial = partials + part * count
+      for i in 0..<count { weightGradient[i] += partial[i] }
+    }
   }
 
-  /// Whether oneDNN has a primitive for this geometry and pass (creating and caching it).
-  public static func supports(_ g: ConvolutionGeometry, _ pass: Pass) -> Bool {
-    primitive(g, pass) != nil
+  /// Whether oneDNN has primitives for every pass of this geometry (creating and caching them).
+  public static func supports(_ g: ConvolutionGeometry) -> Bool {
+    var supported = true
+    forEachPartGeometry(g) { part in
+      for pass in [Pass.forward, .backwardData, .backwardWeights] {
+        supported = supported && primitive(part, pass) != nil
+      }
+    }
+    return supported
   }
 
-  /// The implementation oneDNN chose (e.g. `jit:avx2`), for logs and benchmarks.
+  /// The implementation oneDNN chose for the first part of the batch (e.g. `jit:avx2`).
   public static func implementation(_ g: ConvolutionGeometry, _ pass: Pass) -> String? {
-    primitive(g, pass)?.implementation
+    var first = g
+    first.batch = (g.batch + batchParts - 1) / batchParts
+    return primitive(first, pass)?.implementation
+  }
+
+  /// The geometry of each part, sized by `batchParts` fixed sample ranges.
+  private static func forEachPartGeometry(
+    _ g: ConvolutionGeometry, _ body: (ConvolutionGeometry) -> Void
+  ) {
+    let parts = Swift.max(1, Swift.min(batchParts, g.batch))
+    for part in 0..<parts {
+      var geometry = g
+      geometry.batch = (part + 1) * g.batch / parts - part * g.batch / parts
+      body(geometry)
+    }
+  }
+
+  /// Calls `body(partGeometry, samples, index)` for each fixed sample range, in parallel.
+  private static func forEachPart(
+    _ g: ConvolutionGeometry, _ body: (ConvolutionGeometry, Range<Int>, Int) -> Void
+  ) {
+    let parts = Swift.max(1, Swift.min(batchParts, g.batch))
+    Parallel.forEachChunk(parts, grain: 1) { chunk in
+      for part in chunk {
+        let samples = (part * g.batch / parts)..<((part + 1) * g.batch / parts)
+        var geometry = g
+        geometry.batch = samples.count
+        body(geometry, samples, part)
+      }
+    }
   }
 
   private static func run(
     _ g: ConvolutionGeometry, _ pass: Pass, inputs: [UnsafePointer<Float>],
-    output: UnsafeMutablePointer<Float>
+    output: UnsafeMutablePointer<Float>, prepared: PreparedWeights? = nil
   ) {
     guard let primitive = primitive(g, pass) else {
       preconditionFailure("oneDNN has no \(pass) convolution for \(g); check supports() first")
     }
-    primitive.execute(inputs: inputs, output: output)
+    primitive.execute(inputs: inputs, output: output, prepared: prepared)
+  }
+
+  /// The weights reordered once per call into the layout the parts compute in, instead of once
+  /// per part (nil when the primitives take the plain layout).
+  private static func prepareWeights(
+    _ g: ConvolutionGeometry, _ pass: Pass, _ weights: UnsafePointer<Float>
+  ) -> PreparedWeights? {
+    guard Swift.min(batchParts, g.batch) > 1 else { return nil }
+    var first = g
+    first.batch = g.batch / Swift.min(batchParts, g.batch)
+    return primitive(first, pass)?.reorderedWeights(weights)
   }
 
   private static let cache = Mutex<[Key: ConvolutionPrimitive?]>([:])
 
-  /// oneDNN splits the work among the threads OpenMP has when a primitive is created, so the
-  /// thread count is part of the key.
   private struct Key: Hashable {
     var geometry: ConvolutionGeometry
     var pass: Pass
-    var threads: Int
   }
 
   private static func primitive(_ g: ConvolutionGeometry, _ pass: Pass) -> ConvolutionPrimitive? {
-    let key = Key(geometry: g, pass: pass, threads: Parallel.threadCount)
-    Engine.shared.setThreadCount?(Int32(key.threads))
+    let key = Key(geometry: g, pass: pass)
+    // oneDNN splits a primitive's work among the threads OpenMP offers when it is created: one.
+    Engine.shared.singleThreaded()
     if let cached = cache.withLock({ $0[key] }) { return cached }
     let created = ConvolutionPrimitive(g, pass)
     cache.withLock { $0[key] = created }
@@ -125,26 +210,35 @@ public enum OneDNN {
   }
 }
 
-/// The CPU engine and its stream, created once.
+/// The CPU engine, created once.
 private final class Engine: @unchecked Sendable {
   static let shared = Engine()
   let engine: dnnl_engine_t
-  let stream: dnnl_stream_t
   /// libgomp's `omp_set_num_threads` (oneDNN's OpenMP runtime), looked up at run time because
   /// libgomp is only an indirect dependency.
-  let setThreadCount: (@convention(c) (Int32) -> Void)?
+  private let setThreadCount: (@convention(c) (Int32) -> Void)?
 
   private init() {
     var engine: dnnl_engine_t?
-    var stream: dnnl_stream_t?
-    guard dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success, let engine,
-      dnnl_stream_create(&stream, engine, UInt32(dnnl_stream_default_flags.rawValue))
-        == dnnl_success, let stream
-    else { preconditionFailure("oneDNN: no CPU engine") }
+    guard dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success, let engine else {
+      preconditionFailure("oneDNN: no CPU engine")
+    }
     self.engine = engine
-    self.stream = stream
     let symbol = dlsym(nil, "omp_set_num_threads")
     setThreadCount = symbol.map { unsafeBitCast($0, to: (@convention(c) (Int32) -> Void).self) }
+  }
+
+  /// Makes OpenMP offer the calling thread no helpers (its thread count is per thread).
+  func singleThreaded() { setThreadCount?(1) }
+
+  /// A stream for one call: primitives run concurrently on surgeon's threads, each on its own.
+  func makeStream() -> dnnl_stream_t {
+    var stream: dnnl_stream_t?
+    guard
+      dnnl_stream_create(&stream, engine, UInt32(dnnl_stream_default_flags.rawValue))
+        == dnnl_success, let stream
+    else { preconditionFailure("oneDNN: no CPU stream") }
+    return stream
   }
 }
 
@@ -156,6 +250,26 @@ private struct Port {
   var chosen: dnnl_memory_desc_t
   var reorder: dnnl_primitive_t?
   var bytes: Int
+  var reorderScratchpad = dnnl_memory_desc_t()
+}
+
+/// A primitive's scratchpad (zero bytes when it needs none).
+private func scratchpadDescriptor(_ descriptor: dnnl_primitive_desc_t) -> dnnl_memory_desc_t {
+  dnnl_primitive_desc_query_md(descriptor, dnnl_query_scratchpad_md, 0)?.pointee
+    ?? dnnl_memory_desc_t()
+}
+
+/// Weights already in a primitive's layout, shared by the parts of one call.
+private final class PreparedWeights {
+  let descriptor: dnnl_memory_desc_t
+  let buffer: UnsafeMutableRawPointer
+
+  init(descriptor: dnnl_memory_desc_t, buffer: UnsafeMutableRawPointer) {
+    self.descriptor = descriptor
+    self.buffer = buffer
+  }
+
+  deinit { free(buffer) }
 }
 
 /// A convolution primitive with its reorders, for one geometry and pass.
@@ -165,6 +279,7 @@ private final class ConvolutionPrimitive: @unchecked Sendable {
   /// The read-only arguments, then the one written.
   let inputs: [Port]
   let output: Port
+  let scratchpad: dnnl_memory_desc_t
 
   var implementation: String {
     var text: UnsafePointer<CChar>?
@@ -177,6 +292,13 @@ private final class ConvolutionPrimitive: @unchecked Sendable {
 
   init?(_ g: ConvolutionGeometry, _ pass: OneDNN.Pass) {
     let engine = Engine.shared.engine
+    // The scratchpad is passed on each call, so one primitive can run on several threads at once.
+    var attributes: dnnl_primitive_attr_t?
+    guard dnnl_primitive_attr_create(&attributes) == dnnl_success, let attributes,
+      dnnl_primitive_attr_set_scratchpad_mode(attributes, dnnl_scratchpad_mode_user)
+        == dnnl_success
+    else { return nil }
+    defer { dnnl_primitive_attr_destroy(attributes) }
     let n = Int64(g.batch)
     let source = Self.descriptor([n, Int64(g.inChannels), Int64(g.height), Int64(g.width)])
     let destination = Self.descriptor(
@@ -207,7 +329,8 @@ private final class ConvolutionPrimitive: @unchecked Sendable {
     else { return nil }
     var forward: dnnl_primitive_desc_t?
     guard
-      dnnl_primitive_desc_create(&forward, &forwardDescription, nil, engine, nil) == dnnl_success,
+      dnnl_primitive_desc_create(&forward, &forwardDescription, attributes, engine, nil)
+        == dnnl_success,
       let forward
     else { return nil }
     var chosen: dnnl_primitive_desc_t?
@@ -220,7 +343,8 @@ private final class ConvolutionPrimitive: @unchecked Sendable {
         dnnl_dilated_convolution_backward_data_desc_init(
           &description, dnnl_convolution_direct, &src, &wei, &dst, strides, dilates, low, high)
           == dnnl_success,
-        dnnl_primitive_desc_create(&chosen, &description, nil, engine, forward) == dnnl_success
+        dnnl_primitive_desc_create(&chosen, &description, attributes, engine, forward)
+          == dnnl_success
       else {
         dnnl_primitive_desc_destroy(forward)
         return nil
@@ -231,7 +355,8 @@ private final class ConvolutionPrimitive: @unchecked Sendable {
         dnnl_dilated_convolution_backward_weights_desc_init(
           &description, dnnl_convolution_direct, &src, &wei, nil, &dst, strides, dilates, low,
           high) == dnnl_success,
-        dnnl_primitive_desc_create(&chosen, &description, nil, engine, forward) == dnnl_success
+        dnnl_primitive_desc_create(&chosen, &description, attributes, engine, forward)
+          == dnnl_success
       else {
         dnnl_primitive_desc_destroy(forward)
         return nil
@@ -262,11 +387,12 @@ private final class ConvolutionPrimitive: @unchecked Sendable {
         let status =
           output
           ? dnnl_reorder_primitive_desc_create(
-            &description, &pickedCopy, engine, &userCopy, engine, nil)
+            &description, &pickedCopy, engine, &userCopy, engine, attributes)
           : dnnl_reorder_primitive_desc_create(
-            &description, &userCopy, engine, &pickedCopy, engine, nil)
+            &description, &userCopy, engine, &pickedCopy, engine, attributes)
         guard status == dnnl_success, let description else { return nil }
         defer { dnnl_primitive_desc_destroy(description) }
+        result.reorderScratchpad = scratchpadDescriptor(description)
         var reorder: dnnl_primitive_t?
         guard dnnl_primitive_create(&reorder, description) == dnnl_success else { return nil }
         result.reorder = reorder
@@ -305,6 +431,7 @@ private final class ConvolutionPrimitive: @unchecked Sendable {
     }
     inputs = [ports[0]!, ports[1]!]
     output = ports[2]!
+    scratchpad = scratchpadDescriptor(chosen)
   }
 
   deinit {
@@ -336,11 +463,71 @@ private final class ConvolutionPrimitive: @unchecked Sendable {
     return (user, any)
   }
 
-  func execute(inputs pointers: [UnsafePointer<Float>], output pointer: UnsafeMutablePointer<Float>)
-  {
+  /// Forward and backward-data primitives take the weights as their second input.
+  static let weightsInput = 1
+
+  /// `weights` in this primitive's layout, when that is not the plain one.
+  func reorderedWeights(_ weights: UnsafePointer<Float>) -> PreparedWeights? {
+    let port = inputs[Self.weightsInput]
+    guard port.reorder != nil else { return nil }
+    var buffer: UnsafeMutableRawPointer?
+    guard posix_memalign(&buffer, 64, Swift.max(port.bytes, 64)) == 0, let buffer else {
+      preconditionFailure("oneDNN: out of memory allocating \(port.bytes) bytes")
+    }
+    let prepared = PreparedWeights(descriptor: port.chosen, buffer: buffer)
+    runReorder(port, from: UnsafeMutableRawPointer(mutating: weights), to: buffer)
+    return prepared
+  }
+
+  /// Reorders one input from the plain layout into `target`.
+  private func runReorder(
+    _ port: Port, from source: UnsafeMutableRawPointer, to target: UnsafeMutableRawPointer
+  ) {
     let shared = Engine.shared
-    // OpenMP's thread count belongs to the calling thread: set it on every call, to surgeon's.
-    shared.setThreadCount?(Int32(Parallel.threadCount))
+    shared.singleThreaded()
+    let stream = shared.makeStream()
+    defer { dnnl_stream_destroy(stream) }
+    var (user, chosen) = (port.user, port.chosen)
+    var from: dnnl_memory_t?
+    var to: dnnl_memory_t?
+    guard dnnl_memory_create(&from, &user, shared.engine, source) == dnnl_success,
+      dnnl_memory_create(&to, &chosen, shared.engine, target) == dnnl_success
+    else { preconditionFailure("oneDNN: memory_create failed") }
+    defer {
+      dnnl_memory_destroy(from)
+      dnnl_memory_destroy(to)
+    }
+    var scratchpad = port.reorderScratchpad
+    let bytes = Int(dnnl_memory_desc_get_size(&scratchpad))
+    var buffer: UnsafeMutableRawPointer?
+    var scratch: dnnl_memory_t?
+    if bytes > 0 {
+      guard posix_memalign(&buffer, 64, bytes) == 0,
+        dnnl_memory_create(&scratch, &scratchpad, shared.engine, buffer) == dnnl_success
+      else { preconditionFailure("oneDNN: out of memory allocating \(bytes) bytes") }
+    }
+    defer {
+      if let scratch { dnnl_memory_destroy(scratch) }
+      free(buffer)
+    }
+    var arguments = [
+      dnnl_exec_arg_t(arg: DNNL_ARG_SRC_0, memory: from),
+      dnnl_exec_arg_t(arg: DNNL_ARG_DST_0, memory: to),
+    ]
+    if let scratch { arguments.append(dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: scratch)) }
+    check(
+      dnnl_primitive_execute(port.reorder!, stream, Int32(arguments.count), arguments), "reorder")
+    check(dnnl_stream_wait(stream), "stream wait")
+  }
+
+  func execute(
+    inputs pointers: [UnsafePointer<Float>], output pointer: UnsafeMutablePointer<Float>,
+    prepared: PreparedWeights?
+  ) {
+    let shared = Engine.shared
+    shared.singleThreaded()
+    let stream = shared.makeStream()
+    defer { dnnl_stream_destroy(stream) }
     var memories: [dnnl_memory_t] = []
     var buffers: [UnsafeMutableRawPointer] = []
     defer {
@@ -366,19 +553,42 @@ private final class ConvolutionPrimitive: @unchecked Sendable {
       buffers.append(buffer)
       return buffer
     }
-    func reorder(_ primitive: dnnl_primitive_t, from: dnnl_memory_t, to: dnnl_memory_t) {
-      let arguments = [
-        dnnl_exec_arg_t(arg: DNNL_ARG_SRC_0, memory: from),
-        dnnl_exec_arg_t(arg: DNNL_ARG_DST_0, memory: to),
+    /// The scratchpad argument, when the primitive needs one.
+    func scratchpadArgument(_ description: dnnl_memory_desc_t) -> [dnnl_exec_arg_t] {
+      var description = description
+      let bytes = Int(dnnl_memory_desc_get_size(&description))
+      guard bytes > 0 else { return [] }
+      return [
+        dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: memory(description, scratch(bytes)))
       ]
-      check(dnnl_primitive_execute(primitive, shared.stream, 2, arguments), "reorder")
+    }
+    func reorder(_ port: Port, from: dnnl_memory_t, to: dnnl_memory_t) {
+      let arguments =
+        [
+          dnnl_exec_arg_t(arg: DNNL_ARG_SRC_0, memory: from),
+          dnnl_exec_arg_t(arg: DNNL_ARG_DST_0, memory: to),
+        ] + scratchpadArgument(port.reorderScratchpad)
+      check(
+        dnnl_primitive_execute(port.reorder!, stream, Int32(arguments.count), arguments),
+        "reorder")
     }
     var arguments: [dnnl_exec_arg_t] = []
-    for (port, pointer) in zip(inputs, pointers) {
+    for (index, (port, pointer)) in zip(inputs, pointers).enumerated() {
+      if index == Self.weightsInput, let prepared,
+        withUnsafePointer(
+          to: port.chosen,
+          { chosen in
+            withUnsafePointer(to: prepared.descriptor) { dnnl_memory_desc_equal(chosen, $0) != 0 }
+          })
+      {
+        let weights = memory(prepared.descriptor, prepared.buffer)
+        arguments.append(dnnl_exec_arg_t(arg: port.argument, memory: weights))
+        continue
+      }
       let user = memory(port.user, UnsafeMutableRawPointer(mutating: pointer))
-      if let primitive = port.reorder {
+      if port.reorder != nil {
         let chosen = memory(port.chosen, scratch(port.bytes))
-        reorder(primitive, from: user, to: chosen)
+        reorder(port, from: user, to: chosen)
         arguments.append(dnnl_exec_arg_t(arg: port.argument, memory: chosen))
       } else {
         arguments.append(dnnl_exec_arg_t(arg: port.argument, memory: user))
@@ -387,11 +597,11 @@ private final class ConvolutionPrimitive: @unchecked Sendable {
     let user = memory(output.user, UnsafeMutableRawPointer(pointer))
     let target = output.reorder == nil ? user : memory(output.chosen, scratch(output.bytes))
     arguments.append(dnnl_exec_arg_t(arg: output.argument, memory: target))
+    arguments += scratchpadArgument(scratchpad)
     check(
-      dnnl_primitive_execute(primitive, shared.stream, Int32(arguments.count), arguments),
-      "convolution")
-    if let primitive = output.reorder { reorder(primitive, from: target, to: user) }
-    check(dnnl_stream_wait(shared.stream), "stream wait")
+      dnnl_primitive_execute(primitive, stream, Int32(arguments.count), arguments), "convolution")
+    if output.reorder != nil { reorder(output, from: target, to: user) }
+    check(dnnl_stream_wait(stream), "stream wait")
   }
 
   private func check(_ status: dnnl_status_t, _ what: String) {

@@ -34,7 +34,7 @@ public enum ConvolutionBackend: String, Sendable, CaseIterable {
   /// 3×3, forward and both backward passes (docs/engine.md).
   public static func choice(for geometry: ConvolutionGeometry) -> ConvolutionBackend {
     let wanted = forced ?? .onednn
-    if wanted == .onednn, !OneDNN.supports(geometry, .forward) { return .im2col }
+    if wanted == .onednn, !OneDNN.supports(geometry) { return .im2col }
     return wanted
   }
 }
