@@ -217,7 +217,60 @@ func benchmarkVGGTraining(_ options: Options) throws {
         median(times[index])))
     if let backend { fields["seconds_\(backend.rawValue)"] = median(times[index]) }
   }
+  if conv == "both" {
+    fields["conv_layers"] = try timeConvolutions(
+      plan.model, pixels: pixels, repeats: repeats, restoring: environment)
+  }
   try printJSON(fields)
+}
+
+/// Each convolution of a VGG model (adapter included) timed alone, forward and backward, on
+/// both backends (alternating): the measurement behind `ConvolutionBackend`'s rule.
+private func timeConvolutions(
+  _ model: Model, pixels: Tensor, repeats: Int, restoring environment: ConvolutionBackend?
+) throws -> [[String: Any]] {
+  guard case .vgg(let vgg) = model else { return [] }
+  defer { ConvolutionBackend.forced = environment }
+  var x = pixels
+  var rows: [[String: Any]] = []
+  for feature in vgg.features {
+    switch feature {
+    case .convolution(let layer):
+      var times: [ConvolutionBackend: [Double]] = [:]
+      var output = x
+      for _ in 0..<(repeats + 1) {
+        for backend in ConvolutionBackend.allCases {
+          ConvolutionBackend.forced = backend
+          let time = seconds {
+            var random = RandomStream(seed: 1)
+            let (y, cache) = layer.forward(x, mode: .training, random: &random)
+            var gradients = GradientSet()
+            _ = layer.backward(cache: cache, outputGradient: y, gradients: &gradients)
+            output = y
+          }
+          times[backend, default: []].append(time)
+        }
+      }
+      // The first round creates primitives and buffers.
+      let im2col = median(Array(times[.im2col]!.dropFirst()))
+      let onednn = median(Array(times[.onednn]!.dropFirst()))
+      let shape = "\(x.shape) → \(output.shape)"
+      print(
+        String(
+          format: "  %@ %@: im2col %.2f ms, onednn %.2f ms (forward + backward)", layer.name,
+          shape, im2col * 1e3, onednn * 1e3))
+      rows.append([
+        "layer": layer.name, "input": x.shape, "output": output.shape, "im2col_seconds": im2col,
+        "onednn_seconds": onednn,
+      ])
+      x = output
+    case .maxPool(let pool):
+      x = pool.forward(x).output
+    case .batchNorm, .relu:
+      continue
+    }
+  }
+  return rows
 }
 
 /// `kernels`: surgeon's own (non-GEMM) kernels on MiniLM's shapes at batch 32 × 64, each timed

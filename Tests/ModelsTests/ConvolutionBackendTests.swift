@@ -159,6 +159,21 @@ final class ConvolutionBackendTests: XCTestCase {
     }
   }
 
+  func testTheRuleKeepsSingleChannelInputsOnIm2col() {
+    ConvolutionBackend.forced = nil
+    func geometry(inChannels: Int) -> ConvolutionGeometry {
+      ConvolutionGeometry(
+        batch: 4, inChannels: inChannels, outChannels: 16, height: 28, width: 28, kernel: (3, 3),
+        stride: (1, 1), padding: (1, 1, 1, 1), dilation: (1, 1), groups: 1)
+    }
+    XCTAssertEqual(ConvolutionBackend.choice(for: geometry(inChannels: 1)), .im2col)
+    XCTAssertEqual(ConvolutionBackend.choice(for: geometry(inChannels: 16)), .onednn)
+    ConvolutionBackend.forced = .onednn
+    XCTAssertEqual(ConvolutionBackend.choice(for: geometry(inChannels: 1)), .onednn)
+    ConvolutionBackend.forced = .im2col
+    XCTAssertEqual(ConvolutionBackend.choice(for: geometry(inChannels: 16)), .im2col)
+  }
+
   func testEnvironmentForcesABackendAndRejectsOtherValues() throws {
     XCTAssertNil(try ConvolutionBackend.fromEnvironment([:]))
     XCTAssertEqual(try ConvolutionBackend.fromEnvironment(["SURGEON_CONV": "im2col"]), .im2col)

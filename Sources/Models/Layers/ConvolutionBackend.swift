@@ -26,14 +26,15 @@ public enum ConvolutionBackend: String, Sendable, CaseIterable {
     return backend
   }
 
-  /// The backend for one convolution: the forced one, else oneDNN whenever it has a primitive
-  /// for the geometry.
+  /// The backend for one convolution: the forced one, else oneDNN (when it has a primitive for
+  /// the geometry) unless the input has a single channel.
   ///
   /// The rule is measured, not timed at run time (so the backend, and with it the bits, is the
-  /// same in every run): oneDNN was faster for every convolution of the VGG workloads, 1×1 and
-  /// 3×3, forward and both backward passes (docs/engine.md).
+  /// same in every run): on the VGG ConvLoRA workload oneDNN was 1.4–2.7× faster than im2col for
+  /// every convolution, 1×1 and 3×3, adapters included, except the first layer's (one input
+  /// channel, 28×28), where it was 1.2× (1 thread) to 2× (2 threads) slower (docs/engine.md).
   public static func choice(for geometry: ConvolutionGeometry) -> ConvolutionBackend {
-    let wanted = forced ?? .onednn
+    let wanted = forced ?? (geometry.inChannels == 1 ? .im2col : .onednn)
     if wanted == .onednn, !OneDNN.supports(geometry) { return .im2col }
     return wanted
   }
