@@ -25,7 +25,12 @@ let package = Package(
       pkgConfig: "zlib",
       providers: [.apt(["zlib1g-dev"])]
     ),
-    .target(name: "Tensor", dependencies: ["CBLAS"]),
+    // oneDNN's convolutions (Debian installs no pkg-config file for it).
+    .systemLibrary(
+      name: "CDNNL",
+      providers: [.apt(["libdnnl-dev"])]
+    ),
+    .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL"]),
     .target(name: "Models", dependencies: ["Tensor"]),
     .target(name: "Manifest", dependencies: ["CYAML"]),
     .target(name: "Surgery", dependencies: ["Models", "Manifest", "Tensor"]),

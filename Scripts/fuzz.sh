@@ -31,7 +31,7 @@ case " $targets " in *" $target "*) ;; *) usage ;; esac
 out=.build/fuzz
 mkdir -p "$out/modules" "$out/corpus/$target" "$out/crashes/$target"
 flags=(-O -g -parse-as-library -swift-version 6 -sanitize=fuzzer,address
-  -I Sources/CBLAS -I Sources/CYAML -I Sources/CZlib -I "$out/modules"
+  -I Sources/CBLAS -I Sources/CDNNL -I Sources/CYAML -I Sources/CZlib -I "$out/modules"
   $(pkg-config --cflags-only-I openblas yaml-0.1 zlib | sed 's/-I/-Xcc -I/g'))
 # The library modules, compiled once each (whole module) with the fuzzer's coverage
 # instrumentation and AddressSanitizer, rebuilt when a source file is newer than the object.
@@ -66,7 +66,7 @@ done
 binary="$out/fuzz-$target"
 swiftc "${flags[@]}" -module-name "Fuzz_$target" Tests/Fuzz/Harnesses/$target.swift \
   Tests/Fuzz/Harnesses/Support.swift "${objects[@]}" \
-  $(pkg-config --libs openblas yaml-0.1 zlib) -o "$binary"
+  $(pkg-config --libs openblas yaml-0.1 zlib) -ldnnl -o "$binary"
 echo "fuzz.sh: $target for ${seconds}s on Tests/Fuzz/corpus/$target" >&2
 # -rss_limit_mb: the readers' size caps must keep memory bounded; -timeout: no input may hang
 # (wall-clock seconds: 10 once stopped a run niced to 19 on a loaded machine, on an input that

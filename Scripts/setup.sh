@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages surgeon builds against (OpenBLAS, libyaml, zlib, bzip2,
+# Installs the Debian packages surgeon builds against (OpenBLAS, oneDNN, libyaml, zlib, bzip2,
 # pkg-config), Fashion-MNIST (real images for the vision flow) and Open MPI (mpirun and libmpi,
 # which surgeon loads at run time for data-parallel runs; the build does not need it) when any is
 # missing. Idempotent; needs root or sudo only when it installs.
 set -euo pipefail
 packages="libopenblas-dev libyaml-dev zlib1g-dev libbz2-dev pkg-config dataset-fashion-mnist"
-packages="$packages openmpi-bin libopenmpi-dev"
+packages="$packages openmpi-bin libopenmpi-dev libdnnl-dev"
 if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openblas yaml-0.1 zlib \
-  && [ -f /usr/include/bzlib.h ] && command -v mpirun >/dev/null 2>&1 \
+  && [ -f /usr/include/bzlib.h ] && [ -f /usr/include/dnnl.h ] && command -v mpirun >/dev/null 2>&1 \
   && pkg-config --exists ompi \
   && [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   exit 0

@@ -2,7 +2,7 @@
 # The test command: installs the system packages when missing, fetches MiniLM and the Rotten
 # Tomatoes snippets for the tests that read them (when absent), checks formatting, builds the
 # release binary without warnings, validates manifests/, runs the whole suite, then the PEFT,
-# Hugging Face (and ONNX, where Scripts/check-onnx.sh exists) round trips in the reference venv.
+# Hugging Face and ONNX Runtime round trips in the reference venv.
 # Fails when no test ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."

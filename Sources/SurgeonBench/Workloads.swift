@@ -169,11 +169,24 @@ func benchmarkBertInference(_ options: Options) throws {
 }
 
 /// `vgg-train`: one ConvLoRA training step of a VGG manifest's plan in the noisy decay stage
-/// (progress 0.5) on random images.
+/// (progress 0.5) on random images. `--conv both` times the im2col and oneDNN convolutions
+/// side by side (alternating steps, so both see the same machine load); `seconds` is always the
+/// default backend's.
 func benchmarkVGGTraining(_ options: Options) throws {
   let path = options.string("manifest", "Scripts/bench/vgg-fashion-mnist-convlora.yaml")
   let batchSize = try options.integer("batch", 64)
   let repeats = try options.integer("repeats", 7)
+  let conv = options.string("conv", "auto")
+  let backends: [ConvolutionBackend?]
+  switch conv {
+  case "auto": backends = [nil]
+  case "both": backends = [nil, .im2col, .onednn]
+  default:
+    guard let backend = ConvolutionBackend(rawValue: conv) else {
+      throw BenchError("--conv \(conv): use auto, both, im2col or onednn")
+    }
+    backends = [backend]
+  }
   var plan = try rewrite(manifest: path, rank: nil).plan
   guard case .vgg(let model) = plan.model else { throw BenchError("\(path) is not a VGG manifest") }
   let c = model.configuration
@@ -185,18 +198,89 @@ func benchmarkVGGTraining(_ options: Options) throws {
   let progress = try options.number("progress", 0.5)
   plan.setProgress(progress)
   let noise = plan.hasActiveNoise
-  try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch)
-  var times: [Double] = []
+  let environment = ConvolutionBackend.forced
+  defer { ConvolutionBackend.forced = environment }
+  var times = [[Double]](repeating: [], count: backends.count)
+  for backend in backends {
+    // A first step per backend creates its primitives (oneDNN) and buffers.
+    ConvolutionBackend.forced = backend ?? environment
+    try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch)
+  }
   for _ in 0..<repeats {
-    times.append(try seconds { try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch) })
+    for (index, backend) in backends.enumerated() {
+      ConvolutionBackend.forced = backend ?? environment
+      times[index].append(
+        try seconds { try trainingStep(plan: &plan, optimizer: &optimizer, batch: batch) })
+    }
   }
   print("\(path): training step, batch \(batchSize), median of \(repeats)")
-  print(String(format: "  decay stage (noise %@): %.4f s", noise ? "on" : "off", median(times)))
-  try printJSON([
-    "workload": "vgg-train", "manifest": path, "seconds": median(times), "noise": noise,
+  var fields: [String: Any] = [
+    "workload": "vgg-train", "manifest": path, "seconds": median(times[0]), "noise": noise,
     "peak_rss_mb": peakResidentMegabytes(), "batch": batchSize, "threads": BLAS.threadCount,
-    "repeats": repeats,
-  ])
+    "repeats": repeats, "conv_backend": environment?.rawValue ?? "auto",
+  ]
+  for (index, backend) in backends.enumerated() {
+    let label = backend?.rawValue ?? (environment?.rawValue ?? "auto")
+    print(
+      String(
+        format: "  decay stage (noise %@), convolutions %@: %.4f s", noise ? "on" : "off", label,
+        median(times[index])))
+    if let backend { fields["seconds_\(backend.rawValue)"] = median(times[index]) }
+  }
+  if conv == "both" {
+    fields["conv_layers"] = try timeConvolutions(
+      plan.model, pixels: pixels, repeats: repeats, restoring: environment)
+  }
+  try printJSON(fields)
+}
+
+/// Each convolution of a VGG model (adapter included) timed alone, forward and backward, on
+/// both backends (alternating): the measurement behind `ConvolutionBackend`'s rule.
+private func timeConvolutions(
+  _ model: Model, pixels: Tensor, repeats: Int, restoring environment: ConvolutionBackend?
+) throws -> [[String: Any]] {
+  guard case .vgg(let vgg) = model else { return [] }
+  defer { ConvolutionBackend.forced = environment }
+  var x = pixels
+  var rows: [[String: Any]] = []
+  for feature in vgg.features {
+    switch feature {
+    case .convolution(let layer):
+      var times: [ConvolutionBackend: [Double]] = [:]
+      var output = x
+      for _ in 0..<(repeats + 1) {
+        for backend in ConvolutionBackend.allCases {
+          ConvolutionBackend.forced = backend
+          let time = seconds {
+            var random = RandomStream(seed: 1)
+            let (y, cache) = layer.forward(x, mode: .training, random: &random)
+            var gradients = GradientSet()
+            _ = layer.backward(cache: cache, outputGradient: y, gradients: &gradients)
+            output = y
+          }
+          times[backend, default: []].append(time)
+        }
+      }
+      // The first round creates primitives and buffers.
+      let im2col = median(Array(times[.im2col]!.dropFirst()))
+      let onednn = median(Array(times[.onednn]!.dropFirst()))
+      let shape = "\(x.shape) → \(output.shape)"
+      print(
+        String(
+          format: "  %@ %@: im2col %.2f ms, onednn %.2f ms (forward + backward)", layer.name,
+          shape, im2col * 1e3, onednn * 1e3))
+      rows.append([
+        "layer": layer.name, "input": x.shape, "output": output.shape, "im2col_seconds": im2col,
+        "onednn_seconds": onednn,
+      ])
+      x = output
+    case .maxPool(let pool):
+      x = pool.forward(x).output
+    case .batchNorm, .relu:
+      continue
+    }
+  }
+  return rows
 }
 
 /// `kernels`: surgeon's own (non-GEMM) kernels on MiniLM's shapes at batch 32 × 64, each timed

@@ -53,12 +53,17 @@ final class DeterminismTests: XCTestCase {
     return (outputs.logits, gradients)
   }
 
+  /// Both convolution backends: oneDNN's primitives run single-threaded on fixed sample ranges.
   func testVGGTrainingStepIsThreadCountIndependent() throws {
-    let (logits1, gradients1) = try vggRun(threads: 1)
-    let (logits2, gradients2) = try vggRun(threads: 2)
-    XCTAssertTrue(logits1.isBitwiseEqual(to: logits2))
-    for (name, gradient) in gradients1.tensors {
-      XCTAssertTrue(gradient.isBitwiseEqual(to: gradients2[name]!), name)
+    defer { ConvolutionBackend.forced = nil }
+    for backend in ConvolutionBackend.allCases {
+      ConvolutionBackend.forced = backend
+      let (logits1, gradients1) = try vggRun(threads: 1)
+      let (logits2, gradients2) = try vggRun(threads: 2)
+      XCTAssertTrue(logits1.isBitwiseEqual(to: logits2), "\(backend)")
+      for (name, gradient) in gradients1.tensors {
+        XCTAssertTrue(gradient.isBitwiseEqual(to: gradients2[name]!), "\(backend) \(name)")
+      }
     }
   }
 }

@@ -31,7 +31,8 @@ public struct Padding2D: Sendable, Equatable {
 }
 
 /// A 2-D convolution over `N × C × H × W` (PyTorch layout; weight `out × in/groups × kh × kw`),
-/// computed per sample and group as one GEMM over an im2col buffer.
+/// computed on oneDNN or per sample and group as one GEMM over an im2col buffer
+/// (`ConvolutionBackend`).
 public struct Conv2d: Sendable {
   public var name: String
   public var weight: Tensor
@@ -94,6 +95,15 @@ public struct Conv2d: Sendable {
       channelsPerGroup: inChannels / groups, outPerGroup: outChannels / groups,
       height: input.shape[2], width: input.shape[3], outHeight: outHeight, outWidth: outWidth,
       kernelHeight: kernelSize.0, kernelWidth: kernelSize.1)
+  }
+
+  /// The geometry oneDNN's primitives are keyed by, for a batch of `batch` samples.
+  private func convolutionGeometry(batch: Int, _ g: Geometry) -> ConvolutionGeometry {
+    ConvolutionGeometry(
+      batch: batch, inChannels: inChannels, outChannels: outChannels, height: g.height,
+      width: g.width, kernel: kernelSize, stride: stride,
+      padding: (padding.top, padding.bottom, padding.left, padding.right), dilation: dilation,
+      groups: groups)
   }
 
   /// Copies one sample's group into `columns` (`patch × pixels`), zero outside the image.
@@ -246,6 +256,20 @@ public struct Conv2d: Sendable {
       hidden.shape[0], hidden.shape[1], hidden.shape[2] * hidden.shape[3]
     )
     let out = b.shape[0]
+    let geometry = pointwiseGeometry(up: b, hidden: hidden)
+    if ConvolutionBackend.choice(for: geometry) == .onednn {
+      var product = Tensor(uninitialized: output.shape)
+      b.withUnsafeBufferPointer { bs in
+        hidden.withUnsafeBufferPointer { hs in
+          product.withUnsafeMutableBufferPointer { ps in
+            OneDNN.forward(
+              geometry, input: hs.baseAddress!, weights: bs.baseAddress!, output: ps.baseAddress!)
+          }
+        }
+      }
+      output.add(product, scaledBy: alpha)
+      return
+    }
     b.withUnsafeBufferPointer { bs in
       hidden.withUnsafeBufferPointer { hs in
         output.withUnsafeMutableBufferPointer { ys in
@@ -260,6 +284,14 @@ public struct Conv2d: Sendable {
         }
       }
     }
+  }
+
+  /// The `1×1` convolution `r → out` of a lowrank adapter's `B` over `hidden`.
+  static func pointwiseGeometry(up: Tensor, hidden: Tensor) -> ConvolutionGeometry {
+    ConvolutionGeometry(
+      batch: hidden.shape[0], inChannels: hidden.shape[1], outChannels: up.shape[0],
+      height: hidden.shape[2], width: hidden.shape[3], kernel: (1, 1), stride: (1, 1),
+      padding: (0, 0, 0, 0), dilation: (1, 1), groups: 1)
   }
 
   static func addChannelBias(_ bias: Tensor, to output: inout Tensor) {
@@ -364,6 +396,18 @@ public struct Conv2d: Sendable {
 
   /// `output = conv(input, kernel)` per sample and group, one GEMM each over im2col columns.
   private func convolve(_ input: Tensor, kernel: Tensor, into output: inout Tensor, _ g: Geometry) {
+    let geometry = convolutionGeometry(batch: input.shape[0], g)
+    if ConvolutionBackend.choice(for: geometry) == .onednn {
+      input.withUnsafeBufferPointer { xs in
+        kernel.withUnsafeBufferPointer { ws in
+          output.withUnsafeMutableBufferPointer { ys in
+            OneDNN.forward(
+              geometry, input: xs.baseAddress!, weights: ws.baseAddress!, output: ys.baseAddress!)
+          }
+        }
+      }
+      return
+    }
     kernel.withUnsafeBufferPointer { ws in
       output.withUnsafeMutableBufferPointer { ys in
         // Each sample writes its own output planes: split across threads.
@@ -384,7 +428,21 @@ public struct Conv2d: Sendable {
 
   /// `∂loss/∂kernel` for a unit kernel: `Σ_n dy_n · colsᵀ` (independent of the kernel's values).
   private func kernelGradient(input: Tensor, outputGradient: Tensor, _ g: Geometry) -> Tensor {
-    outputGradient.withUnsafeBufferPointer { dys in
+    let geometry = convolutionGeometry(batch: input.shape[0], g)
+    if ConvolutionBackend.choice(for: geometry) == .onednn {
+      var result = Tensor(uninitialized: weight.shape)
+      input.withUnsafeBufferPointer { xs in
+        outputGradient.withUnsafeBufferPointer { dys in
+          result.withUnsafeMutableBufferPointer { dws in
+            OneDNN.backwardWeights(
+              geometry, input: xs.baseAddress!, outputGradient: dys.baseAddress!,
+              weightGradient: dws.baseAddress!)
+          }
+        }
+      }
+      return result
+    }
+    return outputGradient.withUnsafeBufferPointer { dys in
       let dyBase = dys.baseAddress!
       return Conv2d.sumOverSamples(batch: input.shape[0], shape: weight.shape) { samples, dws in
         forEachColumns(of: input, samples: samples, g) { n, group, columns in
@@ -403,6 +461,21 @@ public struct Conv2d: Sendable {
     _ outputGradient: Tensor, kernel: Tensor, into inputGradient: inout Tensor, _ g: Geometry
   ) {
     let batch = inputGradient.shape[0]
+    let geometry = convolutionGeometry(batch: batch, g)
+    if ConvolutionBackend.choice(for: geometry) == .onednn {
+      var gradient = Tensor(uninitialized: inputGradient.shape)
+      outputGradient.withUnsafeBufferPointer { dys in
+        kernel.withUnsafeBufferPointer { ws in
+          gradient.withUnsafeMutableBufferPointer { dxs in
+            OneDNN.backwardData(
+              geometry, outputGradient: dys.baseAddress!, weights: ws.baseAddress!,
+              inputGradient: dxs.baseAddress!)
+          }
+        }
+      }
+      inputGradient.add(gradient)
+      return
+    }
     outputGradient.withUnsafeBufferPointer { dys in
       kernel.withUnsafeBufferPointer { ws in
         inputGradient.withUnsafeMutableBufferPointer { dxs in
@@ -491,7 +564,22 @@ public struct Conv2d: Sendable {
     if let adapter, adapter.convForm == .lowrank, let hidden = cache.adapterHidden {
       let (batch, rank) = (hidden.shape[0], hidden.shape[1])
       let pixels = hidden.shape[2] * hidden.shape[3]
-      if gradients.wants(adapter.upName) {
+      let pointwise = Conv2d.pointwiseGeometry(up: adapter.up, hidden: hidden)
+      let onDNN = ConvolutionBackend.choice(for: pointwise) == .onednn
+      if gradients.wants(adapter.upName), onDNN {
+        var upGradient = Tensor(uninitialized: adapter.up.shape)
+        hidden.withUnsafeBufferPointer { hs in
+          outputGradient.withUnsafeBufferPointer { dys in
+            upGradient.withUnsafeMutableBufferPointer { db in
+              OneDNN.backwardWeights(
+                pointwise, input: hs.baseAddress!, outputGradient: dys.baseAddress!,
+                weightGradient: db.baseAddress!)
+            }
+          }
+        }
+        upGradient.scale(by: adapter.scale)
+        gradients.accumulate(adapter.upName, upGradient)
+      } else if gradients.wants(adapter.upName) {
         // dB = s·Σ_n dy_n · h_nᵀ
         let upGradient = outputGradient.withUnsafeBufferPointer { dys in
           hidden.withUnsafeBufferPointer { hs in
@@ -512,17 +600,30 @@ public struct Conv2d: Sendable {
       if gradients.wants(adapter.downName) || needsInputGradient {
         // dh_n = s·Bᵀ dy_n, then back through the A convolution.
         var hiddenGradient = Tensor(zeros: hidden.shape)
-        outputGradient.withUnsafeBufferPointer { dys in
-          adapter.up.withUnsafeBufferPointer { bs in
-            hiddenGradient.withUnsafeMutableBufferPointer { dh in
-              let (bBase, dyBase, dhBase) = (bs.baseAddress!, dys.baseAddress!, dh.baseAddress!)
-              Parallel.forEachChunk(batch, grain: 1) { samples in
-                for n in samples {
-                  BLAS.gemm(
-                    transposeA: true, transposeB: false, m: rank, n: pixels, k: outChannels,
-                    alpha: adapter.scale, a: bBase, lda: rank,
-                    b: dyBase + n * outChannels * pixels, ldb: pixels,
-                    c: dhBase + n * rank * pixels, ldc: pixels)
+        if onDNN {
+          outputGradient.withUnsafeBufferPointer { dys in
+            adapter.up.withUnsafeBufferPointer { bs in
+              hiddenGradient.withUnsafeMutableBufferPointer { dh in
+                OneDNN.backwardData(
+                  pointwise, outputGradient: dys.baseAddress!, weights: bs.baseAddress!,
+                  inputGradient: dh.baseAddress!)
+              }
+            }
+          }
+          hiddenGradient.scale(by: adapter.scale)
+        } else {
+          outputGradient.withUnsafeBufferPointer { dys in
+            adapter.up.withUnsafeBufferPointer { bs in
+              hiddenGradient.withUnsafeMutableBufferPointer { dh in
+                let (bBase, dyBase, dhBase) = (bs.baseAddress!, dys.baseAddress!, dh.baseAddress!)
+                Parallel.forEachChunk(batch, grain: 1) { samples in
+                  for n in samples {
+                    BLAS.gemm(
+                      transposeA: true, transposeB: false, m: rank, n: pixels, k: outChannels,
+                      alpha: adapter.scale, a: bBase, lda: rank,
+                      b: dyBase + n * outChannels * pixels, ldb: pixels,
+                      c: dhBase + n * rank * pixels, ldc: pixels)
+                  }
                 }
               }
             }
