@@ -127,6 +127,13 @@ func correctBLASCore() {
 }
 
 correctBLASCore()
+// A misspelt SURGEON_CONV is an error, not a silent fall back to the measured rule.
+do {
+  ConvolutionBackend.forced = try ConvolutionBackend.fromEnvironment()
+} catch {
+  printError("surgeon: error: \(error)")
+  exit(2)
+}
 Memory.keepFreedBuffersMapped()
 // Two cores: the thread pool is sized deliberately (SURGEON_THREADS overrides); the processes
 // mpirun starts on one host share its cores.
