@@ -2,7 +2,7 @@
 ///
 /// Hand-written rather than `JSONSerialization` so that the schema and the json diagnostics are
 /// byte-for-byte reproducible across Foundation versions (number formatting, slash escaping).
-enum JSONValue: Sendable, Equatable {
+public enum JSONValue: Sendable, Equatable {
   case null
   case bool(Bool)
   case integer(Int)
@@ -56,7 +56,7 @@ enum JSONValue: Sendable, Equatable {
   }
 
   /// A JSON string literal: quotes, backslashes and control characters escaped, the rest as is.
-  static func quoted(_ text: String) -> String {
+  public static func quoted(_ text: String) -> String {
     var result = "\""
     for scalar in text.unicodeScalars {
       switch scalar {

@@ -117,11 +117,7 @@ public struct SafeTensorsFile: Sendable {
     func failure(_ problem: String, fix: String? = nil) -> SafeTensorsError {
       SafeTensorsError(file: path, problem: problem, fix: fix)
     }
-    guard url.isFileURL else { throw failure("not a file URL: \(url)") }
-    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-    guard descriptor >= 0 else {
-      throw failure("cannot open the file: \(systemErrorDescription())")
-    }
+    let descriptor = try openForReading(url)
     defer { close(descriptor) }
     var status = stat()
     guard fstat(descriptor, &status) == 0 else {
@@ -143,6 +139,19 @@ public struct SafeTensorsFile: Sendable {
     return try decode(UnsafeRawBufferPointer(start: mapping, count: size), file: path)
   }
 
+  /// A read-only descriptor for `url`; the error names the file.
+  private static func openForReading(_ url: URL) throws(SafeTensorsError) -> Int32 {
+    guard url.isFileURL else {
+      throw SafeTensorsError(file: url.path, problem: "not a file URL: \(url)")
+    }
+    let descriptor = open(url.path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else {
+      throw SafeTensorsError(
+        file: url.path, problem: "cannot open the file: \(systemErrorDescription())")
+    }
+    return descriptor
+  }
+
   /// Reads a file's bytes already in memory; `name` stands for the file in error messages.
   ///
   /// Every check runs before any byte of tensor data is touched, so arbitrary input (fuzzing)
@@ -161,11 +170,7 @@ public struct SafeTensorsFile: Sendable {
     func failure(_ problem: String, fix: String? = nil) -> SafeTensorsError {
       SafeTensorsError(file: path, problem: problem, fix: fix)
     }
-    guard url.isFileURL else { throw failure("not a file URL: \(url)") }
-    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-    guard descriptor >= 0 else {
-      throw failure("cannot open the file: \(systemErrorDescription())")
-    }
+    let descriptor = try openForReading(url)
     defer { close(descriptor) }
     func readPrefix(_ count: Int) throws(SafeTensorsError) -> [UInt8] {
       var bytes = [UInt8](repeating: 0, count: count)

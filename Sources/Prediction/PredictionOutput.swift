@@ -1,4 +1,5 @@
 import Foundation
+import Manifest
 import Tensor
 
 /// How predictions are written: one JSON object per line, or CSV with a header.
@@ -59,9 +60,9 @@ public struct PredictionWriter: Sendable {
         let number = firstRow + row
         switch format {
         case .jsonLines:
-          let pairs = zip(labelNames, values).map { "\(Self.jsonString($0)): \($1)" }
+          let pairs = zip(labelNames, values).map { "\(JSONValue.quoted($0)): \($1)" }
           text +=
-            "{\"row\": \(number), \"label\": \(Self.jsonString(labelNames[predicted])), "
+            "{\"row\": \(number), \"label\": \(JSONValue.quoted(labelNames[predicted])), "
             + "\"probabilities\": {\(pairs.joined(separator: ", "))}}\n"
         case .csv:
           text +=
@@ -71,28 +72,6 @@ public struct PredictionWriter: Sendable {
       }
     }
     return text
-  }
-
-  /// A JSON string literal.
-  static func jsonString(_ value: String) -> String {
-    var result = "\""
-    for scalar in value.unicodeScalars {
-      switch scalar {
-      case "\"": result += "\\\""
-      case "\\": result += "\\\\"
-      case "\n": result += "\\n"
-      case "\r": result += "\\r"
-      case "\t": result += "\\t"
-      default:
-        if scalar.value < 0x20 {
-          let hex = String(scalar.value, radix: 16)
-          result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        } else {
-          result.unicodeScalars.append(scalar)
-        }
-      }
-    }
-    return result + "\""
   }
 
   /// An RFC 4180 field: quoted when it holds a comma, a quote or a line break.
