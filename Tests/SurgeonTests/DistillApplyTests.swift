@@ -32,6 +32,7 @@ final class DistillApplyTests: XCTestCase {
     """
   }
 
+  @discardableResult
   private func run(_ text: String, _ file: String) throws -> String {
     try text.write(to: workspace.appendingPathComponent(file), atomically: true, encoding: .utf8)
     let run = try runSurgeon(["apply", file, "--progress", "none"], in: workspace)

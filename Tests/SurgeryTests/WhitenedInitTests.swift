@@ -30,8 +30,29 @@ final class WhitenedInitTests: XCTestCase {
             init: \(initialization)
             bias_c: copy
             decay: {start: 0.5, end: 0.9}
-      """
+      """ + Self.textTrain
   }
+
+  /// init svd_whitened needs a train section (its calibration reads training batches); these
+  /// tests hand the batches over themselves, so the data files are never opened.
+  private static let textTrain = """
+
+    train:
+      task: text-classification
+      data:
+        train: {format: csv, path: unused.csv, text: text, label: label}
+      steps: 1
+
+    """
+  private static let imageTrain = """
+
+    train:
+      task: image-classification
+      data:
+        train: {format: idx, images: unused-images.gz, labels: unused-labels.gz}
+      steps: 1
+
+    """
 
   /// Decodes and resolves `text`, collects the wrapped nodes' input moments over `batches`
   /// (on the loaded model), and rewrites with them.
@@ -125,7 +146,7 @@ final class WhitenedInitTests: XCTestCase {
         + """
           - lora: {layers: [conv, fc], exclude: [features.0], rank: 3, init: svd_whitened, decay: {start: 0.5, end: 0.9}}
           - train: [head]
-        """
+        """ + Self.imageTrain
     let manifest = text.replacingOccurrences(
       of: "preset: vgg11\n",
       with:
@@ -163,6 +184,7 @@ final class WhitenedInitTests: XCTestCase {
     let vgg =
       header("vgg11", family: "vgg")
       + "  - lora: {layers: [conv], rank: 3, init: svd_whitened, conv_form: loralib, decay: {}}\n"
+      + Self.imageTrain
     XCTAssertTrue(
       surgeryErrors(vgg).contains {
         $0.contains("init svd_whitened is not defined for conv_form loralib")
