@@ -241,6 +241,9 @@ public struct RunSetup: Sendable {
     return (diagnostics.contains { $0.severity == .error } ? nil : setup, diagnostics)
   }
 
+  /// The widest layer input `init: svd_whitened` whitens (its covariance is 2 GB of doubles).
+  static let largestWhitenedFanIn = 16_384
+
   /// The calibration pass of `init: svd_whitened` over the loaded model, then the rewrite that
   /// starts the adapters from it. Each rule's nodes see its first `calibration.batches` batches
   /// of a seeded shuffle of the training split (never validation or test).
@@ -263,6 +266,29 @@ public struct RunSetup: Sendable {
       }
     }
     let at = location.values.min() ?? SourceLocation(file: manifest.file, line: 1, column: 1)
+    // The covariance is fan_in × fan_in doubles: a VGG16 classifier's 25,088 inputs would need
+    // 5 GB, so such a layer is refused rather than left to exhaust memory.
+    var fanIns: [String: Int] = [:]
+    var model = resolved.model
+    model.visitWrappable(
+      linear: { fanIns[$0.name] = $0.inFeatures },
+      convolution: {
+        fanIns[$0.name] = $0.inChannels / $0.groups * $0.kernelSize.0 * $0.kernelSize.1
+      })
+    if let (name, fanIn) = counts.keys.compactMap({ name in fanIns[name].map { (name, $0) } })
+      .filter({ $0.1 > Self.largestWhitenedFanIn }).max(by: { $0.1 < $1.1 })
+    {
+      return (
+        nil,
+        [
+          Diagnostic(
+            location: location[name] ?? at, severity: .error,
+            message:
+              "init svd_whitened needs the \(fanIn)×\(fanIn) input covariance of \(name) (\(fanIn * fanIn * 8 / 1_000_000) MB); at most \(Self.largestWhitenedFanIn) inputs are whitened",
+            fix: "exclude \(name) from this rule and wrap it with init: svd_residual")
+        ]
+      )
+    }
     let needed = (counts.values.max() ?? 0) * batchSize
     let available = source.split.train.count
     if needed > available {

@@ -92,6 +92,43 @@ final class ApplyTests: XCTestCase {
     XCTAssertFalse(FileManager.default.fileExists(atPath: file("checkpoints/too-many").path))
   }
 
+  /// A layer too wide to whiten (its covariance would not fit in memory) is refused at the rule
+  /// before the calibration pass or anything else runs.
+  func testWhitenedInitRefusesALayerTooWideToWhiten() throws {
+    let images = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+    guard FileManager.default.fileExists(atPath: images) else {
+      throw XCTSkip("Fashion-MNIST is not installed (Debian: dataset-fashion-mnist)")
+    }
+    let text = """
+      surgeon: 1
+      name: wide
+      model:
+        family: vgg
+        preset: vgg11
+        weights: random
+        config: {cfg: [32], in_channels: 1, image_size: 28, num_classes: 10, classifier_hidden: [8], avgpool: null, dropout: 0.0}
+      surgery:
+        - lora: {layers: [fc], rank: 2, init: svd_whitened, decay: {}}
+      train:
+        task: image-classification
+        data:
+          train:
+            format: idx
+            images: \(images)
+            labels: /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+          split: {validation: 0.1, test: 0.1, seed: 0, part: "1/50"}
+        steps: 2
+        batch_size: 8
+
+      """
+    let error = try apply([try write(text, "wide.yaml")], expecting: 1)
+    XCTAssertTrue(
+      error.contains(
+        "wide.yaml:9:5: error: init svd_whitened needs the 25088×25088 input covariance of classifier.0"
+      ), error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: file("checkpoints/wide").path))
+  }
+
   func testApplyTrainsExportsAndResumesBitwise() throws {
     let full = try write(manifest(name: "run"), "run.yaml")
     let log = try apply([full])
