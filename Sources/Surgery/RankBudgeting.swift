@@ -65,6 +65,12 @@ public enum RankBudgeting {
     )
   }
 
+  /// The largest rank a budget gives a node: below `min(fanIn, out)`, and small enough that the
+  /// factors are smaller than W.
+  static func largestRank(fanIn: Int, out: Int) -> Int {
+    min(min(fanIn, out) - 1, (fanIn * out - 1) / (fanIn + out))
+  }
+
   /// The allocation's input for the wrappable nodes named in `names`, read from `model`'s
   /// weights (`W` viewed `out × fanIn`; all of its singular values), or, for `budget.by:
   /// whitened`, from `whitenings`: each rank then removes `S²_{r+1}` of output error on the
@@ -99,7 +105,7 @@ public enum RankBudgeting {
           name: name, energies: energies, costPerRank: fanIn + out,
           fixedCost: keepsBias ? out : 0, baseParameters: weight.count + bias,
           // Below min(fanIn, out), and small enough that the factors are smaller than W.
-          cap: min(cap, k - 1, (fanIn * out - 1) / (fanIn + out))))
+          cap: min(cap, largestRank(fanIn: fanIn, out: out))))
     }
     var copy = model
     copy.visitWrappable(

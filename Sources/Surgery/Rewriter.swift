@@ -273,6 +273,24 @@ public enum Rewriter {
               fix: "remove budget and give a rank"))
         }
       }
+    } else {
+      // Without weights a budgeted rank is only the rule's cap: each node gets at most what an
+      // allocation could give it, so a narrow layer under a wide cap is no error.
+      func clamp(_ name: String, fanIn: Int, out: Int) {
+        guard let wrap = wraps[name], wrap.rule.budget != nil else { return }
+        let rank = max(
+          1, min(wrap.settings.rank, RankBudgeting.largestRank(fanIn: fanIn, out: out)))
+        wraps[name]?.settings.rank = rank
+        if wrap.rule.alpha == nil { wraps[name]?.settings.alpha = Double(rank) }
+      }
+      var copy = model
+      copy.visitWrappable(
+        linear: { clamp($0.name, fanIn: $0.inFeatures, out: $0.outFeatures) },
+        convolution: {
+          clamp(
+            $0.name, fanIn: $0.inChannels / $0.groups * $0.kernelSize.0 * $0.kernelSize.1,
+            out: $0.outChannels)
+        })
     }
 
     // Attach the adapters; each node's init draws from a stream of its own (node order).

@@ -190,4 +190,25 @@ final class WhitenedInitTests: XCTestCase {
         $0.contains("init svd_whitened is not defined for conv_form loralib")
       }, "\(surgeryErrors(vgg))")
   }
+
+  /// Without weights (validate, summary, the dry rewrite before a calibration) a budgeted rank
+  /// is only a cap: layers narrower than it are no error, as the allocation would never exceed
+  /// them; without a budget the same rank is refused.
+  func testABudgetedRankIsOnlyACapBeforeTheWeightsAreRead() {
+    let narrow =
+      header("vgg11", family: "vgg").replacingOccurrences(
+        of: "preset: vgg11\n",
+        with:
+          "preset: vgg11\n  config: {cfg: [4, M, 8, M, 8, 8], image_size: 16, num_classes: 3, classifier_hidden: [8], avgpool: null, dropout: 0.0}\n"
+      )
+    let budgeted =
+      narrow
+      + "  - lora: {layers: [conv], exclude: [features.0], rank: 64, init: svd_whitened, budget: {share: 0.5}, decay: {}}\n"
+      + Self.imageTrain
+    XCTAssertEqual(surgeryErrors(budgeted), [])
+    let fixed = budgeted.replacingOccurrences(of: ", budget: {share: 0.5}", with: "")
+    XCTAssertTrue(
+      surgeryErrors(fixed).contains { $0.contains("rank 64 is not below min(in, out)") },
+      "\(surgeryErrors(fixed))")
+  }
 }
