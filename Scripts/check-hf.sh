@@ -8,21 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${SURGEON_VENV_PYTHON:-$(bash Scripts/python-env.sh)}"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/checkpoints"
-cp -r Tests/SurgeonTests/Fixtures/tiny-bert "$work/checkpoints/tiny-bert"
-"$python" - "$work" <<'PY'
-import random, sys
-random.seed(0)
-rows = ["text,label"]
-for i in range(96):
-    words = [random.choice("bcdefghijklmnopqrstuvwxyz") for _ in range(random.randint(3, 7))]
-    if i % 2 == 0:
-        words.insert(random.randrange(len(words)), "a")
-    rows.append(f"\"{' '.join(words)}\",{'yes' if i % 2 == 0 else 'no'}")
-open(f"{sys.argv[1]}/tiny.csv", "w").write("\n".join(rows) + "\n")
-PY
+# shellcheck source=Scripts/lib/tiny-workspace.sh
+source Scripts/lib/tiny-workspace.sh
 # $1 name, $2 the lora rule's extra keys.
 manifest() {
   cat > "$work/$1.yaml" <<YAML
