@@ -7,7 +7,7 @@ enum ManifestKeys {
   static let rules = ["lora", "freeze", "train"]
   static let lora = [
     "layers", "exclude", "blocks", "rank", "alpha", "init", "bias_c", "conv_form", "decay",
-    "noise", "budget", "calibration",
+    "noise", "budget", "calibration", "refit",
   ]
   static let budget = ["share", "floor", "by"]
   static let calibration = ["batches"]

@@ -154,15 +154,19 @@ public struct LoRARule: Sendable, Equatable {
   public var budget: RankBudget?
   /// Set exactly when `init` is svd_whitened.
   public var calibration: CalibrationSettings?
+  /// Key `refit` (svd_whitened only); defaults to none.
+  public var refit: Located<RefitMode>?
 
   public init(
     location: SourceLocation, layers: [Located<String>], exclude: [Located<String>],
     blocks: Located<[Int]>?, rank: Located<Int>, alpha: Located<Double>?,
     initialization: Located<AdapterInitialization>, biasC: Located<BiasCInitialization>,
     convForm: Located<ConvForm>, decay: DecaySchedule?, noise: NoiseSettings?,
-    budget: RankBudget? = nil, calibration: CalibrationSettings? = nil
+    budget: RankBudget? = nil, calibration: CalibrationSettings? = nil,
+    refit: Located<RefitMode>? = nil
   ) {
     self.budget = budget
+    self.refit = refit
     self.calibration = calibration
     self.location = location
     self.layers = layers
@@ -352,6 +356,16 @@ public enum AdapterInitialization: String, Sendable, Equatable, Hashable, CaseIt
   /// (the SVD of W·L with Σ = L·Lᵀ the inputs' covariance), the inputs' mean folded into C,
   /// and the frozen part the residual as with svdResidual.
   case svdWhitened = "svd_whitened"
+}
+
+/// `refit`: what happens to svd_whitened factors after the calibration pass.
+public enum RefitMode: String, Sendable, Equatable, Hashable, CaseIterable {
+  /// The factors stay those of each layer's own inputs in the loaded model.
+  case none
+  /// Node by node in forward order, the factors are refitted to reproduce the loaded layer's
+  /// output from the inputs the compressed model (W-free, earlier nodes already refitted) gives
+  /// it: reduced-rank regression, so errors stop accumulating through depth.
+  case sequential
 }
 
 /// `budget.by`: what one more rank of a node is worth.

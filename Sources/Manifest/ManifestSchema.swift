@@ -180,6 +180,10 @@ public enum ManifestSchema {
           "batches": integer(
             1, 100_000, "Batches of train.batch_size training examples (default 16).")
         ]),
+      "refit": enumeration(
+        RefitMode.allCases.map(\.rawValue),
+        "init svd_whitened only: none (the factors of each layer's own inputs) | sequential (node by node in forward order, the factors refitted to reproduce the loaded layer's output from the inputs the W-free model gives it, over the same calibration batches); default none."
+      ),
       "conv_form": enumeration(
         ConvForm.allCases.map(\.rawValue),
         "Conv2d only: lowrank (k×k conv in→r, then 1×1 r→out) | loralib; default lowrank."),

@@ -112,6 +112,15 @@ extension DecodingContext {
     if whitened && calibration == nil {
       calibration = CalibrationSettings(batches: 16, location: owner)
     }
+    let refit = optional(fields, "refit", &failed) { context, node throws(Invalid) in
+      Located(try context.choice(node, "refit", as: RefitMode.self), at: node.location)
+    }
+    if let refit, refit.value == .sequential, !whitened {
+      error(
+        "refit sequential refits the factors of init svd_whitened from its calibration inputs",
+        at: refit.location, fix: "set init: svd_whitened, or remove refit")
+      failed = true
+    }
     let convForm =
       optional(fields, "conv_form", &failed) { context, node throws(Invalid) in
         Located(try context.choice(node, "conv_form", as: ConvForm.self), at: node.location)
@@ -137,7 +146,8 @@ extension DecodingContext {
     return LoRARule(
       location: owner, layers: layers, exclude: exclude, blocks: blocks, rank: rank, alpha: alpha,
       initialization: initialization, biasC: biasC ?? Located(defaultBiasC, at: owner),
-      convForm: convForm, decay: decay, noise: noise, budget: budget, calibration: calibration)
+      convForm: convForm, decay: decay, noise: noise, budget: budget, calibration: calibration,
+      refit: refit)
   }
 
   /// `calibration: {batches}` (init svd_whitened).

@@ -52,6 +52,21 @@ public struct Rewrite: Sendable {
   public var original: Model
   /// Every rule with the nodes it selected.
   public var rules: [RuleMatch] = []
+  /// The nodes `init: svd_whitened` started (empty without it, or before initializing).
+  public var whitened: [String: WhitenedNode] = [:]
+}
+
+/// A node `init: svd_whitened` started: its decomposition, its rank (after any budget) and what
+/// its rule asks of the calibration.
+public struct WhitenedNode: Sendable {
+  public var whitening: Whitening
+  public var rank: Int
+  /// The rule's `refit`.
+  public var refit: RefitMode
+  /// The rule's `calibration.batches`.
+  public var batches: Int
+  /// The rule's `refit:` key (its `lora:` key when defaulted).
+  public var location: SourceLocation
 }
 
 /// Applies a manifest's `surgery` rules, in order, to a graph and compiles the result.
@@ -70,10 +85,12 @@ public enum Rewriter {
 
   /// `initializes` false leaves adapters at zero (validate and summary only need shapes).
   /// `calibration`: the input moments of the nodes that `init: svd_whitened` wraps
-  /// (`Calibration.inputMoments`), needed when initializing.
+  /// (`Calibration.inputMoments`), needed when initializing. `fitted`: svd_whitened nodes whose
+  /// decomposition and rank are already known (`refit: sequential` rewrites with them); their
+  /// calibration moments and budgets are not read again.
   public static func apply(
     _ manifest: Manifest, to resolved: ResolvedModel, initializes: Bool,
-    calibration: [String: InputMoments] = [:]
+    calibration: [String: InputMoments] = [:], fitted: [String: WhitenedNode] = [:]
   ) -> (Rewrite?, [Diagnostic]) {
     var diagnostics: [Diagnostic] = []
     var model = resolved.model
@@ -212,6 +229,12 @@ public enum Rewriter {
         })
       for (name, wrap) in wraps.sorted(by: { $0.key < $1.key })
       where wrap.settings.initialization == .svdWhitened {
+        if let known = fitted[name] {
+          whitenings[name] = known.whitening
+          wraps[name]?.settings.rank = known.rank
+          if wrap.rule.alpha == nil { wraps[name]?.settings.alpha = Double(known.rank) }
+          continue
+        }
         guard let moments = calibration[name], let weight = weights[name],
           weight.shape[1] == moments.width
         else {
@@ -240,7 +263,9 @@ public enum Rewriter {
     // Rank budgets: the nodes whose (last) lora rule has a budget get per-node ranks from
     // their singular values. Without weights (validate, summary) they show the cap, rank.
     if initializes {
-      let budgeted = Dictionary(grouping: wraps.filter { $0.value.rule.budget != nil }) {
+      let budgeted = Dictionary(
+        grouping: wraps.filter { $0.value.rule.budget != nil && fitted[$0.key] == nil }
+      ) {
         $0.value.rule.location
       }
       for (_, group) in budgeted.sorted(by: { $0.key < $1.key }) {
@@ -387,8 +412,18 @@ public enum Rewriter {
     let schedules = wraps.mapValues(\.schedule)
     do {
       let plan = try TrainingPlan(compiling: model, trainable: trainable, schedules: schedules)
+      var whitened: [String: WhitenedNode] = [:]
+      for (name, whitening) in whitenings {
+        guard let wrap = wraps[name] else { continue }
+        whitened[name] = WhitenedNode(
+          whitening: whitening, rank: wrap.settings.rank, refit: wrap.rule.refit?.value ?? .none,
+          batches: wrap.rule.calibration?.batches ?? 16,
+          location: wrap.rule.refit?.location ?? wrap.rule.location)
+      }
       return (
-        Rewrite(plan: plan, actions: actions, original: resolved.model, rules: ruleMatches),
+        Rewrite(
+          plan: plan, actions: actions, original: resolved.model, rules: ruleMatches,
+          whitened: whitened),
         diagnostics
       )
     } catch {

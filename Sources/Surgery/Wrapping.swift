@@ -103,7 +103,7 @@ public enum Wrapper {
     if initializes, let whitening {
       adapter.bias = whitenedBias(
         adapter, weight: layer.weight.reshaped([out, fanIn]), bias: layer.bias,
-        mean: whitening.mean)
+        whitening: whitening)
     }
     if initializes && settings.initialization.freezesResidual {
       removeAdapter(adapter, fromWeight: &layer.weight, bias: &layer.bias)
@@ -190,7 +190,7 @@ public enum Wrapper {
     if initializes, let whitening {
       adapter.bias = whitenedBias(
         adapter, weight: layer.weight.reshaped([out, fanIn]), bias: layer.bias,
-        mean: whitening.mean)
+        whitening: whitening)
     }
     if initializes && settings.initialization.freezesResidual {
       removeAdapter(adapter, fromWeight: &layer.weight, bias: &layer.bias)
@@ -221,19 +221,38 @@ public enum Wrapper {
   }
 
   /// `C = b + (W − s·B·A)·μ` (init svd_whitened): at d = 0 the factors then reproduce the
-  /// layer's mean output on the calibration inputs, not just its centred part.
+  /// layer's mean output on the calibration inputs, not just its centred part. After
+  /// `refit: sequential`, `C = b + W·μ_t − s·B·A·μ`: the loaded layer's mean output from the
+  /// mean of the inputs the factors now read.
   private static func whitenedBias(
-    _ adapter: LowRankAdapter, weight: Tensor, bias: Tensor?, mean: [Double]
+    _ adapter: LowRankAdapter, weight: Tensor, bias: Tensor?, whitening: Whitening
   ) -> Tensor? {
     guard let bias else { return adapter.bias }
     let (out, r) = (weight.shape[0], adapter.rank)
-    var residual = weight
     var product = adapter.up.reshaped([out, r]).matmul(
       adapter.down.reshaped([r, adapter.down.count / r]))
     product.scale(by: adapter.scale)
-    residual.add(product, scaledBy: -1)
-    let fanIn = residual.shape[1]
+    let fanIn = weight.shape[1]
     var c = bias.scalars
+    let mean = whitening.mean
+    if let target = whitening.targetMean {
+      weight.withUnsafeBufferPointer { w in
+        product.withUnsafeBufferPointer { p in
+          for row in 0..<out {
+            var total = 0.0
+            for column in 0..<fanIn {
+              total +=
+                Double(w[row * fanIn + column]) * target[column]
+                - Double(p[row * fanIn + column]) * mean[column]
+            }
+            c[row] = Float(Double(c[row]) + total)
+          }
+        }
+      }
+      return Tensor(shape: [out], scalars: c)
+    }
+    var residual = weight
+    residual.add(product, scaledBy: -1)
     residual.withUnsafeBufferPointer { w in
       for row in 0..<out {
         var total = 0.0

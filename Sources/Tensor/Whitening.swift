@@ -35,7 +35,18 @@ public struct WhitenedSVD: Sendable {
   /// `weight` is `outputs × inputs`; `covariance` is `inputs × inputs` (row-major, symmetric).
   /// The ridge starts at `1e-4 · tr Σ / n` and grows tenfold until Σ + εI factors (at most
   /// eight times); a covariance that stays indefinite, or holds NaN, is an error.
-  public init(weight: Tensor, covariance: [Double]) throws(WhiteningError) {
+  ///
+  /// `crossCovariance` (`refit: sequential`): `C_ts = E[(x_t − μ_t)(x_s − μ_s)ᵀ]` between the
+  /// inputs `x_t` the loaded layer saw and the inputs `x_s` the compressed model gives it, with
+  /// `covariance` then the latter's. The target is the loaded layer's output `W·x_t`, reproduced
+  /// from `x_s`. The ridge pulls the map towards `W` (not towards 0) along directions the inputs
+  /// barely excite: minimising `E‖W·x_t − M·x_s‖² + ε‖W − M‖²_F` gives the full-rank map
+  /// `W·(C_ts + εI)·(Σ + εI)⁻¹`, and its rank-r best is `U_r S_r V_rᵀ L⁻¹` from the SVD of
+  /// `W·(C_ts + εI)·L⁻ᵀ` (reduced-rank regression), with that objective then
+  /// `tr(W (Σ_t + εI) Wᵀ) − Σ_{i≤r} S_i²`. With `x_s = x_t` this is `W·L`, as above.
+  public init(weight: Tensor, covariance: [Double], crossCovariance: [Double]? = nil)
+    throws(WhiteningError)
+  {
     guard weight.shape.count == 2 else {
       throw WhiteningError("whitening needs a 2-D weight, not shape \(weight.shape)")
     }
@@ -46,7 +57,13 @@ public struct WhitenedSVD: Sendable {
     guard n * n <= Int(Int32.max), m * n <= Int(Int32.max) else {
       throw WhiteningError("a \(m)×\(n) weight exceeds LAPACK's 32-bit sizes")
     }
-    guard covariance.allSatisfy(\.isFinite), weight.isFinite else {
+    if let crossCovariance, crossCovariance.count != n * n {
+      throw WhiteningError(
+        "the cross-covariance has \(crossCovariance.count) entries, not \(n)×\(n)")
+    }
+    guard covariance.allSatisfy(\.isFinite), weight.isFinite,
+      crossCovariance?.allSatisfy(\.isFinite) ?? true
+    else {
       throw WhiteningError("the weight or the input covariance holds NaN or infinite values")
     }
     let trace = (0..<n).reduce(0.0) { $0 + covariance[$1 * n + $1] }
@@ -63,12 +80,22 @@ public struct WhitenedSVD: Sendable {
       throw WhiteningError(
         "the input covariance stays indefinite with a ridge of \(ridge / 10) on its diagonal")
     }
-    // W·L in double.
+    // W·L in double; with a cross-covariance W·C_ts·L⁻ᵀ (a triangular solve from the right).
     let w = weight.scalars.map(Double.init)
     var product = [Double](repeating: 0, count: m * n)
-    cblas_dgemm(
-      CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(n), 1, w, Int32(n),
-      lower, Int32(n), 0, &product, Int32(n))
+    if var cross = crossCovariance {
+      for i in 0..<n { cross[i * n + i] += ridge }
+      cblas_dgemm(
+        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(n), 1, w, Int32(n),
+        cross, Int32(n), 0, &product, Int32(n))
+      cblas_dtrsm(
+        CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, Int32(m), Int32(n), 1,
+        lower, Int32(n), &product, Int32(n))
+    } else {
+      cblas_dgemm(
+        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(n), 1, w, Int32(n),
+        lower, Int32(n), 0, &product, Int32(n))
+    }
     let (u, values, vt) = try Self.svd(product, rows: m, columns: n)
     self.outputs = m
     self.inputs = n
@@ -216,6 +243,96 @@ public struct InputMoments: Sendable {
     var result = products
     for i in 0..<width {
       for j in 0..<width { result[i * width + j] = products[i * width + j] / n - mu[i] * mu[j] }
+    }
+    return result
+  }
+}
+
+/// Running moments of the inputs a layer sees in two models over the same examples, row for
+/// row: `x_t` in the loaded model (the teacher) and `x_s` in the compressed one (the student).
+/// What `refit: sequential` fits each node's factors from.
+public struct PairedInputMoments: Sendable {
+  public let width: Int
+  public private(set) var count = 0
+  var teacherSums: [Double]
+  var studentSums: [Double]
+  /// `Σ x_s·x_sᵀ` and `Σ x_t·x_sᵀ`, `width × width`.
+  var studentProducts: [Double]
+  var crossProducts: [Double]
+
+  public init(width: Int) {
+    self.width = width
+    teacherSums = [Double](repeating: 0, count: width)
+    studentSums = teacherSums
+    studentProducts = [Double](repeating: 0, count: width * width)
+    crossProducts = studentProducts
+  }
+
+  /// Adds `rows` paired rows of `width` floats; `columnMajor` as in `InputMoments.add`.
+  public mutating func add(
+    teacher: UnsafePointer<Float>, student: UnsafePointer<Float>, rows: Int,
+    columnMajor: Bool = false
+  ) {
+    guard rows > 0 else { return }
+    let w = Int32(width)
+    var gram = [Float](repeating: 0, count: width * width)
+    var cross = [Float](repeating: 0, count: width * width)
+    if columnMajor {
+      let r = Int32(rows)
+      cblas_sgemm(
+        CblasRowMajor, CblasNoTrans, CblasTrans, w, w, r, 1, student, r, student, r, 0, &gram, w)
+      cblas_sgemm(
+        CblasRowMajor, CblasNoTrans, CblasTrans, w, w, r, 1, teacher, r, student, r, 0, &cross, w)
+      for i in 0..<width {
+        var (t, s) = (0.0, 0.0)
+        for row in 0..<rows {
+          t += Double(teacher[i * rows + row])
+          s += Double(student[i * rows + row])
+        }
+        teacherSums[i] += t
+        studentSums[i] += s
+      }
+    } else {
+      cblas_sgemm(
+        CblasRowMajor, CblasTrans, CblasNoTrans, w, w, Int32(rows), 1, student, w, student, w, 0,
+        &gram, w)
+      cblas_sgemm(
+        CblasRowMajor, CblasTrans, CblasNoTrans, w, w, Int32(rows), 1, teacher, w, student, w, 0,
+        &cross, w)
+      for row in 0..<rows {
+        for i in 0..<width {
+          teacherSums[i] += Double(teacher[row * width + i])
+          studentSums[i] += Double(student[row * width + i])
+        }
+      }
+    }
+    for i in 0..<(width * width) {
+      studentProducts[i] += Double(gram[i])
+      crossProducts[i] += Double(cross[i])
+    }
+    count += rows
+  }
+
+  public var teacherMean: [Double] { teacherSums.map { $0 / Double(Swift.max(count, 1)) } }
+  public var studentMean: [Double] { studentSums.map { $0 / Double(Swift.max(count, 1)) } }
+
+  /// `E[x_s·x_sᵀ] − μ_s·μ_sᵀ`, row-major.
+  public var studentCovariance: [Double] {
+    centred(studentProducts, studentMean, studentMean)
+  }
+
+  /// `C_ts = E[x_t·x_sᵀ] − μ_t·μ_sᵀ`, row-major (rows: teacher inputs).
+  public var crossCovariance: [Double] {
+    centred(crossProducts, teacherMean, studentMean)
+  }
+
+  private func centred(_ products: [Double], _ left: [Double], _ right: [Double]) -> [Double] {
+    let n = Double(Swift.max(count, 1))
+    var result = products
+    for i in 0..<width {
+      for j in 0..<width {
+        result[i * width + j] = products[i * width + j] / n - left[i] * right[j]
+      }
     }
     return result
   }

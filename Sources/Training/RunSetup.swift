@@ -320,7 +320,14 @@ public struct RunSetup: Sendable {
         ]
       )
     }
-    return Rewriter.apply(manifest, to: resolved, initializes: true, calibration: moments)
+    let (whitened, whitenedDiagnostics) = Rewriter.apply(
+      manifest, to: resolved, initializes: true, calibration: moments)
+    guard let whitened, whitened.whitened.values.contains(where: { $0.refit == .sequential })
+    else { return (whitened, whitenedDiagnostics) }
+    let (refitted, refitDiagnostics) = SequentialRefit.apply(
+      manifest, to: resolved, start: whitened, calibration: moments
+    ) { try source.batch(batches[$0]) }
+    return (refitted, whitenedDiagnostics + refitDiagnostics)
   }
 }
 

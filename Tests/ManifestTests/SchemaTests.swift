@@ -42,8 +42,8 @@ final class SchemaTests: XCTestCase {
       propertyNames(try definition("lora")),
       [
         "layers", "exclude", "blocks", "rank", "alpha", "init", "bias_c", "conv_form", "decay",
-        "noise", "budget", "calibration",
-      ], "format 1's keys plus surgeon's lora.budget and lora.calibration")
+        "noise", "budget", "calibration", "refit",
+      ], "format 1's keys plus surgeon's lora.budget, lora.calibration and lora.refit")
     XCTAssertEqual(propertyNames(try definition("decay")), ["shape", "start", "end"])
     XCTAssertEqual(
       propertyNames(try definition("noise")), ["stats", "clear_below", "scale", "spectral_cap"],

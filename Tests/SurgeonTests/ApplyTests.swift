@@ -92,6 +92,27 @@ final class ApplyTests: XCTestCase {
     XCTAssertFalse(FileManager.default.fileExists(atPath: file("checkpoints/too-many").path))
   }
 
+  /// `refit: sequential` end to end: after the calibration the factors are refitted node by
+  /// node over the same training batches, and the run trains and exports W-free.
+  func testWhitenedInitWithSequentialRefitTrainsAndExports() throws {
+    let text = manifest(name: "refit").replacingOccurrences(
+      of: "      bias_c: zeros\n", with: "      init: svd_whitened\n      refit: sequential\n"
+    )
+    .replacingOccurrences(
+      of: "      noise: {stats: per_output, clear_below: 0.3, scale: 0.5}\n",
+      with: "      calibration: {batches: 2}\n")
+    let path = try write(text, "refit.yaml")
+    XCTAssertTrue(try String(contentsOf: file(path), encoding: .utf8).contains("refit:"))
+    try apply([path])
+    let results = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: file("checkpoints/refit/results.json"))) as? [String: Any])
+    XCTAssertEqual(results["ends_w_free"] as? Bool, true)
+    XCTAssertTrue(
+      FileManager.default.fileExists(
+        atPath: file("checkpoints/refit/compressed/model.safetensors").path))
+  }
+
   /// A layer too wide to whiten (its covariance would not fit in memory) is refused at the rule
   /// before the calibration pass or anything else runs.
   func testWhitenedInitRefusesALayerTooWideToWhiten() throws {

@@ -21,14 +21,15 @@ final class WhitenedInitTests: XCTestCase {
   }
 
   private func bert(
-    _ initialization: String, layers: String = "[query, value, ffn_intermediate, ffn_output]"
+    _ initialization: String, layers: String = "[query, value, ffn_intermediate, ffn_output]",
+    refit: String? = nil
   ) -> String {
     header("bert-tiny", family: "bert", head: 2) + """
         - lora:
             layers: \(layers)
             rank: 12
             init: \(initialization)
-            bias_c: copy
+            bias_c: copy\(refit.map { "\n      refit: \($0)\n      calibration: {batches: 3}" } ?? "")
             decay: {start: 0.5, end: 0.9}
       """ + Self.textTrain
   }
@@ -70,7 +71,11 @@ final class WhitenedInitTests: XCTestCase {
     ) { batches[$0] }
     let (result, diagnostics) = Rewriter.apply(
       decoded, to: model, initializes: true, calibration: moments)
-    return try XCTUnwrap(result, render(diagnostics, as: .text))
+    let start = try XCTUnwrap(result, render(diagnostics, as: .text))
+    let (refitted, refitDiagnostics) = SequentialRefit.apply(
+      decoded, to: model, start: start, calibration: moments
+    ) { batches[$0] }
+    return try XCTUnwrap(refitted, render(refitDiagnostics, as: .text))
   }
 
   private func relativeDifference(_ a: Tensor, _ b: Tensor) -> Double {
@@ -118,8 +123,8 @@ final class WhitenedInitTests: XCTestCase {
     let original = loaded.layers[1].output
     let adapter = try XCTUnwrap(layer.adapter)
     var moments: [String: InputMoments] = [:]
-    guard case .text(let text) = batches[0] else { return XCTFail("not text") }
-    try whitened.original.accumulateInputMoments(text: text, nodes: [layer.name], into: &moments)
+    try whitened.original.accumulateInputMoments(
+      of: batches[0], nodes: [layer.name], into: &moments)
     let mean = try XCTUnwrap(moments[layer.name]).mean
     XCTAssertEqual(try XCTUnwrap(moments[layer.name]).count, 12 + 9 + 6 + 3, "non-padding tokens")
     // The frozen part is the residual: W' = W − s·B·A and b' = b − C, with C = b + W'·μ.
@@ -166,6 +171,81 @@ final class WhitenedInitTests: XCTestCase {
         relativeDifference(try plan.model.logits(batch), try whitened.original.logits(batch)),
         1e-5)
     }
+  }
+
+  /// `refit: sequential`: each node's factors refitted, in forward order, to the loaded layer's
+  /// output from the W-free model's own inputs. The model still starts as loaded, the ranks
+  /// stay, and the W-free view ends closer to the loaded model than without the refit.
+  func testSequentialRefitBringsTheWFreeViewCloserToTheLoadedModel() throws {
+    let batches = (0..<3).map { textBatch(seed: 40 + UInt64($0)) }
+    let layers = "[query, key, value, dense]"
+    let whitened = try calibratedRewrite(
+      bert("svd_whitened", layers: layers, refit: "none"), batches: batches)
+    let refitted = try calibratedRewrite(
+      bert("svd_whitened", layers: layers, refit: "sequential"), batches: batches)
+    XCTAssertEqual(refitted.whitened.count, 4 * 2 + 2 * 2 + 1, "q, k, v, dense ×2 layers, pooler")
+    for (name, node) in refitted.whitened {
+      XCTAssertEqual(node.refit, .sequential)
+      XCTAssertEqual(node.rank, whitened.whitened[name]?.rank, name)
+      XCTAssertNotNil(node.whitening.targetMean, name)
+    }
+    var plan = refitted.plan
+    plan.setProgress(0)
+    for batch in batches {
+      XCTAssertLessThan(
+        relativeDifference(try plan.model.logits(batch), try refitted.original.logits(batch)),
+        1e-5)
+    }
+    // Compared on the tokens the refit saw: padding rows are never calibrated on.
+    for batch in batches {
+      guard case .text(let text) = batch else { return XCTFail("not text") }
+      func tokens(_ states: Tensor) -> Tensor {
+        let width = states.shape[states.shape.count - 1]
+        let kept = text.attentionMask.enumerated().filter { $0.element != 0 }.map(\.offset)
+        let values = states.scalars
+        return Tensor(
+          shape: [kept.count, width],
+          scalars: kept.flatMap { values[($0 * width)..<(($0 + 1) * width)] })
+      }
+      let loaded = tokens(try hiddenStates(whitened.original, batch))
+      let before = relativeDifference(
+        tokens(try hiddenStates(whitened.plan.exportedView, batch)), loaded)
+      let after = relativeDifference(
+        tokens(try hiddenStates(refitted.plan.exportedView, batch)), loaded)
+      XCTAssertLessThan(after, 0.9 * before, "refit \(after), whitened \(before)")
+    }
+  }
+
+  func testSequentialRefitOfVGGConvolutionsStartsAsLoadedAndFitsCloser() throws {
+    var random = RandomStream(seed: 9)
+    let batches = (0..<3).map { _ in
+      Batch.images(
+        pixels: Tensor.uniform(shape: [4, 3, 16, 16], low: 0, high: 1, random: &random),
+        labels: [0, 2, 1, 0])
+    }
+    func manifest(_ refit: String) -> String {
+      (header("vgg11", family: "vgg")
+        + """
+          - lora: {layers: [conv, fc], exclude: [features.0], rank: 3, init: svd_whitened, refit: \(refit), calibration: {batches: 3}, decay: {start: 0.5, end: 0.9}}
+          - train: [head]
+        """ + Self.imageTrain).replacingOccurrences(
+          of: "preset: vgg11\n",
+          with:
+            "preset: vgg11\n  config: {cfg: [4, M, 8, M, 8, 8, M, 8, 8, M, 8, 8], image_size: 16, num_classes: 3, classifier_hidden: [8], avgpool: null, dropout: 0.0}\n"
+        )
+    }
+    let whitened = try calibratedRewrite(manifest("none"), batches: batches)
+    let refitted = try calibratedRewrite(manifest("sequential"), batches: batches)
+    var plan = refitted.plan
+    plan.setProgress(0)
+    var (before, after) = (0.0, 0.0)
+    for batch in batches {
+      let loaded = try refitted.original.logits(batch)
+      XCTAssertLessThan(relativeDifference(try plan.model.logits(batch), loaded), 1e-5)
+      before += relativeDifference(try whitened.plan.exportedView.logits(batch), loaded)
+      after += relativeDifference(try refitted.plan.exportedView.logits(batch), loaded)
+    }
+    XCTAssertLessThan(after, 0.9 * before, "refit \(after), whitened \(before)")
   }
 
   func testMissingCalibrationInputsAndLoralibAreErrors() throws {

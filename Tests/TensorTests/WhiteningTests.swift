@@ -115,4 +115,118 @@ final class WhiteningTests: XCTestCase {
       XCTAssertTrue("\($0)".contains("not 2×2"), "\($0)")
     }
   }
+
+  /// `refit: sequential`'s reduced-rank regression: the loaded layer's output `W·x_t + b`
+  /// reproduced from distorted inputs `x_s` (as a compressed model would give the layer). Its
+  /// output error is exactly `tr(W Σ_t Wᵀ) − Σ_{i≤r} S_i²` (with the ridge's terms), below that
+  /// of the factors fitted on the layer's own inputs, and with `x_s = x_t` it is those factors.
+  func testTheCrossCovarianceFitReproducesTheLoadedOutputFromDistortedInputs() throws {
+    var random = RandomStream(seed: 12)
+    let (m, n, rows, rank) = (10, 16, 4_000, 4)
+    let weight = Tensor.normal(shape: [m, n], standardDeviation: 1, random: &random)
+    let bias = (0..<m).map { Double($0) * 0.1 - 0.3 }
+    let teacherInputs = inputs(count: rows, width: n, random: &random)
+    var distortion = Tensor.normal(shape: [n, n], standardDeviation: 0.15, random: &random)
+    distortion.withUnsafeMutableBufferPointer { d in
+      for i in 0..<n { d[i * n + i] += 1 }
+    }
+    var studentInputs = teacherInputs.matmul(distortion)
+    studentInputs.add(
+      Tensor.normal(shape: [rows, n], standardDeviation: 0.2, random: &random))
+    var paired = PairedInputMoments(width: n)
+    var teacherMoments = InputMoments(width: n)
+    teacherInputs.withUnsafeBufferPointer { t in
+      studentInputs.withUnsafeBufferPointer { s in
+        paired.add(teacher: t.baseAddress!, student: s.baseAddress!, rows: 1_000)
+        // The rest in im2col's column-major layout: the same statistics.
+        let rest = rows - 1_000
+        var tc = [Float](repeating: 0, count: rest * n)
+        var sc = tc
+        for row in 0..<rest {
+          for column in 0..<n {
+            tc[column * rest + row] = t[(1_000 + row) * n + column]
+            sc[column * rest + row] = s[(1_000 + row) * n + column]
+          }
+        }
+        paired.add(teacher: tc, student: sc, rows: rest, columnMajor: true)
+        teacherMoments.add(t.baseAddress!, rows: rows)
+      }
+    }
+    XCTAssertEqual(paired.count, rows)
+    let w = weight.scalars.map(Double.init)
+    let (xt, xs) = (teacherInputs.scalars, studentInputs.scalars)
+    /// Mean over rows of ‖W·x_t + b − (M·x_s + c)‖².
+    func error(_ replacement: [Double], _ c: [Double]) -> Double {
+      var total = 0.0
+      for row in 0..<rows {
+        for i in 0..<m {
+          var difference = bias[i] - c[i]
+          for j in 0..<n {
+            difference +=
+              w[i * n + j] * Double(xt[row * n + j]) - replacement[i * n + j]
+              * Double(xs[row * n + j])
+          }
+          total += difference * difference
+        }
+      }
+      return total / Double(rows)
+    }
+    func product(_ decomposition: WhitenedSVD) -> [Double] {
+      let (down, up) = decomposition.factors(rank: rank, scale: 1)
+      return up.matmul(down).scalars.map(Double.init)
+    }
+    func apply(_ matrix: [Double], _ vector: [Double]) -> [Double] {
+      (0..<m).map { i in (0..<n).reduce(0.0) { $0 + matrix[i * n + $1] * vector[$1] } }
+    }
+
+    let refit = try WhitenedSVD(
+      weight: weight, covariance: paired.studentCovariance,
+      crossCovariance: paired.crossCovariance)
+    let refitProduct = product(refit)
+    // C = b + W·μ_t − M·μ_s.
+    let (wMean, mMean) = (apply(w, paired.teacherMean), apply(refitProduct, paired.studentMean))
+    let refitC = (0..<m).map { bias[$0] + wMean[$0] - mMean[$0] }
+    let refitError = error(refitProduct, refitC)
+    let sigmaT = teacherMoments.covariance
+    var targetVariance = 0.0  // tr(W Σ_t Wᵀ)
+    for i in 0..<m {
+      for j in 0..<n {
+        for k in 0..<n { targetVariance += w[i * n + j] * sigmaT[j * n + k] * w[i * n + k] }
+      }
+    }
+    let kept = refit.singularValues.prefix(rank).reduce(0) { $0 + $1 * $1 }
+    // The objective is E‖W·x_t − M·x_s‖² + ε‖W − M‖² = tr(W (Σ_t + εI) Wᵀ) − Σ_{i≤r} S_i².
+    let weightNorm = w.reduce(0) { $0 + $1 * $1 }
+    let pull = zip(w, refitProduct).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
+    let expected = targetVariance + refit.ridge * (weightNorm - pull) - kept
+    XCTAssertEqual(refitError, expected, accuracy: 1e-3 * expected)
+
+    // Without the refit: the factors of the layer's own inputs, C = b + (W − M)·μ_t, fed x_s.
+    let own = try WhitenedSVD(weight: weight, covariance: sigmaT)
+    let ownProduct = product(own)
+    let ownResidual = zip(w, ownProduct).map { $0 - $1 }
+    let ownC = zip(bias, apply(ownResidual, teacherMoments.mean)).map { $0 + $1 }
+    let ownError = error(ownProduct, ownC)
+    XCTAssertLessThan(refitError, 0.8 * ownError, "refit \(refitError), own inputs \(ownError)")
+
+    // Undistorted inputs: the refit is the plain whitened fit.
+    var same = PairedInputMoments(width: n)
+    teacherInputs.withUnsafeBufferPointer {
+      same.add(teacher: $0.baseAddress!, student: $0.baseAddress!, rows: rows)
+    }
+    let sameProduct = product(
+      try WhitenedSVD(
+        weight: weight, covariance: same.studentCovariance,
+        crossCovariance: same.crossCovariance))
+    // Compared on the outputs: single-precision Gram matrices leave rounding along directions
+    // the inputs barely excite, which L⁻ᵀ amplifies in the weights but not in the outputs.
+    let ownTensor = Tensor(shape: [m, n], scalars: ownProduct.map(Float.init))
+    let difference = outputError(
+      weight: ownTensor, replacement: Tensor(shape: [m, n], scalars: sameProduct.map(Float.init)),
+      inputs: teacherInputs, mean: teacherMoments.mean)
+    let size = outputError(
+      weight: ownTensor, replacement: Tensor(zeros: [m, n]), inputs: teacherInputs,
+      mean: teacherMoments.mean)
+    XCTAssertLessThan((difference / size).squareRoot(), 1e-5)
+  }
 }
