@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 import Tensor
 
 /// How a wrapped node's adapter is recorded in `config.json` (`surgeon_adapters`), so that a

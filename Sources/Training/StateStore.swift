@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import Models
+import SafeTensors
 import Surgery
 import Tensor
 

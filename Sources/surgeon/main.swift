@@ -1,5 +1,7 @@
+import Datasets
 import Foundation
 import Models
+import Plumbing
 import Tensor
 
 /// surgeon's command line: argument parsing and printing only; the work is in the libraries.

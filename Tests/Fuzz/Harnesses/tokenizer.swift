@@ -1,5 +1,5 @@
 import Foundation
-import Models
+import Datasets
 
 /// A small BERT vocabulary: the special tokens, some words and continuations, accents and CJK.
 let fixedVocabulary = [
