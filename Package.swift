@@ -51,7 +51,8 @@ let package = Package(
     .target(
       name: "Training",
       dependencies: [
-        "Surgery", "Models", "SafeTensors", "Tensor", "Datasets", "Plots", "Distributed", "Plumbing",
+        "Surgery", "Models", "SafeTensors", "Tensor", "Datasets", "Plots", "Distributed",
+        "Plumbing",
       ]),
     // `surgeon predict`: prediction inputs checked against a checkpoint, batched inference,
     // JSON Lines / CSV output.

@@ -207,7 +207,10 @@ public enum SweepDecoder {
           continue
         }
         if !allowed.contains(key) {
-          let hint = closestName(to: key, in: allowed, closeness: .edits(atMost: 2)).map { " (did you mean '\($0)'?)" } ?? ""
+          let hint =
+            closestName(to: key, in: allowed, closeness: .edits(atMost: 2)).map {
+              " (did you mean '\($0)'?)"
+            } ?? ""
           error(
             "unknown key '\(key)' in \(context)\(hint)", entry.key.location,
             fix: "the keys are \(allowed.joined(separator: ", "))")
@@ -370,7 +373,9 @@ public enum SweepDecoder {
           methods[index].reference = text
         } else {
           let hint =
-            value.scalarText.flatMap { closestName(to: $0, in: others, closeness: .edits(atMost: 2)) }.map { " (did you mean '\($0)'?)" }
+            value.scalarText.flatMap {
+              closestName(to: $0, in: others, closeness: .edits(atMost: 2))
+            }.map { " (did you mean '\($0)'?)" }
             ?? ""
           error(
             "reference '\(value.scalarText ?? "?")' must name another method of this sweep\(hint)",

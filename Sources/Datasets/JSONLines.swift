@@ -65,7 +65,8 @@ func readJSONLines(
       var after = end
       while after < lineEnd, [0x20, 0x09, 0x0D].contains(bytes[after]) { after += 1 }
       guard after == lineEnd else {
-        throw JSONSyntaxError(offset: after, problem: "text follows the JSON object on the same line")
+        throw JSONSyntaxError(
+          offset: after, problem: "text follows the JSON object on the same line")
       }
     } catch {
       throw DatasetError(

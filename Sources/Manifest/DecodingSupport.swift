@@ -396,7 +396,9 @@ extension DecodingContext {
     if case .scalar(let text, _) = node.kind, let value = Choice(rawValue: text) { return value }
     let options = listing(names, conjunction: "or")
     var message = "\(name) must be \(options), not \(describe(node))"
-    if let text = node.scalarText, let suggestion = closestName(to: text, in: names, closeness: .typo) {
+    if let text = node.scalarText,
+      let suggestion = closestName(to: text, in: names, closeness: .typo)
+    {
       message += " (did you mean '\(suggestion)'?)"
     }
     error(message, at: node.location)
@@ -445,4 +447,3 @@ func listing(_ words: [String], conjunction: String) -> String {
   guard words.count > 1 else { return words.first ?? "" }
   return words.dropLast().joined(separator: ", ") + " \(conjunction) " + (words.last ?? "")
 }
-

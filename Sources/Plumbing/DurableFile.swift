@@ -159,3 +159,8 @@ private func systemWrite(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count
     Darwin.write(descriptor, bytes, count)
   #endif
 }
+
+extension DurableWriteError: LocalizedError {
+  /// The description, so callers that print `localizedDescription` say what failed.
+  public var errorDescription: String? { description }
+}

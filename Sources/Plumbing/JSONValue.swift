@@ -72,7 +72,8 @@ public enum JSONValue: Sendable, Equatable {
 
   /// `text` as a JSON string literal in UTF-8: quotes and backslashes escaped, control characters
   /// escaped as `escaping` says, everything else as is.
-  public static func quotedBytes(_ text: String, escaping: Escaping = .controlsAndDelete) -> [UInt8] {
+  public static func quotedBytes(_ text: String, escaping: Escaping = .controlsAndDelete) -> [UInt8]
+  {
     let hexDigits = Array("0123456789abcdef".utf8)
     let backslash = UInt8(ascii: "\\")
     var result: [UInt8] = [UInt8(ascii: "\"")]

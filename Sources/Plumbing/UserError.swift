@@ -44,3 +44,10 @@ public struct UserError: Error, CustomStringConvertible, Sendable, Equatable {
     return result
   }
 }
+
+/// `error` as a clause of another message: a `UserError` quoted (its own file and place, no
+/// second `error:`), any other error as it describes itself.
+public func quotedDescription(of error: any Error) -> String {
+  if let error = error as? UserError { return error.quoted }
+  return "\(error)"
+}

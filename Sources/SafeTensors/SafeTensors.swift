@@ -240,7 +240,8 @@ public struct SafeTensorsFile: Sendable {
           "cannot create a temporary file in \(error.directory): \(error.reason)",
           fix: "check that the directory exists and is writable")
       case .write:
-        throw failure("cannot write \(bytes.count) bytes: \(error.reason)", fix: "check free disk space")
+        throw failure(
+          "cannot write \(bytes.count) bytes: \(error.reason)", fix: "check free disk space")
       case .flush: throw failure("cannot flush the file to disk: \(error.reason)")
       case .rename: throw failure("cannot replace the file: \(error.reason)")
       }

@@ -55,7 +55,8 @@ final class JSONTests: XCTestCase {
   }
 
   func testReadsValuesWithMembersInFileOrder() throws {
-    let value = try parse(#" {"b": [1, -2.5e3, "x\u00e9\ud83d\ude00\n"], "a": {"t": true, "n": null}} "#)
+    let value = try parse(
+      #" {"b": [1, -2.5e3, "x\u00e9\ud83d\ude00\n"], "a": {"t": true, "n": null}} "#)
     XCTAssertEqual(
       value,
       .object([
@@ -65,7 +66,9 @@ final class JSONTests: XCTestCase {
             .number("1", isInteger: true), .number("-2.5e3", isInteger: false),
             .string("xé😀\n"),
           ])),
-        .init(key: "a", value: .object([.init(key: "t", value: .bool(true)), .init(key: "n", value: .null)])),
+        .init(
+          key: "a",
+          value: .object([.init(key: "t", value: .bool(true)), .init(key: "n", value: .null)])),
       ]))
   }
 

@@ -20,7 +20,8 @@ final class ClosestNameTests: XCTestCase {
   }
 
   func testEditsCountCase() {
-    XCTAssertEqual(closestName(to: "sedes", in: ["seeds", "name"], closeness: .edits(atMost: 2)), "seeds")
+    XCTAssertEqual(
+      closestName(to: "sedes", in: ["seeds", "name"], closeness: .edits(atMost: 2)), "seeds")
     XCTAssertNil(closestName(to: "SEEDS", in: ["seeds"], closeness: .edits(atMost: 2)))
   }
 
@@ -39,7 +40,8 @@ final class ClosestNameTests: XCTestCase {
       "encoder.layer.0.attention.self.query", "encoder.layer.0.attention.self.key", "pooler.dense",
     ]
     XCTAssertEqual(nearestNames(to: "qurey", in: names, count: 1), [names[0]])
-    XCTAssertEqual(nearestNames(to: "dense", in: names + names, count: 2), ["pooler.dense", names[1]])
+    XCTAssertEqual(
+      nearestNames(to: "dense", in: names + names, count: 2), ["pooler.dense", names[1]])
   }
 
   func testEditDistance() {

@@ -1,5 +1,5 @@
-import Foundation
 import Datasets
+import Foundation
 
 /// A small BERT vocabulary: the special tokens, some words and continuations, accents and CJK.
 let fixedVocabulary = [
