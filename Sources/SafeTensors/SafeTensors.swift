@@ -222,8 +222,8 @@ public struct SafeTensorsFile: Sendable {
     return bytes
   }
 
-  /// Writes the file atomically: a temporary file in the same directory, flushed to disk, then
-  /// renamed over `url`, so a crash or full disk never leaves a half-written checkpoint behind.
+  /// Writes the file durably (`DurableFile`), so a crash or full disk never leaves a
+  /// half-written checkpoint behind.
   public func write(to url: URL) throws(SafeTensorsError) {
     let path = url.path
     func failure(_ problem: String, fix: String? = nil) -> SafeTensorsError {
