@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Data flows one way: Tensor → Models → (Manifest, Surgery, Training) → surgeon.
+// Data flows one way: Plumbing → Tensor → SafeTensors → Models → (Manifest, Surgery, Training)
+// → surgeon. docs/architecture.md says what each target may import.
 let package = Package(
   name: "surgeon",
   products: [
@@ -30,34 +31,45 @@ let package = Package(
       name: "CDNNL",
       providers: [.apt(["libdnnl-dev"])]
     ),
+    // What every module needs: the JSON reader and writer, the user-facing file error, "did you
+    // mean" hints, durable file writes. Depends on nothing of the package.
+    .target(name: "Plumbing"),
     .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL"]),
-    .target(name: "Models", dependencies: ["Tensor"]),
-    .target(name: "Manifest", dependencies: ["CYAML"]),
-    .target(name: "Surgery", dependencies: ["Models", "Manifest", "Tensor"]),
+    // The safetensors file format, reading and writing; every reader of weights goes through it.
+    .target(name: "SafeTensors", dependencies: ["Tensor", "Plumbing"]),
+    .target(name: "Models", dependencies: ["Tensor", "SafeTensors", "Plumbing"]),
+    .target(name: "Manifest", dependencies: ["CYAML", "Plumbing"]),
+    .target(name: "Surgery", dependencies: ["Models", "Manifest", "Tensor", "Plumbing"]),
     // ONNX files written by hand (protobuf wire format): the model as surgeon holds it.
     .target(name: "ONNXExport", dependencies: ["Models", "Tensor"]),
-    .target(name: "Datasets", dependencies: ["Models", "Tensor", "CZlib"]),
+    // Data files, the WordPiece tokenizer and batches: the text and image pipelines.
+    .target(name: "Datasets", dependencies: ["Models", "Tensor", "Plumbing", "CZlib"]),
     // SVG line charts for the report; depends on nothing so any target can draw.
     .target(name: "Plots"),
     // Data-parallel runs: Open MPI loaded at run time (dlopen), so nothing MPI is needed to build.
     .target(name: "Distributed"),
     .target(
       name: "Training",
-      dependencies: ["Surgery", "Models", "Tensor", "Datasets", "Plots", "Distributed"]),
+      dependencies: [
+        "Surgery", "Models", "SafeTensors", "Tensor", "Datasets", "Plots", "Distributed",
+        "Plumbing",
+      ]),
     // `surgeon predict`: prediction inputs checked against a checkpoint, batched inference,
     // JSON Lines / CSV output.
-    .target(name: "Prediction", dependencies: ["Models", "Datasets", "Manifest", "Tensor"]),
+    .target(
+      name: "Prediction", dependencies: ["Models", "Datasets", "Manifest", "Tensor", "Plumbing"]),
     // `surgeon compare`: sweep files, derived manifests, learning-rate selection, tables, figures.
-    .target(name: "Compare", dependencies: ["Manifest", "Plots"]),
+    .target(name: "Compare", dependencies: ["Manifest", "Plots", "SafeTensors", "Plumbing"]),
     .executableTarget(
       name: "surgeon",
       dependencies: [
-        "Models", "Manifest", "Surgery", "Training", "Tensor", "Datasets", "Distributed", "Compare",
-        "Prediction", "ONNXExport",
+        "Models", "SafeTensors", "Manifest", "Surgery", "Training", "Tensor", "Datasets",
+        "Distributed", "Compare", "Prediction", "ONNXExport", "Plumbing",
       ]),
     // Benchmarks (not tests): ratios measured side by side in one run.
     .executableTarget(
       name: "SurgeonBench", dependencies: ["Models", "Tensor", "Manifest", "Surgery", "Training"]),
+    .testTarget(name: "PlumbingTests", dependencies: ["Plumbing"]),
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "PlotTests", dependencies: ["Plots"]),
     .testTarget(
@@ -70,7 +82,7 @@ let package = Package(
     .testTarget(name: "CompareTests", dependencies: ["Compare", "Manifest"]),
     .testTarget(
       name: "ModelsTests",
-      dependencies: ["Models", "Tensor"],
+      dependencies: ["Models", "SafeTensors", "Tensor"],
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
@@ -80,7 +92,7 @@ let package = Package(
     ),
     .testTarget(
       name: "DatasetsTests",
-      dependencies: ["Datasets", "Models", "Tensor"],
+      dependencies: ["Datasets", "Models", "Tensor", "Plumbing"],
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
@@ -91,12 +103,12 @@ let package = Package(
     ),
     .testTarget(
       name: "SurgeryTests",
-      dependencies: ["Surgery", "Training", "Models", "Manifest", "Tensor"]
+      dependencies: ["Surgery", "Training", "Models", "SafeTensors", "Manifest", "Tensor"]
     ),
     // Runs the built `surgeon` binary as a user would (exit codes, output, files).
     .testTarget(
       name: "SurgeonTests",
-      dependencies: ["surgeon", "Models", "Tensor"],
+      dependencies: ["surgeon", "Models", "SafeTensors", "Datasets", "Tensor"],
       resources: [.copy("Fixtures")]
     ),
   ],

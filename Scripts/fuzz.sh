@@ -52,9 +52,9 @@ build_module() {
     -emit-module-path "$out/modules/$name.swiftmodule" -c -o "$object" $sources
 }
 case $target in
-  manifest) modules="Manifest" ;;
-  safetensors | tokenizer) modules="Tensor Models" ;;
-  csv | jsonl | idx) modules="Tensor Models Datasets" ;;
+  manifest) modules="Plumbing Manifest" ;;
+  safetensors) modules="Plumbing Tensor SafeTensors" ;;
+  tokenizer | csv | jsonl | idx) modules="Plumbing Tensor SafeTensors Models Datasets" ;;
 esac
 objects=()
 built=()

@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 
 /// Reads a finished cell's output directory: results.json, metrics.jsonl, predictions.json (when
 /// the run wrote one) and the tensor shapes of model.safetensors (its header only).
@@ -80,27 +81,10 @@ public enum CellReader {
     return (base, factors)
   }
 
-  /// Tensor name → shape, from a safetensors file's JSON header.
+  /// Tensor name → shape, from a safetensors file's header (the shared reader, so a cell's file
+  /// is held to the same limits as a checkpoint's); empty when the run wrote no weights.
   public static func tensorShapes(_ url: URL) throws -> [String: [Int]] {
-    guard let handle = try? FileHandle(forReadingFrom: url) else { return [:] }
-    defer { try? handle.close() }
-    guard let prefix = try handle.read(upToCount: 8), prefix.count == 8 else {
-      throw ReadError(description: "\(url.path): too short for a safetensors file")
-    }
-    let length = prefix.enumerated().reduce(UInt64(0)) {
-      $0 | UInt64($1.element) << (8 * $1.offset)
-    }
-    guard length < 100_000_000, let header = try handle.read(upToCount: Int(length)),
-      let object = try JSONSerialization.jsonObject(with: header) as? [String: Any]
-    else {
-      throw ReadError(description: "\(url.path): unreadable safetensors header")
-    }
-    var result: [String: [Int]] = [:]
-    for (name, value) in object where name != "__metadata__" {
-      if let entry = value as? [String: Any], let shape = entry["shape"] as? [Int] {
-        result[name] = shape
-      }
-    }
-    return result
+    guard FileManager.default.fileExists(atPath: url.path) else { return [:] }
+    return try SafeTensorsFile.readHeader(contentsOf: url).tensors.mapValues(\.shape)
   }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Manifest
+import Plumbing
 
 /// A comparison: one base manifest run over a grid of methods × ranks × learning rates × seeds
 /// (`surgeon compare SWEEP.yaml`; docs/compare.md).
@@ -206,7 +207,10 @@ public enum SweepDecoder {
           continue
         }
         if !allowed.contains(key) {
-          let hint = closest(key, in: allowed).map { " (did you mean '\($0)'?)" } ?? ""
+          let hint =
+            closestName(to: key, in: allowed, closeness: .edits(atMost: 2)).map {
+              " (did you mean '\($0)'?)"
+            } ?? ""
           error(
             "unknown key '\(key)' in \(context)\(hint)", entry.key.location,
             fix: "the keys are \(allowed.joined(separator: ", "))")
@@ -369,7 +373,9 @@ public enum SweepDecoder {
           methods[index].reference = text
         } else {
           let hint =
-            value.scalarText.flatMap { closest($0, in: others) }.map { " (did you mean '\($0)'?)" }
+            value.scalarText.flatMap {
+              closestName(to: $0, in: others, closeness: .edits(atMost: 2))
+            }.map { " (did you mean '\($0)'?)" }
             ?? ""
           error(
             "reference '\(value.scalarText ?? "?")' must name another method of this sweep\(hint)",
@@ -387,22 +393,5 @@ public enum SweepDecoder {
         methods: methods, file: file),
       parseDiagnostics
     )
-  }
-
-  static func closest(_ word: String, in candidates: [String]) -> String? {
-    func distance(_ a: [Character], _ b: [Character]) -> Int {
-      var previous = Array(0...b.count)
-      for (i, x) in a.enumerated() {
-        var current = [i + 1]
-        for (j, y) in b.enumerated() {
-          current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
-        }
-        previous = current
-      }
-      return previous[b.count]
-    }
-    let scored = candidates.map { ($0, distance(Array(word), Array($0))) }
-    guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= 2 else { return nil }
-    return best.0
   }
 }

@@ -1,5 +1,11 @@
 import Tensor
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// A word-level edit of a text (EDA-style augmentation, Wei & Zou 2019; TinyBERT's masking).
 public enum TextEdit: String, Sendable, Equatable, CaseIterable, Codable {
   /// Removes one word (a one-word text is kept).

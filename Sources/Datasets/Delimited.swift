@@ -1,4 +1,5 @@
 import Models
+import Plumbing
 
 /// One field of a delimited record: the byte range of its content (inside the quotes, when quoted).
 struct FieldSpan {

@@ -1,4 +1,5 @@
 import Models
+import Plumbing
 
 /// The layout of a text-classification table.
 public enum TableFormat: String, Sendable {

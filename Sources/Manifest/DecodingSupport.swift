@@ -1,3 +1,5 @@
+import Plumbing
+
 /// The keys every mapping of format 1 accepts, shared by the decoder and the schema so that the
 /// two cannot drift apart.
 enum ManifestKeys {
@@ -186,7 +188,7 @@ extension DecodingContext {
     aliases: [String: String]
   ) {
     let subject = path.map { "unknown key '\(key)' in \($0)" } ?? "unknown top-level key '\(key)'"
-    let suggestion = aliases[key] ?? closest(to: key, among: allowed)
+    let suggestion = aliases[key] ?? closestName(to: key, in: allowed, closeness: .typo)
     if let suggestion {
       error("\(subject) (did you mean '\(suggestion)'?)", at: location)
     } else {
@@ -394,7 +396,9 @@ extension DecodingContext {
     if case .scalar(let text, _) = node.kind, let value = Choice(rawValue: text) { return value }
     let options = listing(names, conjunction: "or")
     var message = "\(name) must be \(options), not \(describe(node))"
-    if let text = node.scalarText, let suggestion = closest(to: text, among: names) {
+    if let text = node.scalarText,
+      let suggestion = closestName(to: text, in: names, closeness: .typo)
+    {
       message += " (did you mean '\(suggestion)'?)"
     }
     error(message, at: node.location)
@@ -442,44 +446,4 @@ extension DecodingContext {
 func listing(_ words: [String], conjunction: String) -> String {
   guard words.count > 1 else { return words.first ?? "" }
   return words.dropLast().joined(separator: ", ") + " \(conjunction) " + (words.last ?? "")
-}
-
-/// The candidate a typo most likely meant: same letters up to case, or a small edit distance
-/// (one edit for short words, two from six letters); nil when nothing is close.
-func closest(to word: String, among candidates: [String]) -> String? {
-  let lowered = word.lowercased()
-  if let exact = candidates.first(where: { $0.lowercased() == lowered }) { return exact }
-  var best: (candidate: String, distance: Int)?
-  for candidate in candidates where candidate.count >= 3 {
-    let distance = editDistance(lowered, candidate.lowercased())
-    let allowed = candidate.count >= 6 ? 2 : 1
-    if distance <= allowed, distance < (best?.distance ?? Int.max) {
-      best = (candidate, distance)
-    }
-  }
-  return best?.candidate
-}
-
-/// Levenshtein distance with adjacent transpositions counted as one edit ("rnak" → "rank").
-func editDistance(_ lhs: String, _ rhs: String) -> Int {
-  let a = Array(lhs.unicodeScalars)
-  let b = Array(rhs.unicodeScalars)
-  if a.isEmpty { return b.count }
-  if b.isEmpty { return a.count }
-  if abs(a.count - b.count) > 3 { return abs(a.count - b.count) }
-  var previousPrevious = [Int](repeating: 0, count: b.count + 1)
-  var previous = Array(0...b.count)
-  var current = [Int](repeating: 0, count: b.count + 1)
-  for i in 1...a.count {
-    current[0] = i
-    for j in 1...b.count {
-      let cost = a[i - 1] == b[j - 1] ? 0 : 1
-      current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-      if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
-        current[j] = min(current[j], previousPrevious[j - 2] + 1)
-      }
-    }
-    (previousPrevious, previous, current) = (previous, current, previousPrevious)
-  }
-  return previous[b.count]
 }

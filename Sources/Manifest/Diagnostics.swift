@@ -1,3 +1,5 @@
+import Plumbing
+
 /// A position in a manifest: the file as given and libyaml's 1-based line and column.
 ///
 /// Columns count Unicode scalars, as libyaml's marks do, so they match what an editor shows for

@@ -1,4 +1,5 @@
 import Foundation
+import Plumbing
 
 /// Reads manifests of format 1: YAML through libyaml, then every key checked against the
 /// contract in docs/manifest.md.
@@ -337,7 +338,7 @@ extension DecodingContext {
     let names = ModelSource.presets.map(\.name)
     guard let entry = ModelSource.presets.first(where: { $0.name == text }) else {
       var message = "unknown preset \(describe(node))"
-      if let suggestion = closest(to: text, among: names) {
+      if let suggestion = closestName(to: text, in: names, closeness: .typo) {
         message += " (did you mean '\(suggestion)'?)"
       }
       error(message, at: node.location, fix: "use one of \(names.joined(separator: ", "))")

@@ -1,3 +1,5 @@
+import Plumbing
+
 /// The JSON Schema (draft-07) of manifest format 1, for editors (yaml-language-server reads the
 /// `# yaml-language-server: $schema=...` comment). It describes shapes, types, enumerations and
 /// ranges; the decoder stays the authority (some cross-field rules are not expressible).

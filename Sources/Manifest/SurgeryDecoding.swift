@@ -1,3 +1,5 @@
+import Plumbing
+
 /// Block indices are transformer blocks or convolutions: far fewer than this.
 private let maxBlockIndex = 9_999
 
@@ -47,7 +49,7 @@ extension DecodingContext {
     case "train":
       return .train(try selectors(entry.value, "train"), location: location)
     default:
-      if let suggestion = closest(to: key, among: ManifestKeys.rules) {
+      if let suggestion = closestName(to: key, in: ManifestKeys.rules, closeness: .typo) {
         error("unknown surgery rule '\(key)' (did you mean '\(suggestion)'?)", at: location)
       } else {
         error(

@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 import Tensor
 
 /// A model loaded from a checkpoint directory, with what the loader noticed but did not use.

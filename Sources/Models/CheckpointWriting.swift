@@ -1,4 +1,6 @@
 import Foundation
+import Plumbing
+import SafeTensors
 import Tensor
 
 /// How a wrapped node's adapter is recorded in `config.json` (`surgeon_adapters`), so that a
@@ -174,7 +176,7 @@ public enum CheckpointWriter {
     let file = SafeTensorsFile(tensors: model.storedTensors, metadata: allMetadata)
     try file.write(to: directory.appendingPathComponent("model.safetensors"))
     let configuration = try model.configurationJSON(labelNames: labelNames)
-    try Data(configuration.utf8).write(
-      to: directory.appendingPathComponent("config.json"), options: .atomic)
+    try DurableFile.write(
+      Data(configuration.utf8), to: directory.appendingPathComponent("config.json"))
   }
 }

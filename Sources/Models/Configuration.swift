@@ -1,21 +1,8 @@
 import Foundation
+import Plumbing
 
 /// A problem with a checkpoint directory: the file, what is wrong, and how to fix it.
-public struct CheckpointError: Error, CustomStringConvertible, Sendable {
-  public var file: String
-  public var problem: String
-  public var fix: String?
-
-  public init(file: String, problem: String, fix: String? = nil) {
-    self.file = file
-    self.problem = problem
-    self.fix = fix
-  }
-
-  public var description: String {
-    "\(file): error: \(problem)" + (fix.map { "; \($0)" } ?? "")
-  }
-}
+public typealias CheckpointError = UserError
 
 /// Reads a checkpoint's `config.json` into an `Architecture`.
 public enum ConfigurationFile {

@@ -1,6 +1,12 @@
 import Models
 import Tensor
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// Lowers a model, as surgeon holds it, to an ONNX graph (opset 17, float32): the plain model,
 /// the rewritten one with its adapters at their current decay `d` (noise off: the evaluation
 /// forward), or the W-free one (two small MatMuls per wrapped Linear, a k×k conv then a 1×1

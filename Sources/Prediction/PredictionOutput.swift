@@ -1,5 +1,6 @@
 import Foundation
 import Manifest
+import Plumbing
 import Tensor
 
 /// How predictions are written: one JSON object per line, or CSV with a header.

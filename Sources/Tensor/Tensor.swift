@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// The heap buffer behind a `Tensor`: `count` float32 values, zero-initialised.
 ///
 /// A class so that tensors can share a buffer cheaply; `Tensor` copies it on the first write to a

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// Vectorised `exp` and normal CDF on eight lanes at a time.
 ///
 /// libm's `expf` and `erff` are scalar calls the compiler cannot vectorise; GELU and the

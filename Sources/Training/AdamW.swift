@@ -2,6 +2,12 @@ import Models
 import Surgery
 import Tensor
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// AdamW (Loshchilov & Hutter): Adam with bias correction and decoupled weight decay. Moments
 /// exist for the plan's trainable tensors only.
 public struct AdamW: Sendable {

@@ -1,6 +1,7 @@
 import Datasets
 import Manifest
 import Models
+import Plumbing
 import Surgery
 import Tensor
 
@@ -294,7 +295,7 @@ extension RunSetup {
           do throws(DatasetError) {
             thesaurus = try Thesaurus.read(path: path(file.value))
           } catch {
-            report(file.location, error.description)
+            report(file.location, error.quoted)
           }
         }
         let mask = augment.edits.first { $0.value == .mask }
@@ -359,7 +360,7 @@ extension RunSetup {
               record: record))
         }
       } catch {
-        report(unlabeled.location, error.description)
+        report(unlabeled.location, quotedDescription(of: error))
       }
     }
     return (pools, diagnostics)

@@ -1,4 +1,5 @@
 import Foundation
+import Plumbing
 
 #if canImport(Glibc)
   import Glibc
@@ -8,20 +9,9 @@ import Foundation
 
 /// A file-system problem while writing outputs: the path, what failed (with the system's
 /// reason) and what to do.
-public struct OutputError: Error, CustomStringConvertible, Sendable {
-  public var path: String
-  public var problem: String
-  public var fix: String
+public typealias OutputError = UserError
 
-  public init(path: String, problem: String, fix: String) {
-    self.path = path
-    self.problem = problem
-    self.fix = fix
-  }
-
-  /// `PATH: error: PROBLEM; FIX`.
-  public var description: String { "\(path): error: \(problem); \(fix)" }
-
+extension UserError {
   /// The error for a failed system call on `path`, with a fix that fits `errno`.
   static func system(_ action: String, _ path: String, code: Int32 = errno) -> OutputError {
     let reason = String(cString: strerror(code))
@@ -43,6 +33,9 @@ public struct OutputError: Error, CustomStringConvertible, Sendable {
   /// package's own errors as they describe themselves, Foundation's with their POSIX reason.
   public static func describing(_ error: any Error, at path: String) -> String {
     if let error = error as? OutputError { return error.description }
+    if let error = error as? DurableWriteError {
+      return system(error.action, path, code: error.code).description
+    }
     if let error = error as? POSIXError {
       return system("write", path, code: error.code.rawValue).description
     }
@@ -205,45 +198,13 @@ public enum OutputFiles {
     }
   }
 
-  /// Writes `data` to `url` atomically: a temporary file beside it, flushed, renamed over it.
+  /// Writes `data` to `url` durably (`DurableFile`): a crash leaves the old file or the new one.
   public static func write(_ data: Data, to url: URL) throws(OutputError) {
     let path = url.path
-    let temporary =
-      url.deletingLastPathComponent().path + "/.\(url.lastPathComponent).tmp-\(getpid())"
-    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
-    guard descriptor >= 0 else { throw OutputError.system("create \(path)", path) }
-    var failure: OutputError?
-    data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
-      var offset = 0
-      while offset < bytes.count {
-        let written = systemWrite(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-        if written < 0 && errno == EINTR { continue }
-        guard written > 0 else {
-          failure = OutputError.system("write \(bytes.count) bytes to \(path)", path)
-          return
-        }
-        offset += written
-      }
-    }
-    if failure == nil && fsync(descriptor) != 0 {
-      failure = OutputError.system("flush \(path) to disk", path)
-    }
-    if close(descriptor) != 0 && failure == nil {
-      failure = OutputError.system("close \(path)", path)
-    }
-    if let failure {
-      unlink(temporary)
-      throw failure
-    }
-    guard rename(temporary, path) == 0 else {
-      let error = OutputError.system("rename \(temporary) to \(path)", path)
-      unlink(temporary)
-      throw error
+    do {
+      try DurableFile.write(data, to: url)
+    } catch {
+      throw OutputError.system(error.action, path, code: error.code)
     }
   }
-}
-
-/// POSIX write(2), named so that `OutputFiles.write` can call it.
-private func systemWrite(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
-  write(descriptor, bytes, count)
 }

@@ -1,5 +1,7 @@
 import Foundation
 import Models
+import Plumbing
+import SafeTensors
 import Surgery
 import Tensor
 
@@ -84,6 +86,6 @@ public enum PEFTExport {
     ]
     let data = try JSONSerialization.data(
       withJSONObject: configuration, options: [.prettyPrinted, .sortedKeys])
-    try data.write(to: directory.appendingPathComponent("adapter_config.json"), options: .atomic)
+    try DurableFile.write(data, to: directory.appendingPathComponent("adapter_config.json"))
   }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Plots
+import Plumbing
 import Surgery
 
 /// The figures the original research notes call important — schedule, noise, bias C — plus adapter norms and the
@@ -12,7 +13,7 @@ public enum ReportFigures {
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     var written: [String] = []
     for (name, svg) in figures(trainer: trainer, majority: majority) {
-      try Data(svg.utf8).write(to: directory.appendingPathComponent(name), options: .atomic)
+      try DurableFile.write(Data(svg.utf8), to: directory.appendingPathComponent(name))
       written.append(name)
     }
     return written

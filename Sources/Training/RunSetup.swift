@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import Manifest
 import Models
+import Plumbing
 import Surgery
 import Tensor
 
@@ -94,7 +95,8 @@ public struct RunSetup: Sendable {
         }
       } catch {
         report(
-          distill.teacher.location, "cannot load the teacher checkpoint \(teacherPath): \(error)",
+          distill.teacher.location,
+          "cannot load the teacher checkpoint \(teacherPath): \(quotedDescription(of: error))",
           fix:
             "run the manifest that writes it first (e.g. a full fine-tuning run whose output.dir is \(teacherPath))"
         )
@@ -203,7 +205,7 @@ public struct RunSetup: Sendable {
         setup.labelNames = data.labels?.map(\.value)
       }
     } catch {
-      report(data.train.location, error.description)
+      report(data.train.location, quotedDescription(of: error))
       return (nil, diagnostics)
     }
     if let source = setup.source, let classes = rewrite.plan.model.classCount,

@@ -1,6 +1,8 @@
 import Datasets
 import Foundation
 import Models
+import Plumbing
+import SafeTensors
 import Surgery
 import Tensor
 
@@ -50,8 +52,7 @@ public enum StateStore {
       manifest: manifest, poolOrders: state.poolOrders.isEmpty ? nil : state.poolOrders)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
-    try encoder.encode(document).write(
-      to: fresh.appendingPathComponent("state.json"), options: .atomic)
+    try DurableFile.write(encoder.encode(document), to: fresh.appendingPathComponent("state.json"))
     // At every moment `state` or `state.old` holds a complete state: the old copy goes only
     // once the new one is in place, and a lone `state.old` (an earlier crash) is kept until then.
     if fileManager.fileExists(atPath: directory.path) {

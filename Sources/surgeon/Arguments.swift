@@ -1,4 +1,5 @@
 import Models
+import Plumbing
 
 /// A command-line mistake: printed with the command's usage, exit status 2.
 struct UsageError: Error {

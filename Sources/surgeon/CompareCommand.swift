@@ -1,6 +1,7 @@
 import Compare
 import Foundation
 import Manifest
+import Plumbing
 
 enum CompareCommand: Command {
   static let usage = """
@@ -141,7 +142,7 @@ enum CompareCommand: Command {
       if parsed.flag("table-only") || !runnable.contains(cell.method) { return }
       try FileManager.default.createDirectory(at: manifests, withIntermediateDirectories: true)
       try FileManager.default.createDirectory(at: cells, withIntermediateDirectories: true)
-      try Data(text.utf8).write(to: manifestURL, options: .atomic)
+      try DurableFile.write(Data(text.utf8), to: manifestURL)
       // The derived manifest must be valid before it runs (its errors name its own lines).
       let (manifest, cellDiagnostics) = ManifestDecoder.decode(contentsOf: manifestURL.path)
       guard manifest != nil else {
@@ -215,8 +216,7 @@ enum CompareCommand: Command {
       + "Base manifest \(sweep.base); seeds \(sweep.seeds.map(String.init).joined(separator: ", ")); learning rates chosen by validation accuracy of the deployed model (\(sweep.selection.rawValue)); test accuracy of the deployed model (W-free where the method ends W-free).\n\n"
       + Aggregation.markdown(rows, reference: reference) + "\n" + Aggregation.pairedMethodNote
       + "\n"
-    try Data(table.utf8).write(
-      to: output.appendingPathComponent("comparison.md"), options: .atomic)
+    try DurableFile.write(Data(table.utf8), to: output.appendingPathComponent("comparison.md"))
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     struct CellRecord: Encodable {
@@ -250,12 +250,12 @@ enum CompareCommand: Command {
           trainSeconds: $0.trainSeconds, keptShare: $0.keptShare, deployed: $0.deployedParameters,
           wFree: $0.endsWFree)
       })
-    try encoder.encode(document).write(
-      to: output.appendingPathComponent("comparison.json"), options: .atomic)
+    try DurableFile.write(
+      encoder.encode(document), to: output.appendingPathComponent("comparison.json"))
     let figures = output.appendingPathComponent("figures")
     try FileManager.default.createDirectory(at: figures, withIntermediateDirectories: true)
     for (name, svg) in ComparisonFigures.figures(rows, results: all, reference: reference) {
-      try Data(svg.utf8).write(to: figures.appendingPathComponent(name), options: .atomic)
+      try DurableFile.write(Data(svg.utf8), to: figures.appendingPathComponent(name))
     }
     print(Aggregation.markdown(rows, reference: reference), terminator: "")
     print("outputs: \(sweep.output)/ (comparison.md, comparison.json, figures/)")

@@ -2,6 +2,7 @@ import Foundation
 import Manifest
 import Models
 import ONNXExport
+import Plumbing
 
 enum ExportCommand: Command {
   static let usage = """
@@ -97,7 +98,8 @@ enum ExportCommand: Command {
           at: vocabulary, to: target.appendingPathComponent("vocab.txt"))
       }
     } catch {
-      throw CommandError(message: "\(target.path): error: cannot write the export: \(error)")
+      throw CommandError(
+        message: "\(target.path): error: cannot write the export: \(quotedDescription(of: error))")
     }
     let reloaded = try loadCheckpoint(target).model
     let written = Dictionary(uniqueKeysWithValues: exported.namedParameters.map { ($0.0, $0.1) })
@@ -147,16 +149,17 @@ enum ExportCommand: Command {
       task: manifest?.train?.task.value.rawValue)
     do {
       try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
-      try Data(bytes).write(to: target.appendingPathComponent("model.onnx"), options: .atomic)
+      try DurableFile.write(Data(bytes), to: target.appendingPathComponent("model.onnx"))
       let vocabulary = source.appendingPathComponent("vocab.txt")
       if FileManager.default.fileExists(atPath: vocabulary.path) {
         try FileManager.default.copyItem(
           at: vocabulary, to: target.appendingPathComponent("vocab.txt"))
       }
-      try Data(try description.json().utf8).write(
-        to: target.appendingPathComponent("surgeon.json"), options: .atomic)
+      try DurableFile.write(
+        Data(try description.json().utf8), to: target.appendingPathComponent("surgeon.json"))
     } catch {
-      throw CommandError(message: "\(target.path): error: cannot write the export: \(error)")
+      throw CommandError(
+        message: "\(target.path): error: cannot write the export: \(quotedDescription(of: error))")
     }
     print(
       "wrote \(target.path)/model.onnx: \(description.form) \(description.family), \(onnx.graph.nodes.count) nodes, \(bytes.count) bytes"

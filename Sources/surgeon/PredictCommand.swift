@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import Models
+import Plumbing
 import Prediction
 
 enum PredictCommand: Command {
@@ -148,9 +149,7 @@ enum PredictCommand: Command {
 /// Standard output, or a file written beside its final name and renamed in at the end, so that
 /// a failed run leaves no partial file.
 struct OutputSink {
-  private var handle: FileHandle?
-  private var temporary: URL?
-  private var target: URL?
+  private var file: DurableFile?
   private var buffered = ""
 
   init(path: String?) throws {
@@ -166,56 +165,47 @@ struct OutputSink {
           "\(path): error: the directory \(directory.path) does not exist; create it or choose another --out"
       )
     }
-    let temporary = directory.appendingPathComponent(
-      ".\(target.lastPathComponent).partial-\(getpid())")
-    guard FileManager.default.createFile(atPath: temporary.path, contents: nil),
-      let handle = try? FileHandle(forWritingTo: temporary)
-    else {
+    do {
+      file = try DurableFile(replacing: target)
+    } catch {
       throw CommandError(
         message: "\(path): error: cannot write in \(directory.path); check its permissions")
     }
-    self.handle = handle
-    self.temporary = temporary
-    self.target = target
   }
 
   mutating func write(_ text: String) throws {
     guard !text.isEmpty else { return }
-    guard let handle else {
+    guard let file else {
       print(text, terminator: "")
       return
     }
     buffered += text
-    if buffered.utf8.count >= 1 << 16 { try flush(handle) }
+    if buffered.utf8.count >= 1 << 16 { try flush(file) }
   }
 
-  private mutating func flush(_ handle: FileHandle) throws {
+  private mutating func flush(_ file: DurableFile) throws {
     do {
-      try handle.write(contentsOf: Data(buffered.utf8))
+      try file.write(Data(buffered.utf8))
     } catch {
-      throw CommandError(
-        message: "\(target?.path ?? ""): error: cannot write: \(error.localizedDescription)")
+      throw CommandError(message: "\(file.url.path): error: cannot write: \(error.reason)")
     }
     buffered = ""
   }
 
   mutating func commit() throws {
-    guard let handle, let temporary, let target else { return }
-    try flush(handle)
-    try? handle.close()
-    // rename(2) replaces an existing file atomically (Foundation's replaceItemAt fails here).
-    guard rename(temporary.path, target.path) == 0 else {
-      let reason = String(cString: strerror(errno))
-      try? FileManager.default.removeItem(at: temporary)
+    guard let file else { return }
+    try flush(file)
+    do {
+      try file.commit()
+    } catch {
       throw CommandError(
-        message: "\(target.path): error: cannot move the predictions into place: \(reason)")
+        message: "\(file.url.path): error: cannot move the predictions into place: \(error.reason)")
     }
-    self.handle = nil
+    self.file = nil
   }
 
   mutating func discard() {
-    try? handle?.close()
-    if let temporary { try? FileManager.default.removeItem(at: temporary) }
-    handle = nil
+    file?.discard()
+    file = nil
   }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Manifest
 import Models
+import Plumbing
 import Surgery
 
 enum SummaryCommand: Command {

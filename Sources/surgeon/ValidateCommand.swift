@@ -1,5 +1,6 @@
 import Foundation
 import Manifest
+import Plumbing
 import Surgery
 
 enum ValidateCommand: Command {
@@ -172,7 +173,7 @@ enum ManifestCheck {
   /// Writes a lock file; nil, or what went wrong.
   static func write(_ lock: ScopeLock, to path: String) -> String? {
     do {
-      try Data(lock.json().utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+      try DurableFile.write(Data(lock.json().utf8), to: URL(fileURLWithPath: path))
       return nil
     } catch {
       return "cannot write \(path): \(error.localizedDescription)"

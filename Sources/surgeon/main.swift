@@ -1,5 +1,7 @@
+import Datasets
 import Foundation
 import Models
+import Plumbing
 import Tensor
 
 /// surgeon's command line: argument parsing and printing only; the work is in the libraries.
@@ -97,6 +99,10 @@ func run(_ arguments: [String]) -> Int32 {
       return 1
     } catch let status as ExitStatus {
       return status.code
+    } catch let error as UserError {
+      // It names its own file; a "surgeon COMMAND: error:" before it would be a second prefix.
+      printError(error.description)
+      return 1
     } catch {
       printError("surgeon \(command): error: \(error)")
       return 1

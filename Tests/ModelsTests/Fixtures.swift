@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import SafeTensors
 import Tensor
 import XCTest
 

@@ -2,6 +2,12 @@ import Models
 import Tensor
 import XCTest
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 final class LayerGradientTests: XCTestCase {
   override func setUp() { BLAS.setThreadCount(1) }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import SafeTensors
 import Tensor
 import XCTest
 
@@ -498,8 +499,10 @@ final class ApplyTests: XCTestCase {
     XCTAssertTrue(message.hasPrefix("nocolumn.yaml:\(line):5: error: "), error)
     XCTAssertTrue(
       message.contains(
-        "unlabeled.csv:line 1: error: no column 'plot' (the text column) in the header; columns: 'text', 'group'"
+        "unlabeled.csv:line 1: no column 'plot' (the text column) in the header; columns: 'text', 'group'"
       ), error)
+    // The data file's error is quoted without a second "error:".
+    XCTAssertEqual(message.components(separatedBy: "error:").count, 2, error)
     XCTAssertFalse(FileManager.default.fileExists(atPath: file("checkpoints/nocolumn").path))
   }
 }

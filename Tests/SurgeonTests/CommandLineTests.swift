@@ -1,5 +1,7 @@
+import Datasets
 import Foundation
 import Models
+import SafeTensors
 import Tensor
 import XCTest
 

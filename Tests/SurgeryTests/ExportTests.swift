@@ -1,6 +1,7 @@
 import Foundation
 import Manifest
 import Models
+import SafeTensors
 import Surgery
 import Tensor
 import XCTest

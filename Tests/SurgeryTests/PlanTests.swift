@@ -5,6 +5,12 @@ import Tensor
 import Training
 import XCTest
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// The compiled plan: what it states trainable is exactly what the optimizer changes.
 final class PlanTests: XCTestCase {
   override func setUp() { BLAS.setThreadCount(1) }

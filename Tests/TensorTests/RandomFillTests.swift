@@ -2,6 +2,12 @@ import XCTest
 
 @testable import Tensor
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 final class RandomFillTests: XCTestCase {
   override func tearDown() {
     Parallel.threadCount = 1

@@ -1,6 +1,12 @@
 import Tensor
 import XCTest
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// `WhitenedSVD` (init svd_whitened): on the calibration inputs, the rank-r factors' output error
 /// is exactly the tail of W·L's squared singular values, and no larger than the plain SVD's.
 final class WhiteningTests: XCTestCase {

@@ -1,5 +1,11 @@
 import Tensor
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// The pointwise nonlinearities of BERT (`hidden_act`), the pooler and VGG.
 public enum Activation: String, Sendable, CaseIterable {
   /// Exact GELU, `x · Φ(x)` with the error function (Hugging Face `gelu`).

@@ -1,5 +1,11 @@
 import Tensor
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// Scaled dot-product attention over `heads` heads, with Hugging Face's padding mask: key
 /// positions whose mask is 0 get `finfo(float32).min` added to their scores, so a row that masks
 /// every key attends uniformly, as in PyTorch.

@@ -1,5 +1,11 @@
 import Tensor
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// Softmax cross-entropy of `logits` (`batch × classes`) against class indices, averaged over
 /// the batch (PyTorch's `cross_entropy`, reduction mean).
 public enum CrossEntropy {

@@ -1,5 +1,11 @@
 import Tensor
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// Max pooling over `N × C × H × W` windows (padding counts as −∞; floor output size).
 public struct MaxPool2d: Sendable {
   public var kernel: (Int, Int)

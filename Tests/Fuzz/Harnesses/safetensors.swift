@@ -1,5 +1,5 @@
 import Foundation
-import Models
+import SafeTensors
 
 /// The safetensors reader on bytes in memory: any input is a file or a SafeTensorsError.
 @_cdecl("LLVMFuzzerTestOneInput")

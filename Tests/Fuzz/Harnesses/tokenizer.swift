@@ -1,5 +1,5 @@
+import Datasets
 import Foundation
-import Models
 
 /// A small BERT vocabulary: the special tokens, some words and continuations, accents and CJK.
 let fixedVocabulary = [

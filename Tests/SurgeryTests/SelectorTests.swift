@@ -1,4 +1,5 @@
 import Models
+import Surgery
 import XCTest
 
 /// Selectors against the nodes of real presets; every expectation is written out by hand from

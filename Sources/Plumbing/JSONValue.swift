@@ -2,6 +2,7 @@
 ///
 /// Hand-written rather than `JSONSerialization` so that the schema and the json diagnostics are
 /// byte-for-byte reproducible across Foundation versions (number formatting, slash escaping).
+/// `JSONReader` reads what this writes back into the same value.
 public enum JSONValue: Sendable, Equatable {
   case null
   case bool(Bool)
@@ -12,7 +13,7 @@ public enum JSONValue: Sendable, Equatable {
   case object([String: JSONValue])
 
   /// Pretty-printed text; an empty array or object stays on one line.
-  func serialized() -> String {
+  public func serialized() -> String {
     var output = ""
     write(to: &output, indent: 0)
     return output
@@ -57,20 +58,41 @@ public enum JSONValue: Sendable, Equatable {
 
   /// A JSON string literal: quotes, backslashes and control characters escaped, the rest as is.
   public static func quoted(_ text: String) -> String {
-    var result = "\""
-    for scalar in text.unicodeScalars {
-      switch scalar {
-      case "\"": result += "\\\""
-      case "\\": result += "\\\\"
-      case "\n": result += "\\n"
-      case "\r": result += "\\r"
-      case "\t": result += "\\t"
-      case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-        let hex = String(scalar.value, radix: 16)
-        result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-      default: result.unicodeScalars.append(scalar)
+    String(decoding: quotedBytes(text), as: UTF8.self)
+  }
+
+  /// How a string literal escapes what JSON lets a writer choose to escape.
+  public enum Escaping: Sendable {
+    /// `\n`, `\r`, `\t`, every other control character and DEL as `\u00XX`.
+    case controlsAndDelete
+    /// As serde_json writes (the reference safetensors writer): `\b`, `\f`, `\n`, `\r`, `\t`,
+    /// other control characters as `\u00XX`, DEL as is; identical contents give identical files.
+    case serde
+  }
+
+  /// `text` as a JSON string literal in UTF-8: quotes and backslashes escaped, control characters
+  /// escaped as `escaping` says, everything else as is.
+  public static func quotedBytes(_ text: String, escaping: Escaping = .controlsAndDelete) -> [UInt8]
+  {
+    let hexDigits = Array("0123456789abcdef".utf8)
+    let backslash = UInt8(ascii: "\\")
+    var result: [UInt8] = [UInt8(ascii: "\"")]
+    result.reserveCapacity(text.utf8.count + 2)
+    for byte in text.utf8 {
+      switch (byte, escaping) {
+      case (UInt8(ascii: "\""), _): result += [backslash, UInt8(ascii: "\"")]
+      case (backslash, _): result += [backslash, backslash]
+      case (0x0A, _): result += [backslash, UInt8(ascii: "n")]
+      case (0x0D, _): result += [backslash, UInt8(ascii: "r")]
+      case (0x09, _): result += [backslash, UInt8(ascii: "t")]
+      case (0x08, .serde): result += [backslash, UInt8(ascii: "b")]
+      case (0x0C, .serde): result += [backslash, UInt8(ascii: "f")]
+      case (0x00..<0x20, _), (0x7F, .controlsAndDelete):
+        result += Array("\\u00".utf8) + [hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0xF)]]
+      default: result.append(byte)
       }
     }
-    return result + "\""
+    result.append(UInt8(ascii: "\""))
+    return result
   }
 }

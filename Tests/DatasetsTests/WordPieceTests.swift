@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-@testable import Models
+@testable import Datasets
 
 final class WordPieceTests: XCTestCase {
   private struct Fixture: Decodable {
@@ -21,8 +21,9 @@ final class WordPieceTests: XCTestCase {
     try fixturesDirectory().appendingPathComponent("minilm-vocab/vocab.txt")
   }
 
+  /// The tiny BERT checkpoint's vocabulary, which the model tests' fixtures hold.
   private func tinyBERTVocabulary() throws -> URL {
-    try fixturesDirectory().appendingPathComponent("tiny-bert/vocab.txt")
+    repositoryRoot.appendingPathComponent("Tests/ModelsTests/Fixtures/tiny-bert/vocab.txt")
   }
 
   /// The vocabulary file's lines, read independently of the tokenizer, to derive expected ids.
@@ -62,7 +63,7 @@ final class WordPieceTests: XCTestCase {
   /// BertTokenizerFast) on the MiniLM vocabulary, with:
   ///
   ///     python -c 'from transformers import BertTokenizerFast as T
-  ///     t = T.from_pretrained("Tests/ModelsTests/Fixtures/minilm-vocab")
+  ///     t = T.from_pretrained("Tests/DatasetsTests/Fixtures/minilm-vocab")
   ///     for c in CASES: print(t(c)["input_ids"])'
   func testSpecialTokensInTextMatchHuggingFace() throws {
     let tokenizer = try WordPieceTokenizer(vocabularyFile: miniLMVocabulary())

@@ -1,4 +1,6 @@
 import Foundation
+import Models
+import Plumbing
 
 /// A selector that cannot be parsed or matches no node: what is wrong, and how to fix it, so
 /// the manifest checker can print both at the selector's file position.
@@ -129,31 +131,11 @@ private func noMatchError(_ text: String, in nodes: [GraphNode]) -> SelectorErro
   }
   // A regular expression's slashes are no part of any name.
   let probe = text.hasPrefix("/") ? text.trimmingCharacters(in: ["/"]) : text
-  let closest = closestNames(to: probe, in: nodes.map(\.name), count: 3)
+  let closest = nearestNames(to: probe, in: nodes.map(\.name), count: 3)
   return SelectorError(
     message: "selector '\(text)' matches no node; closest: "
       + closest.joined(separator: ", "),
     fix: fix)
-}
-
-/// The `count` names nearest to `text`, nearest first (ties in node order). A name's distance
-/// is that of its nearest dotted suffix, so `qurey` is near `…attention.self.query` rather than
-/// near the shortest names; case is ignored.
-private func closestNames(to text: String, in names: [String], count: Int) -> [String] {
-  let target = Array(text.lowercased().unicodeScalars)
-  var seen: Set<String> = []
-  var scored: [(distance: Int, order: Int, name: String)] = []
-  for (order, name) in names.enumerated() where seen.insert(name).inserted {
-    let segments = name.lowercased().split(separator: ".", omittingEmptySubsequences: false)
-    var best = Int.max
-    for start in segments.indices {
-      let suffix = segments[start...].joined(separator: ".")
-      best = min(best, editDistance(target, Array(suffix.unicodeScalars)))
-    }
-    scored.append((best, order, name))
-  }
-  scored.sort { ($0.distance, $0.order) < ($1.distance, $1.order) }
-  return scored.prefix(count).map(\.name)
 }
 
 // MARK: - Parsed forms

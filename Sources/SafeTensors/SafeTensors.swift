@@ -1,4 +1,5 @@
 import Foundation
+import Plumbing
 import Tensor
 
 #if canImport(Glibc)
@@ -62,28 +63,10 @@ public enum StoredTensor: Sendable {
   }
 }
 
-/// Why a safetensors file could not be read or written, phrased for the person running the tool.
-public struct SafeTensorsError: Error, CustomStringConvertible, Sendable {
-  /// The file (path, or the name given to `read(bytes:name:)`).
-  public var file: String
-  /// What is wrong, naming the tensor when one is at fault.
-  public var problem: String
-  /// What to do about it, when there is something better than "fix the file".
-  public var fix: String?
-
-  public init(file: String, problem: String, fix: String? = nil) {
-    self.file = file
-    self.problem = problem
-    self.fix = fix
-  }
-
-  /// `FILE: error: PROBLEM[; FIX]`, the shape of a compiler diagnostic.
-  public var description: String {
-    var text = "\(file): error: \(problem)"
-    if let fix { text += "; \(fix)" }
-    return text
-  }
-}
+/// Why a safetensors file could not be read or written, phrased for the person running the tool:
+/// the file (path, or the name given to `read(bytes:name:)`), the problem naming the tensor at
+/// fault, and a fix when there is something better than "fix the file".
+public typealias SafeTensorsError = UserError
 
 /// The contents of a safetensors file: named tensors and string metadata.
 /// A safetensors file's header: what each tensor is, without its values.
@@ -239,8 +222,8 @@ public struct SafeTensorsFile: Sendable {
     return bytes
   }
 
-  /// Writes the file atomically: a temporary file in the same directory, flushed to disk, then
-  /// renamed over `url`, so a crash or full disk never leaves a half-written checkpoint behind.
+  /// Writes the file durably (`DurableFile`), so a crash or full disk never leaves a
+  /// half-written checkpoint behind.
   public func write(to url: URL) throws(SafeTensorsError) {
     let path = url.path
     func failure(_ problem: String, fix: String? = nil) -> SafeTensorsError {
@@ -248,45 +231,20 @@ public struct SafeTensorsFile: Sendable {
     }
     guard url.isFileURL else { throw failure("not a file URL: \(url)") }
     let bytes = serialized()
-    let directory = url.deletingLastPathComponent().path
-    let prefix = directory + "/." + url.lastPathComponent + ".tmp-"
-
-    var temporaryPath = ""
-    var descriptor: Int32 = -1
-    for _ in 0..<16 {
-      temporaryPath = prefix + String(UInt64.random(in: 0...UInt64.max), radix: 16)
-      descriptor = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
-      if descriptor >= 0 || errno != EEXIST { break }
-    }
-    guard descriptor >= 0 else {
-      throw failure(
-        "cannot create a temporary file in \(directory): \(systemErrorDescription())",
-        fix: "check that the directory exists and is writable")
-    }
-    var renamed = false
-    defer { if !renamed { unlink(temporaryPath) } }
-
-    let written = bytes.withUnsafeBytes { writeAll($0, to: descriptor) }
-    let writeError = written ? nil : systemErrorDescription()
-    let synced = written && fsync(descriptor) == 0
-    let syncError = synced ? nil : systemErrorDescription()
-    let closed = close(descriptor) == 0
-    if let writeError {
-      throw failure(
-        "cannot write \(bytes.count) bytes: \(writeError)", fix: "check free disk space")
-    }
-    guard synced, closed else {
-      throw failure("cannot flush the file to disk: \(syncError ?? systemErrorDescription())")
-    }
-    guard rename(temporaryPath, path) == 0 else {
-      throw failure("cannot replace the file: \(systemErrorDescription())")
-    }
-    renamed = true
-    // Make the rename itself durable; a failure here leaves a complete file, so it is not fatal.
-    let directoryDescriptor = open(directory, O_RDONLY | O_CLOEXEC)
-    if directoryDescriptor >= 0 {
-      _ = fsync(directoryDescriptor)
-      _ = close(directoryDescriptor)
+    do {
+      try DurableFile.write(bytes, to: url)
+    } catch {
+      switch error.step {
+      case .create:
+        throw failure(
+          "cannot create a temporary file in \(error.directory): \(error.reason)",
+          fix: "check that the directory exists and is writable")
+      case .write:
+        throw failure(
+          "cannot write \(bytes.count) bytes: \(error.reason)", fix: "check free disk space")
+      case .flush: throw failure("cannot flush the file to disk: \(error.reason)")
+      case .rename: throw failure("cannot replace the file: \(error.reason)")
+      }
     }
   }
 }
@@ -388,20 +346,21 @@ extension SafeTensorsFile {
     if let offset = firstInvalidUTF8Offset(in: header) {
       throw failure("header is not valid UTF-8 (at header byte \(offset))", fix: notSafeTensors)
     }
-    let root: JSONValue
+    let root: ParsedJSON
     do {
-      root = try JSONParser.parse(header)
+      root = try JSONReader.parse(
+        header, options: JSONReader.Options(maximumDepth: 128, inputName: "the header"))
     } catch {
       throw failure(
-        "header is not valid JSON: \(error.message) at header byte \(error.offset)",
+        "header is not valid JSON: \(error.problem) at header byte \(error.offset)",
         fix: notSafeTensors)
     }
     guard case .object(let members) = root else {
-      throw failure("header is \(root.kind), not an object", fix: notSafeTensors)
+      throw failure("header is \(root.jsonKind), not an object", fix: notSafeTensors)
     }
     guard header[0] == UInt8(ascii: "{") else {
       throw failure(
-        "header must start with '{', not \(describe(byte: header[0]))",
+        "header must start with '{', not \(JSONReader.describe(byte: header[0]))",
         fix: "remove what precedes the JSON object")
     }
 
@@ -409,11 +368,11 @@ extension SafeTensorsFile {
     var entries: [HeaderEntry] = []
     entries.reserveCapacity(members.count)
     var metadata: [String: String] = [:]
-    for (name, value) in members {
-      if name == "__metadata__" {
-        metadata = try decodeMetadata(value, failure: failure)
+    for member in members {
+      if member.key == "__metadata__" {
+        metadata = try decodeMetadata(member.value, failure: failure)
       } else {
-        entries.append(try decodeEntry(name: name, value: value, failure: failure))
+        entries.append(try decodeEntry(name: member.key, value: member.value, failure: failure))
       }
     }
 
@@ -446,37 +405,39 @@ extension SafeTensorsFile {
   }
 
   private static func decodeMetadata(
-    _ value: JSONValue, failure: (String, String?) -> SafeTensorsError
+    _ value: ParsedJSON, failure: (String, String?) -> SafeTensorsError
   ) throws(SafeTensorsError) -> [String: String] {
     let fix = "__metadata__ must map strings to strings"
     guard case .object(let members) = value else {
-      throw failure("__metadata__ is \(value.kind), not an object", fix)
+      throw failure("__metadata__ is \(value.jsonKind), not an object", fix)
     }
     var metadata: [String: String] = [:]
-    for (key, value) in members {
-      guard case .string(let text) = value else {
-        throw failure("__metadata__ value for key '\(key)' is \(value.kind), not a string", fix)
+    for member in members {
+      guard case .string(let text) = member.value else {
+        throw failure(
+          "__metadata__ value for key '\(member.key)' is \(member.value.jsonKind), not a string",
+          fix)
       }
-      metadata[key] = text
+      metadata[member.key] = text
     }
     return metadata
   }
 
   private static func decodeEntry(
-    name: String, value: JSONValue, failure: (String, String?) -> SafeTensorsError
+    name: String, value: ParsedJSON, failure: (String, String?) -> SafeTensorsError
   ) throws(SafeTensorsError) -> HeaderEntry {
     let fields = "an object with dtype, shape and data_offsets"
     guard case .object(let members) = value else {
-      throw failure("tensor '\(name)' is \(value.kind), not \(fields)", nil)
+      throw failure("tensor '\(name)' is \(value.jsonKind), not \(fields)", nil)
     }
-    var dtypeValue: JSONValue?
-    var shapeValue: JSONValue?
-    var offsetsValue: JSONValue?
-    for (key, value) in members {
-      switch key {
-      case "dtype": dtypeValue = value
-      case "shape": shapeValue = value
-      case "data_offsets": offsetsValue = value
+    var dtypeValue: ParsedJSON?
+    var shapeValue: ParsedJSON?
+    var offsetsValue: ParsedJSON?
+    for member in members {
+      switch member.key {
+      case "dtype": dtypeValue = member.value
+      case "shape": shapeValue = member.value
+      case "data_offsets": offsetsValue = member.value
       default: break  // Other keys are ignored, as the reference reader ignores them.
       }
     }
@@ -485,7 +446,7 @@ extension SafeTensorsFile {
     guard let offsetsValue else { throw failure("tensor '\(name)' has no 'data_offsets'", nil) }
 
     guard case .string(let dtypeName) = dtypeValue else {
-      throw failure("tensor '\(name)': dtype must be a string, not \(dtypeValue.kind)", nil)
+      throw failure("tensor '\(name)': dtype must be a string, not \(dtypeValue.jsonKind)", nil)
     }
     guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
       let kind = referenceOnlyDTypes.contains(dtypeName) ? "unsupported" : "unknown"
@@ -495,7 +456,7 @@ extension SafeTensorsFile {
     guard case .array(let dimensions) = shapeValue else {
       throw failure(
         "tensor '\(name)': shape must be an array of non-negative integers, not "
-          + shapeValue.kind, nil)
+          + shapeValue.jsonKind, nil)
     }
     var shape: [Int] = []
     shape.reserveCapacity(dimensions.count)
@@ -602,9 +563,9 @@ private enum IntegerReading {
   case invalid(String)
 }
 
-private func nonNegativeInteger(_ value: JSONValue) -> IntegerReading {
+private func nonNegativeInteger(_ value: ParsedJSON) -> IntegerReading {
   guard case .number(let text, let isInteger) = value else {
-    return .invalid("\(value.summary) is \(value.kind), not an integer")
+    return .invalid("\(value.summary) is \(value.jsonKind), not an integer")
   }
   guard isInteger else { return .invalid("\(text) is not an integer") }
   // The reference reader rejects "-0" too (it parses as a float).
@@ -630,13 +591,6 @@ private func firstInvalidUTF8Offset(in bytes: UnsafeRawBufferPointer) -> Int? {
     case .error: return offset
     }
   }
-}
-
-/// A byte as a reader would want to see it in a message.
-private func describe(byte: UInt8) -> String {
-  (0x21...0x7E).contains(byte)
-    ? "'\(Character(Unicode.Scalar(byte)))'"
-    : "byte 0x" + String(byte, radix: 16, uppercase: true)
 }
 
 private func systemErrorDescription() -> String {
@@ -714,25 +668,7 @@ private struct Layout {
 /// Appends `string` as a JSON string literal, escaping exactly what JSON requires (as the
 /// reference writer does: quote, backslash and control characters; other text as raw UTF-8).
 private func appendJSONString(_ string: String, to json: inout [UInt8]) {
-  let hexDigits = Array("0123456789abcdef".utf8)
-  json.append(UInt8(ascii: "\""))
-  for byte in string.utf8 {
-    switch byte {
-    case UInt8(ascii: "\""): json.append(contentsOf: "\\\"".utf8)
-    case UInt8(ascii: "\\"): json.append(contentsOf: "\\\\".utf8)
-    case 0x08: json.append(contentsOf: "\\b".utf8)
-    case 0x09: json.append(contentsOf: "\\t".utf8)
-    case 0x0A: json.append(contentsOf: "\\n".utf8)
-    case 0x0C: json.append(contentsOf: "\\f".utf8)
-    case 0x0D: json.append(contentsOf: "\\r".utf8)
-    case 0x00..<0x20:
-      json.append(contentsOf: "\\u00".utf8)
-      json.append(hexDigits[Int(byte >> 4)])
-      json.append(hexDigits[Int(byte & 0xF)])
-    default: json.append(byte)
-    }
-  }
-  json.append(UInt8(ascii: "\""))
+  json.append(contentsOf: JSONValue.quotedBytes(string, escaping: .serde))
 }
 
 private func appendLittleEndian<Integer: FixedWidthInteger>(
@@ -764,50 +700,19 @@ private func appendIntegers(
   }
 }
 
-/// Writes every byte, retrying short writes and interrupted calls; false on failure (see errno).
-private func writeAll(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32) -> Bool {
-  var offset = 0
-  while offset < bytes.count {
-    #if canImport(Glibc)
-      let count = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-    #else
-      let count = Darwin.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-    #endif
-    if count < 0 {
-      if errno == EINTR { continue }
-      return false
-    }
-    offset += count
-  }
-  return true
-}
+// MARK: - JSON in messages
 
-// MARK: - JSON
-
-/// A parsed JSON value. Objects keep their members in file order; numbers keep their text so
-/// integers are read exactly and non-integers can be named in messages.
-private enum JSONValue {
-  case object([(key: String, value: JSONValue)])
-  case array([JSONValue])
-  case string(String)
-  case number(String, isInteger: Bool)
-  case bool(Bool)
-  case null
-
-  /// "an object", "a string", …, for messages.
-  var kind: String {
+extension ParsedJSON {
+  /// "a JSON object", "a JSON string", …, for messages.
+  fileprivate var jsonKind: String {
     switch self {
-    case .object: "a JSON object"
-    case .array: "a JSON array"
-    case .string: "a JSON string"
-    case .number: "a JSON number"
-    case .bool: "a JSON boolean"
     case .null: "JSON null"
+    default: "a JSON " + kind.split(separator: " ").last!
     }
   }
 
   /// A short rendering for messages (long strings and nested containers abbreviated).
-  var summary: String {
+  fileprivate var summary: String {
     switch self {
     case .object(let members): members.isEmpty ? "{}" : "{...}"
     case .array(let elements):
@@ -823,266 +728,6 @@ private enum JSONValue {
     switch self {
     case .object, .array: true
     default: false
-    }
-  }
-}
-
-/// A strict RFC 8259 JSON parser over bytes (already checked to be UTF-8).
-///
-/// Hand-written rather than JSONSerialization so that integers are exact, duplicate keys are
-/// errors, nesting depth is bounded (no stack overflow on hostile input), and failures carry a
-/// byte offset.
-private struct JSONParser {
-  struct Failure: Error {
-    var message: String
-    var offset: Int
-  }
-
-  /// Deeper than any real header needs (3), and far short of exhausting the stack.
-  static let maximumDepth = 128
-
-  private let bytes: UnsafeRawBufferPointer
-  private var position = 0
-  private var depth = 0
-
-  private init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
-
-  static func parse(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> JSONValue {
-    var parser = JSONParser(bytes: bytes)
-    parser.skipWhitespace()
-    let value = try parser.parseValue()
-    parser.skipWhitespace()
-    guard parser.position == bytes.count else {
-      throw parser.failure("unexpected \(parser.describeCurrent()) after the JSON value")
-    }
-    return value
-  }
-
-  private var current: UInt8? { position < bytes.count ? bytes[position] : nil }
-
-  private func failure(_ message: String, at offset: Int? = nil) -> Failure {
-    Failure(message: message, offset: offset ?? position)
-  }
-
-  private func describeCurrent() -> String {
-    current.map { describe(byte: $0) } ?? "end of header"
-  }
-
-  private mutating func skipWhitespace() {
-    while let byte = current, byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 {
-      position += 1
-    }
-  }
-
-  private mutating func parseValue() throws(Failure) -> JSONValue {
-    guard let byte = current else { throw failure("unexpected end of header") }
-    switch byte {
-    case UInt8(ascii: "{"): return try parseObject()
-    case UInt8(ascii: "["): return try parseArray()
-    case UInt8(ascii: "\""): return .string(try parseString())
-    case UInt8(ascii: "t"):
-      try parseLiteral("true")
-      return .bool(true)
-    case UInt8(ascii: "f"):
-      try parseLiteral("false")
-      return .bool(false)
-    case UInt8(ascii: "n"):
-      try parseLiteral("null")
-      return .null
-    case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
-    default: throw failure("unexpected \(describe(byte: byte))")
-    }
-  }
-
-  private mutating func enterContainer() throws(Failure) {
-    depth += 1
-    guard depth <= Self.maximumDepth else {
-      throw failure("nesting deeper than \(Self.maximumDepth) levels")
-    }
-    position += 1
-  }
-
-  private mutating func parseObject() throws(Failure) -> JSONValue {
-    try enterContainer()
-    defer { depth -= 1 }
-    var members: [(key: String, value: JSONValue)] = []
-    var keys = Set<String>()
-    skipWhitespace()
-    if current == UInt8(ascii: "}") {
-      position += 1
-      return .object(members)
-    }
-    while true {
-      skipWhitespace()
-      guard current == UInt8(ascii: "\"") else {
-        throw failure("expected a string key, found \(describeCurrent())")
-      }
-      let keyOffset = position
-      let key = try parseString()
-      guard keys.insert(key).inserted else {
-        throw failure("duplicate key \"\(key)\"", at: keyOffset)
-      }
-      skipWhitespace()
-      guard current == UInt8(ascii: ":") else {
-        throw failure("expected ':' after a key, found \(describeCurrent())")
-      }
-      position += 1
-      skipWhitespace()
-      members.append((key, try parseValue()))
-      skipWhitespace()
-      switch current {
-      case UInt8(ascii: ","): position += 1
-      case UInt8(ascii: "}"):
-        position += 1
-        return .object(members)
-      default: throw failure("expected ',' or '}' in an object, found \(describeCurrent())")
-      }
-    }
-  }
-
-  private mutating func parseArray() throws(Failure) -> JSONValue {
-    try enterContainer()
-    defer { depth -= 1 }
-    var elements: [JSONValue] = []
-    skipWhitespace()
-    if current == UInt8(ascii: "]") {
-      position += 1
-      return .array(elements)
-    }
-    while true {
-      skipWhitespace()
-      elements.append(try parseValue())
-      skipWhitespace()
-      switch current {
-      case UInt8(ascii: ","): position += 1
-      case UInt8(ascii: "]"):
-        position += 1
-        return .array(elements)
-      default: throw failure("expected ',' or ']' in an array, found \(describeCurrent())")
-      }
-    }
-  }
-
-  private mutating func parseLiteral(_ literal: StaticString) throws(Failure) {
-    let text = UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
-    guard bytes.count - position >= text.count,
-      bytes[position..<(position + text.count)].elementsEqual(text)
-    else { throw failure("unexpected \(describeCurrent())") }
-    position += text.count
-  }
-
-  private mutating func parseNumber() throws(Failure) -> JSONValue {
-    let start = position
-    var isInteger = true
-    func isDigit(_ byte: UInt8?) -> Bool {
-      byte.map { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) } ?? false
-    }
-    if current == UInt8(ascii: "-") { position += 1 }
-    guard isDigit(current) else { throw failure("expected a digit, found \(describeCurrent())") }
-    if current == UInt8(ascii: "0") {
-      position += 1
-      if isDigit(current) { throw failure("a number may not have a leading zero", at: start) }
-    } else {
-      while isDigit(current) { position += 1 }
-    }
-    if current == UInt8(ascii: ".") {
-      isInteger = false
-      position += 1
-      guard isDigit(current) else { throw failure("expected a digit after '.'") }
-      while isDigit(current) { position += 1 }
-    }
-    if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
-      isInteger = false
-      position += 1
-      if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { position += 1 }
-      guard isDigit(current) else { throw failure("expected a digit in the exponent") }
-      while isDigit(current) { position += 1 }
-    }
-    let text = String(
-      decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
-    return .number(text, isInteger: isInteger)
-  }
-
-  private mutating func parseString() throws(Failure) -> String {
-    let start = position
-    position += 1
-    var utf8: [UInt8] = []
-    while true {
-      guard let byte = current else { throw failure("unterminated string", at: start) }
-      switch byte {
-      case UInt8(ascii: "\""):
-        position += 1
-        return String(decoding: utf8, as: UTF8.self)
-      case UInt8(ascii: "\\"):
-        let escapeOffset = position
-        position += 1
-        guard let escaped = current else { throw failure("unterminated string", at: start) }
-        position += 1
-        switch escaped {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(escaped)
-        case UInt8(ascii: "b"): utf8.append(0x08)
-        case UInt8(ascii: "f"): utf8.append(0x0C)
-        case UInt8(ascii: "n"): utf8.append(0x0A)
-        case UInt8(ascii: "r"): utf8.append(0x0D)
-        case UInt8(ascii: "t"): utf8.append(0x09)
-        case UInt8(ascii: "u"):
-          let scalar = try parseUnicodeEscape(startingAt: escapeOffset)
-          utf8.append(contentsOf: String(Character(scalar)).utf8)
-        default:
-          throw failure("invalid escape '\\\(describe(byte: escaped))'", at: escapeOffset)
-        }
-      case 0x00..<0x20:
-        throw failure("unescaped control character \(describe(byte: byte)) in a string")
-      default:
-        utf8.append(byte)
-        position += 1
-      }
-    }
-  }
-
-  /// The scalar of `\uXXXX` (the `\u` already consumed), joining a UTF-16 surrogate pair.
-  private mutating func parseUnicodeEscape(
-    startingAt offset: Int
-  ) throws(Failure) -> Unicode.Scalar {
-    let first = try parseHexQuad()
-    var value = first
-    if (0xD800...0xDBFF).contains(first) {
-      guard bytes.count - position >= 2, bytes[position] == UInt8(ascii: "\\"),
-        bytes[position + 1] == UInt8(ascii: "u")
-      else { throw failure("unpaired surrogate \\u\(String(first, radix: 16))", at: offset) }
-      position += 2
-      let second = try parseHexQuad()
-      guard (0xDC00...0xDFFF).contains(second) else {
-        throw failure("unpaired surrogate \\u\(String(first, radix: 16))", at: offset)
-      }
-      value = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
-    } else if (0xDC00...0xDFFF).contains(first) {
-      throw failure("unpaired surrogate \\u\(String(first, radix: 16))", at: offset)
-    }
-    guard let scalar = Unicode.Scalar(value) else {
-      throw failure("invalid code point in \\u escape", at: offset)
-    }
-    return scalar
-  }
-
-  private mutating func parseHexQuad() throws(Failure) -> UInt32 {
-    var value: UInt32 = 0
-    for _ in 0..<4 {
-      guard let byte = current, let digit = hexValue(byte) else {
-        throw failure("expected 4 hex digits after \\u, found \(describeCurrent())")
-      }
-      value = value << 4 | digit
-      position += 1
-    }
-    return value
-  }
-
-  private func hexValue(_ byte: UInt8) -> UInt32? {
-    switch byte {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(byte - UInt8(ascii: "0"))
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): UInt32(byte - UInt8(ascii: "a") + 10)
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt32(byte - UInt8(ascii: "A") + 10)
-    default: nil
     }
   }
 }
