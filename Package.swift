@@ -43,7 +43,9 @@ let package = Package(
     .target(name: "Distributed"),
     .target(
       name: "Training",
-      dependencies: ["Surgery", "Models", "Tensor", "Datasets", "Plots", "Distributed"]),
+      dependencies: [
+        "Surgery", "Models", "Tensor", "Datasets", "Plots", "Distributed", "ONNXExport",
+      ]),
     // `surgeon predict`: prediction inputs checked against a checkpoint, batched inference,
     // JSON Lines / CSV output.
     .target(name: "Prediction", dependencies: ["Models", "Datasets", "Manifest", "Tensor"]),
