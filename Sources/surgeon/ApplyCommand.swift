@@ -73,7 +73,8 @@ enum ApplyCommand: Command {
       let message = (error as? RunError)?.message ?? (error as? CommandError)?.message
       // One rank failed where the others may wait in a collective: end them all.
       if group.size > 1 {
-        printError("surgeon apply (rank \(group.rank) of \(group.size)): error: \(message ?? "\(error)")")
+        let shown = message ?? "\(error)"
+        printError("surgeon apply (rank \(group.rank) of \(group.size)): error: \(shown)")
         group.abort(1)
       }
       if let message { throw CommandError(message: message) }
