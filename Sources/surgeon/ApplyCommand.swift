@@ -131,11 +131,7 @@ enum ApplyCommand: Command {
       case .step(let record):
         progress?.update(record)
       case .evaluated(let evaluation, let record):
-        progress?.note(
-          String(
-            format: "step %d: validation accuracy %.3f with W (d %.2f), %.3f W-free; loss %.4f",
-            record.step, evaluation.accuracy, record.decay, evaluation.exportedAccuracy,
-            record.loss))
+        progress?.note(evaluation, after: record)
       case .trainingEnded:
         progress?.finish()
       case .note(let line):
