@@ -52,7 +52,7 @@ let package = Package(
       name: "Training",
       dependencies: [
         "Surgery", "Models", "SafeTensors", "Tensor", "Datasets", "Plots", "Distributed",
-        "Plumbing",
+        "Plumbing", "ONNXExport",
       ]),
     // `surgeon predict`: prediction inputs checked against a checkpoint, batched inference,
     // JSON Lines / CSV output.

@@ -100,12 +100,15 @@ func rewrite(manifest path: String, rank: Int?) throws -> Rewrite {
     }
   }
   let directory = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-  let (resolved, resolveDiagnostics) = ModelResolver.resolve(
-    manifest.model, needsWeights: true, workingDirectory: directory)
-  guard let resolved else { throw BenchError(render(resolveDiagnostics, as: .text)) }
-  let (rewrite, rewriteDiagnostics) = Rewriter.apply(manifest, to: resolved, initializes: true)
-  guard let rewrite else { throw BenchError(render(rewriteDiagnostics, as: .text)) }
-  return rewrite
+  let (result, rewriteDiagnostics) = ManifestRewrite.resolveAndRewrite(
+    manifest, weights: true, workingDirectory: directory)
+  guard let result else { throw BenchError(render(rewriteDiagnostics, as: .text)) }
+  if result.needsCalibration {
+    throw BenchError(
+      "\(path): init svd_whitened needs a calibration pass over the training data; benchmark a manifest without calibration"
+    )
+  }
+  return result.rewrite
 }
 
 /// Random token ids (`[CLS]` first) and alternating labels.

@@ -45,21 +45,11 @@ public struct RunSetup: Sendable {
       diagnostics.append(
         Diagnostic(location: location, severity: .error, message: message, fix: fix))
     }
-    let (resolved, resolveDiagnostics) = ModelResolver.resolve(
-      manifest.model, needsWeights: true, workingDirectory: workingDirectory,
-      producers: producers)
-    diagnostics += resolveDiagnostics
-    guard let resolved else { return (nil, diagnostics) }
-    // init svd_whitened needs the training data before the adapters can start: the rewrite
-    // first runs without weights for its diagnostics, and again once the data is calibrated.
-    let calibrated = manifest.surgery.contains {
-      if case .lora(let rule) = $0 { return rule.calibration != nil }
-      return false
-    }
-    let (rewrite, rewriteDiagnostics) = Rewriter.apply(
-      manifest, to: resolved, initializes: !calibrated)
+    let (prepared, rewriteDiagnostics) = ManifestRewrite.resolveAndRewrite(
+      manifest, weights: true, workingDirectory: workingDirectory, producers: producers)
     diagnostics += rewriteDiagnostics
-    guard let rewrite else { return (nil, diagnostics) }
+    guard let prepared else { return (nil, diagnostics) }
+    let rewrite = prepared.rewrite
     var checkpointDirectory: URL?
     if case .checkpoint(let path) = manifest.model.source.value, !path.hasPrefix("hf://") {
       checkpointDirectory = URL(fileURLWithPath: path, relativeTo: workingDirectory)
@@ -217,10 +207,9 @@ public struct RunSetup: Sendable {
         fix: "set model.head: {classes: \(source.classCount)}")
       return (nil, diagnostics)
     }
-    if calibrated, let source = setup.source {
+    if prepared.needsCalibration, let source = setup.source {
       let (whitened, calibrationDiagnostics) = calibrate(
-        manifest, resolved: resolved, source: source, batchSize: train.batchSize.value,
-        seed: UInt64(train.seed))
+        prepared, source: source, batchSize: train.batchSize.value, seed: UInt64(train.seed))
       diagnostics += calibrationDiagnostics
       guard let whitened else { return (nil, diagnostics) }
       setup.rewrite = whitened
@@ -250,23 +239,13 @@ public struct RunSetup: Sendable {
   /// starts the adapters from it. Each rule's nodes see its first `calibration.batches` batches
   /// of a seeded shuffle of the training split (never validation or test).
   static func calibrate(
-    _ manifest: Manifest, resolved: ResolvedModel, source: any ExampleSource, batchSize: Int,
-    seed: UInt64
+    _ prepared: ManifestRewrite, source: any ExampleSource, batchSize: Int, seed: UInt64
   ) -> (Rewrite?, [Diagnostic]) {
-    // Each node's adapter comes from the last lora rule selecting it (as in the rewriter).
-    var counts: [String: Int] = [:]
-    var location: [String: SourceLocation] = [:]
-    let nodes = resolved.model.nodes
-    for case .lora(let rule) in manifest.surgery {
-      let selected =
-        (try? selectNodes(
-          rule.layers.map(\.value), exclude: rule.exclude.map(\.value),
-          blocks: rule.blocks.map { Set($0.value) }, in: nodes)) ?? []
-      for index in selected {
-        counts[nodes[index].name] = rule.calibration?.batches
-        location[nodes[index].name] = rule.calibration?.location
-      }
-    }
+    let manifest = prepared.manifest
+    let resolved = prepared.resolved
+    let requests = prepared.calibrationRequests
+    let counts = requests.mapValues(\.batches)
+    let location = requests.mapValues(\.location)
     let at = location.values.min() ?? SourceLocation(file: manifest.file, line: 1, column: 1)
     // The covariance is fan_in × fan_in doubles: a VGG16 classifier's 25,088 inputs would need
     // 5 GB, so such a layer is refused rather than left to exhaust memory.
@@ -322,14 +301,7 @@ public struct RunSetup: Sendable {
         ]
       )
     }
-    let (whitened, whitenedDiagnostics) = Rewriter.apply(
-      manifest, to: resolved, initializes: true, calibration: moments)
-    guard let whitened, whitened.whitened.values.contains(where: { $0.refit == .sequential })
-    else { return (whitened, whitenedDiagnostics) }
-    let (refitted, refitDiagnostics) = SequentialRefit.apply(
-      manifest, to: resolved, start: whitened, calibration: moments
-    ) { try source.batch(batches[$0]) }
-    return (refitted, whitenedDiagnostics + refitDiagnostics)
+    return prepared.calibrated(with: moments) { try source.batch(batches[$0]) }
   }
 }
 

@@ -417,14 +417,10 @@ extension TrainingPlan {
       sums[role] = entry
       if samples[role] == nil {
         var random = RandomStream(seed: seed, stream: 11)
-        let effective: Tensor
-        if adapter.noiseActive, let noise = adapter.noise {
-          effective = noise.effectiveWeight(weight: weight, decay: adapter.decay, random: &random)
-        } else {
-          var scaled = weight
-          scaled.scale(by: adapter.decay)
-          effective = scaled
-        }
+        // The frozen path a training step would take (`d·W` also when it is skipped at d = 0).
+        let effective =
+          FrozenWeight(weight, under: adapter, mode: .training, random: &random).tensor(of: weight)
+          ?? LowRankAdapter.decayed(weight, by: adapter.decay)
         let (mean, deviation) = moments(effective)
         let (originalMean, originalDeviation) = moments(weight)
         samples[role] = GroupStatistics(

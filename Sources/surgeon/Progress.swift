@@ -51,6 +51,14 @@ final class Progress {
     }
   }
 
+  /// A validation evaluation after a training step.
+  func note(_ evaluation: EvaluationRecord, after record: StepRecord) {
+    note(
+      String(
+        format: "step %d: validation accuracy %.3f with W (d %.2f), %.3f W-free; loss %.4f",
+        record.step, evaluation.accuracy, record.decay, evaluation.exportedAccuracy, record.loss))
+  }
+
   func note(_ message: String) {
     guard !quiet else { return }
     if bar && drawn { writeStandardError("\r\u{1B}[K") }

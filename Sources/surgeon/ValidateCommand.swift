@@ -184,12 +184,8 @@ enum ManifestCheck {
   static func rewrite(_ manifest: Manifest, producers: [String: Manifest] = [:]) -> (
     rewrite: Rewrite?, diagnostics: [Diagnostic]
   ) {
-    let (resolved, resolveDiagnostics) = ModelResolver.resolve(
-      manifest.model, needsWeights: false, workingDirectory: workingDirectory,
-      producers: producers)
-    guard let resolved else { return (nil, resolveDiagnostics) }
-    let (rewrite, rewriteDiagnostics) = Rewriter.apply(
-      manifest, to: resolved, initializes: false)
-    return (rewrite, resolveDiagnostics + rewriteDiagnostics)
+    let (result, diagnostics) = ManifestRewrite.resolveAndRewrite(
+      manifest, weights: false, workingDirectory: workingDirectory, producers: producers)
+    return (result?.rewrite, diagnostics)
   }
 }

@@ -109,6 +109,51 @@ public struct NoiseModel: Sendable, Equatable {
   }
 }
 
+/// A layer's frozen path for one forward pass: `d·W (+ N)` and `d·b`, whatever the layer
+/// (Linear and Conv2d ask the adapter for it, so the decay and the noise live in one place).
+public enum FrozenWeight: Sendable {
+  /// `d = 0` and no noise: the frozen path contributes nothing and is skipped.
+  case skipped
+  /// `d·W`, as `W` and the factor `d` (1 for a plain layer): Linear folds `d` into its GEMM.
+  case scaled(Float)
+  /// `d·W + N`, the noise drawn this step (backward multiplies by the same sample).
+  case sampled(Tensor)
+
+  /// The frozen path of `weight` under `adapter` (nil: a plain layer) this pass: a training
+  /// pass with active noise draws `N` from `random`.
+  public init(
+    _ weight: Tensor, under adapter: LowRankAdapter?, mode: ForwardMode,
+    random: inout RandomStream
+  ) {
+    guard let adapter else {
+      self = .scaled(1)
+      return
+    }
+    if adapter.skipsFrozenPath {
+      self = .skipped
+    } else if adapter.drawsNoise(mode), let noise = adapter.noise {
+      self = .sampled(noise.effectiveWeight(weight: weight, decay: adapter.decay, random: &random))
+    } else {
+      self = .scaled(adapter.decay)
+    }
+  }
+
+  public var runs: Bool {
+    if case .skipped = self { return false }
+    return true
+  }
+
+  /// The frozen path's weight as one tensor (`d·W` materialised when `d ≠ 1`), nil when
+  /// skipped: what a convolution convolves with.
+  public func tensor(of weight: Tensor) -> Tensor? {
+    switch self {
+    case .skipped: return nil
+    case .scaled(let decay): return LowRankAdapter.decayed(weight, by: decay)
+    case .sampled(let effective): return effective
+    }
+  }
+}
+
 /// How a wrapped convolution's adapter is shaped.
 public enum ConvAdapterForm: String, Sendable {
   /// A `k×k` conv `in → r` with the base geometry, then a `1×1` conv `r → out`: what ships is
@@ -177,6 +222,15 @@ public struct LowRankAdapter: Sendable {
   /// True when the frozen path contributes nothing this step (d = 0 and no noise), so it is
   /// skipped.
   public var skipsFrozenPath: Bool { decay == 0 && !(noiseActive && noise != nil) }
+
+  /// `d·tensor`: the frozen bias in the forward pass and the frozen weight's and bias's
+  /// gradients (the noise is a fresh sample, not a function of `W`); `d = 1` leaves it as is.
+  public static func decayed(_ tensor: Tensor, by decay: Float) -> Tensor {
+    guard decay != 1 else { return tensor }
+    var result = tensor
+    result.scale(by: decay)
+    return result
+  }
 
   /// True when a noise sample is drawn in a training forward pass.
   func drawsNoise(_ mode: ForwardMode) -> Bool { mode == .training && noiseActive && noise != nil }

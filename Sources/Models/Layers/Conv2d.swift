@@ -32,7 +32,8 @@ public struct Padding2D: Sendable, Equatable {
 
 /// A 2-D convolution over `N × C × H × W` (PyTorch layout; weight `out × in/groups × kh × kw`),
 /// computed on oneDNN or per sample and group as one GEMM over an im2col buffer
-/// (`ConvolutionBackend`).
+/// (`ConvolutionBackend`). The frozen path comes from the adapter (`FrozenWeight`); the adapter's
+/// two forms are in `Conv2dLowRank.swift` and `Conv2dLoRALib.swift`.
 public struct Conv2d: Sendable {
   public var name: String
   public var weight: Tensor
@@ -73,7 +74,7 @@ public struct Conv2d: Sendable {
     return (h, w)
   }
 
-  private struct Geometry {
+  struct Geometry {
     var channelsPerGroup: Int
     var outPerGroup: Int
     var height: Int
@@ -86,7 +87,7 @@ public struct Conv2d: Sendable {
     var pixels: Int { outHeight * outWidth }
   }
 
-  private func geometry(for input: Tensor) -> Geometry {
+  func geometry(for input: Tensor) -> Geometry {
     precondition(
       input.shape.count == 4 && input.shape[1] == inChannels, "Conv2d \(name): input \(input.shape)"
     )
@@ -202,96 +203,26 @@ public struct Conv2d: Sendable {
   ) {
     let g = geometry(for: input)
     var cache = Cache(input: input)
-    let decay = adapter?.decay ?? 1
-    var kernel: Tensor?
-    if adapter?.skipsFrozenPath != true {
-      if let adapter, adapter.drawsNoise(mode), let noise = adapter.noise {
-        kernel = noise.effectiveWeight(weight: weight, decay: decay, random: &random)
-      } else if decay != 1 {
-        var scaled = weight
-        scaled.scale(by: decay)
-        kernel = scaled
-      } else {
-        kernel = weight
-      }
-    }
+    let frozen = FrozenWeight(weight, under: adapter, mode: mode, random: &random)
+    var kernel = frozen.tensor(of: weight)
     if let adapter, adapter.convForm == .loralib {
-      // loralib's merged kernel: one convolution with d·W (+ N) + s·reshape(B·A).
-      var merged = kernel ?? Tensor(zeros: weight.shape)
-      merged.add(adapter.up.matmul(adapter.down).reshaped(weight.shape), scaledBy: adapter.scale)
-      kernel = merged
+      kernel = loralibKernel(frozen: kernel, adapter)
     }
     var output = Tensor(zeros: [input.shape[0], outChannels, g.outHeight, g.outWidth])
     if let kernel {
       convolve(input, kernel: kernel, into: &output, g)
-      if adapter?.skipsFrozenPath != true, var bias {
-        if decay != 1 { bias.scale(by: decay) }
-        Conv2d.addChannelBias(bias, to: &output)
+      if frozen.runs, let bias {
+        Conv2d.addChannelBias(LowRankAdapter.decayed(bias, by: adapter?.decay ?? 1), to: &output)
       }
     }
     cache.kernel = kernel
     if let adapter {
       if adapter.convForm == .lowrank {
-        let down = lowRankDown(adapter)
-        let hidden = down.forward(input)
-        Conv2d.pointwise(adapter.up, hidden, into: &output, alpha: adapter.scale)
-        cache.adapterHidden = hidden
+        cache.adapterHidden = addLowRank(adapter, input: input, into: &output)
       }
       if let c = adapter.bias { Conv2d.addChannelBias(c, to: &output) }
     }
     return (output, cache)
-  }
-
-  /// The lowrank adapter's `A` (`r × in/groups × k × k`) as a convolution with this layer's
-  /// geometry, groups included (the rewriter keeps `r` a multiple of `groups`).
-  private func lowRankDown(_ adapter: LowRankAdapter) -> Conv2d {
-    Conv2d(
-      name: adapter.node + ".lora_A", weight: adapter.down, bias: nil, stride: stride,
-      padding: padding, dilation: dilation, groups: groups)
-  }
-
-  /// `output += alpha · B · h` per sample: the `1×1` conv `r → out` of a lowrank adapter.
-  static func pointwise(_ b: Tensor, _ hidden: Tensor, into output: inout Tensor, alpha: Float) {
-    let (batch, rank, pixels) = (
-      hidden.shape[0], hidden.shape[1], hidden.shape[2] * hidden.shape[3]
-    )
-    let out = b.shape[0]
-    let geometry = pointwiseGeometry(up: b, hidden: hidden)
-    if ConvolutionBackend.choice(for: geometry) == .onednn {
-      var product = Tensor(uninitialized: output.shape)
-      b.withUnsafeBufferPointer { bs in
-        hidden.withUnsafeBufferPointer { hs in
-          product.withUnsafeMutableBufferPointer { ps in
-            OneDNN.forward(
-              geometry, input: hs.baseAddress!, weights: bs.baseAddress!, output: ps.baseAddress!)
-          }
-        }
-      }
-      output.add(product, scaledBy: alpha)
-      return
-    }
-    b.withUnsafeBufferPointer { bs in
-      hidden.withUnsafeBufferPointer { hs in
-        output.withUnsafeMutableBufferPointer { ys in
-          Parallel.forEachChunk(batch, grain: 1) { samples in
-            for n in samples {
-              BLAS.gemm(
-                transposeA: false, transposeB: false, m: out, n: pixels, k: rank, alpha: alpha,
-                a: bs.baseAddress!, lda: rank, b: hs.baseAddress! + n * rank * pixels, ldb: pixels,
-                beta: 1, c: ys.baseAddress! + n * out * pixels, ldc: pixels)
-            }
-          }
-        }
-      }
-    }
-  }
-
-  /// The `1×1` convolution `r → out` of a lowrank adapter's `B` over `hidden`.
-  static func pointwiseGeometry(up: Tensor, hidden: Tensor) -> ConvolutionGeometry {
-    ConvolutionGeometry(
-      batch: hidden.shape[0], inChannels: hidden.shape[1], outChannels: up.shape[0],
-      height: hidden.shape[2], width: hidden.shape[3], kernel: (1, 1), stride: (1, 1),
-      padding: (0, 0, 0, 0), dilation: (1, 1), groups: 1)
   }
 
   static func addChannelBias(_ bias: Tensor, to output: inout Tensor) {
@@ -395,7 +326,7 @@ public struct Conv2d: Sendable {
   }
 
   /// `output = conv(input, kernel)` per sample and group, one GEMM each over im2col columns.
-  private func convolve(_ input: Tensor, kernel: Tensor, into output: inout Tensor, _ g: Geometry) {
+  func convolve(_ input: Tensor, kernel: Tensor, into output: inout Tensor, _ g: Geometry) {
     let geometry = convolutionGeometry(batch: input.shape[0], g)
     if ConvolutionBackend.choice(for: geometry) == .onednn {
       input.withUnsafeBufferPointer { xs in
@@ -427,7 +358,7 @@ public struct Conv2d: Sendable {
   }
 
   /// `∂loss/∂kernel` for a unit kernel: `Σ_n dy_n · colsᵀ` (independent of the kernel's values).
-  private func kernelGradient(input: Tensor, outputGradient: Tensor, _ g: Geometry) -> Tensor {
+  func kernelGradient(input: Tensor, outputGradient: Tensor, _ g: Geometry) -> Tensor {
     let geometry = convolutionGeometry(batch: input.shape[0], g)
     if ConvolutionBackend.choice(for: geometry) == .onednn {
       var result = Tensor(uninitialized: weight.shape)
@@ -457,7 +388,7 @@ public struct Conv2d: Sendable {
   }
 
   /// `dx += conv_transpose(dy, kernel)`: a GEMM per sample and group, then col2im.
-  private func addInputGradient(
+  func addInputGradient(
     _ outputGradient: Tensor, kernel: Tensor, into inputGradient: inout Tensor, _ g: Geometry
   ) {
     let batch = inputGradient.shape[0]
@@ -533,26 +464,15 @@ public struct Conv2d: Sendable {
     if wantsWeight || wantsMerged {
       let unit = kernelGradient(input: input, outputGradient: outputGradient, g)
       if wantsWeight {
-        var weightGradient = unit
-        if decay != 1 { weightGradient.scale(by: decay) }
-        gradients.accumulate(weightName, weightGradient)
+        gradients.accumulate(weightName, LowRankAdapter.decayed(unit, by: decay))
       }
       if wantsMerged, let adapter {
-        // ΔW = s·B·A viewed as out·k × in·k: dB = s·G Aᵀ, dA = s·Bᵀ G.
-        var merged = unit.reshaped([adapter.up.shape[0], adapter.down.shape[1]])
-        merged.scale(by: adapter.scale)
-        if gradients.wants(adapter.upName) {
-          gradients.accumulate(adapter.upName, merged.matmul(adapter.down, transposeOther: true))
-        }
-        if gradients.wants(adapter.downName) {
-          gradients.accumulate(adapter.downName, adapter.up.matmul(merged, transposeSelf: true))
-        }
+        accumulateLoRALibGradients(unitKernelGradient: unit, adapter, into: &gradients)
       }
     }
     if frozenPathRan, bias != nil, gradients.wants(biasName) {
-      var biasGradient = Conv2d.channelSums(outputGradient)
-      if decay != 1 { biasGradient.scale(by: decay) }
-      gradients.accumulate(biasName, biasGradient)
+      gradients.accumulate(
+        biasName, LowRankAdapter.decayed(Conv2d.channelSums(outputGradient), by: decay))
     }
     if let adapter, adapter.bias != nil, gradients.wants(adapter.biasName) {
       gradients.accumulate(adapter.biasName, Conv2d.channelSums(outputGradient))
@@ -562,85 +482,10 @@ public struct Conv2d: Sendable {
       addInputGradient(outputGradient, kernel: kernel, into: &inputGradient, g)
     }
     if let adapter, adapter.convForm == .lowrank, let hidden = cache.adapterHidden {
-      let (batch, rank) = (hidden.shape[0], hidden.shape[1])
-      let pixels = hidden.shape[2] * hidden.shape[3]
-      let pointwise = Conv2d.pointwiseGeometry(up: adapter.up, hidden: hidden)
-      let onDNN = ConvolutionBackend.choice(for: pointwise) == .onednn
-      if gradients.wants(adapter.upName), onDNN {
-        var upGradient = Tensor(uninitialized: adapter.up.shape)
-        hidden.withUnsafeBufferPointer { hs in
-          outputGradient.withUnsafeBufferPointer { dys in
-            upGradient.withUnsafeMutableBufferPointer { db in
-              OneDNN.backwardWeights(
-                pointwise, input: hs.baseAddress!, outputGradient: dys.baseAddress!,
-                weightGradient: db.baseAddress!)
-            }
-          }
-        }
-        upGradient.scale(by: adapter.scale)
-        gradients.accumulate(adapter.upName, upGradient)
-      } else if gradients.wants(adapter.upName) {
-        // dB = s·Σ_n dy_n · h_nᵀ
-        let upGradient = outputGradient.withUnsafeBufferPointer { dys in
-          hidden.withUnsafeBufferPointer { hs in
-            let (dyBase, hBase) = (dys.baseAddress!, hs.baseAddress!)
-            return Conv2d.sumOverSamples(batch: batch, shape: adapter.up.shape) { samples, db in
-              for n in samples {
-                BLAS.gemm(
-                  transposeA: false, transposeB: true, m: outChannels, n: rank, k: pixels,
-                  alpha: adapter.scale, a: dyBase + n * outChannels * pixels,
-                  lda: pixels, b: hBase + n * rank * pixels, ldb: pixels, beta: 1,
-                  c: db, ldc: rank)
-              }
-            }
-          }
-        }
-        gradients.accumulate(adapter.upName, upGradient)
-      }
-      if gradients.wants(adapter.downName) || needsInputGradient {
-        // dh_n = s·Bᵀ dy_n, then back through the A convolution.
-        var hiddenGradient = Tensor(zeros: hidden.shape)
-        if onDNN {
-          outputGradient.withUnsafeBufferPointer { dys in
-            adapter.up.withUnsafeBufferPointer { bs in
-              hiddenGradient.withUnsafeMutableBufferPointer { dh in
-                OneDNN.backwardData(
-                  pointwise, outputGradient: dys.baseAddress!, weights: bs.baseAddress!,
-                  inputGradient: dh.baseAddress!)
-              }
-            }
-          }
-          hiddenGradient.scale(by: adapter.scale)
-        } else {
-          outputGradient.withUnsafeBufferPointer { dys in
-            adapter.up.withUnsafeBufferPointer { bs in
-              hiddenGradient.withUnsafeMutableBufferPointer { dh in
-                let (bBase, dyBase, dhBase) = (bs.baseAddress!, dys.baseAddress!, dh.baseAddress!)
-                Parallel.forEachChunk(batch, grain: 1) { samples in
-                  for n in samples {
-                    BLAS.gemm(
-                      transposeA: true, transposeB: false, m: rank, n: pixels, k: outChannels,
-                      alpha: adapter.scale, a: bBase, lda: rank,
-                      b: dyBase + n * outChannels * pixels, ldb: pixels,
-                      c: dhBase + n * rank * pixels, ldc: pixels)
-                  }
-                }
-              }
-            }
-          }
-        }
-        let down = lowRankDown(adapter)
-        let downGeometry = down.geometry(for: input)
-        if gradients.wants(adapter.downName) {
-          gradients.accumulate(
-            adapter.downName,
-            down.kernelGradient(input: input, outputGradient: hiddenGradient, downGeometry))
-        }
-        if needsInputGradient {
-          down.addInputGradient(
-            hiddenGradient, kernel: adapter.down, into: &inputGradient, downGeometry)
-        }
-      }
+      addLowRankGradients(
+        adapter, input: input, hidden: hidden, outputGradient: outputGradient,
+        gradients: &gradients, inputGradient: &inputGradient,
+        needsInputGradient: needsInputGradient)
     }
     return needsInputGradient ? inputGradient : nil
   }

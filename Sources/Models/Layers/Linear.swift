@@ -54,26 +54,24 @@ public struct Linear: Sendable {
     let rows = input.count / inFeatures
     var outputShape = input.shape
     outputShape[outputShape.count - 1] = outFeatures
-    let frozenPathRuns = adapter?.skipsFrozenPath != true
+    let frozen = FrozenWeight(weight, under: adapter, mode: mode, random: &random)
+    let frozenPathRuns = frozen.runs
     // The first GEMM into the output (the frozen path's, else the adapter's up) has β = 0 and
     // writes every element.
     var output = Tensor(uninitialized: outputShape)
     var cache = Cache(input: input)
-    let decay = adapter?.decay ?? 1
-    if frozenPathRuns {
-      // One GEMM for the frozen path: on d·W + N with noise, else on W scaled by d.
-      var frozen = weight
-      var alpha = decay
-      if let adapter, adapter.drawsNoise(mode), let noise = adapter.noise {
-        frozen = noise.effectiveWeight(weight: weight, decay: decay, random: &random)
-        cache.effectiveWeight = frozen
-        alpha = 1
-      }
-      Linear.multiply(input, frozen, into: &output, rows: rows, alpha: alpha, accumulate: false)
-      if var bias {
-        if decay != 1 { bias.scale(by: decay) }
-        output.addRowBias(bias)
-      }
+    // One GEMM for the frozen path: on d·W + N with noise, else on W scaled by d.
+    switch frozen {
+    case .skipped:
+      break
+    case .scaled(let decay):
+      Linear.multiply(input, weight, into: &output, rows: rows, alpha: decay, accumulate: false)
+    case .sampled(let effective):
+      cache.effectiveWeight = effective
+      Linear.multiply(input, effective, into: &output, rows: rows, alpha: 1, accumulate: false)
+    }
+    if frozenPathRuns, let bias {
+      output.addRowBias(LowRankAdapter.decayed(bias, by: adapter?.decay ?? 1))
     }
     if let adapter {
       var hidden = Tensor(uninitialized: [rows, adapter.rank])
@@ -173,9 +171,8 @@ public struct Linear: Sendable {
       gradients.accumulate(weightName, Linear.weightGradient(g, input, rows: rows, alpha: decay))
     }
     if frozenPathRan, bias != nil, gradients.wants(biasName) {
-      var biasGradient = g.columnSums(columns: outFeatures)
-      if decay != 1 { biasGradient.scale(by: decay) }
-      gradients.accumulate(biasName, biasGradient)
+      gradients.accumulate(
+        biasName, LowRankAdapter.decayed(g.columnSums(columns: outFeatures), by: decay))
     }
     // With the frozen path the first GEMM into it has β = 0 and writes every element.
     var inputGradient =
