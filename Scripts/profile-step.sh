@@ -8,12 +8,14 @@ cd "$(dirname "$0")/.."
 swift build -c release --product surgeon-bench >&2
 data="$(mktemp)"
 trap 'rm -f "$data"' EXIT
+# No sgemm replay: its cblas_sgemm calls would be counted as the step's.
 perf record -q -o "$data" .build/release/surgeon-bench bert-train --repeats 4 \
-  --after-progress 0.5 "$@" >/dev/null 2>&1
-perf report -i "$data" --no-children --sort symbol 2>/dev/null | awk '
+  --after-progress 0.5 --gemm-replay no "$@" >/dev/null 2>&1
+perf report -i "$data" --no-children --sort dso,symbol 2>/dev/null | awk '
   /^ *[0-9.]+%/ {
     share = $1; sub("%", "", share); symbol = $0
-    if (symbol ~ /sgemm_(kernel|small|beta)/) group = "GEMM kernels (OpenBLAS)"
+    if (symbol ~ /libdnnl|\[JIT\]/) group = "attention GEMMs (oneDNN, JIT-compiled kernels)"
+    else if (symbol ~ /sgemm_(kernel|small|beta)/) group = "GEMM kernels (OpenBLAS)"
     else if (symbol ~ /sgemm_.*copy/) group = "GEMM packing (OpenBLAS)"
     else if (symbol ~ /normalCDF|normalPDF|Activation/) group = "GELU forward + backward"
     else if (symbol ~ /fillNormal|fillBlocks|NoiseModel|effectiveWeight/) group = "noise N (Philox + Box-Muller) and d*W + N"

@@ -211,7 +211,7 @@ public enum OneDNN {
 }
 
 /// The CPU engine, created once.
-private final class Engine: @unchecked Sendable {
+final class Engine: @unchecked Sendable {
   static let shared = Engine()
   let engine: dnnl_engine_t
   /// libgomp's `omp_set_num_threads` (oneDNN's OpenMP runtime), looked up at run time because

@@ -40,23 +40,16 @@ public struct MultiHeadAttention: Sendable {
     let hidden = query.shape.last!
     let headSize = hidden / heads
     let scale = 1 / Float(headSize).squareRoot()
-    // Every (sample, head) block is written by its β = 0 GEMM.
+    let grids = Grids(heads: heads, length: length, hidden: hidden)
+    // Every (sample, head) block is written by its GEMM.
     var scores = Tensor(uninitialized: [batch, heads, length, length])
     query.withUnsafeBufferPointer { q in
       key.withUnsafeBufferPointer { k in
         scores.withUnsafeMutableBufferPointer { s in
-          // Each (sample, head) pair writes its own score block: safe to split across threads.
-          Parallel.forEachChunk(batch * heads, grain: 1) { pairs in
-            for pair in pairs {
-              let (b, h) = (pair / heads, pair % heads)
-              let offset = b * length * hidden + h * headSize
-              BLAS.gemm(
-                transposeA: false, transposeB: true, m: length, n: length, k: headSize,
-                alpha: scale, a: q.baseAddress! + offset, lda: hidden,
-                b: k.baseAddress! + offset, ldb: hidden,
-                c: s.baseAddress! + (b * heads + h) * length * length, ldc: length)
-            }
-          }
+          BatchedGEMM.multiply(
+            samples: batch, heads: heads, m: length, n: length, k: headSize, alpha: scale,
+            a: q.baseAddress!, grids.heads, b: k.baseAddress!, grids.heads.transposed,
+            c: s.baseAddress!, grids.scores)
         }
       }
     }
@@ -71,17 +64,10 @@ public struct MultiHeadAttention: Sendable {
     dropped.withUnsafeBufferPointer { p in
       value.withUnsafeBufferPointer { v in
         output.withUnsafeMutableBufferPointer { out in
-          Parallel.forEachChunk(batch * heads, grain: 1) { pairs in
-            for pair in pairs {
-              let (b, h) = (pair / heads, pair % heads)
-              let offset = b * length * hidden + h * headSize
-              BLAS.gemm(
-                transposeA: false, transposeB: false, m: length, n: headSize, k: length,
-                a: p.baseAddress! + (b * heads + h) * length * length, lda: length,
-                b: v.baseAddress! + offset, ldb: hidden,
-                c: out.baseAddress! + offset, ldc: hidden)
-            }
-          }
+          BatchedGEMM.multiply(
+            samples: batch, heads: heads, m: length, n: headSize, k: length,
+            a: p.baseAddress!, grids.scores, b: v.baseAddress!, grids.heads,
+            c: out.baseAddress!, grids.heads)
         }
       }
     }
@@ -169,32 +155,27 @@ public struct MultiHeadAttention: Sendable {
     } else {
       dropped = cache.probabilities
     }
-    var probabilityGradient = Tensor(zeros: cache.probabilities.shape)
-    var queryGradient = Tensor(zeros: cache.query.shape)
-    var keyGradient = Tensor(zeros: cache.key.shape)
-    var valueGradient = Tensor(zeros: cache.value.shape)
+    let grids = Grids(heads: heads, length: length, hidden: hidden)
+    // Every element of these is written by one of the GEMMs below.
+    var probabilityGradient = Tensor(uninitialized: cache.probabilities.shape)
+    var queryGradient = Tensor(uninitialized: cache.query.shape)
+    var keyGradient = Tensor(uninitialized: cache.key.shape)
+    var valueGradient = Tensor(uninitialized: cache.value.shape)
     outputGradient.withUnsafeBufferPointer { dout in
       cache.value.withUnsafeBufferPointer { v in
         dropped.withUnsafeBufferPointer { p in
           probabilityGradient.withUnsafeMutableBufferPointer { dp in
             valueGradient.withUnsafeMutableBufferPointer { dv in
-              Parallel.forEachChunk(batch * heads, grain: 1) { pairs in
-                for pair in pairs {
-                  let (b, h) = (pair / heads, pair % heads)
-                  let offset = b * length * hidden + h * headSize
-                  let square = (b * heads + h) * length * length
-                  // dP = dOut · Vᵀ
-                  BLAS.gemm(
-                    transposeA: false, transposeB: true, m: length, n: length, k: headSize,
-                    a: dout.baseAddress! + offset, lda: hidden, b: v.baseAddress! + offset,
-                    ldb: hidden, c: dp.baseAddress! + square, ldc: length)
-                  // dV = Pᵀ · dOut
-                  BLAS.gemm(
-                    transposeA: true, transposeB: false, m: length, n: headSize, k: length,
-                    a: p.baseAddress! + square, lda: length, b: dout.baseAddress! + offset,
-                    ldb: hidden, c: dv.baseAddress! + offset, ldc: hidden)
-                }
-              }
+              // dP = dOut · Vᵀ
+              BatchedGEMM.multiply(
+                samples: batch, heads: heads, m: length, n: length, k: headSize,
+                a: dout.baseAddress!, grids.heads, b: v.baseAddress!, grids.heads.transposed,
+                c: dp.baseAddress!, grids.scores)
+              // dV = Pᵀ · dOut
+              BatchedGEMM.multiply(
+                samples: batch, heads: heads, m: length, n: headSize, k: length,
+                a: p.baseAddress!, grids.scores.transposed, b: dout.baseAddress!, grids.heads,
+                c: dv.baseAddress!, grids.heads)
             }
           }
         }
@@ -223,27 +204,33 @@ public struct MultiHeadAttention: Sendable {
         cache.key.withUnsafeBufferPointer { k in
           queryGradient.withUnsafeMutableBufferPointer { dq in
             keyGradient.withUnsafeMutableBufferPointer { dk in
-              Parallel.forEachChunk(batch * heads, grain: 1) { pairs in
-                for pair in pairs {
-                  let (b, h) = (pair / heads, pair % heads)
-                  let offset = b * length * hidden + h * headSize
-                  let square = ds.baseAddress! + (b * heads + h) * length * length
-                  // dQ = s · dS · K,  dK = s · dSᵀ · Q
-                  BLAS.gemm(
-                    transposeA: false, transposeB: false, m: length, n: headSize, k: length,
-                    alpha: scale, a: square, lda: length, b: k.baseAddress! + offset,
-                    ldb: hidden, c: dq.baseAddress! + offset, ldc: hidden)
-                  BLAS.gemm(
-                    transposeA: true, transposeB: false, m: length, n: headSize, k: length,
-                    alpha: scale, a: square, lda: length, b: q.baseAddress! + offset,
-                    ldb: hidden, c: dk.baseAddress! + offset, ldc: hidden)
-                }
-              }
+              // dQ = s · dS · K,  dK = s · dSᵀ · Q
+              BatchedGEMM.multiply(
+                samples: batch, heads: heads, m: length, n: headSize, k: length, alpha: scale,
+                a: ds.baseAddress!, grids.scores, b: k.baseAddress!, grids.heads,
+                c: dq.baseAddress!, grids.heads)
+              BatchedGEMM.multiply(
+                samples: batch, heads: heads, m: length, n: headSize, k: length, alpha: scale,
+                a: ds.baseAddress!, grids.scores.transposed, b: q.baseAddress!, grids.heads,
+                c: dk.baseAddress!, grids.heads)
             }
           }
         }
       }
     }
     return (queryGradient, keyGradient, valueGradient)
+  }
+
+  /// Where each (sample, head) matrix lies: a head of `[batch·length, hidden]` activations is a
+  /// `length × headSize` block at column `head · headSize`; scores are dense `length × length`.
+  struct Grids {
+    let heads: MatrixGrid
+    let scores: MatrixGrid
+
+    init(heads count: Int, length: Int, hidden: Int) {
+      heads = MatrixGrid(sample: length * hidden, head: hidden / count, row: hidden, column: 1)
+      scores = MatrixGrid(
+        sample: count * length * length, head: length * length, row: length, column: 1)
+    }
   }
 }
