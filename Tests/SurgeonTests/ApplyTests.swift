@@ -63,28 +63,38 @@ final class ApplyTests: XCTestCase {
 
   private func file(_ path: String) -> URL { workspace.appendingPathComponent(path) }
 
+  /// The test manifest with `init: svd_whitened` (and `refit`), `batches` calibration batches and
+  /// a rank budget.
+  private func whitened(_ name: String, batches: Int, refit: String? = nil) -> String {
+    manifest(name: name).replacingOccurrences(
+      of: "      bias_c: zeros\n",
+      with: "      init: svd_whitened\n" + (refit.map { "      refit: \($0)\n" } ?? "")
+    )
+    .replacingOccurrences(
+      of: "      noise: {stats: per_output, clear_below: 0.3, scale: 0.5}\n",
+      with: "      calibration: {batches: \(batches)}\n      budget: {share: 0.5, floor: 2}\n")
+  }
+
+  /// Applies `text` as `NAME.yaml` and checks that the run ended W-free and exported it.
+  private func assertTrainsAndExportsWFree(_ text: String, name: String) throws {
+    let path = try write(text, "\(name).yaml")
+    try apply([path])
+    let results = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: file("checkpoints/\(name)/results.json"))) as? [String: Any])
+    XCTAssertEqual(results["ends_w_free"] as? Bool, true)
+    XCTAssertTrue(
+      FileManager.default.fileExists(
+        atPath: file("checkpoints/\(name)/compressed/model.safetensors").path))
+  }
+
   /// `init: svd_whitened` end to end: the calibration pass runs on training batches and the run
   /// trains and exports; a calibration larger than the training split is refused at its line
   /// before anything is written.
   func testWhitenedInitCalibratesTrainsAndRefusesTooManyBatches() throws {
-    func whitened(_ name: String, batches: Int) -> String {
-      manifest(name: name).replacingOccurrences(
-        of: "      bias_c: zeros\n", with: "      init: svd_whitened\n"
-      )
-      .replacingOccurrences(
-        of: "      noise: {stats: per_output, clear_below: 0.3, scale: 0.5}\n",
-        with: "      calibration: {batches: \(batches)}\n      budget: {share: 0.5, floor: 2}\n")
-    }
-    let good = try write(whitened("whitened", batches: 3), "whitened.yaml")
-    XCTAssertTrue(try String(contentsOf: file(good), encoding: .utf8).contains("calibration:"))
-    try apply([good])
-    let results = try XCTUnwrap(
-      JSONSerialization.jsonObject(
-        with: Data(contentsOf: file("checkpoints/whitened/results.json"))) as? [String: Any])
-    XCTAssertEqual(results["ends_w_free"] as? Bool, true)
-    XCTAssertTrue(
-      FileManager.default.fileExists(
-        atPath: file("checkpoints/whitened/compressed/model.safetensors").path))
+    let text = whitened("whitened", batches: 3)
+    XCTAssertTrue(text.contains("calibration:"))
+    try assertTrainsAndExportsWFree(text, name: "whitened")
 
     let bad = try write(whitened("too-many", batches: 50), "too-many.yaml")
     let error = try apply([bad], expecting: 1)
@@ -96,22 +106,9 @@ final class ApplyTests: XCTestCase {
   /// `refit: sequential` end to end: after the calibration the factors are refitted node by
   /// node over the same training batches, and the run trains and exports W-free.
   func testWhitenedInitWithSequentialRefitTrainsAndExports() throws {
-    let text = manifest(name: "refit").replacingOccurrences(
-      of: "      bias_c: zeros\n", with: "      init: svd_whitened\n      refit: sequential\n"
-    )
-    .replacingOccurrences(
-      of: "      noise: {stats: per_output, clear_below: 0.3, scale: 0.5}\n",
-      with: "      calibration: {batches: 2}\n")
-    let path = try write(text, "refit.yaml")
-    XCTAssertTrue(try String(contentsOf: file(path), encoding: .utf8).contains("refit:"))
-    try apply([path])
-    let results = try XCTUnwrap(
-      JSONSerialization.jsonObject(
-        with: Data(contentsOf: file("checkpoints/refit/results.json"))) as? [String: Any])
-    XCTAssertEqual(results["ends_w_free"] as? Bool, true)
-    XCTAssertTrue(
-      FileManager.default.fileExists(
-        atPath: file("checkpoints/refit/compressed/model.safetensors").path))
+    let text = whitened("refit", batches: 2, refit: "sequential")
+    XCTAssertTrue(text.contains("refit: sequential"))
+    try assertTrainsAndExportsWFree(text, name: "refit")
   }
 
   /// A layer too wide to whiten (its covariance would not fit in memory) is refused at the rule
