@@ -1,6 +1,7 @@
 import Distributed
 import Foundation
 import Manifest
+import Surgery
 import Tensor
 import Training
 
