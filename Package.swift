@@ -79,7 +79,7 @@ let package = Package(
       dependencies: ["ONNXExport", "Models", "Tensor"],
       resources: [.copy("Fixtures")]
     ),
-    .testTarget(name: "CompareTests", dependencies: ["Compare", "Manifest"]),
+    .testTarget(name: "CompareTests", dependencies: ["Compare", "Manifest", "Plumbing"]),
     .testTarget(
       name: "ModelsTests",
       dependencies: ["Models", "SafeTensors", "Tensor"],

@@ -1,0 +1,257 @@
+import Foundation
+import Manifest
+import Plumbing
+
+/// One `surgeon compare` run of a sweep: the derived manifests checked up front, then method by
+/// method its learning-rate cells and its chosen rate at the other seeds (each cell one `apply`,
+/// resumed or skipped when it already ran), then the table, `comparison.json` and the figures.
+/// The command line parses arguments, starts the cells' processes and prints the events.
+public struct SweepRun {
+  /// What the run reports as it goes.
+  public enum Event: Sendable {
+    /// Diagnostics of a manifest that failed to decode, rendered.
+    case diagnostics(String)
+    case cellStarted(id: String)
+    case cellFinished(id: String, validation: Double, test: Double, seconds: Double)
+  }
+
+  public let sweep: Sweep
+  /// The sweep file as the user named it (messages name it so).
+  public let path: String
+  /// The method every row is paired with.
+  public let reference: String
+  private let baseNode: YAMLNode
+
+  /// Checks that the base manifest decodes on its own and reads it as YAML.
+  public init(
+    sweep: Sweep, path: String, reference: String, events: (Event) -> Void
+  ) throws(UserError) {
+    self.sweep = sweep
+    self.path = path
+    self.reference = reference
+    let (baseManifest, baseDiagnostics) = ManifestDecoder.decode(contentsOf: sweep.base)
+    if baseManifest == nil {
+      events(.diagnostics(render(baseDiagnostics, as: .text)))
+      throw UserError(file: path, problem: "the base manifest \(sweep.base) is invalid")
+    }
+    guard let baseText = try? String(contentsOfFile: sweep.base, encoding: .utf8),
+      let node = YAMLParser.parse(baseText, file: sweep.base).root
+    else {
+      throw UserError(file: path, problem: "cannot read the base manifest \(sweep.base)")
+    }
+    baseNode = node
+  }
+
+  public func manifestPath(_ cell: Cell) -> String {
+    sweep.output + "/manifests/\(cell.id).yaml"
+  }
+
+  public func cellDirectory(_ cell: Cell) -> String { sweep.output + "/cells/\(cell.id)" }
+
+  /// The manifest `cell` runs; `teachers` maps a teacher method to its cell directory (a
+  /// placeholder before its selection has run).
+  func derivedText(_ cell: Cell, teachers: [String: String]) -> String {
+    let teacher = sweep.method(named: cell.method)?.teacher.map {
+      teachers[$0] ?? sweep.output + "/cells/\($0)-teacher"
+    }
+    return
+      "# Derived by `surgeon compare \(path)` from \(sweep.base) (method \(cell.method)); do not edit.\n"
+      + YAMLEmitter.emit(
+        sweep.derive(
+          cell, base: baseNode, outputDirectory: cellDirectory(cell), teacherDirectory: teacher))
+  }
+
+  /// Every method's derived manifest must decode before any cell runs (one cell per method
+  /// stands for all: ranks, rates and seeds are plain numbers). Reports each failure; false
+  /// when there was one.
+  public func derivedManifestsDecode(events: (Event) -> Void) -> Bool {
+    var valid = true
+    for method in sweep.methods {
+      guard let cell = sweep.selectionCells.first(where: { $0.method == method.name }) else {
+        continue
+      }
+      let (manifest, diagnostics) = ManifestDecoder.decode(
+        text: derivedText(cell, teachers: [:]), file: manifestPath(cell))
+      if manifest == nil {
+        events(.diagnostics(render(diagnostics, as: .text)))
+        events(
+          .diagnostics(
+            UserError(
+              file: path, location: method.location.lineColumn,
+              problem:
+                "method \(method.name) gives an invalid manifest (shown above as \(manifestPath(cell)))",
+              fix: "fix its set: block"
+            ).description))
+        valid = false
+      }
+    }
+    return valid
+  }
+
+  /// Runs the cells of the methods in `runnable` that have not finished (none with
+  /// `tableOnly`), collects every finished cell, and writes `comparison.md`,
+  /// `comparison.json` and `figures/`. `apply(arguments, log)` runs one `surgeon apply` with its
+  /// output appended to `log` and returns its exit status.
+  public func run(
+    methods runnable: Set<String>, tableOnly: Bool,
+    apply: ([String], URL) throws -> Int32, events: (Event) -> Void
+  ) throws -> [ComparisonRow] {
+    let output = URL(fileURLWithPath: sweep.output)
+    let manifests = output.appendingPathComponent("manifests")
+    let cells = output.appendingPathComponent("cells")
+    // A teacher is its method's first-seed run at the chosen learning rate (known once that
+    // method's selection cells ran).
+    var teachers: [String: String] = [:]
+    var results: [Cell: CellResult] = [:]
+    func collect(_ cell: Cell) throws {
+      if let result = try CellReader.read(
+        cell, directory: URL(fileURLWithPath: cellDirectory(cell)))
+      {
+        results[cell] = result
+      }
+    }
+    func runCell(_ cell: Cell) throws {
+      let text = derivedText(cell, teachers: teachers)
+      let manifestURL = URL(fileURLWithPath: manifestPath(cell))
+      let directory = URL(fileURLWithPath: cellDirectory(cell))
+      let previous = try? String(contentsOf: manifestURL, encoding: .utf8)
+      let finished = FileManager.default.fileExists(
+        atPath: directory.appendingPathComponent("results.json").path)
+      // The first line (a comment naming the sweep file) does not count: a moved or copied
+      // sweep file keeps its finished cells.
+      func body(_ text: String?) -> Substring? {
+        text.map { $0.drop { $0 != "\n" } }
+      }
+      let same = body(previous) == body(text)
+      if same && finished {
+        try collect(cell)
+        return
+      }
+      if tableOnly || !runnable.contains(cell.method) { return }
+      try FileManager.default.createDirectory(at: manifests, withIntermediateDirectories: true)
+      try FileManager.default.createDirectory(at: cells, withIntermediateDirectories: true)
+      try DurableFile.write(Data(text.utf8), to: manifestURL)
+      // The derived manifest must be valid before it runs (its errors name its own lines).
+      let (manifest, cellDiagnostics) = ManifestDecoder.decode(contentsOf: manifestURL.path)
+      guard manifest != nil else {
+        events(.diagnostics(render(cellDiagnostics, as: .text)))
+        throw UserError(
+          file: path, location: sweep.method(named: cell.method)?.location.lineColumn,
+          problem: "method \(cell.method) gives an invalid manifest (\(manifestURL.path))",
+          fix: "fix its set: block")
+      }
+      var arguments = ["apply", manifestURL.path, "--progress", "none"]
+      let hasState = FileManager.default.fileExists(
+        atPath: directory.appendingPathComponent("state/state.json").path)
+      if same && hasState && !finished {
+        arguments.append("--resume")
+      } else if FileManager.default.fileExists(atPath: directory.path) {
+        arguments.append("--overwrite")
+      }
+      events(.cellStarted(id: cell.id))
+      let started = Date()
+      let status = try apply(arguments, output.appendingPathComponent("cells/\(cell.id).log"))
+      guard status == 0 else {
+        throw UserError(
+          file: cellDirectory(cell),
+          problem:
+            "surgeon apply \(manifestURL.path) exited with \(status); see \(sweep.output)/cells/\(cell.id).log (rerun compare to retry)"
+        )
+      }
+      try collect(cell)
+      if let result = results[cell] {
+        events(
+          .cellFinished(
+            id: cell.id, validation: result.validationAccuracy, test: result.testAccuracy,
+            seconds: Date().timeIntervalSince(started)))
+      }
+    }
+
+    // Method by method: its learning rates, then its chosen rate at the other seeds, so the
+    // first methods' rows are complete early.
+    for method in sweep.methods {
+      if runnable.contains(method.name), !tableOnly, let teacher = method.teacher,
+        teachers[teacher] == nil
+      {
+        throw UserError(
+          file: path, location: method.location.lineColumn,
+          problem:
+            "method \(method.name) learns from \(teacher), whose learning-rate selection has not finished",
+          fix:
+            "run `surgeon compare \(path) --methods \(teacher)` first (or include it in --methods)"
+        )
+      }
+      for cell in sweep.selectionCells where cell.method == method.name { try runCell(cell) }
+      let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
+      for cell in sweep.finalCells(chosen: chosen) where cell.method == method.name {
+        try runCell(cell)
+      }
+      // A teacher is known only once every rate of its method has run at the first seed.
+      let selected = sweep.selectionCells.filter { $0.method == method.name }
+      if selected.allSatisfy({ results[$0] != nil }),
+        let row = sweep.rows.first(where: { $0.method == method.name }),
+        let rate = chosen[row]
+      {
+        let seed = (method.seeds ?? sweep.seeds)[0]
+        teachers[method.name] = cellDirectory(
+          Cell(method: method.name, rank: row.rank, learningRate: rate, seed: seed))
+      }
+    }
+    let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
+    let all = Array(results.values).sorted { $0.cell < $1.cell }
+    let rows = Aggregation.rows(sweep, results: all, chosen: chosen, reference: reference)
+    try write(rows, results: all, to: output)
+    return rows
+  }
+
+  /// `comparison.md`, `comparison.json` and `figures/` in `output`.
+  private func write(_ rows: [ComparisonRow], results all: [CellResult], to output: URL) throws {
+    try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+    let table =
+      "# \(sweep.name): `surgeon compare \(path)`\n\n"
+      + "Base manifest \(sweep.base); seeds \(sweep.seeds.map(String.init).joined(separator: ", ")); learning rates chosen by validation accuracy of the deployed model (\(sweep.selection.rawValue)); test accuracy of the deployed model (W-free where the method ends W-free).\n\n"
+      + Aggregation.markdown(rows, reference: reference) + "\n" + Aggregation.pairedMethodNote
+      + "\n"
+    try DurableFile.write(Data(table.utf8), to: output.appendingPathComponent("comparison.md"))
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    struct CellRecord: Encodable {
+      var id, method, lr: String
+      var rank: Int?
+      var seed: Int
+      var validation, test, trainSeconds, keptShare: Double
+      var deployed: Int
+      var wFree: Bool
+      enum CodingKeys: String, CodingKey {
+        case id, method, lr, rank, seed, validation, test
+        case trainSeconds = "train_seconds"
+        case keptShare = "kept_share"
+        case deployed = "deployed_params"
+        case wFree = "w_free"
+      }
+    }
+    struct Document: Encodable {
+      var name, base, reference, selection: String
+      var seeds: [Int]
+      var rows: [ComparisonRow]
+      var cells: [CellRecord]
+    }
+    let document = Document(
+      name: sweep.name, base: sweep.base, reference: reference,
+      selection: sweep.selection.rawValue, seeds: sweep.seeds, rows: rows,
+      cells: all.map {
+        CellRecord(
+          id: $0.cell.id, method: $0.cell.method, lr: $0.cell.learningRate, rank: $0.cell.rank,
+          seed: $0.cell.seed, validation: $0.validationAccuracy, test: $0.testAccuracy,
+          trainSeconds: $0.trainSeconds, keptShare: $0.keptShare, deployed: $0.deployedParameters,
+          wFree: $0.endsWFree)
+      })
+    try DurableFile.write(
+      encoder.encode(document), to: output.appendingPathComponent("comparison.json"))
+    let figures = output.appendingPathComponent("figures")
+    try FileManager.default.createDirectory(at: figures, withIntermediateDirectories: true)
+    for (name, svg) in ComparisonFigures.figures(rows, results: all, reference: reference) {
+      try DurableFile.write(Data(svg.utf8), to: figures.appendingPathComponent(name))
+    }
+  }
+}

@@ -1,0 +1,135 @@
+import Compare
+import Foundation
+import Plumbing
+import XCTest
+
+/// `SweepRun` as a library, with the cells' `apply` stood in for by a closure: what it refuses
+/// before running anything, what it reports, and which cells it asks to run.
+final class SweepRunTests: XCTestCase {
+  private var directory: URL!
+
+  override func setUpWithError() throws {
+    directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "surgeon-sweep-run-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    addTeardownBlock { [directory] in try? FileManager.default.removeItem(at: directory!) }
+    try """
+    surgeon: 1
+    name: base
+    model: {family: bert, preset: bert-tiny, weights: random, head: {classes: 2}}
+    surgery:
+      - lora: {layers: [query, value], rank: 2, bias_c: zeros, decay: {start: 0.1, end: 0.6}}
+    train:
+      task: text-classification
+      data:
+        train: {format: csv, path: tiny.csv, text: text, label: label}
+      steps: 4
+    output: {dir: checkpoints/base, compress: true}
+
+    """.write(to: file("base.yaml"), atomically: true, encoding: .utf8)
+  }
+
+  private func file(_ name: String) -> URL { directory.appendingPathComponent(name) }
+
+  /// A sweep of `full` (two rates) and `kd`, which learns from `full`.
+  private func sweepRun(events: (SweepRun.Event) -> Void = { _ in }) throws -> SweepRun {
+    let text = """
+      sweep: 1
+      name: tiny
+      base: \(file("base.yaml").path)
+      output: \(file("out").path)
+      seeds: [0, 1]
+      methods:
+        - name: full
+          lr: [1.0e-3, 3.0e-3]
+          set: {surgery: [], output: {compress: false}}
+        - name: kd
+          teacher: full
+          lr: [1.0e-2]
+          set: {train: {distill: {temperature: 2, logits: 0.5}}}
+
+      """
+    let (sweep, diagnostics) = SweepDecoder.decode(text, file: "sweep.yaml")
+    return try SweepRun(
+      sweep: try XCTUnwrap(sweep, "\(diagnostics)"), path: "sweep.yaml", reference: "full",
+      events: events)
+  }
+
+  func testAStudentWhoseTeacherHasNotRunIsRefusedBeforeAnyCell() throws {
+    let run = try sweepRun()
+    XCTAssertTrue(run.derivedManifestsDecode(events: { _ in }))
+    var calls = 0
+    XCTAssertThrowsError(
+      try run.run(
+        methods: ["kd"], tableOnly: false,
+        apply: { _, _ in
+          calls += 1
+          return 0
+        }, events: { _ in })
+    ) { error in
+      XCTAssertEqual(
+        "\(error)",
+        "sweep.yaml:10:11: error: method kd learns from full, whose learning-rate selection has not finished; run `surgeon compare sweep.yaml --methods full` first (or include it in --methods)"
+      )
+    }
+    XCTAssertEqual(calls, 0)
+  }
+
+  func testCellsRunInOrderAndAFailedCellStopsTheRunNamingItsLog() throws {
+    var events: [String] = []
+    let run = try sweepRun()
+    var arguments: [[String]] = []
+    XCTAssertThrowsError(
+      try run.run(
+        methods: ["full"], tableOnly: false,
+        apply: { args, log in
+          arguments.append(args)
+          XCTAssertTrue(log.path.hasSuffix("out/cells/full_lr1e-3_s0.log"), log.path)
+          return 3
+        },
+        events: { event in
+          if case .cellStarted(let id) = event { events.append(id) }
+        })
+    ) { error in
+      let text = "\(error)"
+      XCTAssertTrue(
+        text.hasPrefix("\(self.file("out").path)/cells/full_lr1e-3_s0: error: surgeon apply "),
+        text)
+      XCTAssertTrue(text.contains("exited with 3; see "), text)
+    }
+    XCTAssertEqual(events, ["full_lr1e-3_s0"], "the first selection cell, then the stop")
+    XCTAssertEqual(arguments.count, 1)
+    XCTAssertEqual(arguments.first?.first, "apply")
+    XCTAssertEqual(Array(arguments.first?.suffix(2) ?? []), ["--progress", "none"])
+    // The derived manifest was written before the cell ran.
+    XCTAssertTrue(
+      FileManager.default.fileExists(atPath: file("out/manifests/full_lr1e-3_s0.yaml").path))
+  }
+
+  func testTableOnlyRunsNothingAndWritesTheOutputs() throws {
+    let run = try sweepRun()
+    let rows = try run.run(
+      methods: ["full", "kd"], tableOnly: true,
+      apply: { _, _ in
+        XCTFail("table-only ran a cell")
+        return 1
+      }, events: { _ in })
+    XCTAssertTrue(rows.allSatisfy { $0.seeds.isEmpty }, "no cell has finished")
+    for name in ["comparison.md", "comparison.json"] {
+      XCTAssertTrue(FileManager.default.fileExists(atPath: file("out/\(name)").path), name)
+    }
+  }
+
+  func testAnInvalidBaseManifestIsReportedAtTheSweep() throws {
+    try "surgeon: 1\nname: base\n".write(to: file("base.yaml"), atomically: true, encoding: .utf8)
+    var shown: [String] = []
+    XCTAssertThrowsError(
+      try sweepRun { if case .diagnostics(let text) = $0 { shown.append(text) } }
+    ) { error in
+      XCTAssertEqual(
+        "\(error)", "sweep.yaml: error: the base manifest \(self.file("base.yaml").path) is invalid"
+      )
+    }
+    XCTAssertTrue(shown.joined().contains("model"), shown.joined())
+  }
+}
