@@ -45,3 +45,27 @@ public struct DeploymentDescription: Sendable, Equatable {
     return String(decoding: data, as: UTF8.self) + "\n"
   }
 }
+
+/// A model lowered to ONNX with its description: the files `surgeon export --format onnx` and a
+/// run's `output.onnx` write (`model.onnx`, `surgeon.json`; the checkpoint's `vocab.txt` goes
+/// beside them). Built before anything is written, so a model the exporter cannot express
+/// writes nothing.
+public struct ONNXPackage: Sendable {
+  public let model: ONNXModel
+  public let bytes: [UInt8]
+  public let description: DeploymentDescription
+
+  public init(model: Model, labels: [String]?, maxLength: Int?, task: String?)
+    throws(ONNXExportError)
+  {
+    self.model = try ONNXExporter.model(for: model)
+    bytes = try self.model.serialized()
+    description = DeploymentDescription(
+      model: model, graph: self.model.graph, labels: labels, maxLength: maxLength, task: task)
+  }
+
+  /// The files to write into the export directory, by name.
+  public func files() throws -> [(name: String, contents: Data)] {
+    [("model.onnx", Data(bytes)), ("surgeon.json", Data(try description.json().utf8))]
+  }
+}

@@ -468,24 +468,21 @@ public struct TrainingRun {
 
   /// `onnx/`: model.onnx, vocab.txt (BERT) and surgeon.json.
   func writeONNX(_ model: Model, to directory: URL) throws {
-    let onnx: ONNXModel
-    let bytes: [UInt8]
+    let package: ONNXPackage
     do {
-      onnx = try ONNXExporter.model(for: model)
-      bytes = try onnx.serialized()
+      package = try ONNXPackage(
+        model: model, labels: setup.labelNames, maxLength: manifest.train?.data.maxLength.value,
+        task: manifest.train?.task.value.rawValue)
     } catch {
       throw RunError(
         message:
           "\(manifest.file): error: output.onnx: cannot export the model: \(error.description)")
     }
-    let description = DeploymentDescription(
-      model: model, graph: onnx.graph, labels: setup.labelNames,
-      maxLength: manifest.train?.data.maxLength.value, task: manifest.train?.task.value.rawValue)
     try OutputFiles.createDirectory(directory)
-    try OutputFiles.write(Data(bytes), to: directory.appendingPathComponent("model.onnx"))
+    for file in try package.files() {
+      try OutputFiles.write(file.contents, to: directory.appendingPathComponent(file.name))
+    }
     copyVocabulary(to: directory)
-    try OutputFiles.write(
-      Data(try description.json().utf8), to: directory.appendingPathComponent("surgeon.json"))
   }
 
   /// "1 process" or "2 processes (Open MPI (libmpi.so.40), ... bytes per step)".

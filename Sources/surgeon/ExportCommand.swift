@@ -125,15 +125,6 @@ enum ExportCommand: Command {
     let manifest = loaded.metadata["surgeon.manifest"].flatMap {
       ManifestDecoder.decode(text: $0, file: "surgeon.manifest").manifest
     }
-    let onnx: ONNXModel
-    let bytes: [UInt8]
-    do {
-      onnx = try ONNXExporter.model(for: loaded.model)
-      bytes = try onnx.serialized()
-    } catch {
-      throw CommandError(
-        message: "\(source.path): error: cannot export to ONNX: \(error.description)")
-    }
     var maxLength = manifest?.train?.data.maxLength.value
     if maxLength == nil, case .bert(let bert) = loaded.model {
       maxLength = bert.configuration.maxPositions
@@ -144,23 +135,32 @@ enum ExportCommand: Command {
     } catch {
       throw CommandError(message: error.description)
     }
-    let description = DeploymentDescription(
-      model: loaded.model, graph: onnx.graph, labels: labels, maxLength: maxLength,
-      task: manifest?.train?.task.value.rawValue)
+    let package: ONNXPackage
+    do {
+      package = try ONNXPackage(
+        model: loaded.model, labels: labels, maxLength: maxLength,
+        task: manifest?.train?.task.value.rawValue)
+    } catch {
+      throw CommandError(
+        message: "\(source.path): error: cannot export to ONNX: \(error.description)")
+    }
     do {
       try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
-      try DurableFile.write(Data(bytes), to: target.appendingPathComponent("model.onnx"))
+      for file in try package.files() {
+        try DurableFile.write(file.contents, to: target.appendingPathComponent(file.name))
+      }
       let vocabulary = source.appendingPathComponent("vocab.txt")
       if FileManager.default.fileExists(atPath: vocabulary.path) {
         try FileManager.default.copyItem(
           at: vocabulary, to: target.appendingPathComponent("vocab.txt"))
       }
-      try DurableFile.write(
-        Data(try description.json().utf8), to: target.appendingPathComponent("surgeon.json"))
     } catch {
       throw CommandError(
         message: "\(target.path): error: cannot write the export: \(quotedDescription(of: error))")
     }
+    let description = package.description
+    let onnx = package.model
+    let bytes = package.bytes
     print(
       "wrote \(target.path)/model.onnx: \(description.form) \(description.family), \(onnx.graph.nodes.count) nodes, \(bytes.count) bytes"
     )
