@@ -46,73 +46,13 @@ enum ExportCommand: Command {
       try exportONNX(loaded, to: target)
       return
     }
-    let model = loaded.model
-    guard !model.adapterRecords.isEmpty else {
-      throw CommandError(
-        message:
-          "\(source.path): error: the checkpoint has no adapters, so there is nothing to export; surgeon apply writes checkpoints with adapters"
-      )
-    }
-    let merging = parsed.flag("merge")
-    if merging && parsed.flag("force") {
+    if parsed.flag("merge") && parsed.flag("force") {
       throw UsageError(message: "--force is for the W-free export; --merge needs none")
     }
-    let unfinished = model.nodesWithFrozenWeight
-    if !merging && !unfinished.isEmpty && !parsed.flag("force") {
-      let factors = model.decayFactors
-      throw CommandError(
-        message:
-          "\(source.path): error: \(unfinished.count) wrapped layer\(unfinished.count == 1 ? " is" : "s are") not at d = 0 (\(unfinished[0]): d = \(factors[unfinished[0]] ?? 1)); exporting would drop W and change the output. Train until the decay ends, or pass --force"
-      )
-    }
-    if FileManager.default.fileExists(atPath: target.path) {
-      throw CommandError(message: "\(target.path): error: exists; choose a new --out directory")
-    }
-    let exported: Model
-    if merging {
-      do {
-        exported = try model.merged()
-      } catch {
-        throw CommandError(message: "\(source.path): error: cannot merge: \(error.description)")
-      }
-    } else {
-      exported = model.exported()
-    }
-    let labelNames: [String]?
-    do {
-      labelNames = try ConfigurationFile.labelNames(source.appendingPathComponent("config.json"))
-    } catch {
-      throw CommandError(message: error.description)
-    }
-    do {
-      var metadata: [String: String] = [:]
-      if let manifest = loaded.metadata["surgeon.manifest"] {
-        metadata["surgeon.manifest"] = manifest
-      }
-      // transformers' own files carry format "pt"; a merged checkpoint is one of them.
-      if merging { metadata["format"] = "pt" }
-      try CheckpointWriter.write(exported, to: target, metadata: metadata, labelNames: labelNames)
-      let vocabulary = source.appendingPathComponent("vocab.txt")
-      if FileManager.default.fileExists(atPath: vocabulary.path) {
-        try FileManager.default.copyItem(
-          at: vocabulary, to: target.appendingPathComponent("vocab.txt"))
-      }
-    } catch {
-      throw CommandError(
-        message: "\(target.path): error: cannot write the export: \(quotedDescription(of: error))")
-    }
-    let reloaded = try loadCheckpoint(target).model
-    let written = Dictionary(uniqueKeysWithValues: exported.namedParameters.map { ($0.0, $0.1) })
-    let identical =
-      reloaded.namedParameters.count == written.count
-      && reloaded.namedParameters.allSatisfy { name, tensor in
-        written[name].map { tensor.isBitwiseEqual(to: $0) } ?? false
-      }
-    guard identical else {
-      throw CommandError(message: "\(target.path): error: the export did not reload identically")
-    }
+    let written = try CheckpointExport.write(
+      loaded, merging: parsed.flag("merge"), force: parsed.flag("force"), to: target)
     print(
-      "wrote \(target.path): \(reloaded.parameterCount) parameters (from \(model.parameterCount))")
+      "wrote \(target.path): \(written.parameters) parameters (from \(written.sourceParameters))")
   }
 
   /// Writes DIR/model.onnx, vocab.txt (BERT) and surgeon.json; the graph is built and checked
