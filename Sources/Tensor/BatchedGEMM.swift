@@ -134,14 +134,7 @@ private final class MatmulPrimitive: @unchecked Sendable {
   let c: dnnl_memory_desc_t
   let scratchpad: dnnl_memory_desc_t
 
-  var implementation: String {
-    var text: UnsafePointer<CChar>?
-    guard
-      dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &text)
-        == dnnl_success, let text
-    else { return "unknown" }
-    return String(cString: text)
-  }
+  var implementation: String { implementationName(of: descriptor) }
 
   private static let cache = Mutex<[BatchedGEMM.Shape: MatmulPrimitive?]>([:])
 

@@ -272,6 +272,16 @@ private final class PreparedWeights {
   deinit { free(buffer) }
 }
 
+/// The name of the implementation oneDNN chose for a primitive (e.g. `jit:avx2`, `gemm:jit`).
+func implementationName(of descriptor: dnnl_primitive_desc_t) -> String {
+  var text: UnsafePointer<CChar>?
+  guard
+    dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &text) == dnnl_success,
+    let text
+  else { return "unknown" }
+  return String(cString: text)
+}
+
 /// A convolution primitive with its reorders, for one geometry and pass.
 private final class ConvolutionPrimitive: @unchecked Sendable {
   let primitive: dnnl_primitive_t
@@ -281,14 +291,7 @@ private final class ConvolutionPrimitive: @unchecked Sendable {
   let output: Port
   let scratchpad: dnnl_memory_desc_t
 
-  var implementation: String {
-    var text: UnsafePointer<CChar>?
-    guard
-      dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &text)
-        == dnnl_success, let text
-    else { return "unknown" }
-    return String(cString: text)
-  }
+  var implementation: String { implementationName(of: descriptor) }
 
   init?(_ g: ConvolutionGeometry, _ pass: OneDNN.Pass) {
     let engine = Engine.shared.engine
