@@ -109,6 +109,21 @@ extension Model {
       self = .vgg(model)
     }
   }
+
+  /// Every wrappable node's weight as an `out × fan_in` matrix (a convolution's kernel
+  /// flattened per output channel), by node name: what whitening and its refit factor.
+  public var wrappableWeightMatrices: [String: Tensor] {
+    var weights: [String: Tensor] = [:]
+    var copy = self
+    copy.visitWrappable(
+      linear: { weights[$0.name] = $0.weight },
+      convolution: {
+        weights[$0.name] = $0.weight.reshaped([
+          $0.weight.shape[0], $0.weight.count / $0.weight.shape[0],
+        ])
+      })
+    return weights
+  }
 }
 
 extension Model {

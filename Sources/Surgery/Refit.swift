@@ -21,15 +21,7 @@ public enum SequentialRefit {
     let refitted = Set(start.whitened.filter { $0.value.refit == .sequential }.keys)
     guard !refitted.isEmpty else { return (start, []) }
     let teacher = resolved.model
-    var weights: [String: Tensor] = [:]
-    var copy = teacher
-    copy.visitWrappable(
-      linear: { weights[$0.name] = $0.weight },
-      convolution: {
-        weights[$0.name] = $0.weight.reshaped([
-          $0.weight.shape[0], $0.weight.count / $0.weight.shape[0],
-        ])
-      })
+    let weights = teacher.wrappableWeightMatrices
     var current = start
     var fitted = start.whitened
     for stage in teacher.forwardStages {

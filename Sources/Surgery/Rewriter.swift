@@ -218,15 +218,7 @@ public enum Rewriter {
     // init svd_whitened: each node's decomposition of W·L, from its calibration inputs.
     var whitenings: [String: Whitening] = [:]
     if initializes {
-      var weights: [String: Tensor] = [:]
-      var copy = model
-      copy.visitWrappable(
-        linear: { weights[$0.name] = $0.weight },
-        convolution: {
-          weights[$0.name] = $0.weight.reshaped([
-            $0.weight.shape[0], $0.weight.count / $0.weight.shape[0],
-          ])
-        })
+      let weights = model.wrappableWeightMatrices
       for (name, wrap) in wraps.sorted(by: { $0.key < $1.key })
       where wrap.settings.initialization == .svdWhitened {
         if let known = fitted[name] {
