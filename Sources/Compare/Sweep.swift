@@ -27,6 +27,9 @@ public struct Sweep: Sendable {
     /// An earlier method whose first-seed run at its chosen learning rate is the teacher
     /// (`train.distill.teacher`); nil: none.
     public var teacher: String?
+    /// True: the cell starts from the teacher's fine-tuned weights (`model.checkpoint`) instead
+    /// of the base manifest's checkpoint, so compression begins from the fine-tuned model.
+    public var startsFromTeacher = false
     /// The method this one's paired Δ is against (e.g. a 600-step row against a 600-step full
     /// fine-tuning); nil: the comparison's reference (`--reference`, else the first method).
     public var reference: String?
@@ -147,6 +150,11 @@ extension Sweep {
       node.set(
         ["train", "distill", "teacher"],
         to: YAMLNode(.scalar(teacherDirectory, style: .doubleQuoted), location: at))
+      if method(named: cell.method)?.startsFromTeacher == true {
+        node.set(
+          ["model", "checkpoint"],
+          to: YAMLNode(.scalar(teacherDirectory, style: .doubleQuoted), location: at))
+      }
     }
     if let rank = cell.rank, case .sequence(var rules)? = node["surgery"]?.kind {
       for index in rules.indices where rules[index]["lora"] != nil {
@@ -167,7 +175,9 @@ extension Sweep {
 /// Reads a sweep file, with `file:line:col` diagnostics like the manifest's.
 public enum SweepDecoder {
   static let keys = ["sweep", "name", "base", "output", "seeds", "lr_selection", "methods"]
-  static let methodKeys = ["name", "set", "rank", "lr", "seeds", "teacher", "reference"]
+  static let methodKeys = [
+    "name", "set", "rank", "lr", "seeds", "teacher", "start_from", "reference",
+  ]
 
   public static func decode(contentsOf path: String) -> (sweep: Sweep?, diagnostics: [Diagnostic]) {
     guard let data = FileManager.default.contents(atPath: path) else {
@@ -352,6 +362,20 @@ public enum SweepDecoder {
               fix: "list the teacher's method (e.g. full fine-tuning) first")
           }
         }
+        var startsFromTeacher = false
+        if let entry = method["start_from"] {
+          if entry.value.scalarText != "teacher" {
+            error(
+              "start_from can only be teacher", entry.value.location,
+              fix: "write start_from: teacher, or remove it to start from the base checkpoint")
+          } else if method["teacher"] == nil {
+            error(
+              "start_from: teacher needs a teacher", entry.key.location,
+              fix: "name the method whose run to start from with teacher: METHOD")
+          } else {
+            startsFromTeacher = true
+          }
+        }
         if let entry = method["reference"] {
           references.append((methodName, entry.value))
         }
@@ -363,7 +387,7 @@ public enum SweepDecoder {
           Sweep.Method(
             name: methodName, patch: method["set"]?.value, ranks: ranks, learningRates: rates,
             seeds: method["seeds"].map(seedList), teacher: teacher,
-            location: nameEntry.value.location))
+            startsFromTeacher: startsFromTeacher, location: nameEntry.value.location))
       }
       for (methodName, value) in references {
         let others = methods.map(\.name).filter { $0 != methodName }

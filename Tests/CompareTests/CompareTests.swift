@@ -157,6 +157,58 @@ final class CompareTests: XCTestCase {
       lines.contains("9:14: teacher must name a method listed before this one"), "\(lines)")
   }
 
+  func testStartFromTeacherPointsTheCellsCheckpointAtTheTeachersRun() throws {
+    let text = """
+      sweep: 1
+      name: tiny
+      base: m.yaml
+      methods:
+        - name: full
+          lr: [1.0e-3]
+        - name: kd
+          teacher: full
+          lr: [1.0e-3]
+        - name: compress-teacher
+          teacher: full
+          start_from: teacher
+          lr: [1.0e-3]
+      """
+    let (parsed, diagnostics) = SweepDecoder.decode(text, file: "s.yaml")
+    let sweep = try XCTUnwrap(parsed, "\(diagnostics)")
+    let base = try XCTUnwrap(
+      YAMLParser.parse("model: {family: bert, checkpoint: pretrained}\n", file: "m.yaml").root)
+    func derived(_ method: String) -> YAMLNode {
+      sweep.derive(
+        Cell(method: method, rank: nil, learningRate: "1.0e-3", seed: 1), base: base,
+        outputDirectory: "out/cells/x", teacherDirectory: "out/cells/full_lr1e-3_s0")
+    }
+    XCTAssertEqual(derived("kd")["model"]?["checkpoint"]?.scalarText, "pretrained")
+    XCTAssertEqual(
+      derived("compress-teacher")["model"]?["checkpoint"]?.scalarText, "out/cells/full_lr1e-3_s0")
+    XCTAssertEqual(
+      derived("compress-teacher")["train"]?["distill"]?["teacher"]?.scalarText,
+      "out/cells/full_lr1e-3_s0")
+
+    let bad = """
+      sweep: 1
+      name: tiny
+      base: m.yaml
+      methods:
+        - name: a
+          start_from: teacher
+          lr: [1.0e-3]
+        - name: b
+          teacher: a
+          start_from: scratch
+          lr: [1.0e-3]
+      """
+    let lines = SweepDecoder.decode(bad, file: "s.yaml").diagnostics.map {
+      "\($0.location.line):\($0.location.column): \($0.message)"
+    }
+    XCTAssertTrue(lines.contains("6:5: start_from: teacher needs a teacher"), "\(lines)")
+    XCTAssertTrue(lines.contains("10:17: start_from can only be teacher"), "\(lines)")
+  }
+
   func testEmitterQuotesWhatPlainWouldChange() throws {
     let node = YAMLNode(
       .mapping([
