@@ -1,3 +1,4 @@
+import CBLAS
 import Foundation
 import Models
 import Surgery
@@ -339,8 +340,36 @@ func benchmarkKernels(_ options: Options) throws {
       }
     ),
   ]
+  var product = Tensor(zeros: [rows, 1536])
+  func gemm(_ n: Int, _ k: Int, oneDNN: Bool) {
+    wide.withUnsafeBufferPointer { a in
+      weight.withUnsafeBufferPointer { b in
+        product.withUnsafeMutableBufferPointer { c in
+          if oneDNN {
+            BatchedGEMM.multiply(
+              samples: 1, heads: 1, m: rows, n: n, k: k, a: a.baseAddress!,
+              MatrixGrid(sample: rows * k, head: rows * k, row: k, column: 1), b: b.baseAddress!,
+              MatrixGrid(sample: n * k, head: n * k, row: 1, column: k), c: c.baseAddress!,
+              MatrixGrid(sample: rows * n, head: rows * n, row: n, column: 1))
+          } else {
+            cblas_sgemm(
+              CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(k), 1,
+              a.baseAddress!, Int32(k), b.baseAddress!, Int32(k), 0, c.baseAddress!, Int32(n))
+          }
+        }
+      }
+    }
+  }
+  let gemms: [(String, () -> Void)] = [
+    ("sgemm [\(rows)×384×384] NT", { gemm(384, 384, oneDNN: false) }),
+    ("oneDNN [\(rows)×384×384] NT", { gemm(384, 384, oneDNN: true) }),
+    ("sgemm [\(rows)×1536×384] NT", { gemm(1536, 384, oneDNN: false) }),
+    ("oneDNN [\(rows)×1536×384] NT", { gemm(1536, 384, oneDNN: true) }),
+    ("sgemm [\(rows)×384×1536] NT", { gemm(384, 1536, oneDNN: false) }),
+    ("oneDNN [\(rows)×384×1536] NT", { gemm(384, 1536, oneDNN: true) }),
+  ]
   var fields: [String: Any] = ["repeats": repeats, "threads": BLAS.threadCount]
-  for (name, body) in kernels {
+  for (name, body) in gemms + kernels {
     body()
     var (times, cpuTimes) = ([Double](), [Double]())
     for _ in 0..<repeats {

@@ -89,9 +89,14 @@ public struct RandomStream: Sendable, Equatable, Codable {
     _ buffer: UnsafeMutableBufferPointer<Float>, probability: Float, scale: Float,
     part offset: Int = 0, of total: Int? = nil
   ) {
-    let kept = VectorMath.Lanes(repeating: scale)
-    func mask(_ word: SIMD8<UInt32>) -> VectorMath.Lanes {
-      kept.replacing(with: 0, where: RandomStream.unitInterval(word) .< probability)
+    let kept = SIMD8<Int32>(repeating: Int32(bitPattern: scale.bitPattern))
+    let threshold = SIMD8<Int32>(repeating: Int32(bitPattern: probability.bitPattern))
+    @inline(__always) func mask(_ word: SIMD8<UInt32>) -> VectorMath.Lanes {
+      // `u < probability` on the bits (both are non-negative floats, which order as integers):
+      // −1 where the value is dropped. A mask select ran lane by lane.
+      let uniform = unsafeBitCast(RandomStream.unitInterval(word), to: SIMD8<Int32>.self)
+      let dropped = (uniform &- threshold) &>> 31
+      return unsafeBitCast(kept & ~dropped, to: VectorMath.Lanes.self)
     }
     fillBlocks(buffer, offset: offset, total: total ?? buffer.count) { words in
       (mask(words.0), mask(words.1), mask(words.2), mask(words.3))
@@ -103,7 +108,7 @@ public struct RandomStream: Sendable, Equatable, Codable {
   public mutating func fillNormal(
     _ buffer: UnsafeMutableBufferPointer<Float>, mean: Float, standardDeviation: Float
   ) {
-    func pair(_ first: SIMD8<UInt32>, _ second: SIMD8<UInt32>) -> (
+    @inline(__always) func pair(_ first: SIMD8<UInt32>, _ second: SIMD8<UInt32>) -> (
       VectorMath.Lanes, VectorMath.Lanes
     ) {
       // u1 in (0, 1] keeps the logarithm finite.

@@ -150,11 +150,13 @@ extension VectorMath {
   @inlinable @inline(__always)
   public static func logUnitInterval(_ u: Lanes) -> Lanes {
     let bits = unsafeBitCast(u, to: SIMD8<Int32>.self)
-    var exponent = (bits &>> 23) &- 127
-    var mantissa = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F80_0000, to: Lanes.self)
-    let large = mantissa .> 1.414_213_5
-    mantissa.replace(with: mantissa * 0.5, where: large)
-    exponent.replace(with: exponent &+ 1, where: large)
+    let mantissaBits = (bits & 0x007F_FFFF) | 0x3F80_0000
+    // −1 in lanes whose mantissa is above √2 (0x3FB504F3), else 0: an arithmetic shift of the
+    // difference, because a mask select (`replace(with:where:)`) ran lane by lane.
+    let large = (0x3FB5_04F3 &- mantissaBits) &>> 31
+    // There, m/2 (one less in the exponent field, exact) and one more in the exponent.
+    let exponent = ((bits &>> 23) &- 127) &- large
+    let mantissa = unsafeBitCast(mantissaBits &+ (large & 0x0080_0000) &* -1, to: Lanes.self)
     let z = (mantissa - 1) / (mantissa + 1)
     let z2 = z * z
     var series = Lanes(repeating: 1.0 / 9.0)
@@ -201,14 +203,19 @@ extension VectorMath {
     c = c * x2 + Lanes(repeating: 1.0 / 24.0)
     c = c * x2 - Lanes(repeating: 0.5)
     c = c * x2 + 1
-    // Quadrant q (0…4, 4 ≡ 0): rotate (sin, cos) by q quarter turns.
+    // Quadrant q (0…4, 4 ≡ 0): rotate (sin, cos) by q quarter turns. Selects and negations on
+    // the bits (a mask select ran lane by lane): `odd` is all ones in odd quadrants, and bit 1
+    // of q moved to the sign bit flips the sign in quadrants 2 and 3.
     let q = unsafeBitCast(u * 4 + shifter, to: SIMD8<Int32>.self) & 3
-    let odd = q & 1 .== 1
-    var sine = s.replacing(with: c, where: odd)
-    var cosine = c.replacing(with: -s, where: odd)
-    let flip = q & 2 .== 2
-    sine.replace(with: -sine, where: flip)
-    cosine.replace(with: -cosine, where: flip)
-    return (sine, cosine)
+    let odd = (q & 1) &* -1
+    let flip = (q & 2) &<< 30
+    let sign = SIMD8<Int32>(repeating: Int32.min)
+    let sBits = unsafeBitCast(s, to: SIMD8<Int32>.self)
+    let cBits = unsafeBitCast(c, to: SIMD8<Int32>.self)
+    let sine = (sBits & ~odd) | (cBits & odd)
+    let cosine = (cBits & ~odd) | ((sBits ^ sign) & odd)
+    return (
+      unsafeBitCast(sine ^ flip, to: Lanes.self), unsafeBitCast(cosine ^ flip, to: Lanes.self)
+    )
   }
 }

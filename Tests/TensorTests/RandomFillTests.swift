@@ -142,6 +142,21 @@ final class RandomFillTests: XCTestCase {
       worstTrig = max(worstTrig, abs(cosine[0] - cosf(2 * Float.pi * t)))
       t += 0.000_37
     }
+    // Either side of the √2 mantissa split, in every binade, and each quadrant's edges.
+    for exponent in 1...24 {
+      for bits: UInt32 in [0x3FB5_04F2, 0x3FB5_04F3, 0x3FB5_04F4, 0x3F80_0000, 0x3FFF_FFFF] {
+        let u = Float(bitPattern: bits) / Float(1 << exponent)
+        let value = VectorMath.logUnitInterval(VectorMath.Lanes(repeating: u))[0]
+        worstLog = max(worstLog, abs(value - logf(u)) / max(1, abs(logf(u))))
+      }
+    }
+    for edge: Float in [0, 0.25, 0.5, 0.75] {
+      for t in [edge, edge.nextUp, edge.nextDown, edge + 0.125, edge + Float(0.125).nextUp] where t >= 0 {
+        let (sine, cosine) = VectorMath.sinCosTwoPi(VectorMath.Lanes(repeating: t))
+        worstTrig = max(worstTrig, abs(sine[0] - sinf(2 * Float.pi * t)))
+        worstTrig = max(worstTrig, abs(cosine[0] - cosf(2 * Float.pi * t)))
+      }
+    }
     XCTAssertLessThan(worstLog, 3e-7)
     XCTAssertLessThan(worstTrig, 1e-6)
   }

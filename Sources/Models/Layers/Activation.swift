@@ -62,12 +62,20 @@ public enum Activation: String, Sendable, CaseIterable {
               // Φ(x) = y / x from the forward output, so only the density is computed here;
               // near 0 (where y / x loses precision) Φ's Taylor series 1/2 + x·φ(0) is exact
               // to float precision.
+              typealias Lanes = VectorMath.Lanes
+              typealias Bits = SIMD8<Int32>
+              let nearZeroBound = Bits(repeating: Int32(bitPattern: Float(1e-3).bitPattern))
+              let oneBits = Bits(repeating: Int32(bitPattern: Float(1).bitPattern))
               @inline(__always) func slope(_ i: Int, _ count: Int) -> VectorMath.Lanes {
                 let u = VectorMath.load(x + i, count: count)
-                let nearZero = u .> -1e-3 .& u .< 1e-3
-                let safe = u.replacing(with: 1, where: nearZero)
-                var cdf = VectorMath.load(y + i, count: count) / safe
-                cdf.replace(with: 0.5 + 0.398_942_28 * u, where: nearZero)
+                // Selects on the bits (mask selects ran lane by lane): −1 where |u| < 1e-3
+                // (NaN's magnitude bits exceed it), as the ordered magnitudes compare as integers.
+                let uBits = unsafeBitCast(u, to: SIMD8<Int32>.self)
+                let nearZero = ((uBits & 0x7FFF_FFFF) &- nearZeroBound) &>> 31
+                let safe = unsafeBitCast((uBits & ~nearZero) | (oneBits & nearZero), to: Lanes.self)
+                let ratio = unsafeBitCast(VectorMath.load(y + i, count: count) / safe, to: Bits.self)
+                let series = unsafeBitCast(0.5 + 0.398_942_28 * u, to: Bits.self)
+                let cdf = unsafeBitCast((ratio & ~nearZero) | (series & nearZero), to: Lanes.self)
                 return VectorMath.load(g + i, count: count) * (cdf + u * VectorMath.normalPDF(u))
               }
               var i = 0
