@@ -151,7 +151,8 @@ final class RandomFillTests: XCTestCase {
       }
     }
     for edge: Float in [0, 0.25, 0.5, 0.75] {
-      for t in [edge, edge.nextUp, edge.nextDown, edge + 0.125, edge + Float(0.125).nextUp] where t >= 0 {
+      for t in [edge, edge.nextUp, edge.nextDown, edge + 0.125, edge + Float(0.125).nextUp]
+      where t >= 0 {
         let (sine, cosine) = VectorMath.sinCosTwoPi(VectorMath.Lanes(repeating: t))
         worstTrig = max(worstTrig, abs(sine[0] - sinf(2 * Float.pi * t)))
         worstTrig = max(worstTrig, abs(cosine[0] - cosf(2 * Float.pi * t)))

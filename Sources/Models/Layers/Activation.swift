@@ -73,7 +73,8 @@ public enum Activation: String, Sendable, CaseIterable {
                 let uBits = unsafeBitCast(u, to: SIMD8<Int32>.self)
                 let nearZero = ((uBits & 0x7FFF_FFFF) &- nearZeroBound) &>> 31
                 let safe = unsafeBitCast((uBits & ~nearZero) | (oneBits & nearZero), to: Lanes.self)
-                let ratio = unsafeBitCast(VectorMath.load(y + i, count: count) / safe, to: Bits.self)
+                let ratio = unsafeBitCast(
+                  VectorMath.load(y + i, count: count) / safe, to: Bits.self)
                 let series = unsafeBitCast(0.5 + 0.398_942_28 * u, to: Bits.self)
                 let cdf = unsafeBitCast((ratio & ~nearZero) | (series & nearZero), to: Lanes.self)
                 return VectorMath.load(g + i, count: count) * (cdf + u * VectorMath.normalPDF(u))
