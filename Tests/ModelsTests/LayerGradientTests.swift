@@ -277,6 +277,35 @@ final class LayerGradientTests: XCTestCase {
     XCTAssertEqual(padded.forward(x).output.shape, [2, 3, 3, 3])
   }
 
+  /// The padded windows, ties (the first maximum wins, as in PyTorch) and NaN (it wins), against
+  /// values worked out by hand.
+  func testMaxPoolPaddingTiesAndNaN() {
+    let x = Tensor(
+      shape: [1, 1, 3, 4],
+      scalars: [
+        1, 5, 5, 2,
+        -3, 0, .nan, 4,
+        7, 7, -1, 6,
+      ])
+    let padded = MaxPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1))
+    let (y, argmax) = padded.forward(x)
+    // Windows: rows −1…1 × columns −1…1, −1…1 × 1…3, 1…3 × −1…1, 1…3 × 1…3.
+    XCTAssertEqual(y.shape, [1, 1, 2, 2])
+    XCTAssertEqual(y.scalars[0], 5)
+    XCTAssertEqual(argmax[0], 1, "the first of the tied 5s")
+    XCTAssertTrue(y.scalars[1].isNaN)
+    XCTAssertEqual(argmax[1], 6)
+    XCTAssertEqual(y.scalars[2], 7)
+    XCTAssertEqual(argmax[2], 8, "the first of the tied 7s")
+    XCTAssertTrue(y.scalars[3].isNaN)
+    XCTAssertEqual(argmax[3], 6)
+    let relu = Activation.relu.forward(
+      Tensor(shape: [9], scalars: [-1, 0, -0.0, 2, .infinity, -.infinity, .nan, 1e-45, -1e-45]))
+    XCTAssertEqual(
+      relu.scalars.map(\.bitPattern),
+      [0, 0, 0, 2, Float.infinity, 0, 0, 1e-45, 0].map(\.bitPattern))
+  }
+
   func testAdaptiveAveragePool() {
     for (size, output) in [(5, 3), (2, 3), (7, 7), (6, 1)] {
       let pool = AdaptiveAvgPool2d(outputHeight: output, outputWidth: output)

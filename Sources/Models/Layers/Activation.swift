@@ -36,13 +36,26 @@ public enum Activation: String, Sendable, CaseIterable {
           }
         case .relu:
           // Eight lanes at a time (NaN maps to 0, as `x > 0 ? x : 0`).
-          VectorMath.transform(v, count: n) { x in x.replacing(with: 0, where: .!(x .> 0)) }
+          VectorMath.transform(v, count: n) { x in
+            unsafeBitCast(
+              unsafeBitCast(x, to: SIMD8<Int32>.self) & Activation.positiveMask(x),
+              to: VectorMath.Lanes.self)
+          }
         case .tanh:
           for i in 0..<n { v[i] = tanhf(v[i]) }
         }
       }
     }
     return output
+  }
+
+  /// All ones in lanes where `x > 0` (NaN and ±0 excluded), else 0: the bits of a positive
+  /// float less one lie in `0 ..< 0x7F80_0000`. Bit operations, because a mask select ran lane
+  /// by lane.
+  @inline(__always)
+  static func positiveMask(_ x: VectorMath.Lanes) -> SIMD8<Int32> {
+    let belowOne = unsafeBitCast(x, to: SIMD8<Int32>.self) &- 1
+    return ((belowOne &- 0x7F80_0000) &>> 31) & ~(belowOne &>> 31)
   }
 
   /// `dx` from the forward input `x`, its output `y` and `dy`.
@@ -104,10 +117,12 @@ public enum Activation: String, Sendable, CaseIterable {
               var i = 0
               while i < n {
                 let count = min(8, n - i)
-                let positive = VectorMath.load(x + i, count: count) .> 0
-                let kept = VectorMath.load(g + i, count: count).replacing(
-                  with: 0, where: .!positive)
-                VectorMath.store(kept, to: g + i, count: count)
+                let positive = Activation.positiveMask(VectorMath.load(x + i, count: count))
+                let gradient = unsafeBitCast(
+                  VectorMath.load(g + i, count: count), to: SIMD8<Int32>.self)
+                VectorMath.store(
+                  unsafeBitCast(gradient & positive, to: VectorMath.Lanes.self), to: g + i,
+                  count: count)
                 i += 8
               }
             case .tanh:

@@ -57,34 +57,53 @@ public struct BatchNorm2d: Sendable {
     var means = [Float](repeating: 0, count: channels)
     var rstds = [Float](repeating: 0, count: channels)
     let training = mode == .training
-    input.withUnsafeBufferPointer { xs in
-      for c in 0..<channels {
-        if training {
-          var sum = 0.0
-          for n in 0..<batch {
-            let plane = xs.baseAddress! + (n * channels + c) * pixels
-            for p in 0..<pixels { sum += Double(plane[p]) }
-          }
-          let mean = sum / Double(perChannel)
-          var squares = 0.0
-          for n in 0..<batch {
-            let plane = xs.baseAddress! + (n * channels + c) * pixels
-            for p in 0..<pixels {
-              let centred = Double(plane[p]) - mean
-              squares += centred * centred
+    // Channels are independent and each is summed in one order: the same bits on any split.
+    var unbiasedVariances = [Double](repeating: 0, count: channels)
+    if training {
+      input.withUnsafeBufferPointer { xs in
+        means.withUnsafeMutableBufferPointer { meanBuffer in
+          rstds.withUnsafeMutableBufferPointer { rstdBuffer in
+            unbiasedVariances.withUnsafeMutableBufferPointer { unbiasedBuffer in
+              let (x, meanOut, rstdOut, unbiasedOut) = (
+                xs.baseAddress!, meanBuffer.baseAddress!, rstdBuffer.baseAddress!,
+                unbiasedBuffer.baseAddress!
+              )
+              let (channels, epsilon) = (channels, epsilon)
+              Parallel.forEachChunk(channels, grain: 1) { chunk in
+                for c in chunk {
+                  var sum = 0.0
+                  for n in 0..<batch {
+                    let plane = x + (n * channels + c) * pixels
+                    for p in 0..<pixels { sum += Double(plane[p]) }
+                  }
+                  let mean = sum / Double(perChannel)
+                  var squares = 0.0
+                  for n in 0..<batch {
+                    let plane = x + (n * channels + c) * pixels
+                    for p in 0..<pixels {
+                      let centred = Double(plane[p]) - mean
+                      squares += centred * centred
+                    }
+                  }
+                  let variance = squares / Double(perChannel)
+                  meanOut[c] = Float(mean)
+                  rstdOut[c] = Float(1 / (variance + Double(epsilon)).squareRoot())
+                  unbiasedOut[c] = perChannel > 1 ? squares / Double(perChannel - 1) : variance
+                }
+              }
             }
           }
-          let variance = squares / Double(perChannel)
-          means[c] = Float(mean)
-          rstds[c] = Float(1 / (variance + Double(epsilon)).squareRoot())
-          let unbiased = perChannel > 1 ? squares / Double(perChannel - 1) : variance
-          runningMean[flat: c] = (1 - momentum) * runningMean[flat: c] + momentum * Float(mean)
-          runningVariance[flat: c] =
-            (1 - momentum) * runningVariance[flat: c] + momentum * Float(unbiased)
-        } else {
-          means[c] = runningMean[flat: c]
-          rstds[c] = 1 / (runningVariance[flat: c] + epsilon).squareRoot()
         }
+      }
+    }
+    for c in 0..<channels {
+      if training {
+        runningMean[flat: c] = (1 - momentum) * runningMean[flat: c] + momentum * means[c]
+        runningVariance[flat: c] =
+          (1 - momentum) * runningVariance[flat: c] + momentum * Float(unbiasedVariances[c])
+      } else {
+        means[c] = runningMean[flat: c]
+        rstds[c] = 1 / (runningVariance[flat: c] + epsilon).squareRoot()
       }
     }
     if training { batchesTracked += 1 }
@@ -93,12 +112,15 @@ public struct BatchNorm2d: Sendable {
       weight.withUnsafeBufferPointer { ws in
         bias.withUnsafeBufferPointer { bs in
           output.withUnsafeMutableBufferPointer { ys in
-            for n in 0..<batch {
-              for c in 0..<channels {
-                let offset = (n * channels + c) * pixels
-                let scale = rstds[c] * ws[c]
-                let shift = bs[c] - means[c] * scale
-                for p in 0..<pixels { ys[offset + p] = xs[offset + p] * scale + shift }
+            let (x, y, w, b) = (xs.baseAddress!, ys.baseAddress!, ws.baseAddress!, bs.baseAddress!)
+            let (channels, means, rstds) = (channels, means, rstds)
+            Parallel.forEachChunk(batch * channels, grain: 4) { planes in
+              for plane in planes {
+                let c = plane % channels
+                let offset = plane * pixels
+                let scale = rstds[c] * w[c]
+                let shift = b[c] - means[c] * scale
+                for p in 0..<pixels { y[offset + p] = x[offset + p] * scale + shift }
               }
             }
           }
@@ -119,36 +141,51 @@ public struct BatchNorm2d: Sendable {
     var inputGradient = Tensor(zeros: input.shape)
     var weightGradient = Tensor(zeros: [channels])
     var biasGradient = Tensor(zeros: [channels])
+    let (channels, usedBatchStatistics) = (channels, cache.usedBatchStatistics)
     input.withUnsafeBufferPointer { xs in
       outputGradient.withUnsafeBufferPointer { dys in
         inputGradient.withUnsafeMutableBufferPointer { dxs in
-          for c in 0..<channels {
-            let mean = cache.mean[c]
-            let rstd = cache.reciprocalStandardDeviation[c]
-            var sumGradient: Float = 0
-            var sumGradientNorm: Float = 0
-            for n in 0..<batch {
-              let offset = (n * channels + c) * pixels
-              for p in 0..<pixels {
-                let norm = (xs[offset + p] - mean) * rstd
-                sumGradient += dys[offset + p]
-                sumGradientNorm += dys[offset + p] * norm
-              }
-            }
-            weightGradient[flat: c] = sumGradientNorm
-            biasGradient[flat: c] = sumGradient
-            let scale = weight[flat: c] * rstd
-            for n in 0..<batch {
-              let offset = (n * channels + c) * pixels
-              for p in 0..<pixels {
-                if cache.usedBatchStatistics {
-                  let norm = (xs[offset + p] - mean) * rstd
-                  dxs[offset + p] =
-                    scale
-                    * (dys[offset + p] - sumGradient / perChannel - norm * sumGradientNorm
-                      / perChannel)
-                } else {
-                  dxs[offset + p] = scale * dys[offset + p]
+          weightGradient.withUnsafeMutableBufferPointer { weightGradients in
+            biasGradient.withUnsafeMutableBufferPointer { biasGradients in
+              weight.withUnsafeBufferPointer { weights in
+                let (x, dy, dx) = (xs.baseAddress!, dys.baseAddress!, dxs.baseAddress!)
+                let (dw, db, w) = (
+                  weightGradients.baseAddress!, biasGradients.baseAddress!, weights.baseAddress!
+                )
+                // Channels are independent and each is summed in one order: the same bits on
+                // any split.
+                Parallel.forEachChunk(channels, grain: 1) { chunk in
+                  for c in chunk {
+                    let mean = cache.mean[c]
+                    let rstd = cache.reciprocalStandardDeviation[c]
+                    var sumGradient: Float = 0
+                    var sumGradientNorm: Float = 0
+                    for n in 0..<batch {
+                      let offset = (n * channels + c) * pixels
+                      for p in 0..<pixels {
+                        let norm = (x[offset + p] - mean) * rstd
+                        sumGradient += dy[offset + p]
+                        sumGradientNorm += dy[offset + p] * norm
+                      }
+                    }
+                    dw[c] = sumGradientNorm
+                    db[c] = sumGradient
+                    let scale = w[c] * rstd
+                    for n in 0..<batch {
+                      let offset = (n * channels + c) * pixels
+                      for p in 0..<pixels {
+                        if usedBatchStatistics {
+                          let norm = (x[offset + p] - mean) * rstd
+                          dx[offset + p] =
+                            scale
+                            * (dy[offset + p] - sumGradient / perChannel - norm * sumGradientNorm
+                              / perChannel)
+                        } else {
+                          dx[offset + p] = scale * dy[offset + p]
+                        }
+                      }
+                    }
+                  }
                 }
               }
             }

@@ -33,33 +33,70 @@ public struct MaxPool2d: Sendable {
     let (outHeight, outWidth) = outputSize(height: height, width: width)
     var output = Tensor(zeros: [batch, channels, outHeight, outWidth])
     var argmax = [Int32](repeating: 0, count: output.count)
+    let (kernel, stride, padding) = (kernel, stride, padding)
+    let (planeSize, outPlaneSize) = (height * width, outHeight * outWidth)
     input.withUnsafeBufferPointer { xs in
       output.withUnsafeMutableBufferPointer { ys in
         argmax.withUnsafeMutableBufferPointer { indices in
-          for plane in 0..<(batch * channels) {
-            let x = xs.baseAddress! + plane * height * width
-            for oh in 0..<outHeight {
-              for ow in 0..<outWidth {
-                var best = -Float.infinity
-                var bestIndex = -1
-                for i in 0..<kernel.0 {
-                  let ih = oh * stride.0 - padding.0 + i
-                  if ih < 0 || ih >= height { continue }
-                  for j in 0..<kernel.1 {
-                    let iw = ow * stride.1 - padding.1 + j
-                    if iw < 0 || iw >= width { continue }
-                    let value = x[ih * width + iw]
-                    // PyTorch keeps the first maximum, and NaN wins.
-                    if value > best || value.isNaN || bestIndex < 0 {
-                      best = value
-                      bestIndex = ih * width + iw
-                      if value.isNaN { break }
+          let (xBase, yBase, indexBase) = (xs.baseAddress!, ys.baseAddress!, indices.baseAddress!)
+          // Planes are independent: any split gives the same values.
+          Parallel.forEachChunk(batch * channels, grain: 8) { planes in
+            for plane in planes {
+              let x = xBase + plane * planeSize
+              let y = yBase + plane * outPlaneSize
+              let index = indexBase + plane * outPlaneSize
+              for oh in 0..<outHeight {
+                // The window's rows and columns inside the input (padding is skipped).
+                let firstRow = Swift.max(0, padding.0 - oh * stride.0)
+                let rows =
+                  firstRow..<Swift.max(
+                    firstRow, Swift.min(kernel.0, height + padding.0 - oh * stride.0))
+                for ow in 0..<outWidth {
+                  let firstColumn = Swift.max(0, padding.1 - ow * stride.1)
+                  let columns =
+                    firstColumn..<Swift.max(
+                      firstColumn, Swift.min(kernel.1, width + padding.1 - ow * stride.1))
+                  func start(_ i: Int) -> Int {
+                    (oh * stride.0 - padding.0 + i) * width - padding.1 + ow * stride.1
+                  }
+                  guard !rows.isEmpty, !columns.isEmpty else {
+                    (y[oh * outWidth + ow], index[oh * outWidth + ow]) = (-.infinity, -1)
+                    continue
+                  }
+                  // Selects, not branches (which way a comparison goes is a coin flip here, and
+                  // mispredicted branches made this pass 12% of a VGG step); a window holding a
+                  // NaN is redone below with PyTorch's rule.
+                  var bestIndex = start(rows.lowerBound) + columns.lowerBound
+                  var best = x[bestIndex]
+                  var sawNaN = false
+                  for i in rows {
+                    let rowStart = start(i)
+                    for j in columns {
+                      let value = x[rowStart + j]
+                      let greater = value > best
+                      best = greater ? value : best
+                      bestIndex = greater ? rowStart + j : bestIndex
+                      sawNaN = sawNaN || value.isNaN
                     }
                   }
+                  if sawNaN {
+                    bestIndex = -1
+                    for i in rows {
+                      let rowStart = start(i)
+                      for j in columns {
+                        let value = x[rowStart + j]
+                        // PyTorch keeps the first maximum, and NaN wins.
+                        if value > best || value.isNaN || bestIndex < 0 {
+                          best = value
+                          bestIndex = rowStart + j
+                          if value.isNaN { break }
+                        }
+                      }
+                    }
+                  }
+                  y[oh * outWidth + ow] = best
+                  index[oh * outWidth + ow] = Int32(plane * planeSize + bestIndex)
                 }
-                let out = (plane * outHeight + oh) * outWidth + ow
-                ys[out] = best
-                indices[out] = Int32(plane * height * width + bestIndex)
               }
             }
           }
@@ -73,7 +110,22 @@ public struct MaxPool2d: Sendable {
     var inputGradient = Tensor(zeros: inputShape)
     outputGradient.withUnsafeBufferPointer { dys in
       inputGradient.withUnsafeMutableBufferPointer { dxs in
-        for (out, index) in argmax.enumerated() { dxs[Int(index)] += dys[out] }
+        // Each output's maximum lies in its own plane: planes in parallel, in order within one.
+        let planes = inputShape[0] * inputShape[1]
+        guard planes > 0, argmax.count % planes == 0 else {
+          for (out, index) in argmax.enumerated() { dxs[Int(index)] += dys[out] }
+          return
+        }
+        let perPlane = argmax.count / planes
+        let (dyBase, dxBase) = (dys.baseAddress!, dxs.baseAddress!)
+        argmax.withUnsafeBufferPointer { indices in
+          let indexBase = indices.baseAddress!
+          Parallel.forEachChunk(planes, grain: 8) { chunk in
+            for out in (chunk.lowerBound * perPlane)..<(chunk.upperBound * perPlane) {
+              dxBase[Int(indexBase[out])] += dyBase[out]
+            }
+          }
+        }
       }
     }
     return inputGradient
