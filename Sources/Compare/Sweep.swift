@@ -151,6 +151,10 @@ extension Sweep {
         ["train", "distill", "teacher"],
         to: YAMLNode(.scalar(teacherDirectory, style: .doubleQuoted), location: at))
       if method(named: cell.method)?.startsFromTeacher == true {
+        // The teacher's directory replaces whatever the base loads the model from.
+        if let model = node["model"] {
+          node.set(["model"], to: model.removing(keys: ["preset", "weights", "config"]))
+        }
         node.set(
           ["model", "checkpoint"],
           to: YAMLNode(.scalar(teacherDirectory, style: .doubleQuoted), location: at))

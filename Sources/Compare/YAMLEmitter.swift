@@ -155,6 +155,14 @@ extension YAMLNode {
     return result
   }
 
+  /// The mapping without the entries named `keys` (anything else unchanged).
+  public func removing(keys: Set<String>) -> YAMLNode {
+    guard case .mapping(let entries) = kind else { return self }
+    var result = self
+    result.kind = .mapping(entries.filter { !keys.contains($0.key.scalarText ?? "") })
+    return result
+  }
+
   /// Sets the value at `path` (mapping keys), creating the mappings on the way.
   public mutating func set(_ path: [String], to value: YAMLNode) {
     guard let key = path.first else {

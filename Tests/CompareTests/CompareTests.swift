@@ -177,6 +177,10 @@ final class CompareTests: XCTestCase {
     let sweep = try XCTUnwrap(parsed, "\(diagnostics)")
     let base = try XCTUnwrap(
       YAMLParser.parse("model: {family: bert, checkpoint: pretrained}\n", file: "m.yaml").root)
+    let presetBase = try XCTUnwrap(
+      YAMLParser.parse(
+        "model: {family: bert, preset: bert-tiny, weights: random, seed: 3}\n", file: "m.yaml"
+      ).root)
     func derived(_ method: String) -> YAMLNode {
       sweep.derive(
         Cell(method: method, rank: nil, learningRate: "1.0e-3", seed: 1), base: base,
@@ -188,6 +192,15 @@ final class CompareTests: XCTestCase {
     XCTAssertEqual(
       derived("compress-teacher")["train"]?["distill"]?["teacher"]?.scalarText,
       "out/cells/full_lr1e-3_s0")
+    // A base that builds its model from a preset starts from the teacher's directory alone.
+    let fromPreset = sweep.derive(
+      Cell(method: "compress-teacher", rank: nil, learningRate: "1.0e-3", seed: 1),
+      base: presetBase, outputDirectory: "out/cells/x",
+      teacherDirectory: "out/cells/full_lr1e-3_s0")
+    XCTAssertEqual(fromPreset["model"]?["checkpoint"]?.scalarText, "out/cells/full_lr1e-3_s0")
+    XCTAssertNil(fromPreset["model"]?["preset"])
+    XCTAssertNil(fromPreset["model"]?["weights"])
+    XCTAssertEqual(fromPreset["model"]?["family"]?.scalarText, "bert")
 
     let bad = """
       sweep: 1
