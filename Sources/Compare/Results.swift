@@ -274,6 +274,25 @@ public enum Aggregation {
 
 /// The comparison's SVG figures.
 public enum ComparisonFigures {
+  /// Rows within this many points of the reference get an enlarged panel of their own when
+  /// other rows lie further away.
+  public static let closeWindow = 5.0
+
+  /// The y range (points) of the enlarged panel, from differences and intervals as fractions:
+  /// the intervals of the rows whose difference is
+  /// within `closeWindow` points, with a margin; nil when every row is that close (the full
+  /// chart is then readable) or none is.
+  public static func closeRange(_ differences: [(delta: Double, low: Double, high: Double)])
+    -> ClosedRange<Double>?
+  {
+    let close = differences.filter { abs(100 * $0.delta) <= closeWindow }
+    guard !close.isEmpty, close.count < differences.count else { return nil }
+    let low = min(0, close.map { 100 * $0.low }.min()!)
+    let high = max(0, close.map { 100 * $0.high }.max()!)
+    let margin = max(0.25, 0.1 * (high - low))
+    return (low - margin)...(high + margin)
+  }
+
   /// `(file name, SVG)`: accuracy vs kept share, the paired differences, learning curves, W-free
   /// accuracy in training. Curves are the first seed's run at each row's chosen learning rate.
   public static func figures(
@@ -327,14 +346,28 @@ public enum ComparisonFigures {
         }
         return (row.test.mean, bar)
       }, references: references, xRange: xRange, height: 460)
-    let differences = LineChart(
-      title: "Paired test-accuracy difference to the reference (95% bootstrap CI)",
-      xLabel: "kept share of the wrapped weights (%; close points spread apart)",
-      yLabel: "Δ test accuracy (points)",
-      series: series { _, row in
-        row.paired.map { (100 * $0.delta, ErrorBar(low: 100 * $0.ci95[0], high: 100 * $0.ci95[1])) }
-      }, references: [ReferenceLine(y: 0, label: "reference (\(reference ?? "—"))")],
-      xRange: xRange, height: 460)
+    let differenceSeries = series { _, row in
+      row.paired.map { (100 * $0.delta, ErrorBar(low: 100 * $0.ci95[0], high: 100 * $0.ci95[1])) }
+    }
+    var differenceCharts = [
+      LineChart(
+        title: "Paired test-accuracy difference to the reference (95% bootstrap CI)",
+        xLabel: "kept share of the wrapped weights (%; close points spread apart)",
+        yLabel: "Δ test accuracy (points)", series: differenceSeries,
+        references: [ReferenceLine(y: 0, label: "reference (\(reference ?? "—"))")],
+        xRange: xRange, height: 460)
+    ]
+    if let zoom = ComparisonFigures.closeRange(
+      rows.compactMap(\.paired).map { ($0.delta, $0.ci95[0], $0.ci95[1]) })
+    {
+      // Rows tens of points down (a collapsed configuration) set the full chart's scale and
+      // squeeze the close ones together: a second panel shows those alone.
+      var close = differenceCharts[0]
+      close.title = "The rows within \(Int(ComparisonFigures.closeWindow)) points, enlarged"
+      close.yRange = zoom
+      differenceCharts.append(close)
+    }
+    let differences = Figure(charts: differenceCharts, columns: 1)
 
     var curves: [Series] = []
     var wFree: [Series] = []

@@ -353,4 +353,18 @@ final class PairedStatisticsTests: XCTestCase {
     let bounds = try XCTUnwrap(range)
     XCTAssertTrue(xs.allSatisfy { bounds.contains($0) })
   }
+
+  /// A collapsed row 20 points down gets the close rows an enlarged panel around their
+  /// intervals and the reference line; with every row close there is no second panel.
+  func testCloseRowsGetAnEnlargedPanelWhenAnotherRowIsFarAway() throws {
+    let close = (delta: -0.005, low: -0.008, high: -0.002)
+    let nearZero = (delta: 0.001, low: -0.001, high: 0.004)
+    let collapsed = (delta: -0.2, low: -0.21, high: -0.19)
+    let range = try XCTUnwrap(ComparisonFigures.closeRange([close, collapsed, nearZero]))
+    // Points: the intervals span −0.8 … +0.4; the margin is max(0.25, 10% of 1.2).
+    XCTAssertEqual(range.lowerBound, -1.05, accuracy: 1e-9)
+    XCTAssertEqual(range.upperBound, 0.65, accuracy: 1e-9)
+    XCTAssertNil(ComparisonFigures.closeRange([close, nearZero]))
+    XCTAssertNil(ComparisonFigures.closeRange([collapsed]))
+  }
 }
