@@ -279,9 +279,8 @@ public enum ComparisonFigures {
   public static let closeWindow = 5.0
 
   /// The y range (points) of the enlarged panel, from differences and intervals as fractions:
-  /// the intervals of the rows whose difference is
-  /// within `closeWindow` points, with a margin; nil when every row is that close (the full
-  /// chart is then readable) or none is.
+  /// the intervals of the rows whose difference is within `closeWindow` points, with a margin;
+  /// nil when every row is that close (the full chart is then readable) or none is.
   public static func closeRange(_ differences: [(delta: Double, low: Double, high: Double)])
     -> ClosedRange<Double>?
   {

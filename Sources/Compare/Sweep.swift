@@ -145,12 +145,13 @@ extension Sweep {
   ) -> YAMLNode {
     var node = base
     let at = base.location
-    if let patch = method(named: cell.method)?.patch { node = node.merged(with: patch) }
+    let method = method(named: cell.method)
+    if let patch = method?.patch { node = node.merged(with: patch) }
     if let teacherDirectory {
       node.set(
         ["train", "distill", "teacher"],
         to: YAMLNode(.scalar(teacherDirectory, style: .doubleQuoted), location: at))
-      if method(named: cell.method)?.startsFromTeacher == true {
+      if method?.startsFromTeacher == true {
         // The teacher's directory replaces whatever the base loads the model from.
         if let model = node["model"] {
           node.set(["model"], to: model.removing(keys: ["preset", "weights", "config"]))

@@ -89,14 +89,14 @@ public struct RandomStream: Sendable, Equatable, Codable {
     _ buffer: UnsafeMutableBufferPointer<Float>, probability: Float, scale: Float,
     part offset: Int = 0, of total: Int? = nil
   ) {
-    let kept = SIMD8<Int32>(repeating: Int32(bitPattern: scale.bitPattern))
+    let kept = VectorMath.Lanes(repeating: scale)
     let threshold = SIMD8<Int32>(repeating: Int32(bitPattern: probability.bitPattern))
     @inline(__always) func mask(_ word: SIMD8<UInt32>) -> VectorMath.Lanes {
-      // `u < probability` on the bits (both are non-negative floats, which order as integers):
-      // −1 where the value is dropped. A mask select ran lane by lane.
+      // −1 where `u < probability`, the value dropped: both are non-negative floats, which
+      // order as integers.
       let uniform = unsafeBitCast(RandomStream.unitInterval(word), to: SIMD8<Int32>.self)
-      let dropped = (uniform &- threshold) &>> 31
-      return unsafeBitCast(kept & ~dropped, to: VectorMath.Lanes.self)
+      return VectorMath.select(
+        VectorMath.Lanes(), otherwise: kept, mask: (uniform &- threshold) &>> 31)
     }
     fillBlocks(buffer, offset: offset, total: total ?? buffer.count) { words in
       (mask(words.0), mask(words.1), mask(words.2), mask(words.3))

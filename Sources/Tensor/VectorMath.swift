@@ -170,6 +170,16 @@ extension VectorMath {
     return 2 * z * series + exponentValue * Lanes(repeating: 0.693_147_18)
   }
 
+  /// `selected` in lanes whose `mask` is all ones, `otherwise` where it is 0, on the bits:
+  /// Swift's `replace(with:where:)` ran lane by lane when its mask came from an integer
+  /// comparison or a mask operation. Masks come from arithmetic shifts (`x &>> 31`).
+  @inlinable @inline(__always)
+  public static func select(_ selected: Lanes, otherwise: Lanes, mask: SIMD8<Int32>) -> Lanes {
+    let chosen = unsafeBitCast(selected, to: SIMD8<Int32>.self) & mask
+    let other = unsafeBitCast(otherwise, to: SIMD8<Int32>.self) & ~mask
+    return unsafeBitCast(chosen | other, to: Lanes.self)
+  }
+
   /// `√x` for `x ≥ 0` from the reciprocal square root by three Newton steps (relative error
   /// below 2e-7); Swift's generic `squareRoot()` on vectors ran lane by lane.
   @inlinable @inline(__always)
@@ -203,19 +213,17 @@ extension VectorMath {
     c = c * x2 + Lanes(repeating: 1.0 / 24.0)
     c = c * x2 - Lanes(repeating: 0.5)
     c = c * x2 + 1
-    // Quadrant q (0…4, 4 ≡ 0): rotate (sin, cos) by q quarter turns. Selects and negations on
-    // the bits (a mask select ran lane by lane): `odd` is all ones in odd quadrants, and bit 1
-    // of q moved to the sign bit flips the sign in quadrants 2 and 3.
+    // Quadrant q (0…4, 4 ≡ 0): rotate (sin, cos) by q quarter turns. `odd` is all ones in odd
+    // quadrants; bit 1 of q moved to the sign bit flips the sign in quadrants 2 and 3 (on the
+    // bits, like the selects).
     let q = unsafeBitCast(u * 4 + shifter, to: SIMD8<Int32>.self) & 3
     let odd = (q & 1) &* -1
     let flip = (q & 2) &<< 30
-    let sign = SIMD8<Int32>(repeating: Int32.min)
-    let sBits = unsafeBitCast(s, to: SIMD8<Int32>.self)
-    let cBits = unsafeBitCast(c, to: SIMD8<Int32>.self)
-    let sine = (sBits & ~odd) | (cBits & odd)
-    let cosine = (cBits & ~odd) | ((sBits ^ sign) & odd)
+    let sine = select(c, otherwise: s, mask: odd)
+    let cosine = select(-s, otherwise: c, mask: odd)
     return (
-      unsafeBitCast(sine ^ flip, to: Lanes.self), unsafeBitCast(cosine ^ flip, to: Lanes.self)
+      unsafeBitCast(unsafeBitCast(sine, to: SIMD8<Int32>.self) ^ flip, to: Lanes.self),
+      unsafeBitCast(unsafeBitCast(cosine, to: SIMD8<Int32>.self) ^ flip, to: Lanes.self)
     )
   }
 }

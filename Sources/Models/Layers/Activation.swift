@@ -37,9 +37,7 @@ public enum Activation: String, Sendable, CaseIterable {
         case .relu:
           // Eight lanes at a time (NaN maps to 0, as `x > 0 ? x : 0`).
           VectorMath.transform(v, count: n) { x in
-            unsafeBitCast(
-              unsafeBitCast(x, to: SIMD8<Int32>.self) & Activation.positiveMask(x),
-              to: VectorMath.Lanes.self)
+            VectorMath.select(x, otherwise: VectorMath.Lanes(), mask: Activation.positiveMask(x))
           }
         case .tanh:
           for i in 0..<n { v[i] = tanhf(v[i]) }
@@ -75,21 +73,19 @@ public enum Activation: String, Sendable, CaseIterable {
               // Φ(x) = y / x from the forward output, so only the density is computed here;
               // near 0 (where y / x loses precision) Φ's Taylor series 1/2 + x·φ(0) is exact
               // to float precision.
-              typealias Lanes = VectorMath.Lanes
-              typealias Bits = SIMD8<Int32>
-              let nearZeroBound = Bits(repeating: Int32(bitPattern: Float(1e-3).bitPattern))
-              let oneBits = Bits(repeating: Int32(bitPattern: Float(1).bitPattern))
+              let nearZeroBound = SIMD8<Int32>(
+                repeating: Int32(bitPattern: Float(1e-3).bitPattern))
               @inline(__always) func slope(_ i: Int, _ count: Int) -> VectorMath.Lanes {
                 let u = VectorMath.load(x + i, count: count)
-                // Selects on the bits (mask selects ran lane by lane): −1 where |u| < 1e-3
-                // (NaN's magnitude bits exceed it), as the ordered magnitudes compare as integers.
-                let uBits = unsafeBitCast(u, to: SIMD8<Int32>.self)
-                let nearZero = ((uBits & 0x7FFF_FFFF) &- nearZeroBound) &>> 31
-                let safe = unsafeBitCast((uBits & ~nearZero) | (oneBits & nearZero), to: Lanes.self)
-                let ratio = unsafeBitCast(
-                  VectorMath.load(y + i, count: count) / safe, to: Bits.self)
-                let series = unsafeBitCast(0.5 + 0.398_942_28 * u, to: Bits.self)
-                let cdf = unsafeBitCast((ratio & ~nearZero) | (series & nearZero), to: Lanes.self)
+                // −1 where |u| < 1e-3 (NaN's magnitude bits exceed it): ordered magnitudes
+                // compare as integers.
+                let magnitude = unsafeBitCast(u, to: SIMD8<Int32>.self) & 0x7FFF_FFFF
+                let nearZero = (magnitude &- nearZeroBound) &>> 31
+                let safe = VectorMath.select(
+                  VectorMath.Lanes(repeating: 1), otherwise: u, mask: nearZero)
+                let cdf = VectorMath.select(
+                  0.5 + 0.398_942_28 * u, otherwise: VectorMath.load(y + i, count: count) / safe,
+                  mask: nearZero)
                 return VectorMath.load(g + i, count: count) * (cdf + u * VectorMath.normalPDF(u))
               }
               var i = 0
@@ -118,11 +114,10 @@ public enum Activation: String, Sendable, CaseIterable {
               while i < n {
                 let count = min(8, n - i)
                 let positive = Activation.positiveMask(VectorMath.load(x + i, count: count))
-                let gradient = unsafeBitCast(
-                  VectorMath.load(g + i, count: count), to: SIMD8<Int32>.self)
-                VectorMath.store(
-                  unsafeBitCast(gradient & positive, to: VectorMath.Lanes.self), to: g + i,
-                  count: count)
+                let kept = VectorMath.select(
+                  VectorMath.load(g + i, count: count), otherwise: VectorMath.Lanes(),
+                  mask: positive)
+                VectorMath.store(kept, to: g + i, count: count)
                 i += 8
               }
             case .tanh:

@@ -57,51 +57,45 @@ public struct BatchNorm2d: Sendable {
     var means = [Float](repeating: 0, count: channels)
     var rstds = [Float](repeating: 0, count: channels)
     let training = mode == .training
-    // Channels are independent and each is summed in one order: the same bits on any split.
-    var unbiasedVariances = [Double](repeating: 0, count: channels)
     if training {
+      // Each channel's mean and sum of squared deviations, in double precision. Channels are
+      // independent and each is summed in one order: the same bits on any split.
+      var moments = [(mean: Double, squares: Double)](repeating: (0, 0), count: channels)
       input.withUnsafeBufferPointer { xs in
-        means.withUnsafeMutableBufferPointer { meanBuffer in
-          rstds.withUnsafeMutableBufferPointer { rstdBuffer in
-            unbiasedVariances.withUnsafeMutableBufferPointer { unbiasedBuffer in
-              let (x, meanOut, rstdOut, unbiasedOut) = (
-                xs.baseAddress!, meanBuffer.baseAddress!, rstdBuffer.baseAddress!,
-                unbiasedBuffer.baseAddress!
-              )
-              let (channels, epsilon) = (channels, epsilon)
-              Parallel.forEachChunk(channels, grain: 1) { chunk in
-                for c in chunk {
-                  var sum = 0.0
-                  for n in 0..<batch {
-                    let plane = x + (n * channels + c) * pixels
-                    for p in 0..<pixels { sum += Double(plane[p]) }
-                  }
-                  let mean = sum / Double(perChannel)
-                  var squares = 0.0
-                  for n in 0..<batch {
-                    let plane = x + (n * channels + c) * pixels
-                    for p in 0..<pixels {
-                      let centred = Double(plane[p]) - mean
-                      squares += centred * centred
-                    }
-                  }
-                  let variance = squares / Double(perChannel)
-                  meanOut[c] = Float(mean)
-                  rstdOut[c] = Float(1 / (variance + Double(epsilon)).squareRoot())
-                  unbiasedOut[c] = perChannel > 1 ? squares / Double(perChannel - 1) : variance
+        moments.withUnsafeMutableBufferPointer { momentBuffer in
+          let (x, out, channels) = (xs.baseAddress!, momentBuffer.baseAddress!, channels)
+          Parallel.forEachChunk(channels, grain: 1) { chunk in
+            for c in chunk {
+              var sum = 0.0
+              for n in 0..<batch {
+                let plane = x + (n * channels + c) * pixels
+                for p in 0..<pixels { sum += Double(plane[p]) }
+              }
+              let mean = sum / Double(perChannel)
+              var squares = 0.0
+              for n in 0..<batch {
+                let plane = x + (n * channels + c) * pixels
+                for p in 0..<pixels {
+                  let centred = Double(plane[p]) - mean
+                  squares += centred * centred
                 }
               }
+              out[c] = (mean, squares)
             }
           }
         }
       }
-    }
-    for c in 0..<channels {
-      if training {
+      for (c, moment) in moments.enumerated() {
+        let variance = moment.squares / Double(perChannel)
+        let unbiased = perChannel > 1 ? moment.squares / Double(perChannel - 1) : variance
+        means[c] = Float(moment.mean)
+        rstds[c] = Float(1 / (variance + Double(epsilon)).squareRoot())
         runningMean[flat: c] = (1 - momentum) * runningMean[flat: c] + momentum * means[c]
         runningVariance[flat: c] =
-          (1 - momentum) * runningVariance[flat: c] + momentum * Float(unbiasedVariances[c])
-      } else {
+          (1 - momentum) * runningVariance[flat: c] + momentum * Float(unbiased)
+      }
+    } else {
+      for c in 0..<channels {
         means[c] = runningMean[flat: c]
         rstds[c] = 1 / (runningVariance[flat: c] + epsilon).squareRoot()
       }
