@@ -1,6 +1,15 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// The one module built for Haswell-level x86-64 (AVX2, FMA, BMI): its code runs only where the
+// processor has those features (Tensor's VectorKernelChoice checks). Elsewhere it is built like
+// the rest.
+#if arch(x86_64)
+  let avx2Settings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+  let avx2Settings: [SwiftSetting] = []
+#endif
+
 // Data flows one way: Plumbing → Tensor → SafeTensors → Models → (Manifest, Surgery, Training)
 // → surgeon. docs/architecture.md says what each target may import.
 let package = Package(
@@ -34,7 +43,15 @@ let package = Package(
     // What every module needs: the JSON reader and writer, the user-facing file error, "did you
     // mean" hints, durable file writes. Depends on nothing of the package.
     .target(name: "Plumbing"),
-    .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL"]),
+    // The elementwise loops outside the GEMMs (noise, dropout, GELU, softmax), written once and
+    // compiled twice: here for baseline x86-64, and in VectorKernelsAVX2 for Haswell (AVX2 +
+    // FMA). Tensor picks one set per process by what the processor can do.
+    .target(name: "VectorKernels"),
+    .target(
+      name: "VectorKernelsAVX2", dependencies: ["VectorKernels"],
+      swiftSettings: avx2Settings),
+    .target(
+      name: "Tensor", dependencies: ["CBLAS", "CDNNL", "VectorKernels", "VectorKernelsAVX2"]),
     // The safetensors file format, reading and writing; every reader of weights goes through it.
     .target(name: "SafeTensors", dependencies: ["Tensor", "Plumbing"]),
     .target(name: "Models", dependencies: ["Tensor", "SafeTensors", "Plumbing"]),
@@ -70,7 +87,8 @@ let package = Package(
     .executableTarget(
       name: "SurgeonBench", dependencies: ["Models", "Tensor", "Manifest", "Surgery", "Training"]),
     .testTarget(name: "PlumbingTests", dependencies: ["Plumbing"]),
-    .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+    .testTarget(
+      name: "TensorTests", dependencies: ["Tensor", "VectorKernels", "VectorKernelsAVX2"]),
     .testTarget(name: "PlotTests", dependencies: ["Plots"]),
     .testTarget(
       name: "PredictionTests", dependencies: ["Prediction", "Datasets", "Models", "Tensor"]),

@@ -77,6 +77,7 @@ func printJSON(_ fields: [String: Any]) throws {
   fields["blas_core"] = BLASCore.loadedCore
   fields["cpu_model"] = Processor.current.model
   fields["cpu_features"] = Processor.current.featureList
+  fields["vector_kernels"] = VectorKernelChoice.active.name
   if let from = ProcessInfo.processInfo.environment[BLASCore.correctedFromVariable] {
     fields["blas_core_corrected_from"] = from
   }

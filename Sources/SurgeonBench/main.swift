@@ -15,6 +15,10 @@ if case .switchCore(let from, let to)? = BLASCore.startupDecision(
   unsetenv("OPENBLAS_CORETYPE")
   unsetenv(BLASCore.correctedFromVariable)
 }
+if case .failure(let error) = VectorKernelChoice.checkedSetting() {
+  FileHandle.standardError.write(Data("surgeon-bench: error: \(error)\n".utf8))
+  exit(2)
+}
 Memory.keepFreedBuffersMapped()
 let usage = """
   Usage: surgeon-bench COMMAND [--name value ...]   (every command: --threads 2)

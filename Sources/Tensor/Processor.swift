@@ -4,19 +4,29 @@ import CBLAS
   import Glibc
 #endif
 
-/// What the processor can do, as far as choosing GEMM kernels goes.
+/// What the processor can do, as far as choosing kernels goes (OpenBLAS's and surgeon's own).
 public struct Processor: Sendable, Equatable {
   public enum Vendor: String, Sendable {
     case intel, amd, other
   }
 
-  /// The instruction-set extensions that decide which OpenBLAS kernels can run, spelled as the
-  /// Linux kernel lists them in `/proc/cpuinfo`.
+  /// The instruction-set extensions that decide which OpenBLAS kernels and which build of
+  /// surgeon's own loops can run, spelled as the Linux kernel lists them in `/proc/cpuinfo`.
   public enum Feature: String, CaseIterable, Sendable, Comparable {
     case sse3 = "pni"
+    case ssse3
+    case sse41 = "sse4_1"
+    case sse42 = "sse4_2"
+    case popcnt
     case avx
     case fma
     case avx2
+    // With the lines above, what Haswell has: surgeon's AVX2 build of its own loops needs them.
+    case bmi1
+    case bmi2
+    case f16c
+    case movbe
+    case lzcnt = "abm"
     case avx512f
     case avx512bw
     case avx512dq
@@ -24,7 +34,15 @@ public struct Processor: Sendable, Equatable {
     case avx512bf16 = "avx512_bf16"
 
     /// The name users know (`pni` is SSE3).
-    public var name: String { self == .sse3 ? "sse3" : rawValue }
+    public var name: String {
+      switch self {
+      case .sse3: "sse3"
+      case .lzcnt: "lzcnt"
+      case .sse41: "sse4.1"
+      case .sse42: "sse4.2"
+      default: rawValue
+      }
+    }
 
     public static func < (lhs: Feature, rhs: Feature) -> Bool {
       allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
@@ -205,6 +223,8 @@ public enum BLASCore {
       how = "OpenBLAS's own pick"
     }
     let features = processor.featureList.joined(separator: " ")
-    return "BLAS core \(core) (\(how)); CPU \(processor.model) [\(features)]"
+    return
+      "BLAS core \(core) (\(how)); CPU \(processor.model) [\(features)]; "
+      + "surgeon's vector kernels: \(VectorKernelChoice.active.name)"
   }
 }

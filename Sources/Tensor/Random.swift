@@ -67,15 +67,8 @@ public struct RandomStream: Sendable, Equatable, Codable {
   public mutating func fillUniform(
     _ buffer: UnsafeMutableBufferPointer<Float>, low: Float, high: Float
   ) {
-    let width = high - low
-    fillBlocks(buffer) { words in
-      (
-        low + width * RandomStream.unitInterval(words.0),
-        low + width * RandomStream.unitInterval(words.1),
-        low + width * RandomStream.unitInterval(words.2),
-        low + width * RandomStream.unitInterval(words.3)
-      )
-    }
+    let kernel = VectorKernelChoice.active.fillUniform
+    fillBlocks(buffer) { fill, groups in kernel(fill, groups, low, high - low) }
   }
 
   /// Fills `buffer` with an inverted-dropout mask: `0` where a uniform value (the one
@@ -89,17 +82,9 @@ public struct RandomStream: Sendable, Equatable, Codable {
     _ buffer: UnsafeMutableBufferPointer<Float>, probability: Float, scale: Float,
     part offset: Int = 0, of total: Int? = nil
   ) {
-    let kept = VectorMath.Lanes(repeating: scale)
-    let threshold = SIMD8<Int32>(repeating: Int32(bitPattern: probability.bitPattern))
-    @inline(__always) func mask(_ word: SIMD8<UInt32>) -> VectorMath.Lanes {
-      // −1 where `u < probability`, the value dropped: both are non-negative floats, which
-      // order as integers.
-      let uniform = unsafeBitCast(RandomStream.unitInterval(word), to: SIMD8<Int32>.self)
-      return VectorMath.select(
-        VectorMath.Lanes(), otherwise: kept, mask: (uniform &- threshold) &>> 31)
-    }
-    fillBlocks(buffer, offset: offset, total: total ?? buffer.count) { words in
-      (mask(words.0), mask(words.1), mask(words.2), mask(words.3))
+    let kernel = VectorKernelChoice.active.fillDropoutMask
+    fillBlocks(buffer, offset: offset, total: total ?? buffer.count) { fill, groups in
+      kernel(fill, groups, probability, scale)
     }
   }
 
@@ -108,98 +93,37 @@ public struct RandomStream: Sendable, Equatable, Codable {
   public mutating func fillNormal(
     _ buffer: UnsafeMutableBufferPointer<Float>, mean: Float, standardDeviation: Float
   ) {
-    @inline(__always) func pair(_ first: SIMD8<UInt32>, _ second: SIMD8<UInt32>) -> (
-      VectorMath.Lanes, VectorMath.Lanes
-    ) {
-      // u1 in (0, 1] keeps the logarithm finite.
-      let u1 = 1 - RandomStream.unitInterval(first)
-      let radius = VectorMath.squareRoot(-2 * VectorMath.logUnitInterval(u1)) * standardDeviation
-      let (sine, cosine) = VectorMath.sinCosTwoPi(RandomStream.unitInterval(second))
-      return (mean + radius * cosine, mean + radius * sine)
-    }
-    fillBlocks(buffer) { words in
-      let (v0, v1) = pair(words.0, words.1)
-      let (v2, v3) = pair(words.2, words.3)
-      return (v0, v1, v2, v3)
-    }
+    let kernel = VectorKernelChoice.active.fillNormal
+    fillBlocks(buffer) { fill, groups in kernel(fill, groups, mean, standardDeviation) }
   }
 
-  /// 23 random bits as the mantissa of a float in `[1, 2)`, minus 1: uniform in `[0, 1)` without
-  /// an integer conversion (SSE has none for unsigned lanes; Swift scalarised it).
-  @inline(__always)
-  static func unitInterval(_ words: SIMD8<UInt32>) -> VectorMath.Lanes {
-    unsafeBitCast((words &>> 9) | 0x3F80_0000, to: VectorMath.Lanes.self) - 1
-  }
-
-  /// Fills `buffer` from consecutive blocks, eight at a time: `transform` maps the words of
-  /// blocks `8g … 8g + 7` (lane `i` = block `8g + i`) to values `32g … 32g + 31` (vector `j` to
-  /// values `32g + 8j …`), stored whole. `buffer` receives values `offset ..< offset + count` of
-  /// a draw of `total` values (the whole draw by default). Runs in parallel: a block's words
-  /// depend only on its counter, so the values are the same for any thread count. Advances
-  /// `position` by eight blocks per 32 values of the draw (rounded up).
-  @inline(__always)
+  /// Fills `buffer` from consecutive blocks, eight at a time: the kernel maps the words of
+  /// blocks `8g … 8g + 7` (lane `i` = block `8g + i`) to values `32g … 32g + 31` (see
+  /// `Kernels.fillGroups`). `buffer` receives values `offset ..< offset + count` of a draw of
+  /// `total` values (the whole draw by default). Runs in parallel: a block's words depend only on
+  /// its counter, so the values are the same for any thread count. Advances `position` by eight
+  /// blocks per 32 values of the draw (rounded up).
   private mutating func fillBlocks(
     _ buffer: UnsafeMutableBufferPointer<Float>, offset: Int = 0, total: Int? = nil,
-    _ transform: (Words) -> (VectorMath.Lanes, VectorMath.Lanes, VectorMath.Lanes, VectorMath.Lanes)
+    _ kernel: (RandomFill, Range<Int>) -> Void
   ) {
     let drawn = Swift.max(total ?? buffer.count, offset + buffer.count)
     defer { position &+= UInt64((drawn + 31) / 32 * 8) }
     guard let base = buffer.baseAddress, buffer.count > 0 else { return }
-    let (seed, stream, start) = (seed, stream, position)
-    let (begin, end) = (offset, offset + buffer.count)
-    let firstGroup = begin / 32
-    let groups = (end + 31) / 32 - firstGroup
+    let fill = RandomFill(
+      base: base, begin: offset, end: offset + buffer.count, seed: seed, stream: stream,
+      start: position)
+    let firstGroup = offset / 32
+    let groups = (fill.end + 31) / 32 - firstGroup
     Parallel.forEachChunk(groups, grain: 1_024) { chunk in
-      for index in chunk {
-        let group = firstGroup + index
-        let words = RandomStream.blocks(
-          seed: seed, stream: stream, counter: start &+ UInt64(group * 8))
-        let values = transform(words)
-        let first = group * 32
-        if first >= begin && first + 32 <= end {
-          let output = base + (first - begin)
-          VectorMath.store(values.0, to: output)
-          VectorMath.store(values.1, to: output + 8)
-          VectorMath.store(values.2, to: output + 16)
-          VectorMath.store(values.3, to: output + 24)
-        } else {
-          // A group the buffer only partly covers (its ends): value by value.
-          for value in Swift.max(first, begin)..<Swift.min(first + 32, end) {
-            let (vector, lane) = ((value - first) / 8, (value - first) % 8)
-            let lanes = [values.0, values.1, values.2, values.3][vector]
-            base[value - begin] = lanes[lane]
-          }
-        }
-      }
+      kernel(fill, (firstGroup + chunk.lowerBound)..<(firstGroup + chunk.upperBound))
     }
   }
 
-  typealias Words = (SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>)
-
   /// Blocks `counter … counter + 7` at once, lane `i` holding block `counter + i`: the same words
   /// as `block(seed:stream:counter:)`, eight lanes wide.
-  @inline(__always)
-  static func blocks(seed: UInt64, stream: UInt64, counter: UInt64) -> Words {
-    let counters = SIMD8<UInt64>(repeating: counter) &+ SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
-    var c0 = SIMD8<UInt32>(truncatingIfNeeded: counters)
-    var c1 = SIMD8<UInt32>(truncatingIfNeeded: counters &>> 32)
-    var c2 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: stream))
-    var c3 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: stream >> 32))
-    var k0 = UInt32(truncatingIfNeeded: seed)
-    var k1 = UInt32(truncatingIfNeeded: seed >> 32)
-    for _ in 0..<10 {
-      let product0 = SIMD8<UInt64>(truncatingIfNeeded: c0) &* 0xD251_1F53
-      let product1 = SIMD8<UInt64>(truncatingIfNeeded: c2) &* 0xCD9E_8D57
-      let next0 = SIMD8<UInt32>(truncatingIfNeeded: product1 &>> 32) ^ c1 ^ k0
-      let next2 = SIMD8<UInt32>(truncatingIfNeeded: product0 &>> 32) ^ c3 ^ k1
-      c1 = SIMD8<UInt32>(truncatingIfNeeded: product1)
-      c3 = SIMD8<UInt32>(truncatingIfNeeded: product0)
-      c0 = next0
-      c2 = next2
-      k0 = k0 &+ 0x9E37_79B9
-      k1 = k1 &+ 0xBB67_AE85
-    }
-    return (c0, c1, c2, c3)
+  static func blocks(seed: UInt64, stream: UInt64, counter: UInt64) -> Kernels.Words {
+    Kernels.philoxBlocks(seed: seed, stream: stream, counter: counter)
   }
 
   /// 64 random bits; consumes one block.

@@ -51,6 +51,8 @@ public struct RunResults: Codable, Sendable {
   public var blasCore: String?
   public var cpuModel: String?
   public var cpuFeatures: [String]?
+  /// Which build of surgeon's own elementwise loops ran: `avx2` or `baseline`.
+  public var vectorKernels: String?
 
   public init(
     name: String, steps: Int, trainSeconds: Double, params: Parameters,
@@ -58,7 +60,7 @@ public struct RunResults: Codable, Sendable {
     testAccuracyWFree: Double, exportedReloadTestAccuracy: Double?, majorityClass: Double,
     stuckAtChance: Bool, stuckReason: String?, endsWFree: Bool,
     distillation: DistillationRecord? = nil, blasCore: String? = nil, cpuModel: String? = nil,
-    cpuFeatures: [String]? = nil
+    cpuFeatures: [String]? = nil, vectorKernels: String? = nil
   ) {
     self.name = name
     self.steps = steps
@@ -77,6 +79,7 @@ public struct RunResults: Codable, Sendable {
     self.blasCore = blasCore
     self.cpuModel = cpuModel
     self.cpuFeatures = cpuFeatures
+    self.vectorKernels = vectorKernels
   }
 
   enum CodingKeys: String, CodingKey {
@@ -96,6 +99,7 @@ public struct RunResults: Codable, Sendable {
     case blasCore = "blas_core"
     case cpuModel = "cpu_model"
     case cpuFeatures = "cpu_features"
+    case vectorKernels = "vector_kernels"
   }
 
   /// JSON with `null` for absent values (docs/manifest.md: `test_accuracy_with_w` is null when W is

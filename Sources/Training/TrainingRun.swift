@@ -342,7 +342,8 @@ public struct TrainingRun {
         stuckAtChance: stuck != nil, stuckReason: stuck, endsWFree: endsWFree,
         distillation: manifest.train?.distill.map(DistillationRecord.init),
         blasCore: BLASCore.loadedCore, cpuModel: Processor.current.model,
-        cpuFeatures: Processor.current.featureList)
+        cpuFeatures: Processor.current.featureList,
+        vectorKernels: VectorKernelChoice.active.name)
       if !trainer.pools.isEmpty {
         written.distillData = Dictionary(
           uniqueKeysWithValues: trainer.pools.map { pool in

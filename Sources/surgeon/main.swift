@@ -140,6 +140,11 @@ do {
   printError("surgeon: error: \(error)")
   exit(2)
 }
+// So is a SURGEON_VECTOR_KERNELS this CPU cannot run or that names no build.
+if case .failure(let error) = VectorKernelChoice.checkedSetting() {
+  printError("surgeon: error: \(error)")
+  exit(2)
+}
 Memory.keepFreedBuffersMapped()
 // Two cores: the thread pool is sized deliberately (SURGEON_THREADS overrides); the processes
 // mpirun starts on one host share its cores.

@@ -100,7 +100,10 @@ final class BLASCoreTests: XCTestCase {
     XCTAssertEqual(processor.model, "Intel(R) Xeon(R) Platinum 8488C")
     XCTAssertEqual(
       processor.featureList,
-      ["sse3", "avx", "fma", "avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16"])
+      [
+        "sse3", "ssse3", "avx", "fma", "avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl",
+        "avx512_bf16",
+      ])
     XCTAssertEqual(BLASCore.best(for: processor), "Cooperlake")
     XCTAssertNil(BLASCore.best(for: Processor(cpuinfo: "")))
   }

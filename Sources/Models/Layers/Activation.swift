@@ -24,10 +24,7 @@ public enum Activation: String, Sendable, CaseIterable {
         let n = range.count
         switch self {
         case .gelu:
-          // x·Φ(x) = x·(1 + erf(x/√2))/2 with the exp-free erf (absolute error < 4e-7).
-          VectorMath.transform(v, count: n) { x in
-            0.5 * x * (1 + VectorMath.erf(x * 0.707_106_78))
-          }
+          VectorKernelChoice.active.gelu(v, n)
         case .geluTanh:
           let c = (2 / Float.pi).squareRoot()
           for i in 0..<n {
@@ -70,37 +67,7 @@ public enum Activation: String, Sendable, CaseIterable {
             let n = range.count
             switch self {
             case .gelu:
-              // Φ(x) = y / x from the forward output, so only the density is computed here;
-              // near 0 (where y / x loses precision) Φ's Taylor series 1/2 + x·φ(0) is exact
-              // to float precision.
-              let nearZeroBound = SIMD8<Int32>(
-                repeating: Int32(bitPattern: Float(1e-3).bitPattern))
-              @inline(__always) func slope(_ i: Int, _ count: Int) -> VectorMath.Lanes {
-                let u = VectorMath.load(x + i, count: count)
-                // −1 where |u| < 1e-3 (NaN's magnitude bits exceed it): ordered magnitudes
-                // compare as integers.
-                let magnitude = unsafeBitCast(u, to: SIMD8<Int32>.self) & 0x7FFF_FFFF
-                let nearZero = (magnitude &- nearZeroBound) &>> 31
-                let safe = VectorMath.select(
-                  VectorMath.Lanes(repeating: 1), otherwise: u, mask: nearZero)
-                let cdf = VectorMath.select(
-                  0.5 + 0.398_942_28 * u, otherwise: VectorMath.load(y + i, count: count) / safe,
-                  mask: nearZero)
-                return VectorMath.load(g + i, count: count) * (cdf + u * VectorMath.normalPDF(u))
-              }
-              var i = 0
-              while i + 16 <= n {
-                // Two independent vectors per iteration hide the exp's latency.
-                let (first, second) = (slope(i, 8), slope(i + 8, 8))
-                VectorMath.store(first, to: g + i)
-                VectorMath.store(second, to: g + i + 8)
-                i += 16
-              }
-              while i < n {
-                let count = min(8, n - i)
-                VectorMath.store(slope(i, count), to: g + i, count: count)
-                i += 8
-              }
+              VectorKernelChoice.active.geluBackward(x, y, g, n)
             case .geluTanh:
               let c = (2 / Float.pi).squareRoot()
               for i in 0..<n {

@@ -84,6 +84,7 @@ public struct MultiHeadAttention: Sendable {
     let maskValue = -Float.greatestFiniteMagnitude
     // Most samples have no padding: their rows skip the mask pass.
     let padded = (0..<batch).map { b in (0..<length).contains { mask[b * length + $0] == 0 } }
+    let softmax = VectorKernelChoice.active.softmax
     mask.withUnsafeBufferPointer { maskBuffer in
       let keyMask = maskBuffer.baseAddress!
       Parallel.forEachChunk(batch * heads * length, grain: 64) { rows in
@@ -94,47 +95,9 @@ public struct MultiHeadAttention: Sendable {
             let keys = keyMask + sample * length
             for j in 0..<length where keys[j] == 0 { row[j] += maskValue }
           }
-          MultiHeadAttention.softmax(row, length: length)
+          softmax(row, length)
         }
       }
-    }
-  }
-
-  /// Softmax of one row in place, eight lanes at a time (the lane-wise max and sum are reduced at
-  /// the end, the same way for any thread count).
-  @inline(__always)
-  static func softmax(_ row: UnsafeMutablePointer<Float>, length: Int) {
-    typealias Lanes = VectorMath.Lanes
-    var laneMaximum = Lanes(repeating: -.infinity)
-    var j = 0
-    while j + 8 <= length {
-      let v = VectorMath.load(row + j)
-      laneMaximum.replace(with: v, where: v .> laneMaximum)
-      j += 8
-    }
-    var maximum = laneMaximum.max()
-    for k in j..<length { maximum = Swift.max(maximum, row[k]) }
-    let shift = Lanes(repeating: maximum)
-    var laneSum = Lanes()
-    j = 0
-    while j + 8 <= length {
-      let e = VectorMath.exp(VectorMath.load(row + j) - shift)
-      VectorMath.store(e, to: row + j)
-      laneSum += e
-      j += 8
-    }
-    var sum = laneSum.sum()
-    if j < length {
-      let e = VectorMath.exp(VectorMath.load(row + j, count: length - j) - shift)
-      VectorMath.store(e, to: row + j, count: length - j)
-      for k in 0..<(length - j) { sum += e[k] }
-    }
-    let inverse = Lanes(repeating: 1 / sum)
-    j = 0
-    while j < length {
-      let n = Swift.min(8, length - j)
-      VectorMath.store(VectorMath.load(row + j, count: n) * inverse, to: row + j, count: n)
-      j += 8
     }
   }
 

@@ -16,7 +16,7 @@ public enum VectorMath {
   ///
   /// Cody–Waite reduction `x = n·ln 2 + r` (`|r| ≤ ln 2 / 2`), a degree-7 Taylor polynomial for
   /// `e^r`, and `2^n` built in the exponent bits.
-  @inlinable @inline(__always)
+  @_transparent
   public static func exp(_ x: Lanes) -> Lanes {
     // Comparisons and selects, not `clamped`: the generic min/max did not vectorise.
     var clamped = x.replacing(with: -87, where: x .< -87)
@@ -49,7 +49,7 @@ public enum VectorMath {
   ///
   /// `erfc(z)` for `z ≥ 0` is the Chebyshev fit of Numerical Recipes (`erfcc`, fractional error
   /// below 1.2e-7); `Φ(x) = 1 − erfc(z)/2` for `x ≥ 0`.
-  @inlinable @inline(__always)
+  @_transparent
   public static func normalCDF(_ x: Lanes) -> Lanes {
     let z = x.replacing(with: -x, where: x .< 0) * Lanes(repeating: 0.707_106_78)
     let t = 1 / (1 + 0.5 * z)
@@ -71,7 +71,7 @@ public enum VectorMath {
   /// rational fit of degrees 6 and 5 in `x²` on `[0, 4]` (fitted for surgeon by weighted least
   /// squares), `±1` beyond (`1 − erf(4) < 2e-8`). No `exp`: a third of `normalCDF`'s work, for
   /// GELU's forward pass.
-  @inlinable @inline(__always)
+  @_transparent
   public static func erf(_ x: Lanes) -> Lanes {
     var clamped = x.replacing(with: -4, where: x .< -4)
     clamped.replace(with: 4, where: clamped .> 4)
@@ -93,13 +93,13 @@ public enum VectorMath {
   }
 
   /// The standard normal density `e^(−x²/2) / √(2π)`.
-  @inlinable @inline(__always)
+  @_transparent
   public static func normalPDF(_ x: Lanes) -> Lanes {
     Lanes(repeating: 0.398_942_28) * exp(-0.5 * x * x)
   }
 
   /// Loads up to eight values from `pointer` (missing lanes are 0).
-  @inlinable @inline(__always)
+  @_transparent
   public static func load(_ pointer: UnsafePointer<Float>, count: Int = 8) -> Lanes {
     if count >= 8 { return UnsafeRawPointer(pointer).loadUnaligned(as: Lanes.self) }
     var lanes = Lanes()
@@ -108,7 +108,7 @@ public enum VectorMath {
   }
 
   /// Stores the first `count` lanes (up to eight) at `pointer`.
-  @inlinable @inline(__always)
+  @_transparent
   public static func store(_ lanes: Lanes, to pointer: UnsafeMutablePointer<Float>, count: Int = 8)
   {
     if count >= 8 {
@@ -121,7 +121,7 @@ public enum VectorMath {
   /// Applies `transform` to `count` values in place, sixteen at a time as two independent
   /// vectors (these kernels are long dependency chains: one vector at a time left the core
   /// waiting on latency), the tail eight at a time, padded.
-  @inlinable @inline(__always)
+  @_transparent
   public static func transform(
     _ values: UnsafeMutablePointer<Float>, count: Int, _ transform: (Lanes) -> Lanes
   ) {
@@ -147,7 +147,7 @@ extension VectorMath {
   ///
   /// `u = m·2^e` with `m` in `[√½, √2)`; `ln m = 2·atanh(z)`, `z = (m − 1)/(m + 1)`, `|z| ≤ 0.172`,
   /// by its series to `z⁹`.
-  @inlinable @inline(__always)
+  @_transparent
   public static func logUnitInterval(_ u: Lanes) -> Lanes {
     let bits = unsafeBitCast(u, to: SIMD8<Int32>.self)
     let mantissaBits = (bits & 0x007F_FFFF) | 0x3F80_0000
@@ -173,7 +173,7 @@ extension VectorMath {
   /// `selected` in lanes whose `mask` is all ones, `otherwise` where it is 0, on the bits:
   /// Swift's `replace(with:where:)` ran lane by lane when its mask came from an integer
   /// comparison or a mask operation. Masks come from arithmetic shifts (`x &>> 31`).
-  @inlinable @inline(__always)
+  @_transparent
   public static func select(_ selected: Lanes, otherwise: Lanes, mask: SIMD8<Int32>) -> Lanes {
     let chosen = unsafeBitCast(selected, to: SIMD8<Int32>.self) & mask
     let other = unsafeBitCast(otherwise, to: SIMD8<Int32>.self) & ~mask
@@ -182,7 +182,7 @@ extension VectorMath {
 
   /// `√x` for `x ≥ 0` from the reciprocal square root by three Newton steps (relative error
   /// below 2e-7); Swift's generic `squareRoot()` on vectors ran lane by lane.
-  @inlinable @inline(__always)
+  @_transparent
   public static func squareRoot(_ x: Lanes) -> Lanes {
     let bits = unsafeBitCast(x, to: SIMD8<Int32>.self)
     var y = unsafeBitCast(0x5F37_5A86 &- (bits &>> 1), to: Lanes.self)
@@ -197,7 +197,7 @@ extension VectorMath {
   ///
   /// `u = q/4 + r` with `|r| ≤ 1/8`; Taylor series of `sin` and `cos` at `2πr` (`|2πr| ≤ π/4`),
   /// then rotated by the quadrant `q`.
-  @inlinable @inline(__always)
+  @_transparent
   public static func sinCosTwoPi(_ u: Lanes) -> (sin: Lanes, cos: Lanes) {
     let shifter = Lanes(repeating: 12_582_912.0)
     let quarters = (u * 4 + shifter) - shifter

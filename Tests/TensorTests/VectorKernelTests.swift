@@ -1,0 +1,155 @@
+import VectorKernels
+import VectorKernelsAVX2
+import XCTest
+
+@testable import Tensor
+
+/// The two builds of surgeon's elementwise loops (`KernelSet.baseline`, `.avx2`) give the same
+/// bits on every input, special values included, and the build is chosen by the CPU's features.
+final class VectorKernelTests: XCTestCase {
+  private func requireAVX2() throws {
+    try XCTSkipUnless(
+      Processor.current.features.isSuperset(of: VectorKernelChoice.avx2Requirements),
+      "this CPU cannot run the AVX2 build (the choice tests below cover it)")
+  }
+
+  /// Inputs of every kind: normal values at several scales, GELU's near-zero band, the tails,
+  /// ±0, ±inf, NaN, subnormals; 1,003 values so the 16-, 8- and partial-lane paths all run.
+  private func inputs() -> [Float] {
+    var random = RandomStream(seed: 7)
+    var values = [Float](repeating: 0, count: 1_003)
+    values.withUnsafeMutableBufferPointer { random.fillNormal($0, mean: 0, standardDeviation: 3) }
+    let special: [Float] = [
+      0, -0, .infinity, -.infinity, .nan, 1e-3, -1e-3, 9.9e-4, .leastNormalMagnitude / 4,
+      -.leastNonzeroMagnitude, 4, -4, 5.7, -5.7,
+      30, -30, 88, -88, 100, -100,
+    ]
+    for (index, value) in special.enumerated() { values[index * 37] = value }
+    values[1_000] = 2e-4
+    return values
+  }
+
+  private func assertBitwiseEqual(
+    _ a: [Float], _ b: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line
+  ) {
+    XCTAssertEqual(a.count, b.count, what, file: file, line: line)
+    let differing = zip(a, b).enumerated().filter {
+      $0.element.0.bitPattern != $0.element.1.bitPattern
+    }
+    XCTAssertTrue(
+      differing.isEmpty,
+      "\(what): \(differing.count) values differ, first at \(differing.first.map { "\($0.offset): \($0.element)" } ?? "")",
+      file: file, line: line)
+  }
+
+  private func run(_ set: KernelSet, _ body: (KernelSet, UnsafeMutablePointer<Float>, Int) -> Void)
+    -> [Float]
+  {
+    var values = inputs()
+    values.withUnsafeMutableBufferPointer { body(set, $0.baseAddress!, $0.count) }
+    return values
+  }
+
+  func testGELUForwardAndBackwardGiveTheSameBitsInBothBuilds() throws {
+    try requireAVX2()
+    for set in [KernelSet.baseline, .avx2] { XCTAssertFalse(set.name.isEmpty) }
+    let forward = [KernelSet.baseline, .avx2].map { run($0) { set, v, n in set.gelu(v, n) } }
+    assertBitwiseEqual(forward[0], forward[1], "GELU forward")
+    // Not a vacuous check: GELU changed the values.
+    XCTAssertNotEqual(forward[0][1], inputs()[1])
+    let x = inputs()
+    let backward = [KernelSet.baseline, .avx2].map { set -> [Float] in
+      var gradient = x.map { $0 * 0.5 + 1 }
+      x.withUnsafeBufferPointer { xs in
+        forward[0].withUnsafeBufferPointer { ys in
+          gradient.withUnsafeMutableBufferPointer {
+            set.geluBackward(xs.baseAddress!, ys.baseAddress!, $0.baseAddress!, $0.count)
+          }
+        }
+      }
+      return gradient
+    }
+    assertBitwiseEqual(backward[0], backward[1], "GELU backward")
+  }
+
+  func testSoftmaxGivesTheSameBitsInBothBuilds() throws {
+    try requireAVX2()
+    for length in [1, 7, 8, 13, 64, 77] {
+      let rows = [KernelSet.baseline, .avx2].map { set -> [Float] in
+        var values = Array(inputs().prefix(length * 9)).map { $0.isNaN ? 0 : $0 }
+        values.withUnsafeMutableBufferPointer { buffer in
+          for row in 0..<9 { set.softmax(buffer.baseAddress! + row * length, length) }
+        }
+        return values
+      }
+      assertBitwiseEqual(rows[0], rows[1], "softmax, rows of \(length)")
+    }
+  }
+
+  func testRandomFillsGiveTheSameBitsInBothBuilds() throws {
+    try requireAVX2()
+    // A draw of 1,000 values, written from value 17 on (a partial first and last group).
+    func fill(_ set: KernelSet, _ kind: Int) -> [Float] {
+      var values = [Float](repeating: -1, count: 983)
+      values.withUnsafeMutableBufferPointer { buffer in
+        let fill = RandomFill(
+          base: buffer.baseAddress!, begin: 17, end: 1_000, seed: 0xABCD, stream: 3, start: 40)
+        let groups = 0..<32
+        switch kind {
+        case 0: set.fillNormal(fill, groups, 0.5, 2)
+        case 1: set.fillUniform(fill, groups, -1, 3)
+        default: set.fillDropoutMask(fill, groups, 0.3, 1 / 0.7)
+        }
+      }
+      return values
+    }
+    for (kind, name) in ["normal", "uniform", "dropout"].enumerated() {
+      let (baseline, avx2) = (fill(.baseline, kind), fill(.avx2, kind))
+      assertBitwiseEqual(baseline, avx2, "\(name) fill")
+      XCTAssertFalse(baseline.contains(-1), "\(name): every value written")
+    }
+  }
+
+  func testTheChoiceFollowsTheProcessorAndTheSetting() {
+    let capable = Processor(
+      vendor: .intel, model: "test", features: VectorKernelChoice.avx2Requirements)
+    var olderFeatures = VectorKernelChoice.avx2Requirements
+    olderFeatures.subtract([.avx2, .fma, .bmi2])
+    let older = Processor(vendor: .intel, model: "test", features: olderFeatures)
+    func decide(_ setting: String?, _ processor: Processor) -> String {
+      switch VectorKernelChoice.decide(setting: setting, processor: processor) {
+      case .success(let name): name
+      case .failure(let error): "error: \(error)"
+      }
+    }
+    #if arch(x86_64)
+      XCTAssertEqual(decide(nil, capable), "avx2")
+      XCTAssertEqual(decide("auto", capable), "avx2")
+      XCTAssertEqual(decide("AVX2", capable), "avx2")
+    #endif
+    XCTAssertEqual(decide(nil, older), "baseline")
+    XCTAssertEqual(decide("", older), "baseline")
+    XCTAssertEqual(decide("baseline", capable), "baseline")
+    // Asking for AVX2 where the CPU lacks it names what is missing and the fix.
+    let refused = decide("avx2", older)
+    XCTAssertTrue(refused.hasPrefix("error: SURGEON_VECTOR_KERNELS=avx2"), refused)
+    XCTAssertTrue(refused.contains("fma, avx2, bmi2"), refused)
+    XCTAssertTrue(refused.contains("unset it"), refused)
+    let misspelt = decide("avx512", capable)
+    XCTAssertTrue(misspelt.contains("use auto, baseline or avx2"), misspelt)
+  }
+
+  /// The process runs the best build its CPU allows (unless the setting says otherwise).
+  func testTheRunningProcessUsesTheBuildItsProcessorAllows() throws {
+    let setting = ProcessInfo.processInfo.environment[VectorKernelChoice.variable]
+    try XCTSkipIf(setting != nil, "\(VectorKernelChoice.variable) is set")
+    #if arch(x86_64)
+      let expected =
+        Processor.current.features.isSuperset(of: VectorKernelChoice.avx2Requirements)
+        ? "avx2" : "baseline"
+    #else
+      let expected = "baseline"
+    #endif
+    XCTAssertEqual(VectorKernelChoice.active.name, expected)
+  }
+}
