@@ -123,7 +123,7 @@ public struct RandomStream: Sendable, Equatable, Codable {
   /// Blocks `counter … counter + 7` at once, lane `i` holding block `counter + i`: the same words
   /// as `block(seed:stream:counter:)`, eight lanes wide.
   static func blocks(seed: UInt64, stream: UInt64, counter: UInt64) -> Kernels.Words {
-    Kernels.philoxBlocks(seed: seed, stream: stream, counter: counter)
+    Kernels.philoxBlocks(seed: seed, stream: stream, counter: counter, multiplyingInPairs: false)
   }
 
   /// 64 random bits; consumes one block.

@@ -110,6 +110,22 @@ final class VectorKernelTests: XCTestCase {
     }
   }
 
+  /// The two forms of Philox's multiply (lanes widened, or taken in pairs) give the same words.
+  func testPhiloxMultipliesInPairsLikeWidened() {
+    for counter: UInt64 in [0, 7, 0xFFFF_FFF9, 1 << 40 | 3] {
+      for seed: UInt64 in [0, 0xFFFF_FFFF_FFFF_FFFF, 0x1234_5678_9ABC_DEF0] {
+        let widened = Kernels.philoxBlocks(
+          seed: seed, stream: 5, counter: counter, multiplyingInPairs: false)
+        let paired = Kernels.philoxBlocks(
+          seed: seed, stream: 5, counter: counter, multiplyingInPairs: true)
+        XCTAssertEqual(widened.0, paired.0)
+        XCTAssertEqual(widened.1, paired.1)
+        XCTAssertEqual(widened.2, paired.2)
+        XCTAssertEqual(widened.3, paired.3)
+      }
+    }
+  }
+
   func testTheChoiceFollowsTheProcessorAndTheSetting() {
     let capable = Processor(
       vendor: .intel, model: "test", features: VectorKernelChoice.avx2Requirements)
