@@ -59,6 +59,17 @@ if ! echo "$fallback" | grep -qE "Executed [1-9][0-9]* tests?, with 0 failures";
   echo "test.sh: the determinism tests did not pass on OpenBLAS's Prescott kernels: $fallback" >&2
   exit 1
 fi
+# The baseline build of surgeon's vector loops (what a CPU without AVX2 runs) against the same
+# fixtures: the determinism tests and the PyTorch golden checks of the layers that use them.
+baseline_log="$(mktemp)"
+SURGEON_VECTOR_KERNELS=baseline SURGEON_THREADS=1 swift test --skip-build --disable-swift-testing \
+  --filter 'DeterminismTests|GoldenTests|RandomFillTests|VectorMathTests' 2>&1 | tee "$baseline_log"
+baseline=$(grep -E "Executed [0-9]+ tests?," "$baseline_log" | tail -1)
+rm -f "$baseline_log"
+if ! echo "$baseline" | grep -qE "Executed [1-9][0-9]* tests?, with 0 failures"; then
+  echo "test.sh: the tests did not pass on the baseline vector kernels: $baseline" >&2
+  exit 1
+fi
 # The round trips through the real clients, never skipped: python-env.sh fails when the venv
 # (torch 2.13.0, transformers, peft, onnx, onnxruntime) cannot be built.
 SURGEON_VENV_PYTHON="$(bash Scripts/python-env.sh)"

@@ -89,11 +89,11 @@ public struct SweepRun {
   }
 
   /// Runs the cells of the methods in `runnable` that have not finished (none with
-  /// `tableOnly`), collects every finished cell, and writes `comparison.md`,
+  /// `tableOnly`; with `seeds`, only cells of those seeds), collects every finished cell, and writes `comparison.md`,
   /// `comparison.json` and `figures/`. `apply(arguments, log)` runs one `surgeon apply` with its
   /// output appended to `log` and returns its exit status.
   public func run(
-    methods runnable: Set<String>, tableOnly: Bool,
+    methods runnable: Set<String>, seeds: Set<Int>? = nil, tableOnly: Bool,
     apply: ([String], URL) throws -> Int32, events: (Event) -> Void
   ) throws -> [ComparisonRow] {
     let output = URL(fileURLWithPath: sweep.output)
@@ -128,6 +128,7 @@ public struct SweepRun {
         return
       }
       if tableOnly || !runnable.contains(cell.method) { return }
+      if let seeds, !seeds.contains(cell.seed) { return }
       try FileManager.default.createDirectory(at: manifests, withIntermediateDirectories: true)
       try FileManager.default.createDirectory(at: cells, withIntermediateDirectories: true)
       try DurableFile.write(Data(text.utf8), to: manifestURL)

@@ -6,7 +6,7 @@ import Plumbing
 enum CompareCommand: Command {
   static let usage = """
     Usage: surgeon compare SWEEP.yaml [--dry-run] [--table-only] [--reference METHOD]
-                                      [--methods M1,M2,...]
+                                      [--methods M1,M2,...] [--seeds S1,S2,...]
 
     Runs a base manifest over a grid of methods × ranks × learning rates × seeds (each cell a
     full `surgeon apply` of a derived manifest into OUTPUT/cells/<cell>/), chooses every
@@ -26,11 +26,14 @@ enum CompareCommand: Command {
       --methods LIST run only these methods' cells (comma-separated); the others' finished
                      cells still make the table. Two processes with disjoint lists share one
                      sweep, e.g. on two machines or cores; a teacher must have finished first.
+      --seeds LIST   run only cells of these seeds (comma-separated), e.g. `--seeds 0` to screen
+                     methods at the first seed (learning-rate selection included) before
+                     spending the other seeds on the ones that look promising.
     """
 
   static func run(_ arguments: [String]) throws {
     let parsed = try Arguments(
-      arguments, options: ["reference", "methods"], flags: ["dry-run", "table-only"])
+      arguments, options: ["reference", "methods", "seeds"], flags: ["dry-run", "table-only"])
     guard parsed.positionals.count == 1 else {
       throw UsageError(message: "give exactly one SWEEP file")
     }
@@ -53,6 +56,26 @@ enum CompareCommand: Command {
         )
       }
       runnable = Set(names)
+    }
+
+    var seeds: Set<Int>? = nil
+    if let list = parsed.value("seeds") {
+      var chosen: Set<Int> = []
+      for item in list.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+        guard let seed = Int(item) else {
+          throw UsageError(
+            message: "--seeds: \(item) is not a seed; give integers, e.g. --seeds 0,1")
+        }
+        let known = Set(sweep.methods.flatMap { $0.seeds ?? sweep.seeds })
+        guard known.contains(seed) else {
+          throw UsageError(
+            message:
+              "--seeds: no method of \(path) runs seed \(seed) (its seeds: \(known.sorted().map(String.init).joined(separator: ", ")))"
+          )
+        }
+        chosen.insert(seed)
+      }
+      seeds = chosen
     }
 
     func show(_ event: SweepRun.Event) {
@@ -80,7 +103,8 @@ enum CompareCommand: Command {
     }
 
     let rows = try sweepRun.run(
-      methods: runnable, tableOnly: parsed.flag("table-only"), apply: runSubprocess, events: show)
+      methods: runnable, seeds: seeds, tableOnly: parsed.flag("table-only"), apply: runSubprocess,
+      events: show)
     print(Aggregation.markdown(rows, reference: reference), terminator: "")
     print("outputs: \(sweep.output)/ (comparison.md, comparison.json, figures/)")
   }

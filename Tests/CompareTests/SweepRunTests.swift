@@ -106,6 +106,22 @@ final class SweepRunTests: XCTestCase {
       FileManager.default.fileExists(atPath: file("out/manifests/full_lr1e-3_s0.yaml").path))
   }
 
+  func testSeedsLimitWhichCellsRun() throws {
+    let run = try sweepRun()
+    var started: [String] = []
+    func cells(_ seeds: Set<Int>) throws -> [String] {
+      started = []
+      _ = try run.run(
+        methods: ["full"], seeds: seeds, tableOnly: false, apply: { _, _ in 0 },
+        events: { if case .cellStarted(let id) = $0 { started.append(id) } })
+      return started
+    }
+    // Seed 0 is the selection seed: both learning rates run there, nothing at seed 1.
+    XCTAssertEqual(try cells([0]), ["full_lr1e-3_s0", "full_lr3e-3_s0"])
+    // Seed 1 alone: its cells need the chosen rate, which seed 0 has not given (no results).
+    XCTAssertEqual(try cells([1]), [])
+  }
+
   func testTableOnlyRunsNothingAndWritesTheOutputs() throws {
     let run = try sweepRun()
     let rows = try run.run(

@@ -227,6 +227,17 @@ final class CompareCommandTests: XCTestCase {
     XCTAssertEqual(rows.map { $0["method"] as? String }, ["full", "decay-c", "kd"])
   }
 
+  func testSeedsOptionIsCheckedBeforeAnyCell() throws {
+    try sweep(Self.fullMethod)
+    let word = try runSurgeon(["compare", "sweep.yaml", "--seeds", "zero"], in: workspace)
+    XCTAssertEqual(word.status, 2, word.error)
+    XCTAssertTrue(word.error.contains("--seeds: zero is not a seed"), word.error)
+    let unknown = try runSurgeon(["compare", "sweep.yaml", "--seeds", "0,7"], in: workspace)
+    XCTAssertEqual(unknown.status, 2, unknown.error)
+    XCTAssertTrue(unknown.error.contains("no method of sweep.yaml runs seed 7"), unknown.error)
+    XCTAssertFalse(unknown.error.contains("compare: running"), unknown.error)
+  }
+
   func testBadMethodIsReportedAtItsLine() throws {
     try sweep(
       """
