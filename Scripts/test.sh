@@ -37,6 +37,9 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
   export OPENBLAS_CORETYPE
 fi
 echo "test.sh: $(.build/release/surgeon --version | tail -1)"
+# Both builds of surgeon's vector loops agree bit for bit where the AVX2 one is really AVX2 code
+# (in the release binary; the debug test build does not inline it).
+.build/release/surgeon --check-vector-kernels
 # One BLAS thread per test process: XCTest runs serially and the machine has 2 cores.
 SURGEON_THREADS=1 swift test --disable-swift-testing 2>&1 | tee "$log"
 # XCTest's last summary line: "Executed N tests, with [K tests skipped and] F failures ...".

@@ -25,6 +25,13 @@ public struct KernelSet: Sendable {
       -> Void
   /// Softmax of one row in place.
   public let softmax: @Sendable (UnsafeMutablePointer<Float>, Int) -> Void
+  /// One channel's batch statistics (`ChannelPlanes`): its mean and sum of squared deviations.
+  public let channelMoments: @Sendable (ChannelPlanes) -> (mean: Double, squares: Double)
+  /// One channel's batch-norm gradient sums: `Σ dy` and `Σ dy·(x − mean)·rstd`.
+  public let channelGradientSums:
+    @Sendable (ChannelPlanes, _ gradient: UnsafePointer<Float>, _ mean: Float, _ rstd: Float) -> (
+      sum: Float, sumTimesNorm: Float
+    )
 
   public init(
     name: String,
@@ -36,7 +43,11 @@ public struct KernelSet: Sendable {
       @escaping @Sendable (
         UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int
       ) -> Void,
-    softmax: @escaping @Sendable (UnsafeMutablePointer<Float>, Int) -> Void
+    softmax: @escaping @Sendable (UnsafeMutablePointer<Float>, Int) -> Void,
+    channelMoments: @escaping @Sendable (ChannelPlanes) -> (mean: Double, squares: Double),
+    channelGradientSums:
+      @escaping @Sendable (ChannelPlanes, UnsafePointer<Float>, Float, Float)
+      -> (sum: Float, sumTimesNorm: Float)
   ) {
     self.name = name
     self.fillNormal = fillNormal
@@ -45,6 +56,8 @@ public struct KernelSet: Sendable {
     self.gelu = gelu
     self.geluBackward = geluBackward
     self.softmax = softmax
+    self.channelMoments = channelMoments
+    self.channelGradientSums = channelGradientSums
   }
 
   /// The loops compiled for baseline x86-64.
@@ -61,7 +74,25 @@ public struct KernelSet: Sendable {
     },
     gelu: { Kernels.gelu($0, count: $1) },
     geluBackward: { Kernels.geluBackward(input: $0, output: $1, gradient: $2, count: $3) },
-    softmax: { Kernels.softmax($0, length: $1) })
+    softmax: { Kernels.softmax($0, length: $1) },
+    channelMoments: { Kernels.channelMoments($0) },
+    channelGradientSums: { Kernels.channelGradientSums($0, gradient: $1, mean: $2, rstd: $3) })
+}
+
+/// One channel of an `N × C × H × W` tensor: `count` planes of `pixels` values, the first at
+/// `base`, each `stride` values after the one before (`stride = C·H·W`).
+public struct ChannelPlanes: @unchecked Sendable {
+  public var base: UnsafePointer<Float>
+  public var count: Int
+  public var pixels: Int
+  public var stride: Int
+
+  public init(base: UnsafePointer<Float>, count: Int, pixels: Int, stride: Int) {
+    self.base = base
+    self.count = count
+    self.pixels = pixels
+    self.stride = stride
+  }
 }
 
 /// Where a random fill writes: values `begin ..< end` of a draw (value `i` at `base + i − begin`)
@@ -349,5 +380,88 @@ public enum Kernels {
       VectorMath.store(VectorMath.load(row + j, count: n) * inverse, to: row + j, count: n)
       j += 8
     }
+  }
+
+  /// The mean and the sum of squared deviations of a channel, in double precision. Eight
+  /// running sums, value `p` of a plane going to lane `p mod 8` (a plane's tail is padded with
+  /// zeros, which add nothing), reduced in lane order at the end: one fixed order, so the same
+  /// bits in both builds and on any thread count, and vector-wide where a single running sum
+  /// could not be.
+  @inlinable @inline(__always)
+  public static func channelMoments(_ planes: ChannelPlanes) -> (mean: Double, squares: Double) {
+    var sums = SIMD8<Double>()
+    for n in 0..<planes.count {
+      let plane = planes.base + n * planes.stride
+      var p = 0
+      while p < planes.pixels {
+        let count = Swift.min(8, planes.pixels - p)
+        sums += SIMD8<Double>(VectorMath.load(plane + p, count: count))
+        p += 8
+      }
+    }
+    let mean = reduceInOrder(sums) / Double(planes.count * planes.pixels)
+    var squares = SIMD8<Double>()
+    let centre = SIMD8<Double>(repeating: mean)
+    for n in 0..<planes.count {
+      let plane = planes.base + n * planes.stride
+      var p = 0
+      while p < planes.pixels {
+        let count = Swift.min(8, planes.pixels - p)
+        // Padding lanes are 0 in `values` and in the mask: their deviation is dropped.
+        let values = SIMD8<Double>(VectorMath.load(plane + p, count: count))
+        let centred = (values - centre) * paddingMask(count)
+        squares += centred * centred
+        p += 8
+      }
+    }
+    return (mean, reduceInOrder(squares))
+  }
+
+  /// `Σ dy` and `Σ dy·(x − mean)·rstd` over a channel (`dy` laid out like `planes`, from
+  /// `gradient`), eight running sums as in `channelMoments`, in single precision.
+  @inlinable @inline(__always)
+  public static func channelGradientSums(
+    _ planes: ChannelPlanes, gradient: UnsafePointer<Float>, mean: Float, rstd: Float
+  ) -> (sum: Float, sumTimesNorm: Float) {
+    var sums = Lanes()
+    var sumsTimesNorm = Lanes()
+    let (centre, scale) = (Lanes(repeating: mean), Lanes(repeating: rstd))
+    for n in 0..<planes.count {
+      let plane = planes.base + n * planes.stride
+      let gradientPlane = gradient + n * planes.stride
+      var p = 0
+      while p < planes.pixels {
+        let count = Swift.min(8, planes.pixels - p)
+        let dy = VectorMath.load(gradientPlane + p, count: count)
+        let norm = (VectorMath.load(plane + p, count: count) - centre) * scale
+        sums += dy
+        sumsTimesNorm += dy * norm
+        p += 8
+      }
+    }
+    var sum = sums[0]
+    var sumTimesNorm = sumsTimesNorm[0]
+    for lane in 1..<8 {
+      sum += sums[lane]
+      sumTimesNorm += sumsTimesNorm[lane]
+    }
+    return (sum, sumTimesNorm)
+  }
+
+  /// The lanes' sum, lane 0 first.
+  @usableFromInline @_transparent
+  static func reduceInOrder(_ lanes: SIMD8<Double>) -> Double {
+    var total = lanes[0]
+    for lane in 1..<8 { total += lanes[lane] }
+    return total
+  }
+
+  /// 1 in the first `count` lanes, 0 in the rest.
+  @usableFromInline @_transparent
+  static func paddingMask(_ count: Int) -> SIMD8<Double> {
+    if count >= 8 { return SIMD8<Double>(repeating: 1) }
+    var mask = SIMD8<Double>()
+    for lane in 0..<count { mask[lane] = 1 }
+    return mask
   }
 }

@@ -17,5 +17,7 @@ extension KernelSet {
     },
     gelu: { Kernels.gelu($0, count: $1) },
     geluBackward: { Kernels.geluBackward(input: $0, output: $1, gradient: $2, count: $3) },
-    softmax: { Kernels.softmax($0, length: $1) })
+    softmax: { Kernels.softmax($0, length: $1) },
+    channelMoments: { Kernels.channelMoments($0) },
+    channelGradientSums: { Kernels.channelGradientSums($0, gradient: $1, mean: $2, rstd: $3) })
 }

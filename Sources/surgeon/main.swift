@@ -70,6 +70,19 @@ func run(_ arguments: [String]) -> Int32 {
     print("surgeon \(version)")
     print(BLASCore.description(environment: ProcessInfo.processInfo.environment))
     return 0
+  case "--check-vector-kernels":
+    // For the test command: both builds of surgeon's vector loops, compared bit for bit in this
+    // (release) binary.
+    guard let differing = VectorKernelAgreement.differences() else {
+      print("vector kernels: this CPU cannot run the AVX2 build; nothing to compare")
+      return 0
+    }
+    if differing.isEmpty {
+      print("vector kernels: the baseline and AVX2 builds agree bit for bit")
+      return 0
+    }
+    print("vector kernels: the builds differ in \(differing.joined(separator: ", "))")
+    return 1
   case "--blas-core-choice":
     print(BLASCore.loadedCore)
     return 0

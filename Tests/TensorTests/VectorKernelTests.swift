@@ -110,6 +110,61 @@ final class VectorKernelTests: XCTestCase {
     }
   }
 
+  /// Batch norm's channel sums: the same bits in both builds, and right against a sum in double
+  /// precision, for planes with and without a partial last vector (49 and 64 pixels).
+  func testChannelSumsGiveTheSameBitsInBothBuildsAndAreRight() throws {
+    try requireAVX2()
+    for pixels in [49, 64] {
+      let (count, channels) = (5, 3)
+      var random = RandomStream(seed: UInt64(pixels))
+      var x = [Float](repeating: 0, count: count * channels * pixels)
+      var dy = x
+      x.withUnsafeMutableBufferPointer { random.fillNormal($0, mean: 2, standardDeviation: 3) }
+      dy.withUnsafeMutableBufferPointer { random.fillNormal($0, mean: 0, standardDeviation: 1) }
+      let c = 1
+      let values = (0..<count).flatMap { n in
+        (0..<pixels).map { x[(n * channels + c) * pixels + $0] }
+      }
+      let gradients = (0..<count).flatMap { n in
+        (0..<pixels).map { dy[(n * channels + c) * pixels + $0] }
+      }
+      let mean = values.reduce(0.0) { $0 + Double($1) } / Double(values.count)
+      let squares = values.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) }
+      var results: [(Double, Double, Float, Float)] = []
+      for set in [KernelSet.baseline, .avx2] {
+        x.withUnsafeBufferPointer { xs in
+          dy.withUnsafeBufferPointer { dys in
+            let planes = ChannelPlanes(
+              base: xs.baseAddress! + c * pixels, count: count, pixels: pixels,
+              stride: channels * pixels)
+            let moments = set.channelMoments(planes)
+            let sums = set.channelGradientSums(
+              planes, dys.baseAddress! + c * pixels, Float(moments.mean), 0.5)
+            results.append((moments.mean, moments.squares, sums.sum, sums.sumTimesNorm))
+          }
+        }
+      }
+      XCTAssertEqual(results[0].0.bitPattern, results[1].0.bitPattern, "mean, \(pixels) pixels")
+      XCTAssertEqual(results[0].1.bitPattern, results[1].1.bitPattern, "squares")
+      XCTAssertEqual(results[0].2.bitPattern, results[1].2.bitPattern, "Σ dy")
+      XCTAssertEqual(results[0].3.bitPattern, results[1].3.bitPattern, "Σ dy·norm")
+      XCTAssertEqual(results[0].0, mean, accuracy: 1e-12)
+      XCTAssertEqual(results[0].1, squares, accuracy: 1e-9 * squares)
+      let sum = gradients.reduce(0.0) { $0 + Double($1) }
+      let sumTimesNorm = zip(values, gradients).reduce(0.0) { total, pair in
+        total + Double(pair.1) * (Double(pair.0) - Double(Float(mean))) * 0.5
+      }
+      XCTAssertEqual(Double(results[0].2), sum, accuracy: 1e-4)
+      XCTAssertEqual(Double(results[0].3), sumTimesNorm, accuracy: 1e-3)
+    }
+  }
+
+  /// The check the release binary runs (`surgeon --check-vector-kernels`) finds no difference.
+  func testAgreementCheckFindsNoDifference() throws {
+    try requireAVX2()
+    XCTAssertEqual(VectorKernelAgreement.differences(), [])
+  }
+
   /// The two forms of Philox's multiply (lanes widened, or taken in pairs) give the same words.
   func testPhiloxMultipliesInPairsLikeWidened() {
     for counter: UInt64 in [0, 7, 0xFFFF_FFF9, 1 << 40 | 3] {

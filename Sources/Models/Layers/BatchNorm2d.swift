@@ -59,28 +59,18 @@ public struct BatchNorm2d: Sendable {
     let training = mode == .training
     if training {
       // Each channel's mean and sum of squared deviations, in double precision. Channels are
-      // independent and each is summed in one order: the same bits on any split.
+      // independent and each is summed in one fixed order (`Kernels.channelMoments`): the same
+      // bits on any split.
       var moments = [(mean: Double, squares: Double)](repeating: (0, 0), count: channels)
+      let kernel = VectorKernelChoice.active.channelMoments
       input.withUnsafeBufferPointer { xs in
         moments.withUnsafeMutableBufferPointer { momentBuffer in
           let (x, out, channels) = (xs.baseAddress!, momentBuffer.baseAddress!, channels)
           Parallel.forEachChunk(channels, grain: 1) { chunk in
             for c in chunk {
-              var sum = 0.0
-              for n in 0..<batch {
-                let plane = x + (n * channels + c) * pixels
-                for p in 0..<pixels { sum += Double(plane[p]) }
-              }
-              let mean = sum / Double(perChannel)
-              var squares = 0.0
-              for n in 0..<batch {
-                let plane = x + (n * channels + c) * pixels
-                for p in 0..<pixels {
-                  let centred = Double(plane[p]) - mean
-                  squares += centred * centred
-                }
-              }
-              out[c] = (mean, squares)
+              out[c] = kernel(
+                ChannelPlanes(
+                  base: x + c * pixels, count: batch, pixels: pixels, stride: channels * pixels))
             }
           }
         }
@@ -101,7 +91,8 @@ public struct BatchNorm2d: Sendable {
       }
     }
     if training { batchesTracked += 1 }
-    var output = Tensor(zeros: input.shape)
+    // Every element is written below.
+    var output = Tensor(uninitialized: input.shape)
     input.withUnsafeBufferPointer { xs in
       weight.withUnsafeBufferPointer { ws in
         bias.withUnsafeBufferPointer { bs in
@@ -132,10 +123,12 @@ public struct BatchNorm2d: Sendable {
     let input = cache.input
     let (batch, pixels) = (input.shape[0], input.shape[2] * input.shape[3])
     let perChannel = Float(batch * pixels)
-    var inputGradient = Tensor(zeros: input.shape)
+    // Every element is written below.
+    var inputGradient = Tensor(uninitialized: input.shape)
     var weightGradient = Tensor(zeros: [channels])
     var biasGradient = Tensor(zeros: [channels])
     let (channels, usedBatchStatistics) = (channels, cache.usedBatchStatistics)
+    let gradientSums = VectorKernelChoice.active.channelGradientSums
     input.withUnsafeBufferPointer { xs in
       outputGradient.withUnsafeBufferPointer { dys in
         inputGradient.withUnsafeMutableBufferPointer { dxs in
@@ -146,37 +139,34 @@ public struct BatchNorm2d: Sendable {
                 let (dw, db, w) = (
                   weightGradients.baseAddress!, biasGradients.baseAddress!, weights.baseAddress!
                 )
-                // Channels are independent and each is summed in one order: the same bits on
-                // any split.
+                // Channels are independent and each is summed in one fixed order
+                // (`Kernels.channelGradientSums`): the same bits on any split.
                 Parallel.forEachChunk(channels, grain: 1) { chunk in
                   for c in chunk {
                     let mean = cache.mean[c]
                     let rstd = cache.reciprocalStandardDeviation[c]
-                    var sumGradient: Float = 0
-                    var sumGradientNorm: Float = 0
-                    for n in 0..<batch {
-                      let offset = (n * channels + c) * pixels
-                      for p in 0..<pixels {
-                        let norm = (x[offset + p] - mean) * rstd
-                        sumGradient += dy[offset + p]
-                        sumGradientNorm += dy[offset + p] * norm
-                      }
-                    }
+                    let (sumGradient, sumGradientNorm) = gradientSums(
+                      ChannelPlanes(
+                        base: x + c * pixels, count: batch, pixels: pixels,
+                        stride: channels * pixels),
+                      dy + c * pixels, mean, rstd)
                     dw[c] = sumGradientNorm
                     db[c] = sumGradient
                     let scale = w[c] * rstd
+                    // The per-channel means hoisted out of the loop, so it vectorises.
+                    let (meanGradient, meanGradientNorm) = (
+                      sumGradient / perChannel, sumGradientNorm / perChannel
+                    )
                     for n in 0..<batch {
                       let offset = (n * channels + c) * pixels
-                      for p in 0..<pixels {
-                        if usedBatchStatistics {
+                      if usedBatchStatistics {
+                        for p in 0..<pixels {
                           let norm = (x[offset + p] - mean) * rstd
                           dx[offset + p] =
-                            scale
-                            * (dy[offset + p] - sumGradient / perChannel - norm * sumGradientNorm
-                              / perChannel)
-                        } else {
-                          dx[offset + p] = scale * dy[offset + p]
+                            scale * (dy[offset + p] - meanGradient - norm * meanGradientNorm)
                         }
+                      } else {
+                        for p in 0..<pixels { dx[offset + p] = scale * dy[offset + p] }
                       }
                     }
                   }

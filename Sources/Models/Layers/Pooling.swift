@@ -31,7 +31,8 @@ public struct MaxPool2d: Sendable {
       input.shape[0], input.shape[1], input.shape[2], input.shape[3]
     )
     let (outHeight, outWidth) = outputSize(height: height, width: width)
-    var output = Tensor(zeros: [batch, channels, outHeight, outWidth])
+    // Every element is written below.
+    var output = Tensor(uninitialized: [batch, channels, outHeight, outWidth])
     var argmax = [Int32](repeating: 0, count: output.count)
     let (kernel, stride, padding) = (kernel, stride, padding)
     let (planeSize, outPlaneSize) = (height * width, outHeight * outWidth)
