@@ -300,10 +300,15 @@ final class LayerGradientTests: XCTestCase {
     XCTAssertTrue(y.scalars[3].isNaN)
     XCTAssertEqual(argmax[3], 6)
     let relu = Activation.relu.forward(
-      Tensor(shape: [9], scalars: [-1, 0, -0.0, 2, .infinity, -.infinity, .nan, 1e-45, -1e-45]))
+      Tensor(
+        shape: [9],
+        scalars: [
+          -1, 0, -0.0, 2, .infinity, -.infinity, .nan, .leastNonzeroMagnitude,
+          -.leastNonzeroMagnitude,
+        ]))
     XCTAssertEqual(
       relu.scalars.map(\.bitPattern),
-      [0, 0, 0, 2, Float.infinity, 0, 0, 1e-45, 0].map(\.bitPattern))
+      [0, 0, 0, 2, Float.infinity, 0, 0, .leastNonzeroMagnitude, 0].map(\.bitPattern))
   }
 
   func testAdaptiveAveragePool() {
