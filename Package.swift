@@ -10,8 +10,8 @@ import PackageDescription
   let avx2Settings: [SwiftSetting] = []
 #endif
 
-// Data flows one way: Plumbing → Tensor → SafeTensors → Models → (Manifest, Surgery, Training)
-// → surgeon. docs/architecture.md says what each target may import.
+// Data flows one way: (Plumbing, VectorKernels) → Tensor → SafeTensors → Models → (Manifest,
+// Surgery, Training) → surgeon. docs/architecture.md says what each target may import.
 let package = Package(
   name: "surgeon",
   products: [
