@@ -47,14 +47,19 @@ build_module() {
     [ -n "$stale" ] || [ ! "$out/modules/$dependency.o" -nt "$object" ] || stale=1
   done
   [ -n "$stale" ] || return 0
+  # The AVX2 build of the vector loops, as Package.swift builds it.
+  local extra=()
+  [ "$name" != VectorKernelsAVX2 ] || [ "$(uname -m)" != x86_64 ] || extra=(-target-cpu haswell)
   # shellcheck disable=SC2086
-  swiftc "${flags[@]}" -wmo -module-name "$name" -emit-module \
+  swiftc "${flags[@]}" "${extra[@]}" -wmo -module-name "$name" -emit-module \
     -emit-module-path "$out/modules/$name.swiftmodule" -c -o "$object" $sources
 }
 case $target in
   manifest) modules="Plumbing Manifest" ;;
-  safetensors) modules="Plumbing Tensor SafeTensors" ;;
-  tokenizer | csv | jsonl | idx) modules="Plumbing Tensor SafeTensors Models Datasets" ;;
+  safetensors) modules="Plumbing VectorKernels VectorKernelsAVX2 Tensor SafeTensors" ;;
+  tokenizer | csv | jsonl | idx)
+    modules="Plumbing VectorKernels VectorKernelsAVX2 Tensor SafeTensors Models Datasets"
+    ;;
 esac
 objects=()
 built=()
