@@ -51,28 +51,29 @@ if [ "${executed:-0}" -eq 0 ]; then
   echo "test.sh: no test ran" >&2
   exit 1
 fi
+# Runs the tests matching FILTER again with the environment assignments given before it;
+# fails with WHAT unless at least one test ran and none failed.
+rerun() {
+  local what=$1 filter=$2 rerun_log summary
+  shift 2
+  rerun_log="$(mktemp)"
+  env "$@" SURGEON_THREADS=1 swift test --skip-build --disable-swift-testing --filter "$filter" \
+    2>&1 | tee "$rerun_log"
+  summary=$(grep -E "Executed [0-9]+ tests?," "$rerun_log" | tail -1)
+  rm -f "$rerun_log"
+  if ! echo "$summary" | grep -qE "Executed [1-9][0-9]* tests?, with 0 failures"; then
+    echo "test.sh: $what: $summary" >&2
+    exit 1
+  fi
+}
 # Bitwise independence from the thread count must hold under every kernel: the GEMM split and
 # determinism tests again on Prescott's SSE3 kernels (the fallback of CPUs OpenBLAS does not know).
-fallback_log="$(mktemp)"
-OPENBLAS_CORETYPE=Prescott SURGEON_THREADS=1 swift test --skip-build --disable-swift-testing \
-  --filter 'GEMMSplitTests|DeterminismTests' 2>&1 | tee "$fallback_log"
-fallback=$(grep -E "Executed [0-9]+ tests?," "$fallback_log" | tail -1)
-rm -f "$fallback_log"
-if ! echo "$fallback" | grep -qE "Executed [1-9][0-9]* tests?, with 0 failures"; then
-  echo "test.sh: the determinism tests did not pass on OpenBLAS's Prescott kernels: $fallback" >&2
-  exit 1
-fi
+rerun "the determinism tests did not pass on OpenBLAS's Prescott kernels" \
+  'GEMMSplitTests|DeterminismTests' OPENBLAS_CORETYPE=Prescott
 # The baseline build of surgeon's vector loops (what a CPU without AVX2 runs) against the same
 # fixtures: the determinism tests and the PyTorch golden checks of the layers that use them.
-baseline_log="$(mktemp)"
-SURGEON_VECTOR_KERNELS=baseline SURGEON_THREADS=1 swift test --skip-build --disable-swift-testing \
-  --filter 'DeterminismTests|GoldenTests|RandomFillTests|VectorMathTests' 2>&1 | tee "$baseline_log"
-baseline=$(grep -E "Executed [0-9]+ tests?," "$baseline_log" | tail -1)
-rm -f "$baseline_log"
-if ! echo "$baseline" | grep -qE "Executed [1-9][0-9]* tests?, with 0 failures"; then
-  echo "test.sh: the tests did not pass on the baseline vector kernels: $baseline" >&2
-  exit 1
-fi
+rerun "the tests did not pass on the baseline vector kernels" \
+  'DeterminismTests|GoldenTests|RandomFillTests|VectorMathTests' SURGEON_VECTOR_KERNELS=baseline
 # The round trips through the real clients, never skipped: python-env.sh fails when the venv
 # (torch 2.13.0, transformers, peft, onnx, onnxruntime) cannot be built.
 SURGEON_VENV_PYTHON="$(bash Scripts/python-env.sh)"

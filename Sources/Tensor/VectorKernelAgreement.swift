@@ -6,26 +6,32 @@ import VectorKernelsAVX2
 /// baseline code instead of inlining it; `surgeon --check-vector-kernels` runs this in the release
 /// binary, where the AVX2 build is really compiled for AVX2 (the test command runs it).
 public enum VectorKernelAgreement {
+  /// Inputs of every kind: normal values at several scales, GELU's near-zero band, the tails,
+  /// ±0, ±inf, NaN, subnormals; 1,003 values so the 16-, 8- and partial-lane paths all run.
+  public static func sampleInputs() -> [Float] {
+    var random = RandomStream(seed: 7)
+    var values = [Float](repeating: 0, count: 1_003)
+    values.withUnsafeMutableBufferPointer { random.fillNormal($0, mean: 0, standardDeviation: 3) }
+    let special: [Float] = [
+      0, -0, .infinity, -.infinity, .nan, 1e-3, -1e-3, 9.9e-4, .leastNormalMagnitude / 4,
+      -.leastNonzeroMagnitude, 4, -4, 5.7, -5.7, 30, -30, 88, -88, 100, -100,
+    ]
+    for (index, value) in special.enumerated() { values[index * 37] = value }
+    values[1_000] = 2e-4
+    return values
+  }
+
   /// The kernels whose outputs differ between the builds (empty: they agree); nil when this CPU
   /// cannot run the AVX2 build.
   public static func differences() -> [String]? {
-    guard Processor.current.features.isSuperset(of: VectorKernelChoice.avx2Requirements) else {
-      return nil
-    }
+    guard VectorKernelChoice.canRunAVX2(.current) else { return nil }
     let sets = [KernelSet.baseline, KernelSet.avx2]
     var differing: [String] = []
     func compare(_ name: String, _ run: (KernelSet) -> [Float]) {
       let (a, b) = (run(sets[0]), run(sets[1]))
       if a.map(\.bitPattern) != b.map(\.bitPattern) { differing.append(name) }
     }
-    var random = RandomStream(seed: 7)
-    var inputs = [Float](repeating: 0, count: 1_003)
-    inputs.withUnsafeMutableBufferPointer { random.fillNormal($0, mean: 0, standardDeviation: 3) }
-    let special: [Float] = [
-      0, -0, .infinity, -.infinity, .nan, 1e-3, -1e-3, 9.9e-4, .leastNormalMagnitude / 4, 4, -4,
-      5.7, -5.7, 30, -30, 88, -88, 100, -100,
-    ]
-    for (index, value) in special.enumerated() { inputs[index * 37] = value }
+    let inputs = sampleInputs()
 
     compare("gelu") { set in
       var values = inputs

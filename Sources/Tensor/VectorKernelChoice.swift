@@ -6,8 +6,8 @@ import VectorKernelsAVX2
 #endif
 
 /// Which build of surgeon's own elementwise loops (`KernelSet`) this process runs: the AVX2 one
-/// where the processor has what code compiled for Haswell needs, else the baseline one. Both give the same bits;
-/// the choice is speed only. `SURGEON_VECTOR_KERNELS=baseline` forces the baseline (to compare,
+/// where the processor has what code compiled for Haswell needs, else the baseline one. Both
+/// give the same bits; the choice is speed only. `SURGEON_VECTOR_KERNELS=baseline` forces the baseline (to compare,
 /// or to rule the AVX2 build out); `avx2` asks for AVX2 and is refused where the CPU lacks it.
 public enum VectorKernelChoice {
   public static let variable = "SURGEON_VECTOR_KERNELS"
@@ -17,15 +17,20 @@ public enum VectorKernelChoice {
     .sse3, .ssse3, .sse41, .sse42, .popcnt, .avx, .avx2, .fma, .bmi1, .bmi2, .f16c, .movbe, .lzcnt,
   ]
 
+  /// Whether `processor` can run the AVX2 build (an x86-64 processor with every requirement).
+  public static func canRunAVX2(_ processor: Processor) -> Bool {
+    #if arch(x86_64)
+      processor.features.isSuperset(of: avx2Requirements)
+    #else
+      false
+    #endif
+  }
+
   /// What a setting asks for on a processor: the set's name, or the reason it cannot be had.
   public static func decide(setting: String?, processor: Processor) -> Result<
     String, KernelChoiceError
   > {
-    #if arch(x86_64)
-      let capable = processor.features.isSuperset(of: avx2Requirements)
-    #else
-      let capable = false
-    #endif
+    let capable = canRunAVX2(processor)
     switch setting.map({ $0.lowercased() }) {
     case nil, "", "auto":
       return .success(capable ? "avx2" : "baseline")

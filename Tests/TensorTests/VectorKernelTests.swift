@@ -9,25 +9,12 @@ import XCTest
 final class VectorKernelTests: XCTestCase {
   private func requireAVX2() throws {
     try XCTSkipUnless(
-      Processor.current.features.isSuperset(of: VectorKernelChoice.avx2Requirements),
+      VectorKernelChoice.canRunAVX2(.current),
       "this CPU cannot run the AVX2 build (the choice tests below cover it)")
   }
 
-  /// Inputs of every kind: normal values at several scales, GELU's near-zero band, the tails,
-  /// ±0, ±inf, NaN, subnormals; 1,003 values so the 16-, 8- and partial-lane paths all run.
-  private func inputs() -> [Float] {
-    var random = RandomStream(seed: 7)
-    var values = [Float](repeating: 0, count: 1_003)
-    values.withUnsafeMutableBufferPointer { random.fillNormal($0, mean: 0, standardDeviation: 3) }
-    let special: [Float] = [
-      0, -0, .infinity, -.infinity, .nan, 1e-3, -1e-3, 9.9e-4, .leastNormalMagnitude / 4,
-      -.leastNonzeroMagnitude, 4, -4, 5.7, -5.7,
-      30, -30, 88, -88, 100, -100,
-    ]
-    for (index, value) in special.enumerated() { values[index * 37] = value }
-    values[1_000] = 2e-4
-    return values
-  }
+  /// The inputs the release binary's agreement check uses (special values included).
+  private func inputs() -> [Float] { VectorKernelAgreement.sampleInputs() }
 
   private func assertBitwiseEqual(
     _ a: [Float], _ b: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line
