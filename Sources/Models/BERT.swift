@@ -377,15 +377,20 @@ public struct BertModel: Sendable {
       let (queryGradient, keyGradient, valueGradient) = layer.attention.backward(
         cache: cache.attention, outputGradient: contextGradient, batch: batchSize, length: length,
         scoresGradient: outputs.attentionScoresGradient?[index])
+      // The lowest block's input gradient feeds nothing trained: its Q/K/V products skip the
+      // GEMMs for it (as autograd does), and the backward ends with this block.
+      let needsInputGradient = index > lowestLayer || needsEmbeddings
       var inputGradient = attentionSumGradient
-      inputGradient.add(
-        layer.query.backward(
-          cache: cache.query, outputGradient: queryGradient, gradients: &gradients)!)
-      inputGradient.add(
-        layer.key.backward(cache: cache.key, outputGradient: keyGradient, gradients: &gradients)!)
-      inputGradient.add(
-        layer.value.backward(
-          cache: cache.value, outputGradient: valueGradient, gradients: &gradients)!)
+      for (projection, projectionCache, gradient) in [
+        (layer.query, cache.query, queryGradient), (layer.key, cache.key, keyGradient),
+        (layer.value, cache.value, valueGradient),
+      ] {
+        let projected = projection.backward(
+          cache: projectionCache, outputGradient: gradient, gradients: &gradients,
+          needsInputGradient: needsInputGradient)
+        if let projected { inputGradient.add(projected) }
+      }
+      if !needsInputGradient { return }
       hiddenGradient = inputGradient
     }
     guard needsEmbeddings else { return }
