@@ -45,7 +45,7 @@ for round in $(seq 1 "$rounds"); do
   "$python" Scripts/bench/reference.py onnx-eval --repeats "$repeats" --threads "$threads" \
     2>/dev/null | tail -1 | tee -a /dev/stderr >>"$results/onnxruntime-bert-eval.jsonl"
   .build/release/surgeon-bench bert-train --manifest Scripts/bench/bert-base-lora.yaml \
-    --batch "$base_batch" --length 128 --repeats "$base_repeats" --gemm-replay no \
+    --batch "$base_batch" --length 128 --repeats "$base_repeats" \
     --threads "$threads" | tee -a /dev/stderr | tail -1 >>"$results/surgeon-bert-base-train.jsonl"
   "$python" Scripts/bench/reference.py bert-train --config bert-base --batch "$base_batch" \
     --length 128 --repeats "$base_repeats" --threads "$threads" 2>/dev/null | tail -1 \

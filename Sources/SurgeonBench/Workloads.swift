@@ -142,14 +142,22 @@ func benchmarkBertInference(_ options: Options) throws {
   else { throw BenchError("\(path) is not a BERT manifest") }
   let batch = randomTextBatch(batchSize: batchSize, length: length, labelled: false)
   var random = RandomStream(seed: 0)
-  var (denseTimes, compressedTimes) = ([Double](), [Double]())
-  _ = try dense.forward(batch, mode: .evaluation, random: &random)
+  var (denseTimes, compressedTimes, gemmTimes) = ([Double](), [Double](), [Double]())
+  // The dense forward's own GEMMs, replayed through `cblas_sgemm` alone between the passes: the
+  // time the dense forward would take if everything outside its GEMMs were free.
+  let calls = try GEMMRecorder.record {
+    _ = try dense.forward(batch, mode: .evaluation, random: &random)
+  }
+  var replay = GEMMReplay(calls)
+  let replays = options.string("gemm-replay", "yes") != "no"
+  if replays { replay.run() }
   _ = try compressed.forward(batch, mode: .evaluation, random: &random)
   for _ in 0..<repeats {
     denseTimes.append(
       try seconds { _ = try dense.forward(batch, mode: .evaluation, random: &random) })
     compressedTimes.append(
       try seconds { _ = try compressed.forward(batch, mode: .evaluation, random: &random) })
+    if replays { gemmTimes.append(seconds { replay.run() }) }
   }
   let denseSeconds: Double = median(denseTimes)
   let compressedSeconds: Double = median(compressedTimes)
@@ -159,14 +167,25 @@ func benchmarkBertInference(_ options: Options) throws {
     String(
       format: "  compressed model: %.4f s (%.2f× faster)", compressedSeconds,
       denseSeconds / compressedSeconds))
-  try printJSON([
+  var fields: [String: Any] = [
     "workload": "bert-eval", "manifest": path, "dense_seconds": denseSeconds,
     "compressed_seconds": compressedSeconds,
     "compressed_inference_speedup": denseSeconds / compressedSeconds,
     "dense_parameters": surgery.original.parameterCount,
     "compressed_parameters": surgery.plan.model.exported().parameterCount,
     "batch": batchSize, "length": length, "threads": BLAS.threadCount, "repeats": repeats,
-  ])
+    "dense_gemm_gflop": replay.flops / 1e9, "dense_gemm_calls": calls.count,
+  ]
+  if replays {
+    let gemmSeconds: Double = median(gemmTimes)
+    print(
+      String(
+        format: "  the dense forward's %d GEMMs, %.1f GFLOP: sgemm alone %.4f s (%.1f GFLOP/s)",
+        calls.count, replay.flops / 1e9, gemmSeconds, replay.flops / gemmSeconds / 1e9))
+    fields["dense_sgemm_seconds"] = gemmSeconds
+    fields["dense_sgemm_gflops"] = replay.flops / gemmSeconds / 1e9
+  }
+  try printJSON(fields)
 }
 
 /// `vgg-train`: one ConvLoRA training step of a VGG manifest's plan in the noisy decay stage

@@ -26,6 +26,7 @@ let usage = """
     bert-train [--manifest manifests/minilm-config-b.yaml] [--batch 32] [--length 64] [--rank R] [--repeats 5]
                [--gemm-replay yes|no]
     bert-eval  [--manifest manifests/minilm-rotten-tomatoes.yaml] [--batch 32] [--length 64] [--rank R] [--repeats 7]
+               [--gemm-replay yes|no]
     kernels    [--batch 32] [--length 64] [--repeats 7]
     vgg-train  [--manifest Scripts/bench/vgg-fashion-mnist-convlora.yaml] [--batch 64] [--repeats 7]
   """
