@@ -51,6 +51,21 @@ extension Tensor {
     }
   }
 
+  /// A tensor of `shape` whose every row (the last dimension) is `row`.
+  public init(shape: [Int], repeatingRow row: Tensor) {
+    let columns = row.count
+    self.init(uninitialized: shape)
+    precondition(columns > 0 && count % columns == 0, "row of \(columns) does not fit \(shape)")
+    row.withUnsafeBufferPointer { source in
+      withUnsafeMutableBufferPointer { target in
+        let (s, t) = (source.baseAddress!, target.baseAddress!)
+        Parallel.forEachChunk(target.count / columns, grain: max(1, 16_384 / columns)) { chunk in
+          for index in chunk { (t + index * columns).update(from: s, count: columns) }
+        }
+      }
+    }
+  }
+
   /// Adds `bias` (length = last dimension) to every row.
   public mutating func addRowBias(_ bias: Tensor) {
     let columns = bias.count

@@ -56,30 +56,36 @@ public struct Linear: Sendable {
     outputShape[outputShape.count - 1] = outFeatures
     let frozen = FrozenWeight(weight, under: adapter, mode: mode, random: &random)
     let frozenPathRuns = frozen.runs
-    // The first GEMM into the output (the frozen path's, else the adapter's up) has β = 0 and
-    // writes every element.
-    var output = Tensor(uninitialized: outputShape)
+    // The output starts as its row bias (d·b and C) and every GEMM accumulates into it (β = 1):
+    // OpenBLAS then never zeroes C first, and no separate pass adds the bias (zeroing was 11% of
+    // the compressed forward in `perf`). Without a bias the first GEMM has β = 0 and writes every
+    // element.
+    var rowBias = frozenPathRuns ? bias.map { LowRankAdapter.decayed($0, by: adapter?.decay ?? 1) } : nil
+    if let c = adapter?.bias {
+      if rowBias == nil { rowBias = c } else { rowBias!.add(c) }
+    }
+    var output =
+      rowBias.map { Tensor(shape: outputShape, repeatingRow: $0) }
+      ?? Tensor(uninitialized: outputShape)
+    var written = rowBias != nil
     var cache = Cache(input: input)
     // One GEMM for the frozen path: on d·W + N with noise, else on W scaled by d.
     switch frozen {
     case .skipped:
       break
     case .scaled(let decay):
-      Linear.multiply(input, weight, into: &output, rows: rows, alpha: decay, accumulate: false)
+      Linear.multiply(input, weight, into: &output, rows: rows, alpha: decay, accumulate: written)
+      written = true
     case .sampled(let effective):
       cache.effectiveWeight = effective
-      Linear.multiply(input, effective, into: &output, rows: rows, alpha: 1, accumulate: false)
-    }
-    if frozenPathRuns, let bias {
-      output.addRowBias(LowRankAdapter.decayed(bias, by: adapter?.decay ?? 1))
+      Linear.multiply(input, effective, into: &output, rows: rows, alpha: 1, accumulate: written)
+      written = true
     }
     if let adapter {
       var hidden = Tensor(uninitialized: [rows, adapter.rank])
       Linear.multiply(input, adapter.down, into: &hidden, rows: rows, alpha: 1, accumulate: false)
       Linear.multiply(
-        hidden, adapter.up, into: &output, rows: rows, alpha: adapter.scale,
-        accumulate: frozenPathRuns)
-      if let c = adapter.bias { output.addRowBias(c) }
+        hidden, adapter.up, into: &output, rows: rows, alpha: adapter.scale, accumulate: written)
       cache.adapterHidden = hidden
     }
     return (output, cache)
