@@ -60,7 +60,8 @@ public struct Linear: Sendable {
     // OpenBLAS then never zeroes C first, and no separate pass adds the bias (zeroing was 11% of
     // the compressed forward in `perf`). Without a bias the first GEMM has β = 0 and writes every
     // element.
-    var rowBias = frozenPathRuns ? bias.map { LowRankAdapter.decayed($0, by: adapter?.decay ?? 1) } : nil
+    var rowBias =
+      frozenPathRuns ? bias.map { LowRankAdapter.decayed($0, by: adapter?.decay ?? 1) } : nil
     if let c = adapter?.bias {
       if rowBias == nil { rowBias = c } else { rowBias!.add(c) }
     }
