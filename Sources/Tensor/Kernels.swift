@@ -41,6 +41,23 @@ extension Tensor {
     }
   }
 
+  /// The elementwise product `a ⊙ b`, shaped like `a`, in one pass (no copy of `a` first).
+  public static func product(_ a: Tensor, _ b: Tensor) -> Tensor {
+    precondition(a.count == b.count, "product: \(a.count) and \(b.count) elements")
+    var result = Tensor(uninitialized: a.shape)
+    a.withUnsafeBufferPointer { first in
+      b.withUnsafeBufferPointer { second in
+        result.withUnsafeMutableBufferPointer { target in
+          let (x, y, t) = (first.baseAddress!, second.baseAddress!, target.baseAddress!)
+          Parallel.forEachChunk(target.count) { range in
+            for i in range { t[i] = x[i] * y[i] }
+          }
+        }
+      }
+    }
+    return result
+  }
+
   /// `self *= factor`.
   public mutating func scale(by factor: Float) {
     withUnsafeMutableBufferPointer { target in

@@ -32,15 +32,13 @@ public struct Dropout: Sendable {
         random.fillDropoutMask(values, probability: probability, scale: scale)
       }
     }
-    var output = input
-    output.multiply(by: mask)
-    return (output, mask)
+    // Out of place: `input` is usually still referenced (a cache keeps it), so multiplying a
+    // copy in place would first copy it.
+    return (Tensor.product(input, mask), mask)
   }
 
   public func backward(mask: Tensor?, outputGradient: Tensor) -> Tensor {
     guard let mask else { return outputGradient }
-    var result = outputGradient
-    result.multiply(by: mask)
-    return result
+    return Tensor.product(outputGradient, mask)
   }
 }
