@@ -108,11 +108,19 @@ public struct ComparisonRow: Sendable, Codable {
   public var pairedNote: String? = nil
   /// The reference row's name (`METHOD` or `METHOD rRANK`); nil for a reference itself.
   public var referenceRow: String? = nil
+  /// For a method with `builds_on:`, the paired test-set difference to the recipe it changes:
+  /// what the change bought. nil when the method has none or it cannot be computed.
+  public var change: PairedDifference? = nil
+  /// The recipe the method builds on, and why `change` is nil when it is.
+  public var buildsOn: String? = nil
+  public var changeNote: String? = nil
 
   enum CodingKeys: String, CodingKey {
     case method, rank, seeds, test, validation, paired
     case pairedNote = "paired_note"
     case referenceRow = "reference"
+    case change = "builds_on"
+    case changeNote = "builds_on_note"
     case learningRate = "lr"
     case validationByLearningRate = "validation_by_lr"
     case keptShare = "kept_share"
@@ -141,6 +149,10 @@ public struct ComparisonRow: Sendable, Codable {
     try container.encode(paired, forKey: .paired)
     try container.encodeIfPresent(referenceRow, forKey: .referenceRow)
     try container.encodeIfPresent(pairedNote, forKey: .pairedNote)
+    if buildsOn != nil {
+      try container.encode(change, forKey: .change)
+      try container.encodeIfPresent(changeNote, forKey: .changeNote)
+    }
   }
 }
 
@@ -203,7 +215,54 @@ public enum Aggregation {
       case .failure(let problem): rows[index].pairedNote = problem.description
       }
     }
+    // What each ingredient bought: the row against the recipe it builds on, paired the same way.
+    for index in rows.indices {
+      guard let base = sweep.method(named: rows[index].method)?.buildsOn else { continue }
+      rows[index].buildsOn = base
+      // A base with several ranks pairs with the row of the same rank, else its first row.
+      guard
+        let other = rows.firstIndex(where: { $0.method == base && $0.rank == rows[index].rank })
+          ?? rows.firstIndex(where: { $0.method == base })
+      else {
+        rows[index].changeNote = "no finished cells of \(base)"
+        continue
+      }
+      let name = RowKey(method: rows[other].method, rank: rows[other].rank).description
+      rows[index].buildsOn = name
+      let outcome = PairedStatistics.compare(
+        row: cellsByRow[index].map { ($0.cell.seed, $0.predictions) },
+        reference: cellsByRow[other].map { ($0.cell.seed, $0.predictions) }, referenceName: name,
+        draws: draws)
+      switch outcome {
+      case .success(let difference): rows[index].change = difference
+      case .failure(let problem): rows[index].changeNote = problem.description
+      }
+    }
     return rows
+  }
+
+  /// The table of what each change bought: every row whose method has `builds_on:`, paired
+  /// with the recipe it changes on the seeds both ran. Empty when no method builds on another.
+  public static func changesMarkdown(_ rows: [ComparisonRow]) -> String {
+    let changed = rows.filter { $0.buildsOn != nil }
+    guard !changed.isEmpty else { return "" }
+    var lines = [
+      "| method | builds on | seeds paired | Δ vs what it builds on, points [95% CI] | McNemar p |",
+      "|---|---|---|---|---|",
+    ]
+    for row in changed {
+      let base = row.buildsOn ?? "—"
+      guard let change = row.change else {
+        lines.append("| \(row.method) | \(base) | — | — (\(row.changeNote ?? "not paired")) | — |")
+        continue
+      }
+      lines.append(
+        "| \(row.method) | \(base) | \(change.seeds.map(String.init).joined(separator: ",")) | "
+          + String(
+            format: "%+.1f [%+.1f, %+.1f]", 100 * change.delta, 100 * change.ci95[0],
+            100 * change.ci95[1]) + " | \(formatP(change.mcnemarP)) |")
+    }
+    return lines.joined(separator: "\n") + "\n"
   }
 
   /// How the Δ column is computed, for under the table.

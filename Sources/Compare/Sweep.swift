@@ -33,6 +33,9 @@ public struct Sweep: Sendable {
     /// The method this one's paired Δ is against (e.g. a 600-step row against a 600-step full
     /// fine-tuning); nil: the comparison's reference (`--reference`, else the first method).
     public var reference: String?
+    /// The recipe this method changes one thing of (an ingredient row); the comparison pairs
+    /// the two on the test set as well, so the table says what the change bought. nil: none.
+    public var buildsOn: String?
     public var location: SourceLocation
 
     /// The ranks as optionals: `[nil]` when the method names none.
@@ -181,7 +184,7 @@ extension Sweep {
 public enum SweepDecoder {
   static let keys = ["sweep", "name", "base", "output", "seeds", "lr_selection", "methods"]
   static let methodKeys = [
-    "name", "set", "rank", "lr", "seeds", "teacher", "start_from", "reference",
+    "name", "set", "rank", "lr", "seeds", "teacher", "start_from", "reference", "builds_on",
   ]
 
   public static func decode(contentsOf path: String) -> (sweep: Sweep?, diagnostics: [Diagnostic]) {
@@ -311,8 +314,9 @@ public enum SweepDecoder {
       }
     }
     var methods: [Sweep.Method] = []
-    // `reference:` may name a later method: checked once every method is known.
-    var references: [(method: String, value: YAMLNode)] = []
+    // `reference:` and `builds_on:` may name a later method: checked once every method is known.
+    var references:
+      [(method: String, value: YAMLNode, field: WritableKeyPath<Sweep.Method, String?>)] = []
     if let entry = top["methods"] {
       guard case .sequence(let items) = entry.value.kind, !items.isEmpty else {
         error("methods must be a non-empty list", entry.value.location)
@@ -382,7 +386,10 @@ public enum SweepDecoder {
           }
         }
         if let entry = method["reference"] {
-          references.append((methodName, entry.value))
+          references.append((methodName, entry.value, \.reference))
+        }
+        if let entry = method["builds_on"] {
+          references.append((methodName, entry.value, \.buildsOn))
         }
         if let patch = method["set"], case .mapping = patch.value.kind {
         } else if let patch = method["set"] {
@@ -394,12 +401,13 @@ public enum SweepDecoder {
             seeds: method["seeds"].map(seedList), teacher: teacher,
             startsFromTeacher: startsFromTeacher, location: nameEntry.value.location))
       }
-      for (methodName, value) in references {
+      for (methodName, value, field) in references {
         let others = methods.map(\.name).filter { $0 != methodName }
+        let key = field == \Sweep.Method.reference ? "reference" : "builds_on"
         if let text = value.scalarText, others.contains(text),
           let index = methods.firstIndex(where: { $0.name == methodName })
         {
-          methods[index].reference = text
+          methods[index][keyPath: field] = text
         } else {
           let hint =
             value.scalarText.flatMap {
@@ -407,7 +415,7 @@ public enum SweepDecoder {
             }.map { " (did you mean '\($0)'?)" }
             ?? ""
           error(
-            "reference '\(value.scalarText ?? "?")' must name another method of this sweep\(hint)",
+            "\(key) '\(value.scalarText ?? "?")' must name another method of this sweep\(hint)",
             value.location,
             fix: "the methods are \(others.joined(separator: ", "))")
         }

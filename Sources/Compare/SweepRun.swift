@@ -205,6 +205,15 @@ public struct SweepRun {
     return rows
   }
 
+  /// The second table of `comparison.md`, when some method builds on another.
+  private func changesSection(_ rows: [ComparisonRow]) -> String {
+    let table = Aggregation.changesMarkdown(rows)
+    guard !table.isEmpty else { return "" }
+    return "\n## What each change bought\n\nEach method with `builds_on:` against the recipe it "
+      + "changes, paired on the test examples of the seeds both ran (the same interval and test "
+      + "as above).\n\n" + table
+  }
+
   /// `comparison.md`, `comparison.json` and `figures/` in `output`.
   private func write(_ rows: [ComparisonRow], results all: [CellResult], to output: URL) throws {
     try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
@@ -212,7 +221,7 @@ public struct SweepRun {
       "# \(sweep.name): `surgeon compare \(path)`\n\n"
       + "Base manifest \(sweep.base); seeds \(sweep.seeds.map(String.init).joined(separator: ", ")); learning rates chosen by validation accuracy of the deployed model (\(sweep.selection.rawValue)); test accuracy of the deployed model (W-free where the method ends W-free).\n\n"
       + Aggregation.markdown(rows, reference: reference) + "\n" + Aggregation.pairedMethodNote
-      + "\n"
+      + "\n" + changesSection(rows)
     try DurableFile.write(Data(table.utf8), to: output.appendingPathComponent("comparison.md"))
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -106,6 +106,10 @@ enum CompareCommand: Command {
       methods: runnable, seeds: seeds, tableOnly: parsed.flag("table-only"), apply: runSubprocess,
       events: show)
     print(Aggregation.markdown(rows, reference: reference), terminator: "")
+    let changes = Aggregation.changesMarkdown(rows)
+    if !changes.isEmpty {
+      print("\nwhat each change bought (builds_on):\n" + changes, terminator: "")
+    }
     print("outputs: \(sweep.output)/ (comparison.md, comparison.json, figures/)")
   }
 

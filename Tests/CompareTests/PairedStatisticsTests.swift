@@ -295,6 +295,76 @@ final class PairedStatisticsTests: XCTestCase {
       ), json)
   }
 
+  func testBuildsOnPairsEachIngredientRowWithTheRecipeItChanges() throws {
+    let text = """
+      sweep: 1
+      name: tiny
+      base: manifests/base.yaml
+      seeds: [0, 1]
+      methods:
+        - name: full
+          lr: [1.0e-4]
+        - name: svd
+          lr: [1.0e-3]
+        - name: svd-deep
+          builds_on: svd
+          lr: [1.0e-3]
+        - name: svd-aug
+          builds_on: svd-old
+          lr: [1.0e-3]
+        - name: svd-old
+          lr: [1.0e-3]
+      """
+    let (decoded, diagnostics) = SweepDecoder.decode(text, file: "s.yaml")
+    XCTAssertEqual(diagnostics, [])
+    let sweep = try XCTUnwrap(decoded)
+    XCTAssertEqual(sweep.method(named: "svd-deep")?.buildsOn, "svd")
+    XCTAssertNil(sweep.method(named: "svd-deep")?.reference, "builds_on is not the reference")
+    let results = [
+      result("full", seed: 0, tinyRow[0]), result("full", seed: 1, tinyRow[1]),
+      result("svd", seed: 0, tinyReference[0]), result("svd", seed: 1, tinyReference[1]),
+      result("svd-deep", seed: 0, tinyRow[0]), result("svd-deep", seed: 1, tinyRow[1]),
+      result("svd-aug", seed: 0, tinyRow[0]),
+    ]
+    var chosen: [RowKey: String] = [:]
+    for row in sweep.rows { chosen[row] = row.method.hasPrefix("svd") ? "1.0e-3" : "1.0e-4" }
+    let rows = Aggregation.rows(sweep, results: results, chosen: chosen, draws: 2000)
+    XCTAssertEqual(rows.map(\.method), ["full", "svd", "svd-deep", "svd-aug"])
+    // Against full (the reference) svd-deep is level; against svd, what it changes, it gained.
+    XCTAssertEqual(try XCTUnwrap(rows[2].paired).delta, 0)
+    let change = try XCTUnwrap(rows[2].change)
+    XCTAssertEqual(change.reference, "svd")
+    XCTAssertEqual(change.delta, 0.16666666666666666, accuracy: 1e-15)
+    XCTAssertEqual(change.seeds, [0, 1])
+    XCTAssertNil(rows[1].change)
+    XCTAssertNil(rows[1].buildsOn)
+    XCTAssertNil(rows[3].change)
+    XCTAssertEqual(rows[3].changeNote, "no finished cells of svd-old")
+
+    let lines = Aggregation.changesMarkdown(rows).split(separator: "\n").map(String.init)
+    XCTAssertEqual(lines.count, 4)
+    XCTAssertTrue(lines[0].hasPrefix("| method | builds on | seeds paired |"), lines[0])
+    XCTAssertEqual(lines[2], "| svd-deep | svd | 0,1 | +16.7 [-4.2, +37.5] | 0.289 |")
+    XCTAssertEqual(lines[3], "| svd-aug | svd-old | — | — (no finished cells of svd-old) | — |")
+    XCTAssertEqual(Aggregation.changesMarkdown([rows[0], rows[1]]), "", "no builds_on: no table")
+
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    let json = String(decoding: try encoder.encode(rows), as: UTF8.self)
+    XCTAssertTrue(json.contains(#""builds_on":{"ci95":[-0.041666666666666664,0.375]"#), json)
+    XCTAssertTrue(
+      json.contains(#""builds_on":null,"builds_on_note":"no finished cells of svd-old""#), json)
+    XCTAssertEqual(
+      json.components(separatedBy: "builds_on").count - 1, 3, "only rows that build on")
+
+    let misspelt = text.replacingOccurrences(of: "builds_on: svd\n", with: "builds_on: svdd\n")
+    let (bad, problems) = SweepDecoder.decode(misspelt, file: "s.yaml")
+    XCTAssertNil(bad)
+    XCTAssertEqual(
+      problems.map { "\($0.location.line):\($0.location.column): \($0.message)" },
+      ["11:16: builds_on 'svdd' must name another method of this sweep (did you mean 'svd'?)"])
+  }
+
   func testReferenceKeyMustNameAnotherMethod() {
     let bad = """
       sweep: 1
