@@ -38,6 +38,24 @@ final class TensorTests: XCTestCase {
     XCTAssertFalse(x.isFinite)
   }
 
+  func testRepeatedRowsAndOutOfPlaceProduct() {
+    let rows = Tensor(shape: [2, 2, 3], repeatingRow: Tensor(shape: [3], scalars: [1, -2, 3]))
+    XCTAssertEqual(rows.shape, [2, 2, 3])
+    XCTAssertEqual(rows.scalars, [1, -2, 3, 1, -2, 3, 1, -2, 3, 1, -2, 3])
+    // Large enough to be split over threads: every row, not only the first chunk's.
+    BLAS.setThreadCount(2)
+    defer { BLAS.setThreadCount(1) }
+    let wide = Tensor(
+      shape: [4_099, 5], repeatingRow: Tensor(shape: [5], scalars: [0, 1, 2, 3, 4]))
+    XCTAssertEqual(wide.scalars, (0..<4_099).flatMap { _ in [0, 1, 2, 3, 4] })
+
+    let a = Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
+    let product = Tensor.product(a, Tensor(shape: [6], scalars: [2, 0, -1, 0.5, 1, 3]))
+    XCTAssertEqual(product.shape, [2, 3], "shaped like the first operand")
+    XCTAssertEqual(product.scalars, [2, 0, -3, 2, 5, 18])
+    XCTAssertEqual(a.scalars, [1, 2, 3, 4, 5, 6], "the operands are left alone")
+  }
+
   func testRandomStreamsAreReproducibleAndIndependentOfChunking() {
     var whole = RandomStream(seed: 42)
     let all = Tensor.uniform(shape: [64], low: 0, high: 1, random: &whole).scalars
