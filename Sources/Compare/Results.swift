@@ -190,6 +190,17 @@ public enum Aggregation {
         trainSeconds: MeanStd(cells.map(\.trainSeconds)).mean, endsWFree: cells[0].endsWFree,
         stuckSeeds: cells.filter(\.stuckAtChance).count)
     }
+    // Row `index` paired with row `other` on the test examples of the seeds both ran.
+    func pair(_ index: Int, with other: Int) -> (
+      name: String, outcome: Result<PairedDifference, PairedStatistics.Unavailable>
+    ) {
+      let name = RowKey(method: rows[other].method, rank: rows[other].rank).description
+      let outcome = PairedStatistics.compare(
+        row: cellsByRow[index].map { ($0.cell.seed, $0.predictions) },
+        reference: cellsByRow[other].map { ($0.cell.seed, $0.predictions) }, referenceName: name,
+        draws: draws)
+      return (name, outcome)
+    }
     let fallback = reference ?? sweep.methods.first?.name
     for index in rows.indices {
       guard
@@ -204,12 +215,8 @@ public enum Aggregation {
         rows[index].pairedNote = "no finished cells of \(target)"
         continue
       }
-      let name = RowKey(method: rows[other].method, rank: rows[other].rank).description
+      let (name, outcome) = pair(index, with: other)
       rows[index].referenceRow = name
-      let outcome = PairedStatistics.compare(
-        row: cellsByRow[index].map { ($0.cell.seed, $0.predictions) },
-        reference: cellsByRow[other].map { ($0.cell.seed, $0.predictions) }, referenceName: name,
-        draws: draws)
       switch outcome {
       case .success(let difference): rows[index].paired = difference
       case .failure(let problem): rows[index].pairedNote = problem.description
@@ -227,12 +234,8 @@ public enum Aggregation {
         rows[index].changeNote = "no finished cells of \(base)"
         continue
       }
-      let name = RowKey(method: rows[other].method, rank: rows[other].rank).description
+      let (name, outcome) = pair(index, with: other)
       rows[index].buildsOn = name
-      let outcome = PairedStatistics.compare(
-        row: cellsByRow[index].map { ($0.cell.seed, $0.predictions) },
-        reference: cellsByRow[other].map { ($0.cell.seed, $0.predictions) }, referenceName: name,
-        draws: draws)
       switch outcome {
       case .success(let difference): rows[index].change = difference
       case .failure(let problem): rows[index].changeNote = problem.description

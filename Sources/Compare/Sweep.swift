@@ -316,7 +316,10 @@ public enum SweepDecoder {
     var methods: [Sweep.Method] = []
     // `reference:` and `builds_on:` may name a later method: checked once every method is known.
     var references:
-      [(method: String, value: YAMLNode, field: WritableKeyPath<Sweep.Method, String?>)] = []
+      [(
+        method: String, key: String, value: YAMLNode, field: WritableKeyPath<Sweep.Method, String?>
+      )] =
+        []
     if let entry = top["methods"] {
       guard case .sequence(let items) = entry.value.kind, !items.isEmpty else {
         error("methods must be a non-empty list", entry.value.location)
@@ -385,11 +388,11 @@ public enum SweepDecoder {
             startsFromTeacher = true
           }
         }
-        if let entry = method["reference"] {
-          references.append((methodName, entry.value, \.reference))
-        }
-        if let entry = method["builds_on"] {
-          references.append((methodName, entry.value, \.buildsOn))
+        let named: [(String, WritableKeyPath<Sweep.Method, String?>)] = [
+          ("reference", \.reference), ("builds_on", \.buildsOn),
+        ]
+        for (key, field) in named {
+          if let entry = method[key] { references.append((methodName, key, entry.value, field)) }
         }
         if let patch = method["set"], case .mapping = patch.value.kind {
         } else if let patch = method["set"] {
@@ -401,9 +404,8 @@ public enum SweepDecoder {
             seeds: method["seeds"].map(seedList), teacher: teacher,
             startsFromTeacher: startsFromTeacher, location: nameEntry.value.location))
       }
-      for (methodName, value, field) in references {
+      for (methodName, key, value, field) in references {
         let others = methods.map(\.name).filter { $0 != methodName }
-        let key = field == \Sweep.Method.reference ? "reference" : "builds_on"
         if let text = value.scalarText, others.contains(text),
           let index = methods.firstIndex(where: { $0.name == methodName })
         {
