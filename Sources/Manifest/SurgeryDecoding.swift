@@ -123,6 +123,13 @@ extension DecodingContext {
         at: refit.location, fix: "set init: svd_whitened, or remove refit")
       failed = true
     }
+    if let refit, refit.value == .sequential, whitened, let calibration, calibration.batches < 2 {
+      error(
+        "refit sequential holds a quarter of the calibration batches out to choose its ridge and needs at least 2; calibration.batches is \(calibration.batches)",
+        at: calibration.location,
+        fix: "set calibration: {batches: 16} (the default), or remove refit")
+      failed = true
+    }
     let convForm =
       optional(fields, "conv_form", &failed) { context, node throws(Invalid) in
         Located(try context.choice(node, "conv_form", as: ConvForm.self), at: node.location)

@@ -54,6 +54,8 @@ public struct Rewrite: Sendable {
   public var rules: [RuleMatch] = []
   /// The nodes `init: svd_whitened` started (empty without it, or before initializing).
   public var whitened: [String: WhitenedNode] = [:]
+  /// `refit: sequential`'s choice per node (empty without it).
+  public var refitChoices: [String: RefitChoice] = [:]
 }
 
 /// A node `init: svd_whitened` started: its decomposition, its rank (after any budget) and what

@@ -44,9 +44,14 @@ public struct WhitenedSVD: Sendable {
   /// `W·(C_ts + εI)·(Σ + εI)⁻¹`, and its rank-r best is `U_r S_r V_rᵀ L⁻¹` from the SVD of
   /// `W·(C_ts + εI)·L⁻ᵀ` (reduced-rank regression), with that objective then
   /// `tr(W (Σ_t + εI) Wᵀ) − Σ_{i≤r} S_i²`. With `x_s = x_t` this is `W·L`, as above.
-  public init(weight: Tensor, covariance: [Double], crossCovariance: [Double]? = nil)
-    throws(WhiteningError)
-  {
+  ///
+  /// `ridgeScale`: the ridge starts at `ridgeScale · tr Σ / n`. The refit chooses it on
+  /// held-out calibration batches: a regression on a few thousand rows can amplify a faint
+  /// direction of `x_s` to reproduce a strong one of `x_t`, and a larger ridge stops that.
+  public init(
+    weight: Tensor, covariance: [Double], crossCovariance: [Double]? = nil,
+    ridgeScale: Double = 1e-4
+  ) throws(WhiteningError) {
     guard weight.shape.count == 2 else {
       throw WhiteningError("whitening needs a 2-D weight, not shape \(weight.shape)")
     }
@@ -67,7 +72,7 @@ public struct WhitenedSVD: Sendable {
       throw WhiteningError("the weight or the input covariance holds NaN or infinite values")
     }
     let trace = (0..<n).reduce(0.0) { $0 + covariance[$1 * n + $1] }
-    var ridge = Swift.max(1e-4 * trace / Double(n), 1e-12)
+    var ridge = Swift.max(ridgeScale * trace / Double(n), 1e-12)
     var factor: [Double]?
     for _ in 0..<8 {
       if let lower = Self.cholesky(covariance, n: n, ridge: ridge) {
@@ -131,6 +136,28 @@ public struct WhitenedSVD: Sendable {
       Tensor(shape: [rank, n], scalars: down.map(Float.init)),
       Tensor(shape: [m, rank], scalars: up)
     )
+  }
+
+  /// The rank-r map `U_r S_r V_rᵀ L⁻¹` (`= scale·B·A` of `factors(rank:scale:)`), `outputs ×
+  /// inputs` row-major in double precision: what a refit candidate is scored by.
+  public func map(rank: Int) -> [Double] {
+    precondition(rank >= 1 && rank <= singularValues.count, "rank \(rank) out of range")
+    let (m, n, k) = (outputs, inputs, singularValues.count)
+    var left = [Double](repeating: 0, count: m * rank)
+    for row in 0..<m {
+      for column in 0..<rank {
+        left[row * rank + column] = u[row * k + column] * singularValues[column]
+      }
+    }
+    var right = Array(vt.prefix(rank * n))
+    cblas_dtrsm(
+      CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, Int32(rank), Int32(n), 1,
+      cholesky, Int32(n), &right, Int32(n))
+    var result = [Double](repeating: 0, count: m * n)
+    cblas_dgemm(
+      CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(rank), 1, left,
+      Int32(rank), right, Int32(n), 0, &result, Int32(n))
+    return result
   }
 
   /// The lower Cholesky factor of `Σ + ridge·I` (row-major), nil when it is not positive
@@ -256,9 +283,10 @@ public struct PairedInputMoments: Sendable {
   public private(set) var count = 0
   var teacherSums: [Double]
   var studentSums: [Double]
-  /// `Σ x_s·x_sᵀ` and `Σ x_t·x_sᵀ`, `width × width`.
+  /// `Σ x_s·x_sᵀ`, `Σ x_t·x_sᵀ` and `Σ x_t·x_tᵀ`, `width × width`.
   var studentProducts: [Double]
   var crossProducts: [Double]
+  var teacherProducts: [Double]
 
   public init(width: Int) {
     self.width = width
@@ -266,6 +294,22 @@ public struct PairedInputMoments: Sendable {
     studentSums = teacherSums
     studentProducts = [Double](repeating: 0, count: width * width)
     crossProducts = studentProducts
+    teacherProducts = studentProducts
+  }
+
+  /// Adds another set of rows' moments (the same width).
+  public mutating func merge(_ other: PairedInputMoments) {
+    precondition(other.width == width, "merging moments of widths \(width) and \(other.width)")
+    for i in 0..<width {
+      teacherSums[i] += other.teacherSums[i]
+      studentSums[i] += other.studentSums[i]
+    }
+    for i in 0..<(width * width) {
+      studentProducts[i] += other.studentProducts[i]
+      crossProducts[i] += other.crossProducts[i]
+      teacherProducts[i] += other.teacherProducts[i]
+    }
+    count += other.count
   }
 
   /// Adds `rows` paired rows of `width` floats; `columnMajor` as in `InputMoments.add`.
@@ -277,12 +321,16 @@ public struct PairedInputMoments: Sendable {
     let w = Int32(width)
     var gram = [Float](repeating: 0, count: width * width)
     var cross = [Float](repeating: 0, count: width * width)
+    var teacherGram = [Float](repeating: 0, count: width * width)
     if columnMajor {
       let r = Int32(rows)
       cblas_sgemm(
         CblasRowMajor, CblasNoTrans, CblasTrans, w, w, r, 1, student, r, student, r, 0, &gram, w)
       cblas_sgemm(
         CblasRowMajor, CblasNoTrans, CblasTrans, w, w, r, 1, teacher, r, student, r, 0, &cross, w)
+      cblas_sgemm(
+        CblasRowMajor, CblasNoTrans, CblasTrans, w, w, r, 1, teacher, r, teacher, r, 0,
+        &teacherGram, w)
       for i in 0..<width {
         var (t, s) = (0.0, 0.0)
         for row in 0..<rows {
@@ -299,6 +347,9 @@ public struct PairedInputMoments: Sendable {
       cblas_sgemm(
         CblasRowMajor, CblasTrans, CblasNoTrans, w, w, Int32(rows), 1, teacher, w, student, w, 0,
         &cross, w)
+      cblas_sgemm(
+        CblasRowMajor, CblasTrans, CblasNoTrans, w, w, Int32(rows), 1, teacher, w, teacher, w, 0,
+        &teacherGram, w)
       for row in 0..<rows {
         for i in 0..<width {
           teacherSums[i] += Double(teacher[row * width + i])
@@ -309,6 +360,7 @@ public struct PairedInputMoments: Sendable {
     for i in 0..<(width * width) {
       studentProducts[i] += Double(gram[i])
       crossProducts[i] += Double(cross[i])
+      teacherProducts[i] += Double(teacherGram[i])
     }
     count += rows
   }
@@ -324,6 +376,56 @@ public struct PairedInputMoments: Sendable {
   /// `C_ts = E[x_t·x_sᵀ] − μ_t·μ_sᵀ`, row-major (rows: teacher inputs).
   public var crossCovariance: [Double] {
     centred(crossProducts, teacherMean, studentMean)
+  }
+
+  /// `E[x_t·x_tᵀ] − μ_t·μ_tᵀ`, row-major.
+  public var teacherCovariance: [Double] {
+    centred(teacherProducts, teacherMean, teacherMean)
+  }
+
+  /// `E‖W·(x_t − a) − M·(x_s − b)‖²` over these rows, from their moments: the output error of a
+  /// replacement `M·x_s + c` for the loaded layer `W·x_t + b` whose bias was fitted elsewhere
+  /// (`c = b + W·a − M·b`, with `a`, `b` the fitting rows' means). `weight` and `map` are
+  /// `outputs × width`, row-major.
+  public func outputError(
+    weight: [Double], map: [Double], outputs m: Int, teacherOffset a: [Double],
+    studentOffset b: [Double]
+  ) -> Double {
+    let n = width
+    precondition(weight.count == m * n && map.count == m * n, "maps must be \(m)×\(n)")
+    let (muT, muS) = (teacherMean, studentMean)
+    // tr(W Σ_t Wᵀ) − 2 tr(W C_ts Mᵀ) + tr(M Σ_s Mᵀ) + ‖W(μ_t − a) − M(μ_s − b)‖².
+    func quadratic(_ left: [Double], _ middle: [Double], _ right: [Double]) -> Double {
+      var product = [Double](repeating: 0, count: m * n)
+      cblas_dgemm(
+        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(n), 1, left,
+        Int32(n), middle, Int32(n), 0, &product, Int32(n))
+      return zip(product, right).reduce(0) { $0 + $1.0 * $1.1 }
+    }
+    var total =
+      quadratic(weight, teacherCovariance, weight) - 2 * quadratic(weight, crossCovariance, map)
+      + quadratic(map, studentCovariance, map)
+    for row in 0..<m {
+      var shift = 0.0
+      for column in 0..<n {
+        shift +=
+          weight[row * n + column] * (muT[column] - a[column]) - map[row * n + column]
+          * (muS[column] - b[column])
+      }
+      total += shift * shift
+    }
+    return Swift.max(total, 0)
+  }
+
+  /// `tr(W Σ_t Wᵀ)`: the loaded layer's output variance over these rows (what `outputError`
+  /// is measured against).
+  public func teacherOutputVariance(weight: [Double], outputs m: Int) -> Double {
+    let n = width
+    var product = [Double](repeating: 0, count: m * n)
+    cblas_dgemm(
+      CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(n), 1, weight,
+      Int32(n), teacherCovariance, Int32(n), 0, &product, Int32(n))
+    return zip(product, weight).reduce(0) { $0 + $1.0 * $1.1 }
   }
 
   private func centred(_ products: [Double], _ left: [Double], _ right: [Double]) -> [Double] {

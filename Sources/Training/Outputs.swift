@@ -46,6 +46,8 @@ public struct RunResults: Codable, Sendable {
   public var distillation: DistillationRecord?
   /// The extra distillation examples by source ("augment", "unlabeled"); nil: none.
   public var distillData: [String: ExtraSourceRecord]?
+  /// `refit: sequential`'s choice per node, by node name; nil: no refit.
+  public var refit: [RefitChoice]?
   /// The OpenBLAS kernels the run used (`openblas_get_corename()`), and the processor, so
   /// timings from different machines are never compared unknowingly. Nil in older files.
   public var blasCore: String?
@@ -96,6 +98,7 @@ public struct RunResults: Codable, Sendable {
     case endsWFree = "ends_w_free"
     case distillation
     case distillData = "distill_data"
+    case refit
     case blasCore = "blas_core"
     case cpuModel = "cpu_model"
     case cpuFeatures = "cpu_features"

@@ -201,6 +201,9 @@ public struct TrainingRun {
     note(
       "data: \(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test examples; \(settings.steps) steps of \(settings.batchSize); \(processes(trainer)); \(BLAS.threadCount) threads"
     )
+    if let summary = RefitChoice.summary(of: Array(setup.rewrite.refitChoices.values)) {
+      note(summary)
+    }
     if let distill = manifest.train?.distill {
       note("distilling from \(distill.teacher.value): \(DistillationRecord(distill).summary)")
     }
@@ -344,6 +347,9 @@ public struct TrainingRun {
         blasCore: BLASCore.loadedCore, cpuModel: Processor.current.model,
         cpuFeatures: Processor.current.featureList,
         vectorKernels: VectorKernelChoice.active.name)
+      if !setup.rewrite.refitChoices.isEmpty {
+        written.refit = setup.rewrite.refitChoices.values.sorted { $0.node < $1.node }
+      }
       if !trainer.pools.isEmpty {
         written.distillData = Dictionary(
           uniqueKeysWithValues: trainer.pools.map { pool in

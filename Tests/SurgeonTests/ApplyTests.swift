@@ -75,10 +75,12 @@ final class ApplyTests: XCTestCase {
       with: "      calibration: {batches: \(batches)}\n      budget: {share: 0.5, floor: 2}\n")
   }
 
-  /// Applies `text` as `NAME.yaml` and checks that the run ended W-free and exported it.
-  private func assertTrainsAndExportsWFree(_ text: String, name: String) throws {
+  /// Applies `text` as `NAME.yaml` and checks that the run ended W-free and exported it;
+  /// returns the run's log.
+  @discardableResult
+  private func assertTrainsAndExportsWFree(_ text: String, name: String) throws -> String {
     let path = try write(text, "\(name).yaml")
-    try apply([path])
+    let log = try apply([path])
     let results = try XCTUnwrap(
       JSONSerialization.jsonObject(
         with: Data(contentsOf: file("checkpoints/\(name)/results.json"))) as? [String: Any])
@@ -86,6 +88,7 @@ final class ApplyTests: XCTestCase {
     XCTAssertTrue(
       FileManager.default.fileExists(
         atPath: file("checkpoints/\(name)/compressed/model.safetensors").path))
+    return log
   }
 
   /// `init: svd_whitened` end to end: the calibration pass runs on training batches and the run
@@ -104,11 +107,25 @@ final class ApplyTests: XCTestCase {
   }
 
   /// `refit: sequential` end to end: after the calibration the factors are refitted node by
-  /// node over the same training batches, and the run trains and exports W-free.
+  /// node over the same training batches (one held out to choose each node's ridge), the run
+  /// trains and exports W-free, and the log and results.json say what was chosen.
   func testWhitenedInitWithSequentialRefitTrainsAndExports() throws {
     let text = whitened("refit", batches: 2, refit: "sequential")
     XCTAssertTrue(text.contains("refit: sequential"))
-    try assertTrainsAndExportsWFree(text, name: "refit")
+    let log = try assertTrainsAndExportsWFree(text, name: "refit")
+    XCTAssertTrue(log.contains("nodes refitted"), log)
+    let results = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(contentsOf: file("checkpoints/refit/results.json")))
+        as? [String: Any])
+    let choices = try XCTUnwrap(results["refit"] as? [[String: Any]])
+    XCTAssertFalse(choices.isEmpty)
+    for choice in choices {
+      let whitened = try XCTUnwrap(choice["held_out_error_whitened"] as? Double)
+      let chosen = try XCTUnwrap(choice["held_out_error"] as? Double)
+      XCTAssertLessThanOrEqual(chosen, whitened, "\(choice)")
+      XCTAssertGreaterThan(try XCTUnwrap(choice["held_out_rows"] as? Int), 0)
+      XCTAssertTrue(choice["node"] is String)
+    }
   }
 
   /// A layer too wide to whiten (its covariance would not fit in memory) is refused at the rule
