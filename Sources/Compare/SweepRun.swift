@@ -117,12 +117,7 @@ public struct SweepRun {
       let previous = try? String(contentsOf: manifestURL, encoding: .utf8)
       let finished = FileManager.default.fileExists(
         atPath: directory.appendingPathComponent("results.json").path)
-      // The first line (a comment naming the sweep file) does not count: a moved or copied
-      // sweep file keeps its finished cells.
-      func body(_ text: String?) -> Substring? {
-        text.map { $0.drop { $0 != "\n" } }
-      }
-      let same = body(previous) == body(text)
+      let same = Self.sameManifest(previous, text)
       if same && finished {
         try collect(cell)
         return
@@ -168,12 +163,11 @@ public struct SweepRun {
       }
     }
 
-    // Method by method: its learning rates, then its chosen rate at the other seeds, so the
-    // first methods' rows are complete early.
-    for method in sweep.methods {
-      if runnable.contains(method.name), !tableOnly, let teacher = method.teacher,
-        teachers[teacher] == nil
-      {
+    try traverse(
+      before: { method, teachers in
+        guard runnable.contains(method.name), !tableOnly, let teacher = method.teacher,
+          teachers[teacher] == nil
+        else { return }
         throw UserError(
           file: path, location: method.location.lineColumn,
           problem:
@@ -181,13 +175,46 @@ public struct SweepRun {
           fix:
             "run `surgeon compare \(path) --methods \(teacher)` first (or include it in --methods)"
         )
+      },
+      visit: { cell, known in
+        teachers = known
+        try runCell(cell)
+        return results[cell]
+      })
+    let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
+    let all = Array(results.values).sorted { $0.cell < $1.cell }
+    let rows = Aggregation.rows(sweep, results: all, chosen: chosen, reference: reference)
+    try write(rows, results: all, to: output)
+    return rows
+  }
+
+  /// Whether a cell's derived manifest is the one it ran. The first line (a comment naming the
+  /// sweep file) does not count: a moved or copied sweep file keeps its finished cells.
+  static func sameManifest(_ previous: String?, _ current: String) -> Bool {
+    guard let previous else { return false }
+    return previous.drop { $0 != "\n" } == current.drop { $0 != "\n" }
+  }
+
+  /// Visits the cells in the order `run` runs them: method by method, its learning rates,
+  /// then its chosen rate at the other seeds (known once its selection cells have results), so
+  /// the first methods' rows are complete early. `before` sees each method and the teachers
+  /// known so far (a method's first-seed cell at its chosen rate); `visit` each cell, returning
+  /// its result when it has one.
+  private func traverse(
+    before: (Sweep.Method, [String: String]) throws -> Void,
+    visit: (Cell, [String: String]) throws -> CellResult?
+  ) throws {
+    var teachers: [String: String] = [:]
+    var results: [Cell: CellResult] = [:]
+    for method in sweep.methods {
+      try before(method, teachers)
+      for cell in sweep.selectionCells where cell.method == method.name {
+        results[cell] = try visit(cell, teachers)
       }
-      for cell in sweep.selectionCells where cell.method == method.name { try runCell(cell) }
       let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
       for cell in sweep.finalCells(chosen: chosen) where cell.method == method.name {
-        try runCell(cell)
+        results[cell] = try visit(cell, teachers)
       }
-      // A teacher is known only once every rate of its method has run at the first seed.
       let selected = sweep.selectionCells.filter { $0.method == method.name }
       if selected.allSatisfy({ results[$0] != nil }),
         let row = sweep.rows.first(where: { $0.method == method.name }),
@@ -198,11 +225,53 @@ public struct SweepRun {
           Cell(method: method.name, rank: row.rank, learningRate: rate, seed: seed))
       }
     }
-    let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
-    let all = Array(results.values).sorted { $0.cell < $1.cell }
-    let rows = Aggregation.rows(sweep, results: all, chosen: chosen, reference: reference)
-    try write(rows, results: all, to: output)
-    return rows
+  }
+
+  /// Where each cell stands, without running or writing anything: `--dry-run`. Cells at a
+  /// method's chosen rate are listed once its selection cells have finished; `undecided` names
+  /// the methods still choosing.
+  public func status() throws -> (cells: [CellStatus], undecided: [String]) {
+    var statuses: [CellStatus] = []
+    try traverse(
+      before: { _, _ in },
+      visit: { cell, teachers in
+        let directory = URL(fileURLWithPath: cellDirectory(cell))
+        let previous = try? String(contentsOfFile: manifestPath(cell), encoding: .utf8)
+        let text = derivedText(cell, teachers: teachers)
+        let same = Self.sameManifest(previous, text)
+        if same, let result = try CellReader.read(cell, directory: directory) {
+          statuses.append(CellStatus(cell: cell, state: .finished(test: result.testAccuracy)))
+          return result
+        }
+        let state: CellStatus.State
+        if same, let step = Self.savedStep(in: directory) {
+          let steps = ManifestDecoder.decode(text: text, file: manifestPath(cell)).0?.train?.steps
+          state = .partial(step: step, of: steps?.value)
+        } else if FileManager.default.fileExists(atPath: directory.path) {
+          state = same ? .started : .stale
+        } else {
+          state = .pending
+        }
+        statuses.append(CellStatus(cell: cell, state: state))
+        return nil
+      })
+    let listed = Set(statuses.map(\.cell.method))
+    let finalMethods = Set(
+      statuses.filter { !sweep.selectionCells.contains($0.cell) }.map(\.cell.method))
+    let undecided = sweep.methods.map(\.name).filter {
+      listed.contains($0) && !finalMethods.contains($0)
+        && (sweep.method(named: $0).map { ($0.seeds ?? sweep.seeds).count > 1 } ?? false)
+    }
+    return (statuses, undecided)
+  }
+
+  /// The step a cell's saved state reached (`state/state.json`).
+  static func savedStep(in directory: URL) -> Int? {
+    let url = directory.appendingPathComponent("state/state.json")
+    guard let data = FileManager.default.contents(atPath: url.path),
+      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else { return nil }
+    return object["step"] as? Int
   }
 
   /// The second table of `comparison.md`, when some method builds on another.
@@ -264,4 +333,24 @@ public struct SweepRun {
       try DurableFile.write(Data(svg.utf8), to: figures.appendingPathComponent(name))
     }
   }
+}
+
+/// Where one cell of a sweep stands (`surgeon compare --dry-run`).
+public struct CellStatus: Sendable, Equatable {
+  public enum State: Sendable, Equatable {
+    /// Ran to the end under the manifest the sweep derives now.
+    case finished(test: Double)
+    /// Saved state at `step` of its run's steps (nil: unknown): the next `compare` resumes it.
+    case partial(step: Int, of: Int?)
+    /// Its directory exists, with no saved state yet: the next `compare` reruns it from the
+    /// start (`--overwrite`).
+    case started
+    /// Its directory holds a run of another manifest: the next `compare` reruns it from the
+    /// start (`--overwrite`).
+    case stale
+    case pending
+  }
+
+  public var cell: Cell
+  public var state: State
 }

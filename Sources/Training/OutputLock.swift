@@ -57,6 +57,27 @@ public final class OutputLock: @unchecked Sendable {
     _ = pid.withUnsafeBytes { pwrite(descriptor, $0.baseAddress!, $0.count, 0) }
   }
 
+  /// The pid of the run writing `destination` now, nil when no run holds its lock (a probe
+  /// with a shared lock, released at once: it never blocks the holder or a next run).
+  public static func holder(of destination: URL) -> String? {
+    let standardized = destination.standardizedFileURL
+    let path = standardized.deletingLastPathComponent()
+      .appendingPathComponent(".\(standardized.lastPathComponent).lock").path
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { return nil }
+    defer { close(descriptor) }
+    if flock(descriptor, LOCK_SH | LOCK_NB) == 0 {
+      flock(descriptor, LOCK_UN)
+      return nil
+    }
+    guard errno == EWOULDBLOCK else { return nil }
+    var bytes = [UInt8](repeating: 0, count: 32)
+    let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress!, 32, 0) }
+    let pid = String(decoding: bytes.prefix(max(0, count)), as: UTF8.self)
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+    return pid.isEmpty ? "unknown" : pid
+  }
+
   /// Removes the lock file and releases the lock (in that order, so no run can take a lock on
   /// the removed file and believe it holds the directory).
   public func release() {

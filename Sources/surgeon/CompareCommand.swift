@@ -2,6 +2,7 @@ import Compare
 import Foundation
 import Manifest
 import Plumbing
+import Training
 
 enum CompareCommand: Command {
   static let usage = """
@@ -19,7 +20,8 @@ enum CompareCommand: Command {
     runs again. The sweep format is in docs/compare.md.
 
     Options:
-      --dry-run      list the cells and where they go; run nothing
+      --dry-run      where each cell stands (finished, partial: resumes, stale: reruns,
+                     to run, running now); runs and writes nothing
       --table-only   write the table and figures from the cells that finished; run nothing
       --reference M  the method the Δ column compares with (default: the first method; a
                      method's own `reference:` in the sweep file wins)
@@ -94,11 +96,35 @@ enum CompareCommand: Command {
     guard sweepRun.derivedManifestsDecode(events: show) else { throw ExitStatus(code: 1) }
 
     if parsed.flag("dry-run") {
-      print("selection cells (\(sweep.selectionCells.count)):")
-      for cell in sweep.selectionCells { print("  \(cell.id) → \(sweepRun.cellDirectory(cell))") }
-      print(
-        "then each row's chosen lr at the remaining seeds (\(sweep.rows.count) rows × up to \(sweep.seeds.count - (sweep.selection == .firstSeed ? 1 : 0)) seeds)"
-      )
+      let (cells, undecided) = try sweepRun.status()
+      let finished = cells.filter { if case .finished = $0.state { true } else { false } }.count
+      print("cells (\(cells.count) known; \(finished) finished):")
+      let width = cells.map(\.cell.id.count).max() ?? 0
+      for status in cells {
+        let id = status.cell.id.padding(toLength: width, withPad: " ", startingAt: 0)
+        var state: String
+        switch status.state {
+        case .finished(let test): state = String(format: "finished  test %.4f", test)
+        case .partial(let step, let steps):
+          state = "partial   step \(step) of \(steps.map(String.init) ?? "?"): resumes"
+        case .started: state = "started   no saved state yet: reruns from the start"
+        case .stale: state = "stale     another manifest ran here: reruns from the start"
+        case .pending: state = "to run"
+        }
+        if status.state != .pending,
+          let pid = OutputLock.holder(
+            of: URL(fileURLWithPath: sweepRun.cellDirectory(status.cell)))
+        {
+          state += " (running now, pid \(pid))"
+        }
+        print("  \(id)  \(state)")
+      }
+      if !undecided.isEmpty {
+        print(
+          "still choosing a learning rate (their other seeds follow): \(undecided.joined(separator: ", "))"
+        )
+      }
+      print("outputs: \(sweep.output)/cells/ (nothing was run or written)")
       return
     }
 

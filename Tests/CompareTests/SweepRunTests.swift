@@ -136,6 +136,53 @@ final class SweepRunTests: XCTestCase {
     }
   }
 
+  /// `--dry-run`'s status: which cells finished, which resume from saved state, which rerun
+  /// from the start, and which methods still choose a learning rate; nothing is run or written.
+  func testStatusSaysWhatFinishedWhatResumesAndWhatReruns() throws {
+    let run = try sweepRun()
+    var (cells, undecided) = try run.status()
+    XCTAssertEqual(cells.map(\.cell.id), ["full_lr1e-3_s0", "full_lr3e-3_s0", "kd_lr1e-2_s0"])
+    XCTAssertTrue(cells.allSatisfy { $0.state == .pending })
+    XCTAssertEqual(undecided, ["full", "kd"])
+    XCTAssertFalse(FileManager.default.fileExists(atPath: file("out").path), "status wrote")
+
+    // full's selection cells finish (3e-3 wins on validation); its seed-1 cell saves its
+    // state at step 2 of 4 and fails.
+    _ = try? run.run(
+      methods: ["full"], tableOnly: false,
+      apply: { arguments, _ in
+        let id = URL(fileURLWithPath: arguments[1]).deletingPathExtension().lastPathComponent
+        let cell = self.file("out/cells/\(id)")
+        try FileManager.default.createDirectory(
+          at: cell.appendingPathComponent("state"), withIntermediateDirectories: true)
+        switch id {
+        case "full_lr1e-3_s0":
+          try #"{"test_accuracy": 0.6, "validation_accuracy": 0.6}"#.write(
+            to: cell.appendingPathComponent("results.json"), atomically: true, encoding: .utf8)
+        case "full_lr3e-3_s0":
+          try #"{"test_accuracy": 0.7, "validation_accuracy": 0.8}"#.write(
+            to: cell.appendingPathComponent("results.json"), atomically: true, encoding: .utf8)
+        default:
+          try #"{"step": 2}"#.write(
+            to: cell.appendingPathComponent("state/state.json"), atomically: true,
+            encoding: .utf8)
+          return 1
+        }
+        return 0
+      }, events: { _ in })
+    // A directory no derived manifest of this sweep ran in.
+    try FileManager.default.createDirectory(
+      at: file("out/cells/kd_lr1e-2_s0"), withIntermediateDirectories: true)
+    (cells, undecided) = try run.status()
+    XCTAssertEqual(
+      cells.map { "\($0.cell.id) \($0.state)" },
+      [
+        "full_lr1e-3_s0 finished(test: 0.6)", "full_lr3e-3_s0 finished(test: 0.7)",
+        "full_lr3e-3_s1 partial(step: 2, of: Optional(4))", "kd_lr1e-2_s0 stale",
+      ])
+    XCTAssertEqual(undecided, ["kd"])
+  }
+
   func testAnInvalidBaseManifestIsReportedAtTheSweep() throws {
     try "surgeon: 1\nname: base\n".write(to: file("base.yaml"), atomically: true, encoding: .utf8)
     var shown: [String] = []

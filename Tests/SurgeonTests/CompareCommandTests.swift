@@ -96,6 +96,18 @@ final class CompareCommandTests: XCTestCase {
       contentsOf: output.appendingPathComponent("comparison.md"), encoding: .utf8)
     XCTAssertTrue(table.contains("| full | — | 1.0e-3 |"), table)
 
+    // --dry-run says where each cell stands, then a changed method's cell is stale.
+    let status = try runSurgeon(["compare", "sweep.yaml", "--dry-run"], in: workspace)
+    XCTAssertEqual(status.status, 0, status.error)
+    XCTAssertTrue(status.output.contains("cells (2 known; 2 finished):"), status.output)
+    XCTAssertTrue(status.output.contains("full_lr1e-3_s0     finished  test "), status.output)
+    try sweep(Self.fullMethod + Self.decayMethod + "    set: {train: {steps: 4}}\n")
+    let changed = try runSurgeon(["compare", "sweep.yaml", "--dry-run"], in: workspace)
+    XCTAssertTrue(
+      changed.output.contains("decay-c_lr1e-2_s0  stale     another manifest ran here"),
+      changed.output)
+    try sweep(Self.fullMethod + Self.decayMethod)
+
     // Finished cells are skipped; a changed method runs again.
     let second = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
     XCTAssertEqual(second.status, 0, second.error)
