@@ -22,6 +22,8 @@ public enum StateStore {
     var manifest: String
     /// The extra distillation sources' orders; absent in states without them.
     var poolOrders: [BatchOrder]? = nil
+    /// Seconds of training up to `step`; absent in older states (then 0).
+    var trainSeconds: Double? = nil
   }
 
   public static func save(_ trainer: Trainer, manifest: String, to directory: URL) throws {
@@ -49,7 +51,8 @@ public enum StateStore {
     let document = Document(
       step: state.step, order: state.order, random: state.random,
       optimizerStep: state.optimizerStep, steps: state.steps, evaluations: state.evaluations,
-      manifest: manifest, poolOrders: state.poolOrders.isEmpty ? nil : state.poolOrders)
+      manifest: manifest, poolOrders: state.poolOrders.isEmpty ? nil : state.poolOrders,
+      trainSeconds: state.trainSeconds)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     try DurableFile.write(encoder.encode(document), to: fresh.appendingPathComponent("state.json"))
@@ -100,7 +103,8 @@ public enum StateStore {
     let state = TrainingState(
       step: document.step, order: document.order, random: document.random,
       optimizerStep: document.optimizerStep, steps: document.steps,
-      evaluations: document.evaluations, poolOrders: document.poolOrders ?? [])
+      evaluations: document.evaluations, poolOrders: document.poolOrders ?? [],
+      trainSeconds: document.trainSeconds ?? 0)
     try trainer.restore(
       state, trainable: trainable, runningStatistics: statistics, moments: moments)
   }

@@ -135,6 +135,9 @@ public struct TrainingState: Sendable {
   public var evaluations: [EvaluationRecord]
   /// Where each extra distillation source (`Trainer.pools`) is in its order.
   public var poolOrders: [BatchOrder] = []
+  /// Seconds of training up to `step`, summed over the sessions of a resumed run (the steps
+  /// an interrupted session ran past its last saved state are not counted).
+  public var trainSeconds: Double = 0
 }
 
 /// The training loop over a compiled plan.
@@ -364,6 +367,11 @@ public struct Trainer: Sendable {
   }
 
   /// Restores a saved state (resume).
+  /// Records the training seconds up to the current step (saved with the state).
+  public mutating func recordTrainSeconds(_ seconds: Double) {
+    state.trainSeconds = seconds
+  }
+
   public mutating func restore(
     _ saved: TrainingState, trainable: [String: Tensor], runningStatistics: [String: Tensor],
     moments: [String: (first: Tensor, second: Tensor)]

@@ -170,7 +170,12 @@ public struct TrainingRun {
       plan: plan, source: source, settings: settings, group: group,
       distillation: setup.distillation, pools: setup.pools)
     // Only rank 0 writes the state (the ranks hold the same one).
+    // Training time accumulates over the sessions of a resumed run (`started` is set below,
+    // once the state is loaded and training begins).
+    var started = Date()
+    var earlierSeconds = 0.0
     func saveStateOnPrimary() throws {
+      trainer.recordTrainSeconds(earlierSeconds + Date().timeIntervalSince(started))
       if group.isPrimary { try saveState(trainer, to: state) }
     }
     if resume {
@@ -218,7 +223,8 @@ public struct TrainingRun {
       )
     }
     report(.started(step: trainer.state.step, steps: settings.steps))
-    let started = Date()
+    earlierSeconds = trainer.state.trainSeconds
+    started = Date()
     // Time in optimizer steps alone (evaluations and state saves excluded).
     var stepSeconds = 0.0
     var stepsRun = 0
@@ -254,7 +260,7 @@ public struct TrainingRun {
     if settings.checkpointEvery == nil {
       try saveStateOnPrimary()
     }
-    let trainSeconds = Date().timeIntervalSince(started)
+    let trainSeconds = earlierSeconds + Date().timeIntervalSince(started)
     if stepsRun > 0 {
       let communication =
         trainer.reducedSteps > 0

@@ -240,6 +240,12 @@ final class ApplyTests: XCTestCase {
       "resumed.yaml")
     let stopped = try apply([interrupted, "--stop-after", "9"], expecting: 3)
     XCTAssertTrue(stopped.contains("continue with --resume"), stopped)
+    // The state keeps the training time so far; the resumed run's train_seconds adds to it.
+    let saved = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: file("checkpoints/resumed/state/state.json"))) as? [String: Any])
+    let before = try XCTUnwrap(saved["trainSeconds"] as? Double)
+    XCTAssertGreaterThan(before, 0)
     try apply([interrupted, "--resume"])
     let a = try SafeTensorsFile.read(contentsOf: file(output + "model.safetensors"))
     let b = try SafeTensorsFile.read(contentsOf: file("checkpoints/resumed/model.safetensors"))
@@ -252,6 +258,7 @@ final class ApplyTests: XCTestCase {
       JSONSerialization.jsonObject(
         with: Data(contentsOf: file("checkpoints/resumed/results.json"))) as? [String: Any])
     XCTAssertEqual(resumedResults["test_accuracy"] as? Double, results["test_accuracy"] as? Double)
+    XCTAssertGreaterThan(try XCTUnwrap(resumedResults["train_seconds"] as? Double), before)
   }
 
   func testExportWritesTheWFreeModelAndRefusesAnUnfinishedDecay() throws {
