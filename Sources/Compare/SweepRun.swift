@@ -182,6 +182,22 @@ public struct SweepRun {
         return results[cell]
       })
     let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
+    if let seeds, !tableOnly {
+      // Seeds past the selection wait for the chosen rate: say so instead of running nothing.
+      let selectionSeeds = Set(sweep.selectionCells.map { "\($0.method) \($0.seed)" })
+      for method in sweep.methods where runnable.contains(method.name) {
+        let waiting = (method.seeds ?? sweep.seeds).filter {
+          seeds.contains($0) && !selectionSeeds.contains("\(method.name) \($0)")
+        }
+        let rows = sweep.rows.filter { $0.method == method.name }
+        guard !waiting.isEmpty, rows.contains(where: { chosen[$0] == nil }) else { continue }
+        let first = (method.seeds ?? sweep.seeds)[0]
+        events(
+          .diagnostics(
+            "\(path): warning: \(method.name) at seed \(waiting.map(String.init).joined(separator: ", ")) waits for its learning rate, chosen once its seed-\(first) cells finish; nothing ran for it; run `surgeon compare \(path) --methods \(method.name) --seeds \(first)` first"
+          ))
+      }
+    }
     let all = Array(results.values).sorted { $0.cell < $1.cell }
     let rows = Aggregation.rows(sweep, results: all, chosen: chosen, reference: reference)
     try write(rows, results: all, to: output)

@@ -118,8 +118,20 @@ final class SweepRunTests: XCTestCase {
     }
     // Seed 0 is the selection seed: both learning rates run there, nothing at seed 1.
     XCTAssertEqual(try cells([0]), ["full_lr1e-3_s0", "full_lr3e-3_s0"])
-    // Seed 1 alone: its cells need the chosen rate, which seed 0 has not given (no results).
-    XCTAssertEqual(try cells([1]), [])
+    // Seed 1 alone: its cells need the chosen rate, which seed 0 has not given (no results);
+    // the run says so.
+    var warnings: [String] = []
+    _ = try run.run(
+      methods: ["full"], seeds: [1], tableOnly: false, apply: { _, _ in 0 },
+      events: {
+        if case .cellStarted(let id) = $0 { XCTFail("ran \(id)") }
+        if case .diagnostics(let text) = $0 { warnings.append(text) }
+      })
+    XCTAssertEqual(
+      warnings,
+      [
+        "sweep.yaml: warning: full at seed 1 waits for its learning rate, chosen once its seed-0 cells finish; nothing ran for it; run `surgeon compare sweep.yaml --methods full --seeds 0` first"
+      ])
   }
 
   func testTableOnlyRunsNothingAndWritesTheOutputs() throws {
