@@ -403,8 +403,8 @@ public struct PairedInputMoments: Sendable {
       return zip(product, right).reduce(0) { $0 + $1.0 * $1.1 }
     }
     var total =
-      quadratic(weight, teacherCovariance, weight) - 2 * quadratic(weight, crossCovariance, map)
-      + quadratic(map, studentCovariance, map)
+      teacherOutputVariance(weight: weight, outputs: m)
+      - 2 * quadratic(weight, crossCovariance, map) + quadratic(map, studentCovariance, map)
     for row in 0..<m {
       var shift = 0.0
       for column in 0..<n {
