@@ -41,8 +41,9 @@ let package = Package(
       providers: [.apt(["libdnnl-dev"])]
     ),
     // What every module needs: the JSON reader and writer, the user-facing file error, "did you
-    // mean" hints, durable file writes. Depends on nothing of the package.
-    .target(name: "Plumbing"),
+    // mean" hints, durable file writes, which build is running (zlib's CRC-32 of the
+    // executable). Depends on nothing else of the package.
+    .target(name: "Plumbing", dependencies: ["CZlib"]),
     // The elementwise loops outside the GEMMs (noise, dropout, GELU, softmax), written once and
     // compiled twice: here for baseline x86-64, and in VectorKernelsAVX2 for Haswell (AVX2 +
     // FMA). Tensor picks one set per process by what the processor can do.
@@ -126,7 +127,7 @@ let package = Package(
     // Runs the built `surgeon` binary as a user would (exit codes, output, files).
     .testTarget(
       name: "SurgeonTests",
-      dependencies: ["surgeon", "Models", "SafeTensors", "Datasets", "Tensor"],
+      dependencies: ["surgeon", "Models", "SafeTensors", "Datasets", "Tensor", "Plumbing"],
       resources: [.copy("Fixtures")]
     ),
   ],

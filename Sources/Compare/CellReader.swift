@@ -65,7 +65,8 @@ public enum CellReader {
       trainSeconds: results["train_seconds"] as? Double ?? 0, endsWFree: endsWFree,
       stuckAtChance: results["stuck_at_chance"] as? Bool ?? false, deployedParameters: deployed,
       keptShare: kept, curve: curve, losses: losses,
-      predictions: try CellPredictions.read(directory.appendingPathComponent("predictions.json")))
+      predictions: try CellPredictions.read(directory.appendingPathComponent("predictions.json")),
+      build: (results["build"] as? [String: Any])?["executable_crc32"] as? String)
   }
 
   /// For every node with an adapter (`<node>.lora_A`): `W` + `b` against `A` + `B` + `C`.

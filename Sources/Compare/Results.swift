@@ -22,12 +22,16 @@ public struct CellResult: Sendable {
   public var losses: [(step: Int, loss: Double)]
   /// The deployed model's test predictions; nil for runs from before `predictions.json`.
   public var predictions: CellPredictions?
+  /// The CRC-32 of the surgeon executable that finished the cell (results.json's
+  /// `build.executable_crc32`); nil for runs from before it was recorded.
+  public var build: String?
 
   public init(
     cell: Cell, validationAccuracy: Double, testAccuracy: Double, trainSeconds: Double = 0,
     endsWFree: Bool = false, stuckAtChance: Bool = false, deployedParameters: Int = 0,
     keptShare: Double = 1, curve: [(step: Int, accuracy: Double, wFree: Double)] = [],
-    losses: [(step: Int, loss: Double)] = [], predictions: CellPredictions? = nil
+    losses: [(step: Int, loss: Double)] = [], predictions: CellPredictions? = nil,
+    build: String? = nil
   ) {
     self.cell = cell
     self.validationAccuracy = validationAccuracy
@@ -40,6 +44,7 @@ public struct CellResult: Sendable {
     self.curve = curve
     self.losses = losses
     self.predictions = predictions
+    self.build = build
   }
 }
 
@@ -114,6 +119,9 @@ public struct ComparisonRow: Sendable, Codable {
   /// The recipe the method builds on, and why `change` is nil when it is.
   public var buildsOn: String? = nil
   public var changeNote: String? = nil
+  /// The surgeon builds that finished the row's cells (executable CRC-32s, sorted;
+  /// "unrecorded" for cells from before results.json named its build).
+  public var builds: [String] = []
 
   enum CodingKeys: String, CodingKey {
     case method, rank, seeds, test, validation, paired
@@ -128,6 +136,7 @@ public struct ComparisonRow: Sendable, Codable {
     case trainSeconds = "train_seconds_mean"
     case endsWFree = "w_free"
     case stuckSeeds = "stuck_seeds"
+    case builds
   }
 
   /// As synthesised, except that `paired` is always written (null when there is none), so a
@@ -146,6 +155,7 @@ public struct ComparisonRow: Sendable, Codable {
     try container.encode(trainSeconds, forKey: .trainSeconds)
     try container.encode(endsWFree, forKey: .endsWFree)
     try container.encode(stuckSeeds, forKey: .stuckSeeds)
+    try container.encode(builds, forKey: .builds)
     try container.encode(paired, forKey: .paired)
     try container.encodeIfPresent(referenceRow, forKey: .referenceRow)
     try container.encodeIfPresent(pairedNote, forKey: .pairedNote)
@@ -157,6 +167,9 @@ public struct ComparisonRow: Sendable, Codable {
 }
 
 public enum Aggregation {
+  /// `ComparisonRow.builds`' name for cells whose results.json does not name a build.
+  public static let unrecordedBuild = "unrecorded"
+
   /// One row per (method, rank) with a chosen learning rate: test accuracy mean ± std over the
   /// seeds that ran at that rate, and the paired difference to the row's reference — the
   /// method's `reference:`, else `reference`, else the sweep's first method (its first row when
@@ -188,7 +201,8 @@ public enum Aggregation {
         validation: MeanStd(cells.map(\.validationAccuracy)), keptShare: cells[0].keptShare,
         deployedParameters: cells[0].deployedParameters,
         trainSeconds: MeanStd(cells.map(\.trainSeconds)).mean, endsWFree: cells[0].endsWFree,
-        stuckSeeds: cells.filter(\.stuckAtChance).count)
+        stuckSeeds: cells.filter(\.stuckAtChance).count,
+        builds: Set(cells.map { $0.build ?? unrecordedBuild }).sorted())
     }
     // Row `index` paired with row `other` on the test examples of the seeds both ran.
     func pair(_ index: Int, with other: Int) -> (
@@ -279,6 +293,18 @@ public enum Aggregation {
     over the paired seeds — exact binomial below \(PairedStatistics.exactBelow) discordant \
     pairs, chi-square with continuity correction from there on.
     """
+
+  /// One line naming the builds that finished the cells (executable CRC-32 with its cell
+  /// count), so a table assembled from several builds says so; empty when no cell names one.
+  public static func buildsNote(_ results: [CellResult]) -> String {
+    let counts = Dictionary(grouping: results) { $0.build ?? unrecordedBuild }.mapValues(\.count)
+    guard counts.keys.contains(where: { $0 != unrecordedBuild }) else { return "" }
+    let listed = counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map {
+      "\($0.key) (\($0.value) \($0.value == 1 ? "cell" : "cells"))"
+    }
+    return "Builds (CRC-32 of the surgeon executable, results.json `build`; per row in "
+      + "comparison.json `builds`): " + listed.joined(separator: ", ") + ".\n"
+  }
 
   /// The Markdown table. The Δ column is each row's paired difference to its reference
   /// (`reference` is the comparison's; a row with another reference names it).

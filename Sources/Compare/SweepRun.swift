@@ -299,6 +299,12 @@ public struct SweepRun {
       + "as above).\n\n" + table
   }
 
+  /// The builds line of `comparison.md`, when the cells name their builds.
+  private func buildsSection(_ results: [CellResult]) -> String {
+    let note = Aggregation.buildsNote(results)
+    return note.isEmpty ? "" : "\n" + note
+  }
+
   /// `comparison.md`, `comparison.json` and `figures/` in `output`.
   private func write(_ rows: [ComparisonRow], results all: [CellResult], to output: URL) throws {
     try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
@@ -306,7 +312,7 @@ public struct SweepRun {
       "# \(sweep.name): `surgeon compare \(path)`\n\n"
       + "Base manifest \(sweep.base); seeds \(sweep.seeds.map(String.init).joined(separator: ", ")); learning rates chosen by validation accuracy of the deployed model (\(sweep.selection.rawValue)); test accuracy of the deployed model (W-free where the method ends W-free).\n\n"
       + Aggregation.markdown(rows, reference: reference) + "\n" + Aggregation.pairedMethodNote
-      + "\n" + changesSection(rows)
+      + "\n" + changesSection(rows) + buildsSection(all)
     try DurableFile.write(Data(table.utf8), to: output.appendingPathComponent("comparison.md"))
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -317,8 +323,9 @@ public struct SweepRun {
       var validation, test, trainSeconds, keptShare: Double
       var deployed: Int
       var wFree: Bool
+      var build: String?
       enum CodingKeys: String, CodingKey {
-        case id, method, lr, rank, seed, validation, test
+        case id, method, lr, rank, seed, validation, test, build
         case trainSeconds = "train_seconds"
         case keptShare = "kept_share"
         case deployed = "deployed_params"
@@ -339,7 +346,7 @@ public struct SweepRun {
           id: $0.cell.id, method: $0.cell.method, lr: $0.cell.learningRate, rank: $0.cell.rank,
           seed: $0.cell.seed, validation: $0.validationAccuracy, test: $0.testAccuracy,
           trainSeconds: $0.trainSeconds, keptShare: $0.keptShare, deployed: $0.deployedParameters,
-          wFree: $0.endsWFree)
+          wFree: $0.endsWFree, build: $0.build)
       })
     try DurableFile.write(
       encoder.encode(document), to: output.appendingPathComponent("comparison.json"))

@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import Manifest
 import Models
+import Plumbing
 import Surgery
 
 /// docs/manifest.md's `results.json`.
@@ -55,6 +56,8 @@ public struct RunResults: Codable, Sendable {
   public var cpuFeatures: [String]?
   /// Which build of surgeon's own elementwise loops ran: `avx2` or `baseline`.
   public var vectorKernels: String?
+  /// Which surgeon wrote the file (version, executable checksum). Nil in older files.
+  public var build: BuildIdentity?
 
   public init(
     name: String, steps: Int, trainSeconds: Double, params: Parameters,
@@ -103,6 +106,7 @@ public struct RunResults: Codable, Sendable {
     case cpuModel = "cpu_model"
     case cpuFeatures = "cpu_features"
     case vectorKernels = "vector_kernels"
+    case build
   }
 
   /// JSON with `null` for absent values (docs/manifest.md: `test_accuracy_with_w` is null when W is

@@ -4,6 +4,7 @@ import Foundation
 import Manifest
 import Models
 import ONNXExport
+import Plumbing
 import Surgery
 import Tensor
 
@@ -353,6 +354,7 @@ public struct TrainingRun {
         blasCore: BLASCore.loadedCore, cpuModel: Processor.current.model,
         cpuFeatures: Processor.current.featureList,
         vectorKernels: VectorKernelChoice.active.name)
+      written.build = .current
       if !setup.rewrite.refitChoices.isEmpty {
         written.refit = setup.rewrite.refitChoices.values.sorted { $0.node < $1.node }
       }

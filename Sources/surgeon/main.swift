@@ -5,7 +5,7 @@ import Plumbing
 import Tensor
 
 /// surgeon's command line: argument parsing and printing only; the work is in the libraries.
-let version = "0.1.0"
+let version = BuildIdentity.releaseVersion
 
 let overview = """
   surgeon \(version): declarative model surgery for BERT and VGG (LoRA adapters that can replace
@@ -26,7 +26,8 @@ let overview = """
     tokenize   WordPiece ids of JSON strings read line by line from standard input
 
   Options:
-    --version  print the version, the BLAS core and the CPU's features
+    --version  print the version (with the executable's CRC-32), the BLAS core and the CPU's
+               features
     --blas-core-choice
                print the OpenBLAS core surgeon runs on here (for OPENBLAS_CORETYPE)
     --help     print this help (`surgeon <command> --help` for a command's)
@@ -67,7 +68,7 @@ func run(_ arguments: [String]) -> Int32 {
   ]
   switch command {
   case "--version", "version":
-    print("surgeon \(version)")
+    print("surgeon \(BuildIdentity.current.description)")
     print(BLASCore.description(environment: ProcessInfo.processInfo.environment))
     return 0
   case "--check-vector-kernels":

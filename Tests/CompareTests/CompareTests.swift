@@ -133,6 +133,33 @@ final class CompareTests: XCTestCase {
     XCTAssertTrue(table.contains("| reference | — |"), table)
   }
 
+  /// Which builds finished a row's cells: per row in comparison.json, counted in one line of
+  /// comparison.md, and "unrecorded" for cells from before results.json named its build.
+  func testRowsNameTheBuildsThatFinishedTheirCells() throws {
+    let sweep = try sweep()
+    let builds: [String?] = ["0badf00d", nil, "0badf00d"]
+    let results = builds.enumerated().map { seed, build in
+      CellResult(
+        cell: Cell(method: "full", rank: nil, learningRate: "3.0e-4", seed: seed),
+        validationAccuracy: 0.9, testAccuracy: 0.8, build: build)
+    }
+    let rows = Aggregation.rows(
+      sweep, results: results, chosen: [RowKey(method: "full", rank: nil): "3.0e-4"])
+    XCTAssertEqual(rows.first?.builds, ["0badf00d", "unrecorded"])
+    let json = String(decoding: try JSONEncoder().encode(rows[0]), as: UTF8.self)
+    XCTAssertTrue(json.contains(#""builds":["0badf00d","unrecorded"]"#), json)
+    XCTAssertEqual(
+      Aggregation.buildsNote(
+        results + [
+          CellResult(
+            cell: results[0].cell, validationAccuracy: 0, testAccuracy: 0, build: "12345678")
+        ]),
+      "Builds (CRC-32 of the surgeon executable, results.json `build`; per row in comparison.json `builds`): 0badf00d (2 cells), 12345678 (1 cell), unrecorded (1 cell).\n"
+    )
+    // No cell names a build: no line.
+    XCTAssertEqual(Aggregation.buildsNote([results[1]]), "")
+  }
+
   func testSweepErrorsNameTheLine() {
     let bad = """
       sweep: 1

@@ -194,6 +194,11 @@ final class PairedStatisticsTests: XCTestCase {
       to: directory.appendingPathComponent("results.json"), atomically: true, encoding: .utf8)
     let cell = Cell(method: "m", rank: nil, learningRate: "1e-3", seed: 0)
     XCTAssertEqual(try CellReader.read(cell, directory: directory)?.predictions, read)
+    XCTAssertNil(try CellReader.read(cell, directory: directory)?.build, "no build recorded")
+    try #"{"test_accuracy": 0.6667, "build": {"version": "0.1.0", "executable_crc32": "0badf00d"}}"#
+      .write(
+        to: directory.appendingPathComponent("results.json"), atomically: true, encoding: .utf8)
+    XCTAssertEqual(try CellReader.read(cell, directory: directory)?.build, "0badf00d")
 
     for (text, message) in [
       (#"{"split":"validation","indices":[],"labels":[],"predicted":[]}"#, "'split' must be"),

@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import Plumbing
 import SafeTensors
 import Tensor
 import XCTest
@@ -195,6 +196,13 @@ final class ApplyTests: XCTestCase {
     XCTAssertNotNil(BLASCore.level(of: results["blas_core"] as? String ?? "?"), "\(results)")
     XCTAssertEqual(results["cpu_model"] as? String, Processor.current.model)
     XCTAssertEqual(results["cpu_features"] as? [String], Processor.current.featureList)
+    // ... and which build made them.
+    let build = try XCTUnwrap(results["build"] as? [String: Any], "\(results)")
+    XCTAssertEqual(build["version"] as? String, BuildIdentity.releaseVersion)
+    let executable = Bundle.main.bundleURL.appendingPathComponent("surgeon").path
+    XCTAssertEqual(
+      build["executable_crc32"] as? String, try BuildIdentity.fileChecksum(atPath: executable).crc32
+    )
     // The exported model, reloaded, reproduces the W-free test accuracy exactly.
     XCTAssertEqual(
       results["exported_reload_test_accuracy"] as? Double, results["test_accuracy"] as? Double)

@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import Models
+import Plumbing
 import SafeTensors
 import Tensor
 import XCTest
@@ -28,7 +29,13 @@ final class CommandLineTests: XCTestCase {
   func testVersionAndHelp() throws {
     let version = try surgeon(["--version"])
     XCTAssertEqual(version.status, 0)
-    XCTAssertTrue(version.output.hasPrefix("surgeon 0."), version.output)
+    // The first line names the release and the executable's checksum (what results.json's
+    // `build` records).
+    let executable = Bundle.main.bundleURL.appendingPathComponent("surgeon").path
+    let crc = try BuildIdentity.fileChecksum(atPath: executable).crc32
+    XCTAssertEqual(
+      version.output.split(separator: "\n").first.map(String.init),
+      "surgeon \(BuildIdentity.releaseVersion), executable crc32 \(crc)")
     let help = try surgeon(["summary", "--help"])
     XCTAssertEqual(help.status, 0)
     XCTAssertTrue(help.output.contains("--preset NAME"))
