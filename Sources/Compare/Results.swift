@@ -362,17 +362,18 @@ public enum Aggregation {
 
 /// The comparison's SVG figures.
 public enum ComparisonFigures {
-  /// Rows within this many points of the reference get an enlarged panel of their own when
-  /// other rows lie further away.
-  public static let closeWindow = 5.0
-
-  /// The y range (points) of the enlarged panel, from differences and intervals as fractions:
-  /// the intervals of the rows whose difference is within `closeWindow` points, with a margin;
-  /// nil when every row is that close (the full chart is then readable) or none is.
+  /// The value axis (points) of a forest plot of differences and intervals given as fractions:
+  /// when some rows lie far out (more than 4× the median distance from 0 and more than 5 points:
+  /// a collapsed configuration), the intervals of the others and 0 with a margin, so the close
+  /// rows are not squeezed together; the far ones then show as arrows at the edge. nil (fit
+  /// everything) when no row is that far or every row is.
   public static func closeRange(_ differences: [(delta: Double, low: Double, high: Double)])
     -> ClosedRange<Double>?
   {
-    let close = differences.filter { abs(100 * $0.delta) <= closeWindow }
+    let magnitudes = differences.map { abs(100 * $0.delta) }.filter(\.isFinite).sorted()
+    guard !magnitudes.isEmpty else { return nil }
+    let limit = max(4 * magnitudes[magnitudes.count / 2], 5)
+    let close = differences.filter { abs(100 * $0.delta) <= limit }
     guard !close.isEmpty, close.count < differences.count else { return nil }
     let low = min(0, close.map { 100 * $0.low }.min()!)
     let high = max(0, close.map { 100 * $0.high }.max()!)
@@ -433,28 +434,55 @@ public enum ComparisonFigures {
         }
         return (row.test.mean, bar)
       }, references: references, xRange: xRange, height: 460)
-    let differenceSeries = series { _, row in
-      row.paired.map { (100 * $0.delta, ErrorBar(low: 100 * $0.ci95[0], high: 100 * $0.ci95[1])) }
+    // Forest plots: one row per method, so rows at the same kept share never overlap.
+    func note(_ paired: PairedDifference, versus: String?) -> String {
+      String(
+        format: "%+.1f [%+.1f, %+.1f]", 100 * paired.delta, 100 * paired.ci95[0],
+        100 * paired.ci95[1])
+        + (versus.map { " vs \($0)" } ?? "")
+        + " · \(paired.seeds.count) \(paired.seeds.count == 1 ? "seed" : "seeds")"
     }
-    var differenceCharts = [
-      LineChart(
-        title: "Paired test-accuracy difference to the reference (95% bootstrap CI)",
-        xLabel: "kept share of the wrapped weights (%; close points spread apart)",
-        yLabel: "Δ test accuracy (points)", series: differenceSeries,
-        references: [ReferenceLine(y: 0, label: "reference (\(reference ?? "—"))")],
-        xRange: xRange, height: 460)
+    func forest(
+      title: String, pick: (ComparisonRow) -> (PairedDifference, versus: String?)?,
+      zero: String, width: Int
+    ) -> String {
+      let picked = rows.compactMap { row in pick(row).map { (row, $0.0, $0.versus) } }
+      let items = picked.map { row, paired, versus in
+        IntervalChart.Item(
+          label: RowKey(method: row.method, rank: row.rank).description,
+          estimate: 100 * paired.delta,
+          interval: ErrorBar(low: 100 * paired.ci95[0], high: 100 * paired.ci95[1]),
+          note: note(paired, versus: versus), color: color(row.method),
+          marker: marker(row.method))
+      }
+      return IntervalChart(
+        title: title, xLabel: "Δ test accuracy, points (95% bootstrap interval over test examples)",
+        items: items, references: [(0, zero)],
+        xRange: closeRange(picked.map { ($0.1.delta, $0.1.ci95[0], $0.1.ci95[1]) }),
+        width: width
+      ).svg()
+    }
+    var figures = [
+      ("accuracy-vs-kept.svg", scatter.svg()),
+      (
+        "paired-differences.svg",
+        forest(
+          title: "Paired test-accuracy difference to the reference",
+          pick: { row in
+            row.paired.map { ($0, $0.reference == reference ? nil : $0.reference) }
+          }, zero: "reference (\(reference ?? "—"))", width: 900)
+      ),
     ]
-    if let zoom = ComparisonFigures.closeRange(
-      rows.compactMap(\.paired).map { ($0.delta, $0.ci95[0], $0.ci95[1]) })
-    {
-      // Rows tens of points down (a collapsed configuration) set the full chart's scale and
-      // squeeze the close ones together: a second panel shows those alone.
-      var close = differenceCharts[0]
-      close.title = "The rows within \(Int(ComparisonFigures.closeWindow)) points, enlarged"
-      close.yRange = zoom
-      differenceCharts.append(close)
+    if rows.contains(where: { $0.change != nil }) {
+      figures.append(
+        (
+          "what-each-change-bought.svg",
+          forest(
+            title: "What each change bought: paired difference to the recipe it builds on",
+            pick: { row in row.change.map { ($0, $0.reference) } },
+            zero: "the recipe it builds on", width: 1000)
+        ))
     }
-    let differences = Figure(charts: differenceCharts, columns: 1)
 
     var curves: [Series] = []
     var wFree: [Series] = []
@@ -493,8 +521,7 @@ public enum ComparisonFigures {
     let wFreeChart = LineChart(
       title: "W-free validation accuracy during training (frozen W deleted at that step)",
       xLabel: "step", yLabel: "validation accuracy, W-free", series: wFree)
-    return [
-      ("accuracy-vs-kept.svg", scatter.svg()), ("paired-differences.svg", differences.svg()),
+    return figures + [
       ("learning-curves.svg", learning.svg()),
       ("w-free-during-training.svg", wFreeChart.svg()),
     ]

@@ -352,6 +352,20 @@ final class PairedStatisticsTests: XCTestCase {
     XCTAssertEqual(lines[2], "| svd-deep | svd | 0,1 | +16.7 [-4.2, +37.5] | 0.289 |")
     XCTAssertEqual(lines[3], "| svd-aug | svd-old | — | — (no finished cells of svd-old) | — |")
     XCTAssertEqual(Aggregation.changesMarkdown([rows[0], rows[1]]), "", "no builds_on: no table")
+    // The figure of what each change bought: one row per method that builds on another and
+    // was paired with it, its numbers beside it; none when no method builds on another.
+    let figures = Dictionary(
+      uniqueKeysWithValues: ComparisonFigures.figures(rows, results: results, reference: "full"))
+    let changes = try XCTUnwrap(figures["what-each-change-bought.svg"])
+    XCTAssertTrue(changes.contains(">svd-deep</text>"), changes)
+    XCTAssertTrue(changes.contains(">+16.7 [-4.2, +37.5] vs svd · 2 seeds</text>"), changes)
+    XCTAssertFalse(changes.contains(">svd-aug</text>"), "not paired: no row")
+    XCTAssertEqual(changes.components(separatedBy: "class=\"markers\"").count - 1, 1)
+    XCTAssertNil(
+      Dictionary(
+        uniqueKeysWithValues: ComparisonFigures.figures(
+          Array(rows.prefix(2)), results: results, reference: "full"))[
+          "what-each-change-bought.svg"])
 
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
@@ -420,6 +434,19 @@ final class PairedStatisticsTests: XCTestCase {
     XCTAssertEqual(Set(markerFills).count, 4, "\(markerFills)")
     XCTAssertEqual(scatter.components(separatedBy: "class=\"error-bars\"").count - 1, 3)
     XCTAssertTrue(scatter.contains("svd-600 (Δ vs full-600)"), "the legend names own references")
+    // The paired differences as a forest plot: a row per paired row (not the reference), each
+    // labelled, in the table's order, with its interval and seeds beside it.
+    let forest = try XCTUnwrap(figures["paired-differences.svg"])
+    let labels = forest.components(separatedBy: "<g class=\"row-labels\"")[1]
+      .components(separatedBy: "</g>")[0].components(separatedBy: "</text>").dropLast()
+      .map { $0.components(separatedBy: ">").last ?? "" }
+    XCTAssertEqual(
+      labels,
+      rows.filter { $0.paired != nil }.map {
+        RowKey(method: $0.method, rank: $0.rank).description
+      })
+    XCTAssertTrue(labels.contains("svd-600"), "\(labels)")
+    XCTAssertTrue(forest.contains(" vs full-600 · 1 seed</text>"), forest)
     // All five rows sit at a kept share of 12.5%: their x positions must all differ.
     let (xs, range) = ComparisonFigures.spread([12.5, 12.5, 12.5, 100, 12.5])
     XCTAssertEqual(Set(xs).count, 5, "\(xs)")
@@ -429,8 +456,8 @@ final class PairedStatisticsTests: XCTestCase {
     XCTAssertTrue(xs.allSatisfy { bounds.contains($0) })
   }
 
-  /// A collapsed row 20 points down gets the close rows an enlarged panel around their
-  /// intervals and the reference line; with every row close there is no second panel.
+  /// A collapsed row 20 points down gets the close rows' forest plot an axis around their
+  /// intervals and the reference line; with no row far out the axis fits every row.
   func testCloseRowsGetAnEnlargedPanelWhenAnotherRowIsFarAway() throws {
     let close = (delta: -0.005, low: -0.008, high: -0.002)
     let nearZero = (delta: 0.001, low: -0.001, high: 0.004)
@@ -440,6 +467,9 @@ final class PairedStatisticsTests: XCTestCase {
     XCTAssertEqual(range.lowerBound, -1.05, accuracy: 1e-9)
     XCTAssertEqual(range.upperBound, 0.65, accuracy: 1e-9)
     XCTAssertNil(ComparisonFigures.closeRange([close, nearZero]))
+    // A row 2 points out among rows within half a point is not far out: nothing is cut.
+    let gain = (delta: 0.02, low: 0.009, high: 0.032)
+    XCTAssertNil(ComparisonFigures.closeRange([close, nearZero, gain]))
     XCTAssertNil(ComparisonFigures.closeRange([collapsed]))
   }
 }
