@@ -255,20 +255,24 @@ public struct SweepRun {
         let previous = try? String(contentsOfFile: manifestPath(cell), encoding: .utf8)
         let text = derivedText(cell, teachers: teachers)
         let same = Self.sameManifest(previous, text)
+        let steps = ManifestDecoder.decode(text: text, file: manifestPath(cell)).0?.train?.steps
+          .value
         if same, let result = try CellReader.read(cell, directory: directory) {
-          statuses.append(CellStatus(cell: cell, state: .finished(test: result.testAccuracy)))
+          statuses.append(
+            CellStatus(
+              cell: cell, state: .finished(test: result.testAccuracy), steps: steps,
+              trainSeconds: result.trainSeconds))
           return result
         }
         let state: CellStatus.State
         if same, let step = Self.savedStep(in: directory) {
-          let steps = ManifestDecoder.decode(text: text, file: manifestPath(cell)).0?.train?.steps
-          state = .partial(step: step, of: steps?.value)
+          state = .partial(step: step, of: steps)
         } else if FileManager.default.fileExists(atPath: directory.path) {
           state = same ? .started : .stale
         } else {
           state = .pending
         }
-        statuses.append(CellStatus(cell: cell, state: state))
+        statuses.append(CellStatus(cell: cell, state: state, steps: steps))
         return nil
       })
     let listed = Set(statuses.map(\.cell.method))
@@ -376,4 +380,54 @@ public struct CellStatus: Sendable, Equatable {
 
   public var cell: Cell
   public var state: State
+  /// The cell's training steps (its derived manifest's `train.steps`); nil: not given there.
+  public var steps: Int? = nil
+  /// A finished cell's training time (results.json's `train_seconds`).
+  public var trainSeconds: Double? = nil
+
+  public init(cell: Cell, state: State, steps: Int? = nil, trainSeconds: Double? = nil) {
+    self.cell = cell
+    self.state = state
+    self.steps = steps
+    self.trainSeconds = trainSeconds
+  }
+
+  /// The training the unfinished cells still need, estimated from the finished ones: each
+  /// method's mean seconds per step (the median over methods for a method with none finished)
+  /// times the steps a cell has left (a partial cell resumes at its saved step). Evaluation,
+  /// calibration and start-up are not in `train_seconds`, so this is a lower bound of one core's
+  /// time when the cells ran that way. `unestimated`: cells with no step count or no finished
+  /// cell to go by.
+  public static func remainingTraining(_ statuses: [CellStatus]) -> (
+    cells: Int, seconds: Double, unestimated: Int
+  ) {
+    var rates: [String: [Double]] = [:]
+    for status in statuses {
+      guard case .finished = status.state, let seconds = status.trainSeconds, seconds > 0,
+        let steps = status.steps, steps > 0
+      else { continue }
+      rates[status.cell.method, default: []].append(seconds / Double(steps))
+    }
+    let methodRates = rates.mapValues { $0.reduce(0, +) / Double($0.count) }
+    let sorted = methodRates.values.sorted()
+    let median = sorted.isEmpty ? nil : sorted[sorted.count / 2]
+    var cells = 0
+    var seconds = 0.0
+    var unestimated = 0
+    for status in statuses {
+      let done: Int
+      switch status.state {
+      case .finished: continue
+      case .partial(let step, _): done = step
+      case .started, .stale, .pending: done = 0
+      }
+      cells += 1
+      guard let steps = status.steps, let rate = methodRates[status.cell.method] ?? median else {
+        unestimated += 1
+        continue
+      }
+      seconds += Double(max(steps - done, 0)) * rate
+    }
+    return (cells, seconds, unestimated)
+  }
 }

@@ -124,6 +124,20 @@ enum CompareCommand: Command {
           "still choosing a learning rate (their other seeds follow): \(undecided.joined(separator: ", "))"
         )
       }
+      let left = CellStatus.remainingTraining(cells)
+      if left.cells > 0 {
+        let hours = left.seconds / 3600
+        print(
+          "left: \(left.cells) \(left.cells == 1 ? "cell" : "cells")"
+            + (left.cells > left.unestimated
+              ? String(
+                format:
+                  ", about %.1f h of training at the finished cells' speed (train_seconds per step; evaluations not counted)",
+                hours) : "")
+            + (left.unestimated > 0
+              ? "; \(left.unestimated) not estimated (no finished cell to go by)" : "")
+            + (undecided.isEmpty ? "" : "; more follow once the learning rates are chosen"))
+      }
       print("outputs: \(sweep.output)/cells/ (nothing was run or written)")
       return
     }

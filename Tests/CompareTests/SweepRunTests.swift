@@ -195,6 +195,37 @@ final class SweepRunTests: XCTestCase {
     XCTAssertEqual(undecided, ["kd"])
   }
 
+  /// The training left, from the finished cells' seconds per step: a method's own mean, the
+  /// median over methods for one with none finished, a partial cell's remaining steps only.
+  func testRemainingTrainingIsEstimatedFromTheFinishedCells() {
+    func cell(_ method: String, _ seed: Int) -> Cell {
+      Cell(method: method, rank: nil, learningRate: "1e-3", seed: seed)
+    }
+    let statuses = [
+      CellStatus(cell: cell("a", 0), state: .finished(test: 0.8), steps: 100, trainSeconds: 100),
+      CellStatus(cell: cell("a", 1), state: .finished(test: 0.8), steps: 100, trainSeconds: 300),
+      CellStatus(cell: cell("b", 0), state: .finished(test: 0.7), steps: 200, trainSeconds: 200),
+      CellStatus(cell: cell("c", 0), state: .finished(test: 0.7), steps: 100, trainSeconds: 500),
+      // a: 2 s per step; 150 of 200 steps left.
+      CellStatus(cell: cell("a", 2), state: .partial(step: 50, of: 200), steps: 200),
+      // b: 1 s per step, 300 steps.
+      CellStatus(cell: cell("b", 1), state: .stale, steps: 300),
+      // d has no finished cell: the median of 2, 1 and 5 s per step; 10 steps.
+      CellStatus(cell: cell("d", 0), state: .pending, steps: 10),
+      CellStatus(cell: cell("d", 1), state: .started, steps: nil),
+    ]
+    let left = CellStatus.remainingTraining(statuses)
+    XCTAssertEqual(left.cells, 4)
+    let expected: Double = 150 * 2 + 300 * 1 + 10 * 2
+    XCTAssertEqual(left.seconds, expected, accuracy: 1e-9)
+    XCTAssertEqual(left.unestimated, 1)
+    // Nothing finished yet: nothing to go by.
+    let none = CellStatus.remainingTraining(Array(statuses.suffix(2)))
+    XCTAssertEqual(none.cells, 2)
+    XCTAssertEqual(none.unestimated, 2)
+    XCTAssertEqual(none.seconds, 0)
+  }
+
   func testAnInvalidBaseManifestIsReportedAtTheSweep() throws {
     try "surgeon: 1\nname: base\n".write(to: file("base.yaml"), atomically: true, encoding: .utf8)
     var shown: [String] = []

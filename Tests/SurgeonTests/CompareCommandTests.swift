@@ -78,7 +78,8 @@ final class CompareCommandTests: XCTestCase {
     let output = workspace.appendingPathComponent("checkpoints/compare")
     for file in [
       "comparison.md", "comparison.json", "figures/accuracy-vs-kept.svg",
-      "figures/learning-curves.svg", "figures/w-free-during-training.svg",
+      "figures/paired-differences.svg", "figures/learning-curves.svg",
+      "figures/w-free-during-training.svg",
       "cells/full_lr1e-3_s0/results.json", "manifests/decay-c_lr1e-2_s0.yaml",
     ] {
       XCTAssertTrue(
@@ -106,6 +107,11 @@ final class CompareCommandTests: XCTestCase {
     XCTAssertTrue(
       changed.output.contains("decay-c_lr1e-2_s0  stale     another manifest ran here"),
       changed.output)
+    // ... and what the stale cell will cost, from the finished cells' training speed.
+    XCTAssertTrue(
+      changed.output.contains("left: 1 cell, about 0.0 h of training at the finished cells' speed"),
+      changed.output)
+    XCTAssertFalse(status.output.contains("left:"), "nothing left: no estimate")
     try sweep(Self.fullMethod + Self.decayMethod)
 
     // Finished cells are skipped; a changed method runs again.
