@@ -69,6 +69,44 @@ public struct WhitenedNode: Sendable {
   public var batches: Int
   /// The rule's `refit:` key (its `lora:` key when defaulted).
   public var location: SourceLocation
+
+  public init(
+    whitening: Whitening, rank: Int, refit: RefitMode, batches: Int, location: SourceLocation
+  ) {
+    self.whitening = whitening
+    self.rank = rank
+    self.refit = refit
+    self.batches = batches
+    self.location = location
+  }
+
+  /// The output error of the node's starting factors on its calibration inputs, relative to
+  /// its output variance there: `Σ_{i>r} S_i² / Σ_i S_i²` (the ridge included). Where a layer
+  /// loses most of its output, the budget starved it. nil after a refit, whose held-out errors
+  /// are in `Rewrite.refitChoices`.
+  public var calibrationOutputError: Double? {
+    guard whitening.targetMean == nil else { return nil }
+    let energies = whitening.decomposition.singularValues.map { $0 * $0 }
+    let total = energies.reduce(0, +)
+    guard total > 0, rank >= 0 else { return nil }
+    return energies.dropFirst(rank).reduce(0, +) / total
+  }
+
+  /// One line for the run log: the mean relative output error over the nodes that have one,
+  /// and the node that loses most; nil when none has one.
+  public static func summary(of nodes: [String: WhitenedNode]) -> String? {
+    let errors = nodes.compactMap { name, node in
+      node.calibrationOutputError.map { (name: name, rank: node.rank, error: $0) }
+    }.sorted { $0.name < $1.name }
+    guard let worst = errors.max(by: { $0.error < $1.error }) else { return nil }
+    let mean = errors.map(\.error).reduce(0, +) / Double(errors.count)
+    return "whitened start: output error on the calibration inputs, relative to each node's "
+      + "output variance: mean "
+      + String(
+        format: "%.3f over %d %@; largest %.3f at ", mean, errors.count,
+        errors.count == 1 ? "node" : "nodes", worst.error)
+      + "\(worst.name) (rank \(worst.rank))"
+  }
 }
 
 /// Applies a manifest's `surgery` rules, in order, to a graph and compiles the result.

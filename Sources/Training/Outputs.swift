@@ -49,6 +49,8 @@ public struct RunResults: Codable, Sendable {
   public var distillData: [String: ExtraSourceRecord]?
   /// `refit: sequential`'s choice per node, by node name; nil: no refit.
   public var refit: [RefitChoice]?
+  /// `init: svd_whitened`'s start per node; nil: no whitened node.
+  public var whitened: [WhitenedStart]?
   /// The OpenBLAS kernels the run used (`openblas_get_corename()`), and the processor, so
   /// timings from different machines are never compared unknowingly. Nil in older files.
   public var blasCore: String?
@@ -102,6 +104,7 @@ public struct RunResults: Codable, Sendable {
     case distillation
     case distillData = "distill_data"
     case refit
+    case whitened
     case blasCore = "blas_core"
     case cpuModel = "cpu_model"
     case cpuFeatures = "cpu_features"
@@ -271,5 +274,33 @@ public struct TestPredictions: Codable, Sendable, Equatable {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
+  }
+}
+
+/// `results.json`'s `whitened`: a node `init: svd_whitened` started, its rank, and the output
+/// error its factors leave on the calibration inputs relative to its output variance there
+/// (null after a refit, whose held-out errors are in `refit`).
+public struct WhitenedStart: Codable, Sendable, Equatable {
+  public var node: String
+  public var rank: Int
+  public var calibrationOutputError: Double?
+
+  public init(node: String, rank: Int, calibrationOutputError: Double?) {
+    self.node = node
+    self.rank = rank
+    self.calibrationOutputError = calibrationOutputError
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case node, rank
+    case calibrationOutputError = "calibration_output_error"
+  }
+
+  /// As synthesised, except that the error is written as null rather than left out.
+  public func encode(to encoder: Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(node, forKey: .node)
+    try container.encode(rank, forKey: .rank)
+    try container.encode(calibrationOutputError, forKey: .calibrationOutputError)
   }
 }

@@ -207,6 +207,9 @@ public struct TrainingRun {
     note(
       "data: \(split.train.count) train, \(split.validation.count) validation, \(split.test.count) test examples; \(settings.steps) steps of \(settings.batchSize); \(processes(trainer)); \(BLAS.threadCount) threads"
     )
+    if let summary = WhitenedNode.summary(of: setup.rewrite.whitened) {
+      note(summary)
+    }
     if let summary = RefitChoice.summary(of: Array(setup.rewrite.refitChoices.values)) {
       note(summary)
     }
@@ -355,6 +358,13 @@ public struct TrainingRun {
         cpuFeatures: Processor.current.featureList,
         vectorKernels: VectorKernelChoice.active.name)
       written.build = .current
+      if !setup.rewrite.whitened.isEmpty {
+        written.whitened = setup.rewrite.whitened.sorted { $0.key < $1.key }.map {
+          WhitenedStart(
+            node: $0.key, rank: $0.value.rank,
+            calibrationOutputError: $0.value.calibrationOutputError)
+        }
+      }
       if !setup.rewrite.refitChoices.isEmpty {
         written.refit = setup.rewrite.refitChoices.values.sorted { $0.node < $1.node }
       }

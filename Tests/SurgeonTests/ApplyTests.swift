@@ -98,7 +98,20 @@ final class ApplyTests: XCTestCase {
   func testWhitenedInitCalibratesTrainsAndRefusesTooManyBatches() throws {
     let text = whitened("whitened", batches: 3)
     XCTAssertTrue(text.contains("calibration:"))
-    try assertTrainsAndExportsWFree(text, name: "whitened")
+    let log = try assertTrainsAndExportsWFree(text, name: "whitened")
+    // The log and results.json say how much of each node's output its starting factors leave
+    // out on the calibration inputs.
+    XCTAssertTrue(log.contains("whitened start: output error on the calibration inputs"), log)
+    let results = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: file("checkpoints/whitened/results.json"))) as? [String: Any])
+    let starts = try XCTUnwrap(results["whitened"] as? [[String: Any]])
+    XCTAssertFalse(starts.isEmpty)
+    for start in starts {
+      XCTAssertGreaterThanOrEqual(try XCTUnwrap(start["rank"] as? Int), 2, "the floor")
+      let error = try XCTUnwrap(start["calibration_output_error"] as? Double, "\(start)")
+      XCTAssertTrue(error >= 0 && error < 1, "\(start)")
+    }
 
     let bad = try write(whitened("too-many", batches: 50), "too-many.yaml")
     let error = try apply([bad], expecting: 1)
@@ -115,6 +128,12 @@ final class ApplyTests: XCTestCase {
     XCTAssertTrue(text.contains("refit: sequential"))
     let log = try assertTrainsAndExportsWFree(text, name: "refit")
     XCTAssertTrue(log.contains("nodes refitted"), log)
+    // A refitted node's start is described by its held-out errors, not the calibration's.
+    let refitResults = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(contentsOf: file("checkpoints/refit/results.json")))
+        as? [String: Any])
+    let starts = try XCTUnwrap(refitResults["whitened"] as? [[String: Any]])
+    XCTAssertTrue(starts.contains { $0["calibration_output_error"] is NSNull }, "\(starts)")
     let results = try XCTUnwrap(
       JSONSerialization.jsonObject(with: Data(contentsOf: file("checkpoints/refit/results.json")))
         as? [String: Any])
