@@ -275,9 +275,7 @@ public enum Aggregation {
       }
       lines.append(
         "| \(row.method) | \(base) | \(change.seeds.map(String.init).joined(separator: ",")) | "
-          + String(
-            format: "%+.1f [%+.1f, %+.1f]", 100 * change.delta, 100 * change.ci95[0],
-            100 * change.ci95[1]) + " | \(formatP(change.mcnemarP)) |")
+          + change.pointsText + " | \(formatP(change.mcnemarP)) |")
     }
     return lines.joined(separator: "\n") + "\n"
   }
@@ -336,9 +334,7 @@ public enum Aggregation {
     String, String
   ) {
     if let paired = row.paired {
-      var delta = String(
-        format: "%+.1f [%+.1f, %+.1f]", 100 * paired.delta, 100 * paired.ci95[0],
-        100 * paired.ci95[1])
+      var delta = paired.pointsText
       if paired.reference != reference { delta += " vs \(paired.reference)" }
       if paired.seeds != row.seeds {
         delta += " (seeds \(paired.seeds.map(String.init).joined(separator: ",")))"
@@ -357,6 +353,14 @@ public enum Aggregation {
   /// A p-value as a table shows it: three decimals, or scientific below 0.001.
   static func formatP(_ p: Double) -> String {
     p >= 0.001 ? String(format: "%.3f", p) : String(format: "%.1e", p)
+  }
+}
+
+extension PairedDifference {
+  /// The difference and its interval in points, as the tables and figures write them:
+  /// `+1.5 [+0.7, +2.4]`.
+  var pointsText: String {
+    String(format: "%+.1f [%+.1f, %+.1f]", 100 * delta, 100 * ci95[0], 100 * ci95[1])
   }
 }
 
@@ -436,9 +440,7 @@ public enum ComparisonFigures {
       }, references: references, xRange: xRange, height: 460)
     // Forest plots: one row per method, so rows at the same kept share never overlap.
     func note(_ paired: PairedDifference, versus: String?) -> String {
-      String(
-        format: "%+.1f [%+.1f, %+.1f]", 100 * paired.delta, 100 * paired.ci95[0],
-        100 * paired.ci95[1])
+      paired.pointsText
         + (versus.map { " vs \($0)" } ?? "")
         + " · \(paired.seeds.count) \(paired.seeds.count == 1 ? "seed" : "seeds")"
     }

@@ -300,7 +300,7 @@ struct ChartRenderer {
           svg += "<path d=\"\(pathData(lines, style: style))\" stroke=\"\(color)\""
           svg += Self.dashArray(style) + "><title>\(name)</title></path>\n"
         }
-        let d = runs.joined().map { markerData(shape, at: $0, radius: Self.shapeRadius) }
+        let d = runs.joined().map { Self.markerData(shape, at: $0, radius: Self.shapeRadius) }
           .joined()
         svg += "<path class=\"markers\" d=\"\(d)\" fill=\"\(color)\" stroke=\"#FFFFFF\""
         svg += " stroke-width=\"0.8\"><title>\(name)</title></path>\n"
@@ -348,14 +348,15 @@ struct ChartRenderer {
     return d
   }
 
-  /// One marker's outline centred on `point` (pixels): a circle, or a closed polygon.
-  func markerData(_ shape: MarkerShape, at point: Point, radius r: Double) -> String {
+  /// One marker's outline centred on `point` (pixels): a circle, or a closed polygon. Shared
+  /// with `IntervalChart`, so both draw the same shapes.
+  static func markerData(_ shape: MarkerShape, at point: Point, radius r: Double) -> String {
+    func c(_ value: Double) -> String { Format.coordinate(value) }
     if shape == .circle {
       return "M\(c(point.x - r)),\(c(point.y))a\(c(r)),\(c(r)) 0 1,0 \(c(2 * r)),0"
         + "a\(c(r)),\(c(r)) 0 1,0 \(c(-2 * r)),0Z"
     }
-    let vertices = Self.vertices(shape)
-    return vertices.enumerated().map { index, vertex in
+    return vertices(shape).enumerated().map { index, vertex in
       (index == 0 ? "M" : "L") + c(point.x + r * vertex.x) + "," + c(point.y + r * vertex.y)
     }.joined() + "Z"
   }
@@ -441,7 +442,7 @@ struct ChartRenderer {
           svg += "<path d=\"M\(c(item.x)),\(c(item.y))h\(c(Self.swatchWidth))\" stroke=\"\(color)\""
           svg += " stroke-width=\"2\" fill=\"none\"" + Self.dashArray(item.style) + "/>\n"
         }
-        svg += "<path d=\"\(markerData(shape, at: (midX, item.y), radius: Self.shapeRadius))\""
+        svg += "<path d=\"\(Self.markerData(shape, at: (midX, item.y), radius: Self.shapeRadius))\""
         svg += " fill=\"\(color)\" stroke=\"#FFFFFF\" stroke-width=\"0.8\"/>\n"
       } else {
         switch item.style {

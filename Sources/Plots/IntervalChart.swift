@@ -203,33 +203,40 @@ public struct IntervalChart: Sendable {
       } else {
         (shape, x, className) = (item.marker, pixel(item.estimate), "markers")
       }
-      body += "<path class=\"\(className)\" d=\"\(Self.outline(shape, x: x, y: y))\""
+      body += "<path class=\"\(className)\" d=\""
+      body += ChartRenderer.markerData(shape, at: (x, y), radius: Self.markerRadius) + "\""
       body += " fill=\"\(XML.escaped(item.color))\" stroke=\"#FFFFFF\" stroke-width=\"0.8\">"
       body += "<title>\(XML.escaped(item.label))</title></path>\n"
     }
     body += "<rect class=\"frame\" x=\"\(c(minX))\" y=\"\(c(minY))\" width=\"\(c(maxX - minX))\""
     body += " height=\"\(c(maxY - minY))\" fill=\"none\" stroke=\"#888888\"/>\n"
 
-    body += "<g class=\"row-labels\" font-size=\"\(c(Self.labelSize))\" fill=\"#222222\""
-    body += " text-anchor=\"end\">\n"
-    for (index, item) in items.enumerated() {
-      let fitted = TextMetrics.fitted(
-        item.label, fontSize: Self.labelSize, minimumFontSize: Self.labelSize,
-        maxWidth: labelWidth)
-      body += "<text x=\"\(c(minX - 8))\" y=\"\(c(rowCenter(index) + 4))\">"
-      body += XML.escaped(fitted.text) + "</text>\n"
-    }
-    body += "</g>\n"
-    if noteWidth > 0 {
-      body += "<g class=\"row-notes\" font-size=\"\(c(Self.noteSize))\" fill=\"#333333\">\n"
-      for (index, item) in items.enumerated() where !item.note.isEmpty {
+    // A column of row texts (labels or notes), each fitted to the column's width.
+    func column(
+      _ className: String, rows: [(index: Int, text: String)], fontSize: Double,
+      width: Double, x: Double, color: String, anchorEnd: Bool
+    ) -> String {
+      var group = "<g class=\"\(className)\" font-size=\"\(c(fontSize))\" fill=\"\(color)\""
+      group += anchorEnd ? " text-anchor=\"end\">\n" : ">\n"
+      for (index, text) in rows {
         let fitted = TextMetrics.fitted(
-          item.note, fontSize: Self.noteSize, minimumFontSize: Self.noteSize,
-          maxWidth: noteWidth)
-        body += "<text x=\"\(c(maxX + 10))\" y=\"\(c(rowCenter(index) + 4))\">"
-        body += XML.escaped(fitted.text) + "</text>\n"
+          text, fontSize: fontSize, minimumFontSize: fontSize, maxWidth: width)
+        group += "<text x=\"\(c(x))\" y=\"\(c(rowCenter(index) + 4))\">"
+        group += XML.escaped(fitted.text) + "</text>\n"
       }
-      body += "</g>\n"
+      return group + "</g>\n"
+    }
+    body += column(
+      "row-labels", rows: items.enumerated().map { ($0.offset, $0.element.label) },
+      fontSize: Self.labelSize, width: labelWidth,
+      x: minX - 8, color: "#222222", anchorEnd: true)
+    if noteWidth > 0 {
+      body += column(
+        "row-notes",
+        rows: items.enumerated().filter { !$0.element.note.isEmpty }.map {
+          ($0.offset, $0.element.note)
+        }, fontSize: Self.noteSize, width: noteWidth,
+        x: maxX + 10, color: "#333333", anchorEnd: false)
     }
 
     var marks = ""
@@ -249,18 +256,5 @@ public struct IntervalChart: Sendable {
       body += XML.escaped(fitted.text) + "</text>\n"
     }
     return SVGDocument.wrap(width: width, height: height, title: title, body: body)
-  }
-
-  /// A marker's outline centred on (x, y), the shapes of `LineChart`'s markers.
-  static func outline(_ shape: MarkerShape, x: Double, y: Double) -> String {
-    func c(_ value: Double) -> String { Format.coordinate(value) }
-    let r = markerRadius
-    if shape == .circle {
-      return "M\(c(x - r)),\(c(y))a\(c(r)),\(c(r)) 0 1,0 \(c(2 * r)),0"
-        + "a\(c(r)),\(c(r)) 0 1,0 \(c(-2 * r)),0Z"
-    }
-    return ChartRenderer.vertices(shape).enumerated().map { index, vertex in
-      (index == 0 ? "M" : "L") + c(x + r * vertex.x) + "," + c(y + r * vertex.y)
-    }.joined() + "Z"
   }
 }
