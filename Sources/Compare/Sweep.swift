@@ -45,6 +45,9 @@ public struct Sweep: Sendable {
   public var name: String
   public var base: String
   public var output: String
+  /// Where each finished cell's record is kept (`CellRecord`), meant to be committed; nil: no
+  /// records, so the results live only in `output`.
+  public var records: String? = nil
   public var seeds: [Int]
   public var selection: Selection
   public var methods: [Method]
@@ -182,7 +185,9 @@ extension Sweep {
 
 /// Reads a sweep file, with `file:line:col` diagnostics like the manifest's.
 public enum SweepDecoder {
-  static let keys = ["sweep", "name", "base", "output", "seeds", "lr_selection", "methods"]
+  static let keys = [
+    "sweep", "name", "base", "output", "records", "seeds", "lr_selection", "methods",
+  ]
   static let methodKeys = [
     "name", "set", "rank", "lr", "seeds", "teacher", "start_from", "reference", "builds_on",
   ]
@@ -285,6 +290,22 @@ public enum SweepDecoder {
       error("missing key 'base'", origin, fix: "name the base manifest: base: manifests/X.yaml")
     }
     let output = top["output"].flatMap { string($0.value, "output") } ?? "checkpoints/\(name)"
+    let records = top["records"].flatMap { string($0.value, "records") }
+    if let entry = top["records"], let records {
+      // The records sit beside the run's own files, never among them (the point is that they
+      // outlive the output directory).
+      let trimmed = { (path: String) in path.hasSuffix("/") ? String(path.dropLast()) : path }
+      let outputPath = trimmed(output)
+      let recordsPath = trimmed(records)
+      if recordsPath == outputPath || recordsPath.hasPrefix(outputPath + "/") {
+        error(
+          "records '\(records)' must not be inside the output directory '\(output)'",
+          entry.value.location,
+          fix:
+            "give a directory you commit, e.g. records: docs/results/records/\(name.isEmpty ? "NAME" : name)"
+        )
+      }
+    }
     func seedList(_ entry: (key: YAMLNode, value: YAMLNode)) -> [Int] {
       var seeds: [Int] = []
       for item in list(entry.value) {
@@ -428,8 +449,8 @@ public enum SweepDecoder {
     guard diagnostics.isEmpty else { return (nil, parseDiagnostics + diagnostics) }
     return (
       Sweep(
-        name: name, base: base, output: output, seeds: seeds, selection: selection,
-        methods: methods, file: file),
+        name: name, base: base, output: output, records: records, seeds: seeds,
+        selection: selection, methods: methods, file: file),
       parseDiagnostics
     )
   }

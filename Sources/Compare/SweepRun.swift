@@ -13,6 +13,13 @@ public struct SweepRun {
     case diagnostics(String)
     case cellStarted(id: String)
     case cellFinished(id: String, validation: Double, test: Double, seconds: Double)
+    /// A teacher cell known only from its record is trained again, so that its students have
+    /// its weights.
+    case teacherRetraining(id: String)
+    /// How the retrained teacher compares with its record: test accuracies and the test
+    /// examples whose prediction changed (nil: no predictions to compare). The table keeps
+    /// the record.
+    case teacherRetrained(id: String, recorded: Double, retrained: Double, changed: Int?, of: Int?)
   }
 
   public let sweep: Sweep
@@ -47,6 +54,39 @@ public struct SweepRun {
   }
 
   public func cellDirectory(_ cell: Cell) -> String { sweep.output + "/cells/\(cell.id)" }
+
+  /// Where the cell's record is kept; nil when the sweep keeps none.
+  public func recordURL(_ cell: Cell) -> URL? {
+    sweep.records.map { URL(fileURLWithPath: $0).appendingPathComponent("\(cell.id).json") }
+  }
+
+  /// The cell's record, when there is one of the manifest `text` (a record of another manifest
+  /// is stale: the cell runs again and its new record replaces it).
+  func matchingRecord(_ cell: Cell, text: String) throws -> CellRecord? {
+    guard let url = recordURL(cell), let record = try CellRecord.read(url, cell: cell) else {
+      return nil
+    }
+    return record.manifest == Self.manifestBody(text) ? record : nil
+  }
+
+  /// Keeps `result`'s record unless one of the same manifest is kept already (that one stays:
+  /// a retrained teacher does not rewrite its history).
+  func keepRecord(_ result: CellResult, text: String) throws {
+    guard let url = recordURL(result.cell), try matchingRecord(result.cell, text: text) == nil
+    else { return }
+    try FileManager.default.createDirectory(
+      at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    try DurableFile.write(
+      CellRecord(result: result, manifest: Self.manifestBody(text)).encoded(), to: url)
+  }
+
+  /// A derived manifest without its first line, the comment naming the sweep file.
+  static func manifestBody(_ text: String) -> String { String(text.drop { $0 != "\n" }) }
+
+  /// Teacher directories by method, from the teacher cells known so far.
+  func teacherDirectories(_ teachers: [String: Cell]) -> [String: String] {
+    teachers.mapValues(cellDirectory)
+  }
 
   /// The manifest `cell` runs; `teachers` maps a teacher method to its cell directory (a
   /// placeholder before its selection has run).
@@ -101,29 +141,20 @@ public struct SweepRun {
     let cells = output.appendingPathComponent("cells")
     // A teacher is its method's first-seed run at the chosen learning rate (known once that
     // method's selection cells ran).
-    var teachers: [String: String] = [:]
+    var teachers: [String: Cell] = [:]
     var results: [Cell: CellResult] = [:]
-    func collect(_ cell: Cell) throws {
-      if let result = try CellReader.read(
-        cell, directory: URL(fileURLWithPath: cellDirectory(cell)))
-      {
-        results[cell] = result
-      }
+    func finishedHere(_ cell: Cell, text: String) -> Bool {
+      let previous = try? String(contentsOfFile: manifestPath(cell), encoding: .utf8)
+      return Self.sameManifest(previous, text)
+        && FileManager.default.fileExists(atPath: cellDirectory(cell) + "/results.json")
     }
-    func runCell(_ cell: Cell) throws {
-      let text = derivedText(cell, teachers: teachers)
+    // Runs one `apply` of `cell` (resuming its saved state when the manifest is the same); its
+    // result, nil when the run wrote none.
+    func execute(_ cell: Cell, text: String) throws -> CellResult? {
       let manifestURL = URL(fileURLWithPath: manifestPath(cell))
       let directory = URL(fileURLWithPath: cellDirectory(cell))
       let previous = try? String(contentsOf: manifestURL, encoding: .utf8)
-      let finished = FileManager.default.fileExists(
-        atPath: directory.appendingPathComponent("results.json").path)
       let same = Self.sameManifest(previous, text)
-      if same && finished {
-        try collect(cell)
-        return
-      }
-      if tableOnly || !runnable.contains(cell.method) { return }
-      if let seeds, !seeds.contains(cell.seed) { return }
       try FileManager.default.createDirectory(at: manifests, withIntermediateDirectories: true)
       try FileManager.default.createDirectory(at: cells, withIntermediateDirectories: true)
       try DurableFile.write(Data(text.utf8), to: manifestURL)
@@ -139,7 +170,7 @@ public struct SweepRun {
       var arguments = ["apply", manifestURL.path, "--progress", "none"]
       let hasState = FileManager.default.fileExists(
         atPath: directory.appendingPathComponent("state/state.json").path)
-      if same && hasState && !finished {
+      if same && hasState {
         arguments.append("--resume")
       } else if FileManager.default.fileExists(atPath: directory.path) {
         arguments.append("--overwrite")
@@ -154,12 +185,57 @@ public struct SweepRun {
             "surgeon apply \(manifestURL.path) exited with \(status); see \(sweep.output)/cells/\(cell.id).log (rerun compare to retry)"
         )
       }
-      try collect(cell)
-      if let result = results[cell] {
-        events(
-          .cellFinished(
-            id: cell.id, validation: result.validationAccuracy, test: result.testAccuracy,
-            seconds: Date().timeIntervalSince(started)))
+      guard let result = try CellReader.read(cell, directory: directory) else { return nil }
+      events(
+        .cellFinished(
+          id: cell.id, validation: result.validationAccuracy, test: result.testAccuracy,
+          seconds: Date().timeIntervalSince(started)))
+      return result
+    }
+    // A student needs its teacher's weights: a teacher known only from its record (another
+    // machine ran it) is trained again from the same manifest, and the run says how closely it
+    // reproduced the record.
+    func ensureTeacherWeights(for cell: Cell) throws {
+      guard let name = sweep.method(named: cell.method)?.teacher,
+        let teacher = teachers[name]
+      else { return }
+      let text = derivedText(teacher, teachers: teacherDirectories(teachers))
+      guard !finishedHere(teacher, text: text), let record = results[teacher] else { return }
+      events(.teacherRetraining(id: teacher.id))
+      guard let retrained = try execute(teacher, text: text) else { return }
+      var changed: Int?
+      var total: Int?
+      if let old = record.predictions, let new = retrained.predictions,
+        old.indices == new.indices
+      {
+        changed = zip(old.predicted, new.predicted).filter { $0 != $1 }.count
+        total = old.indices.count
+      }
+      events(
+        .teacherRetrained(
+          id: teacher.id, recorded: record.testAccuracy, retrained: retrained.testAccuracy,
+          changed: changed, of: total))
+    }
+    func runCell(_ cell: Cell) throws {
+      let text = derivedText(cell, teachers: teacherDirectories(teachers))
+      let record = try matchingRecord(cell, text: text)
+      if finishedHere(cell, text: text),
+        let result = try CellReader.read(cell, directory: URL(fileURLWithPath: cellDirectory(cell)))
+      {
+        results[cell] = record?.result ?? result
+        try keepRecord(result, text: text)
+        return
+      }
+      if let record {
+        results[cell] = record.result
+        return
+      }
+      if tableOnly || !runnable.contains(cell.method) { return }
+      if let seeds, !seeds.contains(cell.seed) { return }
+      try ensureTeacherWeights(for: cell)
+      if let result = try execute(cell, text: text) {
+        results[cell] = result
+        try keepRecord(result, text: text)
       }
     }
 
@@ -217,10 +293,10 @@ public struct SweepRun {
   /// known so far (a method's first-seed cell at its chosen rate); `visit` each cell, returning
   /// its result when it has one.
   private func traverse(
-    before: (Sweep.Method, [String: String]) throws -> Void,
-    visit: (Cell, [String: String]) throws -> CellResult?
+    before: (Sweep.Method, [String: Cell]) throws -> Void,
+    visit: (Cell, [String: Cell]) throws -> CellResult?
   ) throws {
-    var teachers: [String: String] = [:]
+    var teachers: [String: Cell] = [:]
     var results: [Cell: CellResult] = [:]
     for method in sweep.methods {
       try before(method, teachers)
@@ -237,8 +313,8 @@ public struct SweepRun {
         let rate = chosen[row]
       {
         let seed = (method.seeds ?? sweep.seeds)[0]
-        teachers[method.name] = cellDirectory(
-          Cell(method: method.name, rank: row.rank, learningRate: rate, seed: seed))
+        teachers[method.name] = Cell(
+          method: method.name, rank: row.rank, learningRate: rate, seed: seed)
       }
     }
   }
@@ -253,15 +329,18 @@ public struct SweepRun {
       visit: { cell, teachers in
         let directory = URL(fileURLWithPath: cellDirectory(cell))
         let previous = try? String(contentsOfFile: manifestPath(cell), encoding: .utf8)
-        let text = derivedText(cell, teachers: teachers)
+        let text = derivedText(cell, teachers: teacherDirectories(teachers))
         let same = Self.sameManifest(previous, text)
         let steps = ManifestDecoder.decode(text: text, file: manifestPath(cell)).0?.train?.steps
           .value
-        if same, let result = try CellReader.read(cell, directory: directory) {
+        let record = try matchingRecord(cell, text: text)
+        if let result = try record?.result
+          ?? (same ? CellReader.read(cell, directory: directory) : nil)
+        {
           statuses.append(
             CellStatus(
               cell: cell, state: .finished(test: result.testAccuracy), steps: steps,
-              trainSeconds: result.trainSeconds))
+              trainSeconds: result.trainSeconds, recorded: record != nil))
           return result
         }
         let state: CellStatus.State
@@ -384,12 +463,19 @@ public struct CellStatus: Sendable, Equatable {
   public var steps: Int? = nil
   /// A finished cell's training time (results.json's `train_seconds`).
   public var trainSeconds: Double? = nil
+  /// A finished cell whose result comes from its record (`records:`), whether or not its
+  /// output directory is still here.
+  public var recorded = false
 
-  public init(cell: Cell, state: State, steps: Int? = nil, trainSeconds: Double? = nil) {
+  public init(
+    cell: Cell, state: State, steps: Int? = nil, trainSeconds: Double? = nil,
+    recorded: Bool = false
+  ) {
     self.cell = cell
     self.state = state
     self.steps = steps
     self.trainSeconds = trainSeconds
+    self.recorded = recorded
   }
 
   /// The training the unfinished cells still need, estimated from the finished ones: each

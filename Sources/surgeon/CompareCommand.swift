@@ -89,6 +89,19 @@ enum CompareCommand: Command {
           String(
             format: "compare: %@ validation %.4f, test %.4f (%.0f s)", id, validation, test,
             seconds))
+      case .teacherRetraining(let id):
+        printError(
+          "compare: \(id) is known from its record only; training it again for its students' teacher weights"
+        )
+      case .teacherRetrained(let id, let recorded, let retrained, let changed, let total):
+        let predictions =
+          changed.map { changed in
+            total.map { ", \(changed) of \($0) test predictions changed" } ?? ""
+          } ?? ""
+        printError(
+          String(
+            format: "compare: %@ retrained: test %.4f (its record %.4f)", id, retrained, recorded)
+            + predictions + "; the table keeps the record")
       }
     }
     // The base manifest and every method's derived manifest must decode before anything runs.
@@ -104,7 +117,9 @@ enum CompareCommand: Command {
         let id = status.cell.id.padding(toLength: width, withPad: " ", startingAt: 0)
         var state: String
         switch status.state {
-        case .finished(let test): state = String(format: "finished  test %.4f", test)
+        case .finished(let test):
+          state =
+            String(format: "finished  test %.4f", test) + (status.recorded ? " (recorded)" : "")
         case .partial(let step, let steps):
           state = "partial   step \(step) of \(steps.map(String.init) ?? "?"): resumes"
         case .started: state = "started   no saved state yet: reruns from the start"

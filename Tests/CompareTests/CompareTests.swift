@@ -184,6 +184,30 @@ final class CompareTests: XCTestCase {
       lines.contains("9:14: teacher must name a method listed before this one"), "\(lines)")
   }
 
+  func testRecordsMustLieOutsideTheOutputDirectory() {
+    let text = """
+      sweep: 1
+      name: tiny
+      base: m.yaml
+      output: checkpoints/tiny/
+      records: checkpoints/tiny/records
+      methods:
+        - name: full
+          lr: [1.0e-3]
+      """
+    let (sweep, diagnostics) = SweepDecoder.decode(text, file: "s.yaml")
+    XCTAssertNil(sweep)
+    XCTAssertEqual(
+      diagnostics.map { "\($0.location.line):\($0.location.column): \($0.message)" },
+      [
+        "5:10: records 'checkpoints/tiny/records' must not be inside the output directory 'checkpoints/tiny/'"
+      ])
+    let (kept, _) = SweepDecoder.decode(
+      text.replacingOccurrences(of: "records: checkpoints/tiny/records", with: "records: docs/r"),
+      file: "s.yaml")
+    XCTAssertEqual(kept?.records, "docs/r")
+  }
+
   func testStartFromTeacherPointsTheCellsCheckpointAtTheTeachersRun() throws {
     let text = """
       sweep: 1

@@ -32,12 +32,15 @@ final class SweepRunTests: XCTestCase {
   private func file(_ name: String) -> URL { directory.appendingPathComponent(name) }
 
   /// A sweep of `full` (two rates) and `kd`, which learns from `full`.
-  private func sweepRun(events: (SweepRun.Event) -> Void = { _ in }) throws -> SweepRun {
+  private func sweepRun(
+    records: Bool = false, events: (SweepRun.Event) -> Void = { _ in }
+  ) throws -> SweepRun {
     let text = """
       sweep: 1
       name: tiny
       base: \(file("base.yaml").path)
       output: \(file("out").path)
+      \(records ? "records: \(file("records").path)" : "")
       seeds: [0, 1]
       methods:
         - name: full
@@ -69,7 +72,7 @@ final class SweepRunTests: XCTestCase {
     ) { error in
       XCTAssertEqual(
         "\(error)",
-        "sweep.yaml:10:11: error: method kd learns from full, whose learning-rate selection has not finished; run `surgeon compare sweep.yaml --methods full` first (or include it in --methods)"
+        "sweep.yaml:11:11: error: method kd learns from full, whose learning-rate selection has not finished; run `surgeon compare sweep.yaml --methods full` first (or include it in --methods)"
       )
     }
     XCTAssertEqual(calls, 0)
@@ -224,6 +227,174 @@ final class SweepRunTests: XCTestCase {
     XCTAssertEqual(none.cells, 2)
     XCTAssertEqual(none.unestimated, 2)
     XCTAssertEqual(none.seconds, 0)
+  }
+
+  /// A stand-in for `apply` that finishes the cell it is given: results.json (test accuracy
+  /// `tests[id]`, validation 0.8 for 3e-3 and 0.6 otherwise) and predictions.json over four
+  /// test examples, `predicted[id]` (default all right). Records the ids it ran.
+  private func finishingApply(
+    tests: [String: Double] = [:], predicted: [String: [Int]] = [:], ran: @escaping (String) -> Void
+  ) -> ([String], URL) throws -> Int32 {
+    { arguments, _ in
+      let id = URL(fileURLWithPath: arguments[1]).deletingPathExtension().lastPathComponent
+      ran(id)
+      let cell = self.file("out/cells/\(id)")
+      try FileManager.default.createDirectory(at: cell, withIntermediateDirectories: true)
+      let validation = id.contains("3e-3") ? 0.8 : 0.6
+      try
+        #"{"test_accuracy": \#(tests[id] ?? 0.75), "validation_accuracy": \#(validation), "train_seconds": 2.5, "build": {"executable_crc32": "0badf00d"}}"#
+        .write(to: cell.appendingPathComponent("results.json"), atomically: true, encoding: .utf8)
+      let guesses = predicted[id] ?? [1, 0, 1, 0]
+      try
+        #"{"split": "test", "model": "as-trained", "indices": [0, 1, 2, 3], "labels": [1, 0, 1, 0], "predicted": \#(guesses)}"#
+        .write(
+          to: cell.appendingPathComponent("predictions.json"), atomically: true, encoding: .utf8)
+      try
+        #"{"type": "evaluation", "split": "validation", "step": 4, "accuracy": \#(validation), "exportedAccuracy": \#(validation)}"#
+        .write(to: cell.appendingPathComponent("metrics.jsonl"), atomically: true, encoding: .utf8)
+      return 0
+    }
+  }
+
+  /// With `records:`, every finished cell leaves a record, and a run on a machine where the
+  /// output directory is gone reads them instead of training again: the same table, nothing run.
+  func testRecordsOutliveTheOutputDirectory() throws {
+    let run = try sweepRun(records: true)
+    var ran: [String] = []
+    let first = try run.run(
+      methods: ["full"], tableOnly: false,
+      apply: finishingApply(tests: ["full_lr3e-3_s1": 0.5]) { ran.append($0) }, events: { _ in })
+    XCTAssertEqual(ran, ["full_lr1e-3_s0", "full_lr3e-3_s0", "full_lr3e-3_s1"])
+    for id in ran {
+      XCTAssertTrue(
+        FileManager.default.fileExists(atPath: file("records/\(id).json").path),
+        "no record of \(id)")
+    }
+    let recordText = try String(
+      contentsOf: file("records/full_lr3e-3_s1.json"), encoding: .utf8)
+    XCTAssertTrue(recordText.contains(#""test": 0.5"#), recordText)
+    XCTAssertTrue(recordText.contains(#""build": "0badf00d""#), recordText)
+
+    try FileManager.default.removeItem(at: file("out"))
+    let (cells, _) = try run.status()
+    XCTAssertEqual(
+      cells.map { "\($0.cell.id) \($0.state) \($0.recorded)" },
+      [
+        "full_lr1e-3_s0 finished(test: 0.75) true", "full_lr3e-3_s0 finished(test: 0.75) true",
+        "full_lr3e-3_s1 finished(test: 0.5) true", "kd_lr1e-2_s0 pending false",
+      ])
+    let again = try run.run(
+      methods: ["full"], tableOnly: false,
+      apply: { arguments, _ in
+        XCTFail("ran \(arguments) although its record is kept")
+        return 1
+      }, events: { _ in })
+    XCTAssertEqual(again.map(\.seeds), first.map(\.seeds))
+    XCTAssertEqual(again.first?.test.mean, first.first?.test.mean)
+    XCTAssertEqual(first.first?.test.mean ?? 0, 0.625, accuracy: 1e-12)
+  }
+
+  /// A student needs its teacher's weights, which a record does not keep: the teacher is
+  /// trained again from its manifest first, the run says how close it came, and the table keeps
+  /// the record.
+  func testATeacherKnownOnlyFromItsRecordIsTrainedAgainBeforeItsStudent() throws {
+    let run = try sweepRun(records: true)
+    _ = try run.run(
+      methods: ["full"], seeds: [0], tableOnly: false,
+      apply: finishingApply(tests: ["full_lr3e-3_s0": 0.75]) { _ in }, events: { _ in })
+    try FileManager.default.removeItem(at: file("out"))
+
+    var ran: [String] = []
+    var reports: [String] = []
+    let rows = try run.run(
+      methods: ["kd"], seeds: [0], tableOnly: false,
+      apply: finishingApply(
+        tests: ["full_lr3e-3_s0": 0.5], predicted: ["full_lr3e-3_s0": [1, 1, 0, 0]]
+      ) { ran.append($0) },
+      events: { event in
+        if case .teacherRetraining(let id) = event { reports.append("retraining \(id)") }
+        if case .teacherRetrained(let id, let recorded, let retrained, let changed, let total) =
+          event
+        {
+          reports.append("\(id) \(recorded) \(retrained) \(changed ?? -1)/\(total ?? -1)")
+        }
+      })
+    XCTAssertEqual(ran, ["full_lr3e-3_s0", "kd_lr1e-2_s0"], "the teacher first")
+    XCTAssertEqual(reports, ["retraining full_lr3e-3_s0", "full_lr3e-3_s0 0.75 0.5 2/4"])
+    XCTAssertEqual(rows.first { $0.method == "full" }?.test.mean, 0.75, "the record stays")
+    let kept = try String(contentsOf: file("records/full_lr3e-3_s0.json"), encoding: .utf8)
+    XCTAssertTrue(kept.contains(#""test": 0.75"#), kept)
+    // Its weights are here now: the next student does not retrain it.
+    ran = []
+    _ = try run.run(
+      methods: ["kd"], tableOnly: false, apply: finishingApply { ran.append($0) },
+      events: { _ in })
+    XCTAssertEqual(ran, ["kd_lr1e-2_s1"])
+  }
+
+  /// A record of another manifest is stale (the cell runs again and its record is replaced);
+  /// a file that is no record of the cell is an error naming it.
+  func testStaleAndBrokenRecords() throws {
+    let run = try sweepRun(records: true)
+    try FileManager.default.createDirectory(
+      at: file("records"), withIntermediateDirectories: true)
+    let stale = CellRecord(
+      result: CellResult(
+        cell: Cell(method: "full", rank: nil, learningRate: "1.0e-3", seed: 0),
+        validationAccuracy: 0.1, testAccuracy: 0.1),
+      manifest: "another manifest\n")
+    try stale.encoded().write(to: file("records/full_lr1e-3_s0.json"))
+    var ran: [String] = []
+    _ = try run.run(
+      methods: ["full"], seeds: [0], tableOnly: false, apply: finishingApply { ran.append($0) },
+      events: { _ in })
+    XCTAssertEqual(ran, ["full_lr1e-3_s0", "full_lr3e-3_s0"])
+    let replaced = try XCTUnwrap(
+      CellRecord.read(
+        file("records/full_lr1e-3_s0.json"),
+        cell: Cell(method: "full", rank: nil, learningRate: "1.0e-3", seed: 0)))
+    XCTAssertEqual(replaced.result.testAccuracy, 0.75)
+
+    try "{\"record\": 1, \"id\": \"kd_lr1e-2_s0\"}".write(
+      to: file("records/full_lr3e-3_s0.json"), atomically: true, encoding: .utf8)
+    XCTAssertThrowsError(try run.status()) { error in
+      XCTAssertEqual(
+        "\(error)",
+        "\(self.file("records/full_lr3e-3_s0.json").path): error: it records cell 'kd_lr1e-2_s0', not 'full_lr3e-3_s0'; restore it from version control, or delete it to rerun the cell"
+      )
+    }
+  }
+
+  /// Everything the comparison reads survives the record: accuracies, counts, curves, losses,
+  /// predictions, the build; a validation accuracy that was not a number stays one.
+  func testACellRecordKeepsWhatTheComparisonReads() throws {
+    let cell = Cell(method: "svd", rank: 8, learningRate: "3.0e-4", seed: 2)
+    let result = CellResult(
+      cell: cell, validationAccuracy: .nan, testAccuracy: 0.8125, trainSeconds: 12.5,
+      endsWFree: true, stuckAtChance: true, deployedParameters: 1234, keptShare: 0.125,
+      curve: [(100, 0.5, 0.25), (200, 0.75, 0.625)], losses: [(1, 0.69), (2, 0.5)],
+      predictions: CellPredictions(
+        model: "w-free", indices: [3, 1], labels: [0, 1], predicted: [0, 0]),
+      build: "0badf00d")
+    let url = file("record.json")
+    try CellRecord(result: result, manifest: "surgeon: 1\nname: \"x\"\n").encoded().write(to: url)
+    let read = try XCTUnwrap(CellRecord.read(url, cell: cell))
+    XCTAssertEqual(read.manifest, "surgeon: 1\nname: \"x\"\n")
+    let back = read.result
+    XCTAssertTrue(back.validationAccuracy.isNaN)
+    XCTAssertEqual(back.testAccuracy, 0.8125)
+    XCTAssertEqual(back.trainSeconds, 12.5)
+    XCTAssertTrue(back.endsWFree)
+    XCTAssertTrue(back.stuckAtChance)
+    XCTAssertEqual(back.deployedParameters, 1234)
+    XCTAssertEqual(back.keptShare, 0.125)
+    XCTAssertEqual(
+      back.curve.map { "\($0.step) \($0.accuracy) \($0.wFree)" },
+      ["100 0.5 0.25", "200 0.75 0.625"])
+    XCTAssertEqual(back.losses.map { "\($0.step) \($0.loss)" }, ["1 0.69", "2 0.5"])
+    XCTAssertEqual(back.predictions, result.predictions)
+    XCTAssertEqual(back.build, "0badf00d")
+    XCTAssertNil(try CellRecord.read(file("missing.json"), cell: cell))
   }
 
   func testAnInvalidBaseManifestIsReportedAtTheSweep() throws {
