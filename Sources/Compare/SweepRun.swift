@@ -16,6 +16,9 @@ public struct SweepRun {
     /// A teacher cell known only from its record is trained again, so that its students have
     /// its weights.
     case teacherRetraining(id: String)
+    /// Another process is running the cell now (`pid` holds its output lock): this run leaves
+    /// it and goes on to the next.
+    case cellBusy(id: String, pid: String)
     /// How the retrained teacher compares with its record: test accuracies and the test
     /// examples whose prediction changed (nil: no predictions to compare). The table keeps
     /// the record.
@@ -131,10 +134,12 @@ public struct SweepRun {
   /// Runs the cells of the methods in `runnable` that have not finished (none with
   /// `tableOnly`; with `seeds`, only cells of those seeds), collects every finished cell, and writes `comparison.md`,
   /// `comparison.json` and `figures/`. `apply(arguments, log)` runs one `surgeon apply` with its
-  /// output appended to `log` and returns its exit status.
+  /// output appended to `log` and returns its exit status; `busy(directory)` names the process
+  /// writing a cell's directory now, if any (such a cell is left to it).
   public func run(
     methods runnable: Set<String>, seeds: Set<Int>? = nil, tableOnly: Bool,
-    apply: ([String], URL) throws -> Int32, events: (Event) -> Void
+    apply: ([String], URL) throws -> Int32, busy: (URL) -> String? = { _ in nil },
+    events: (Event) -> Void
   ) throws -> [ComparisonRow] {
     let output = URL(fileURLWithPath: sweep.output)
     let manifests = output.appendingPathComponent("manifests")
@@ -232,6 +237,10 @@ public struct SweepRun {
       }
       if tableOnly || !runnable.contains(cell.method) { return }
       if let seeds, !seeds.contains(cell.seed) { return }
+      if let pid = busy(URL(fileURLWithPath: cellDirectory(cell))) {
+        events(.cellBusy(id: cell.id, pid: pid))
+        return
+      }
       try ensureTeacherWeights(for: cell)
       if let result = try execute(cell, text: text) {
         results[cell] = result

@@ -89,6 +89,8 @@ enum CompareCommand: Command {
           String(
             format: "compare: %@ validation %.4f, test %.4f (%.0f s)", id, validation, test,
             seconds))
+      case .cellBusy(let id, let pid):
+        printError("compare: \(id) is running in another process (pid \(pid)); going on without it")
       case .teacherRetraining(let id):
         printError(
           "compare: \(id) is known from its record only; training it again for its students' teacher weights"
@@ -159,7 +161,7 @@ enum CompareCommand: Command {
 
     let rows = try sweepRun.run(
       methods: runnable, seeds: seeds, tableOnly: parsed.flag("table-only"), apply: runSubprocess,
-      events: show)
+      busy: { OutputLock.holder(of: $0) }, events: show)
     print(Aggregation.markdown(rows, reference: reference), terminator: "")
     let changes = Aggregation.changesMarkdown(rows)
     if !changes.isEmpty {

@@ -332,6 +332,20 @@ final class SweepRunTests: XCTestCase {
     XCTAssertEqual(ran, ["kd_lr1e-2_s1"])
   }
 
+  /// Two processes on the same methods: a cell another process is running now is left to it,
+  /// and the run goes on with the next.
+  func testACellAnotherProcessIsRunningIsLeftToIt() throws {
+    let run = try sweepRun()
+    var ran: [String] = []
+    var busyReports: [String] = []
+    _ = try run.run(
+      methods: ["full"], seeds: [0], tableOnly: false, apply: finishingApply { ran.append($0) },
+      busy: { $0.lastPathComponent == "full_lr1e-3_s0" ? "4242" : nil },
+      events: { if case .cellBusy(let id, let pid) = $0 { busyReports.append("\(id) \(pid)") } })
+    XCTAssertEqual(ran, ["full_lr3e-3_s0"])
+    XCTAssertEqual(busyReports, ["full_lr1e-3_s0 4242"])
+  }
+
   /// A record of another manifest is stale (the cell runs again and its record is replaced);
   /// a file that is no record of the cell is an error naming it.
   func testStaleAndBrokenRecords() throws {
