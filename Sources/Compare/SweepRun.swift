@@ -267,15 +267,16 @@ public struct SweepRun {
         return results[cell]
       })
     let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
-    if let seeds, !tableOnly {
-      // Seeds past the selection wait for the chosen rate: say so instead of running nothing.
+    if !tableOnly {
+      // Seeds past the selection wait for the chosen rate (a selection cell not run, failed
+      // or running in another process): say so instead of running nothing.
       let selectionSeeds = Set(sweep.selectionCells.map { "\($0.method) \($0.seed)" })
       for method in sweep.methods where runnable.contains(method.name) {
         let waiting = (method.seeds ?? sweep.seeds).filter {
-          seeds.contains($0) && !selectionSeeds.contains("\(method.name) \($0)")
+          (seeds?.contains($0) ?? true) && !selectionSeeds.contains("\(method.name) \($0)")
         }
-        let rows = sweep.rows.filter { $0.method == method.name }
-        guard !waiting.isEmpty, rows.contains(where: { chosen[$0] == nil }) else { continue }
+        let selected = sweep.selectionCells.filter { $0.method == method.name }
+        guard !waiting.isEmpty, !selected.allSatisfy({ results[$0] != nil }) else { continue }
         let first = (method.seeds ?? sweep.seeds)[0]
         events(
           .diagnostics(
@@ -312,13 +313,15 @@ public struct SweepRun {
       for cell in sweep.selectionCells where cell.method == method.name {
         results[cell] = try visit(cell, teachers)
       }
+      // The other seeds wait for every selection cell: a rate chosen while one is still
+      // running (in another process) could be the wrong one.
+      let selected = sweep.selectionCells.filter { $0.method == method.name }
+      guard selected.allSatisfy({ results[$0] != nil }) else { continue }
       let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
       for cell in sweep.finalCells(chosen: chosen) where cell.method == method.name {
         results[cell] = try visit(cell, teachers)
       }
-      let selected = sweep.selectionCells.filter { $0.method == method.name }
-      if selected.allSatisfy({ results[$0] != nil }),
-        let row = sweep.rows.first(where: { $0.method == method.name }),
+      if let row = sweep.rows.first(where: { $0.method == method.name }),
         let rate = chosen[row]
       {
         let seed = (method.seeds ?? sweep.seeds)[0]

@@ -333,17 +333,27 @@ final class SweepRunTests: XCTestCase {
   }
 
   /// Two processes on the same methods: a cell another process is running now is left to it,
-  /// and the run goes on with the next.
+  /// and the run goes on with the next. The method's other seeds wait until every rate has a
+  /// result: a rate chosen from the rates that finished so far could be the wrong one.
   func testACellAnotherProcessIsRunningIsLeftToIt() throws {
     let run = try sweepRun()
     var ran: [String] = []
-    var busyReports: [String] = []
+    var reports: [String] = []
     _ = try run.run(
-      methods: ["full"], seeds: [0], tableOnly: false, apply: finishingApply { ran.append($0) },
+      methods: ["full"], tableOnly: false, apply: finishingApply { ran.append($0) },
       busy: { $0.lastPathComponent == "full_lr1e-3_s0" ? "4242" : nil },
-      events: { if case .cellBusy(let id, let pid) = $0 { busyReports.append("\(id) \(pid)") } })
-    XCTAssertEqual(ran, ["full_lr3e-3_s0"])
-    XCTAssertEqual(busyReports, ["full_lr1e-3_s0 4242"])
+      events: { event in
+        if case .cellBusy(let id, let pid) = event { reports.append("\(id) \(pid)") }
+        if case .diagnostics(let text) = event { reports.append(text) }
+      })
+    XCTAssertEqual(ran, ["full_lr3e-3_s0"], "no seed-1 cell at a rate chosen from one of two")
+    XCTAssertEqual(
+      reports,
+      [
+        "full_lr1e-3_s0 4242",
+        "sweep.yaml: warning: full at seed 1 waits for its learning rate, chosen once its seed-0 cells finish; nothing ran for it; run `surgeon compare sweep.yaml --methods full --seeds 0` first",
+      ])
+    XCTAssertEqual(try run.status().undecided, ["full", "kd"])
   }
 
   /// A record of another manifest is stale (the cell runs again and its record is replaced);
