@@ -203,10 +203,22 @@ public struct IntervalChart: Sendable {
       } else {
         (shape, x, className) = (item.marker, pixel(item.estimate), "markers")
       }
-      body += "<path class=\"\(className)\" d=\""
-      body += ChartRenderer.markerData(shape, at: (x, y), radius: Self.markerRadius) + "\""
-      body += " fill=\"\(XML.escaped(item.color))\" stroke=\"#FFFFFF\" stroke-width=\"0.8\">"
-      body += "<title>\(XML.escaped(item.label))</title></path>\n"
+      var marks = [(className, shape, x)]
+      if className == "off-scale" {
+        // The item's own marker beside the edge arrow, so an off-scale row keeps its shape.
+        let step = 2 * Self.markerRadius + 2
+        marks.append(
+          (
+            "off-scale-markers", item.marker,
+            item.estimate < domain.lowerBound ? x + step : x - step
+          ))
+      }
+      for (className, shape, x) in marks {
+        body += "<path class=\"\(className)\" d=\""
+        body += ChartRenderer.markerData(shape, at: (x, y), radius: Self.markerRadius) + "\""
+        body += " fill=\"\(XML.escaped(item.color))\" stroke=\"#FFFFFF\" stroke-width=\"0.8\">"
+        body += "<title>\(XML.escaped(item.label))</title></path>\n"
+      }
     }
     body += "<rect class=\"frame\" x=\"\(c(minX))\" y=\"\(c(minY))\" width=\"\(c(maxX - minX))\""
     body += " height=\"\(c(maxY - minY))\" fill=\"none\" stroke=\"#888888\"/>\n"

@@ -85,6 +85,11 @@ final class IntervalChartTests: XCTestCase {
     let arrow = try XCTUnwrap(zoomed.elements(withClass: "off-scale").first?.string("d"))
     let frameX = try XCTUnwrap(zoomed.elements(withClass: "frame").first?.number("x"))
     XCTAssertLessThan(center(arrow).x - frameX, 8, "at the left edge")
+    // Beside the arrow, the item's own marker, so its shape still says which method it is.
+    let own = try XCTUnwrap(zoomed.elements(withClass: "off-scale-markers").first?.string("d"))
+    XCTAssertEqual(zoomed.elements(withClass: "off-scale-markers").count, 1)
+    XCTAssertGreaterThan(center(own).x, center(arrow).x)
+    XCTAssertEqual(center(own).y, center(arrow).y, accuracy: 1, "on the same row")
     // The collapsed item's interval is wholly off the axis: no bar; the wide one is cut at the
     // right edge with an arrowhead (a path with line-tos) instead of a cap.
     let bars = zoomed.elements(withClass: "intervals").compactMap { $0.string("d") }
