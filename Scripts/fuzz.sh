@@ -4,14 +4,14 @@
 #   bash Scripts/fuzz.sh TARGET SECONDS [libFuzzer flags...]
 #   bash Scripts/fuzz.sh all SECONDS         # every harness in turn, SECONDS each
 #
-# TARGET is one of: manifest safetensors csv jsonl idx tokenizer. The seed corpus is
+# TARGET is one of: manifest safetensors csv jsonl idx tokenizer compare. The seed corpus is
 # Tests/Fuzz/corpus/TARGET (committed); inputs the run discovers go to .build/fuzz/corpus/TARGET (not
 # committed), crashes to .build/fuzz/crashes/TARGET. Needs only the Swift toolchain and the
 # system libraries the package links (libopenblas-dev, libyaml-dev, zlib1g-dev).
 # Exit status: 0 when the run ended without a crash, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets="manifest safetensors csv jsonl idx tokenizer"
+targets="manifest safetensors csv jsonl idx tokenizer compare"
 usage() {
   echo "usage: bash Scripts/fuzz.sh TARGET|all SECONDS [libFuzzer flags...]" >&2
   echo "  TARGET: $targets" >&2
@@ -57,6 +57,7 @@ build_module() {
 case $target in
   manifest) modules="Plumbing Manifest" ;;
   safetensors) modules="Plumbing VectorKernels VectorKernelsAVX2 Tensor SafeTensors" ;;
+  compare) modules="Plumbing Manifest VectorKernels VectorKernelsAVX2 Tensor SafeTensors Plots Compare" ;;
   tokenizer | csv | jsonl | idx)
     modules="Plumbing VectorKernels VectorKernelsAVX2 Tensor SafeTensors Models Datasets"
     ;;

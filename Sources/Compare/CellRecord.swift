@@ -100,15 +100,28 @@ public struct CellRecord: Sendable {
     else {
       throw invalid("'manifest', 'validation' and 'test' are required")
     }
-    func pairs(_ key: String, width: Int) throws -> [[Double]] {
-      guard let value = object[key] else { return [] }
-      guard let list = value as? [[Any]], list.allSatisfy({ $0.count == width }) else {
-        throw invalid("'\(key)' must be a list of \(width)-number lists")
-      }
-      return list.map { $0.map { number($0) ?? .nan } }
+    guard (0...1).contains(test), validation.isNaN || (0...1).contains(validation) else {
+      throw invalid("'test' and 'validation' must be accuracies in [0, 1]")
     }
-    let curve = try pairs("curve", width: 3).map { (Int($0[0]), $0[1], $0[2]) }
-    let losses = try pairs("losses", width: 2).map { (Int($0[0]), $0[1]) }
+    // Lists of [step, value...]: a step is a whole number of steps, the values numbers or null.
+    func rows(_ key: String, width: Int) throws -> [(step: Int, values: [Double])] {
+      guard let value = object[key] else { return [] }
+      guard let list = value as? [[Any]] else {
+        throw invalid("'\(key)' must be a list of [step, value...] lists")
+      }
+      return try list.map { row in
+        let numbers = row.compactMap(number)
+        guard row.count == width, numbers.count == width, let step = Int(exactly: numbers[0]),
+          step >= 0
+        else {
+          throw invalid(
+            "each entry of '\(key)' must be [step, \(width - 1) numbers], the step a whole number")
+        }
+        return (step, Array(numbers.dropFirst()))
+      }
+    }
+    let curve = try rows("curve", width: 3).map { ($0.step, $0.values[0], $0.values[1]) }
+    let losses = try rows("losses", width: 2).map { ($0.step, $0.values[0]) }
     var predictions: CellPredictions?
     if let entry = object["predictions"] {
       guard let fields = entry as? [String: Any], let indices = fields["indices"] as? [Int],
