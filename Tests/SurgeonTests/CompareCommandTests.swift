@@ -55,13 +55,14 @@ final class CompareCommandTests: XCTestCase {
     return try XCTUnwrap(json["rows"] as? [[String: Any]])
   }
 
-  private func sweep(_ methods: String) throws {
+  private func sweep(_ methods: String, records: Bool = false) throws {
     try
       ("""
     sweep: 1
     name: tiny-compare
     base: base.yaml
     output: checkpoints/compare
+    \(records ? "records: records" : "")
     seeds: [0]
     methods:
 
@@ -204,6 +205,52 @@ final class CompareCommandTests: XCTestCase {
       bad.error.contains(
         "sweep.yaml:12:16: error: reference 'ful' must name another method of this sweep"),
       bad.error)
+  }
+
+  /// A sweep with `records:` on a machine where its output directory is gone (a fresh clone):
+  /// the table comes back from the records alone, byte for byte, and a student's teacher is
+  /// trained again from its record's manifest before the student runs.
+  func testRecordsBringASweepBackWithoutItsOutputDirectory() throws {
+    try sweep(Self.fullMethod + Self.decayMethod, records: true)
+    let first = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
+    XCTAssertEqual(first.status, 0, first.error)
+    let output = workspace.appendingPathComponent("checkpoints/compare")
+    let table = try String(
+      contentsOf: output.appendingPathComponent("comparison.md"), encoding: .utf8)
+    for id in ["full_lr1e-3_s0", "decay-c_lr1e-2_s0"] {
+      XCTAssertTrue(
+        FileManager.default.fileExists(
+          atPath: workspace.appendingPathComponent("records/\(id).json").path), id)
+    }
+
+    try FileManager.default.removeItem(at: output)
+    let status = try runSurgeon(["compare", "sweep.yaml", "--dry-run"], in: workspace)
+    XCTAssertEqual(status.status, 0, status.error)
+    XCTAssertTrue(status.output.contains("cells (2 known; 2 finished):"), status.output)
+    XCTAssertTrue(status.output.contains("(recorded)"), status.output)
+    let again = try runSurgeon(["compare", "sweep.yaml", "--table-only"], in: workspace)
+    XCTAssertEqual(again.status, 0, again.error)
+    XCTAssertEqual(
+      try String(contentsOf: output.appendingPathComponent("comparison.md"), encoding: .utf8),
+      table, "the records give the same table")
+
+    // A student of `full`: its teacher's weights are gone with the directory.
+    try sweep(Self.fullMethod + Self.decayMethod + Self.distilledMethod, records: true)
+    let student = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
+    XCTAssertEqual(student.status, 0, student.error)
+    XCTAssertTrue(
+      student.error.contains(
+        "compare: full_lr1e-3_s0 is known from its record only; training it again"),
+      student.error)
+    XCTAssertTrue(student.error.contains("compare: full_lr1e-3_s0 retrained: test "), student.error)
+    XCTAssertTrue(student.error.contains("the table keeps the record"), student.error)
+    // Same build, same machine, same seed: the retrained teacher is the recorded one.
+    XCTAssertTrue(student.error.contains(", 0 of 20 test predictions changed"), student.error)
+    XCTAssertTrue(student.error.contains("compare: running kd_lr1e-2_s0"), student.error)
+    XCTAssertFalse(student.error.contains("running decay-c"), "decay-c needs no weights")
+    XCTAssertTrue(
+      FileManager.default.fileExists(
+        atPath: output.appendingPathComponent("cells/full_lr1e-3_s0/model.safetensors").path))
   }
 
   func testDistillationCellIsTaughtByTheTeachersRun() throws {
