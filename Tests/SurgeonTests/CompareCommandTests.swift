@@ -62,11 +62,9 @@ final class CompareCommandTests: XCTestCase {
     name: tiny-compare
     base: base.yaml
     output: checkpoints/compare
-    \(records ? "records: records" : "")
     seeds: [0]
-    methods:
 
-    """ + methods).write(
+    """ + (records ? "records: records\n" : "") + "methods:\n" + methods).write(
       to: workspace.appendingPathComponent("sweep.yaml"), atomically: true, encoding: .utf8)
   }
 
