@@ -1,4 +1,5 @@
 import Foundation
+import Plumbing
 import SafeTensors
 
 /// Reads a finished cell's output directory: results.json, metrics.jsonl, predictions.json (when
@@ -11,7 +12,7 @@ public enum CellReader {
   /// The cell's result; nil when it has not finished (no results.json).
   public static func read(_ cell: Cell, directory: URL) throws -> CellResult? {
     let resultsURL = directory.appendingPathComponent("results.json")
-    guard let data = FileManager.default.contents(atPath: resultsURL.path) else { return nil }
+    guard let data = FileContents.read(resultsURL.path) else { return nil }
     guard let results = try JSONSerialization.jsonObject(with: data) as? [String: Any],
       let test = results["test_accuracy"] as? Double
     else {

@@ -79,7 +79,7 @@ public struct CellRecord: Sendable {
   /// The record of `cell` in `url`; nil when there is none. A file that is not a record of this
   /// cell is an error naming it and the fix.
   public static func read(_ url: URL, cell: Cell) throws -> CellRecord? {
-    guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+    guard let data = FileContents.read(url.path) else { return nil }
     func invalid(_ problem: String) -> ReadError {
       ReadError(
         description:

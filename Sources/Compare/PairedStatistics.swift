@@ -1,4 +1,5 @@
 import Foundation
+import Plumbing
 
 /// A cell's `predictions.json` (written by `surgeon apply`): the deployed model's class for every
 /// test example, in the order of `indices`. Cells of one sweep share the data split's seed, so
@@ -24,7 +25,7 @@ public struct CellPredictions: Sendable, Equatable {
   /// `predictions.json` was written). A file that exists but is not a test-split predictions
   /// file is an error naming it.
   public static func read(_ url: URL) throws -> CellPredictions? {
-    guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+    guard let data = FileContents.read(url.path) else { return nil }
     func invalid(_ problem: String) -> CellReader.ReadError {
       CellReader.ReadError(
         description:
