@@ -199,15 +199,20 @@ public struct SweepRun {
     }
     // A student needs its teacher's weights: a teacher known only from its record (another
     // machine ran it) is trained again from the same manifest, and the run says how closely it
-    // reproduced the record.
-    func ensureTeacherWeights(for cell: Cell) throws {
+    // reproduced the record. False when another process is retraining it now: the student
+    // waits for a later run.
+    func ensureTeacherWeights(for cell: Cell) throws -> Bool {
       guard let name = sweep.method(named: cell.method)?.teacher,
         let teacher = teachers[name]
-      else { return }
+      else { return true }
       let text = derivedText(teacher, teachers: teacherDirectories(teachers))
-      guard !finishedHere(teacher, text: text), let record = results[teacher] else { return }
+      guard !finishedHere(teacher, text: text), let record = results[teacher] else { return true }
+      if let pid = busy(URL(fileURLWithPath: cellDirectory(teacher))) {
+        events(.cellBusy(id: teacher.id, pid: pid))
+        return false
+      }
       events(.teacherRetraining(id: teacher.id))
-      guard let retrained = try execute(teacher, text: text) else { return }
+      guard let retrained = try execute(teacher, text: text) else { return false }
       var changed: Int?
       var total: Int?
       if let old = record.predictions, let new = retrained.predictions,
@@ -220,6 +225,7 @@ public struct SweepRun {
         .teacherRetrained(
           id: teacher.id, recorded: record.testAccuracy, retrained: retrained.testAccuracy,
           changed: changed, of: total))
+      return true
     }
     func runCell(_ cell: Cell) throws {
       let text = derivedText(cell, teachers: teacherDirectories(teachers))
@@ -241,7 +247,7 @@ public struct SweepRun {
         events(.cellBusy(id: cell.id, pid: pid))
         return
       }
-      try ensureTeacherWeights(for: cell)
+      guard try ensureTeacherWeights(for: cell) else { return }
       if let result = try execute(cell, text: text) {
         results[cell] = result
         try keepRecord(result, text: text)

@@ -304,6 +304,17 @@ final class SweepRunTests: XCTestCase {
       apply: finishingApply(tests: ["full_lr3e-3_s0": 0.75]) { _ in }, events: { _ in })
     try FileManager.default.removeItem(at: file("out"))
 
+    // Another process is retraining the teacher right now: the student waits.
+    var busyTeacher: [String] = []
+    _ = try run.run(
+      methods: ["kd"], seeds: [0], tableOnly: false,
+      apply: { arguments, _ in
+        XCTFail("ran \(arguments) while the teacher was busy elsewhere")
+        return 1
+      }, busy: { $0.lastPathComponent == "full_lr3e-3_s0" ? "77" : nil },
+      events: { if case .cellBusy(let id, let pid) = $0 { busyTeacher.append("\(id) \(pid)") } })
+    XCTAssertEqual(busyTeacher, ["full_lr3e-3_s0 77"])
+
     var ran: [String] = []
     var reports: [String] = []
     let rows = try run.run(
