@@ -176,9 +176,14 @@ enum CompareCommand: Command {
     process.executableURL =
       Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
     process.arguments = arguments
-    _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+    // Appended, never truncated: a resumed cell keeps its earlier attempts' output, and a
+    // second process that races for a running cell cannot wipe that cell's log.
+    if !FileManager.default.fileExists(atPath: log.path) {
+      _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+    }
     let handle = try FileHandle(forWritingTo: log)
     defer { try? handle.close() }
+    try handle.seekToEnd()
     process.standardOutput = handle
     process.standardError = handle
     try process.run()

@@ -122,6 +122,10 @@ final class CompareCommandTests: XCTestCase {
     XCTAssertEqual(third.status, 0, third.error)
     XCTAssertFalse(third.error.contains("running full_lr1e-3_s0"), third.error)
     XCTAssertTrue(third.error.contains("running decay-c_lr1e-2_s0"), third.error)
+    // The rerun's output is appended to the cell's log, after the first run's.
+    let log = try String(
+      contentsOf: output.appendingPathComponent("cells/decay-c_lr1e-2_s0.log"), encoding: .utf8)
+    XCTAssertEqual(log.components(separatedBy: "Total params").count - 1, 2, log)
   }
 
   func testRowsArePairedOnTheCellsPredictions() throws {
