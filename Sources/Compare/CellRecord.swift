@@ -19,10 +19,6 @@ public struct CellRecord: Sendable {
     self.manifest = manifest
   }
 
-  public struct ReadError: Error, CustomStringConvertible {
-    public var description: String
-  }
-
   /// The record's JSON: keys sorted, one line per field, so a record diffs and merges sanely.
   public func encoded() -> Data {
     let cell = result.cell
@@ -80,8 +76,8 @@ public struct CellRecord: Sendable {
   /// cell is an error naming it and the fix.
   public static func read(_ url: URL, cell: Cell) throws -> CellRecord? {
     guard let data = FileContents.read(url.path) else { return nil }
-    func invalid(_ problem: String) -> ReadError {
-      ReadError(
+    func invalid(_ problem: String) -> CellReader.ReadError {
+      CellReader.ReadError(
         description:
           "\(url.path): error: \(problem); restore it from version control, or delete it to rerun the cell"
       )
@@ -124,15 +120,10 @@ public struct CellRecord: Sendable {
     let losses = try rows("losses", width: 2).map { ($0.step, $0.values[0]) }
     var predictions: CellPredictions?
     if let entry = object["predictions"] {
-      guard let fields = entry as? [String: Any], let indices = fields["indices"] as? [Int],
-        let labels = fields["labels"] as? [Int], let predicted = fields["predicted"] as? [Int],
-        indices.count == labels.count, labels.count == predicted.count
-      else {
-        throw invalid("'predictions' must hold 'indices', 'labels' and 'predicted' of one length")
+      guard let fields = entry as? [String: Any] else {
+        throw invalid("'predictions' must be an object")
       }
-      predictions = CellPredictions(
-        model: fields["model"] as? String ?? "", indices: indices, labels: labels,
-        predicted: predicted)
+      predictions = try CellPredictions.decode(fields) { invalid("predictions: " + $0) }
     }
     let result = CellResult(
       cell: cell, validationAccuracy: validation, testAccuracy: test,

@@ -37,6 +37,15 @@ public struct CellPredictions: Sendable, Equatable {
     guard object["split"] as? String == "test" else {
       throw invalid("'split' must be \"test\"")
     }
+    return try decode(object, invalid: invalid)
+  }
+
+  /// The predictions in a JSON object's `indices`, `labels`, `predicted` and `model` (a
+  /// predictions.json, or a cell record's `predictions`); `invalid` phrases a problem for the
+  /// file it came from.
+  static func decode(
+    _ object: [String: Any], invalid: (String) -> CellReader.ReadError
+  ) throws -> CellPredictions {
     guard let indices = object["indices"] as? [Int], let labels = object["labels"] as? [Int],
       let predicted = object["predicted"] as? [Int]
     else {

@@ -193,7 +193,7 @@ public enum SweepDecoder {
   ]
 
   public static func decode(contentsOf path: String) -> (sweep: Sweep?, diagnostics: [Diagnostic]) {
-    guard let data = FileManager.default.contents(atPath: path) else {
+    guard let data = FileContents.read(path) else {
       return (
         nil,
         [

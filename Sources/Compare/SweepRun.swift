@@ -72,11 +72,11 @@ public struct SweepRun {
     return record.manifest == Self.manifestBody(text) ? record : nil
   }
 
-  /// Keeps `result`'s record unless one of the same manifest is kept already (that one stays:
-  /// a retrained teacher does not rewrite its history).
+  /// Writes `result`'s record of the manifest `text` (callers write one only where no record
+  /// of that manifest is kept: a kept record stays, and a retrained teacher does not rewrite
+  /// its history).
   func keepRecord(_ result: CellResult, text: String) throws {
-    guard let url = recordURL(result.cell), try matchingRecord(result.cell, text: text) == nil
-    else { return }
+    guard let url = recordURL(result.cell) else { return }
     try FileManager.default.createDirectory(
       at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
     try DurableFile.write(
@@ -229,16 +229,15 @@ public struct SweepRun {
     }
     func runCell(_ cell: Cell) throws {
       let text = derivedText(cell, teachers: teacherDirectories(teachers))
-      let record = try matchingRecord(cell, text: text)
+      if let record = try matchingRecord(cell, text: text) {
+        results[cell] = record.result
+        return
+      }
       if finishedHere(cell, text: text),
         let result = try CellReader.read(cell, directory: URL(fileURLWithPath: cellDirectory(cell)))
       {
-        results[cell] = record?.result ?? result
+        results[cell] = result
         try keepRecord(result, text: text)
-        return
-      }
-      if let record {
-        results[cell] = record.result
         return
       }
       if tableOnly || !runnable.contains(cell.method) { return }
@@ -281,8 +280,7 @@ public struct SweepRun {
         let waiting = (method.seeds ?? sweep.seeds).filter {
           (seeds?.contains($0) ?? true) && !selectionSeeds.contains("\(method.name) \($0)")
         }
-        let selected = sweep.selectionCells.filter { $0.method == method.name }
-        guard !waiting.isEmpty, !selected.allSatisfy({ results[$0] != nil }) else { continue }
+        guard !waiting.isEmpty, !selectionFinished(method.name, results) else { continue }
         let first = (method.seeds ?? sweep.seeds)[0]
         events(
           .diagnostics(
@@ -303,6 +301,11 @@ public struct SweepRun {
     return previous.drop { $0 != "\n" } == current.drop { $0 != "\n" }
   }
 
+  /// Whether every learning-rate cell of `method` has a result.
+  private func selectionFinished(_ method: String, _ results: [Cell: CellResult]) -> Bool {
+    sweep.selectionCells.allSatisfy { $0.method != method || results[$0] != nil }
+  }
+
   /// Visits the cells in the order `run` runs them: method by method, its learning rates,
   /// then its chosen rate at the other seeds (known once its selection cells have results), so
   /// the first methods' rows are complete early. `before` sees each method and the teachers
@@ -321,8 +324,7 @@ public struct SweepRun {
       }
       // The other seeds wait for every selection cell: a rate chosen while one is still
       // running (in another process) could be the wrong one.
-      let selected = sweep.selectionCells.filter { $0.method == method.name }
-      guard selected.allSatisfy({ results[$0] != nil }) else { continue }
+      guard selectionFinished(method.name, results) else { continue }
       let chosen = Selection.chooseLearningRates(sweep, results: Array(results.values))
       for cell in sweep.finalCells(chosen: chosen) where cell.method == method.name {
         results[cell] = try visit(cell, teachers)
@@ -385,7 +387,7 @@ public struct SweepRun {
   /// The step a cell's saved state reached (`state/state.json`).
   static func savedStep(in directory: URL) -> Int? {
     let url = directory.appendingPathComponent("state/state.json")
-    guard let data = FileManager.default.contents(atPath: url.path),
+    guard let data = FileContents.read(url.path),
       let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
     else { return nil }
     return object["step"] as? Int

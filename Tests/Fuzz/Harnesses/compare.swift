@@ -29,7 +29,7 @@ public func fuzzCompareInputs(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
         back.result.predictions == record.result.predictions
       else { abort() }
     }
-  } catch let error as CellRecord.ReadError {
+  } catch let error as CellReader.ReadError {
     // A record read once reads again: only the first read may fail.
     if error.description.isEmpty || error.description.contains("again.json") { abort() }
   } catch {
