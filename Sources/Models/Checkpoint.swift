@@ -1,4 +1,5 @@
 import Foundation
+import Plumbing
 import SafeTensors
 import Tensor
 
@@ -190,7 +191,7 @@ public enum CheckpointLoader {
 extension CheckpointLoader {
   /// `surgeon_adapters` of a config.json (empty for a plain checkpoint).
   static func adapterRecords(_ url: URL) throws(CheckpointError) -> [String: AdapterRecord] {
-    guard let data = FileManager.default.contents(atPath: url.path),
+    guard let data = FileContents.read(url.path),
       let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
       let entries = object["surgeon_adapters"]
     else { return [:] }

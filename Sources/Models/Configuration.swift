@@ -8,7 +8,7 @@ public typealias CheckpointError = UserError
 public enum ConfigurationFile {
   public static func read(_ url: URL) throws(CheckpointError) -> Architecture {
     let path = url.path
-    guard let data = FileManager.default.contents(atPath: path) else {
+    guard let data = FileContents.read(path) else {
       throw CheckpointError(
         file: path, problem: "config.json is missing or unreadable",
         fix: "a checkpoint directory holds config.json and model.safetensors")
@@ -38,7 +38,7 @@ public enum ConfigurationFile {
   /// The class names `config.json` records, index = class id: BERT's `id2label` (keys 0…n-1),
   /// VGG's `labels`; nil when it records none.
   public static func labelNames(_ url: URL) throws(CheckpointError) -> [String]? {
-    guard let data = FileManager.default.contents(atPath: url.path),
+    guard let data = FileContents.read(url.path),
       let fields = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
     else {
       throw CheckpointError(

@@ -1,6 +1,7 @@
 import Foundation
 import Manifest
 import Models
+import Plumbing
 
 /// A manifest's resolved scope, pinned (`M.lock.json`): the model's fingerprint and, for every
 /// node, what the surgery does to it. `validate` and `apply` compare the plan with it, so a new
@@ -97,7 +98,7 @@ public struct ScopeLock: Sendable, Equatable, Codable {
 
   /// Reads a lock; a damaged or foreign file is an error naming it.
   public static func read(_ path: String) throws(ScopeLockError) -> ScopeLock {
-    guard let data = FileManager.default.contents(atPath: path) else {
+    guard let data = FileContents.read(path) else {
       throw ScopeLockError(message: "cannot read \(path)")
     }
     if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],

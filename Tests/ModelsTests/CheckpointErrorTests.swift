@@ -72,6 +72,9 @@ final class CheckpointErrorTests: XCTestCase {
     XCTAssertTrue(refusal().contains("config.json is not valid JSON"))
     try Data("[1, 2]".utf8).write(to: directory.appendingPathComponent("config.json"))
     XCTAssertTrue(refusal().contains("not a JSON object"))
+    // What a full disk leaves: read without Foundation's empty-file reader (it leaks under ASan).
+    try Data().write(to: directory.appendingPathComponent("config.json"))
+    XCTAssertTrue(refusal().contains("config.json is not valid JSON"))
   }
 
   func testConfigurationFields() throws {

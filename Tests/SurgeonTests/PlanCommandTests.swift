@@ -292,6 +292,12 @@ final class PlanCommandTests: XCTestCase {
       run.error.trimmingCharacters(in: .newlines),
       "planned.yaml:1:1: error: planned.lock.json is lock format 7; this surgeon reads format 1; write it again with: surgeon plan MANIFEST --lock"
     )
+    try Data().write(to: file("planned.lock.json"))
+    let empty = try surgeon(["validate", "planned.yaml"])
+    XCTAssertEqual(empty.status, 1)
+    XCTAssertTrue(
+      empty.error.contains("planned.lock.json is not a surgeon lock file (not valid JSON)"),
+      empty.error)
   }
 
   // MARK: - expect:
