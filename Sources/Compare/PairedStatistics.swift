@@ -71,6 +71,10 @@ public struct PairedDifference: Sendable, Codable, Equatable {
   public var delta: Double
   /// The 95% percentile bootstrap interval of `delta`, resampling test examples.
   public var ci95: [Double]
+  /// The 95% two-level bootstrap interval of `delta`, resampling the paired seeds and then the
+  /// test examples: it covers the spread between training runs as well as the test set's
+  /// sampling. Nil with one paired seed, where that spread is unknown.
+  public var ci95Seeds: [Double]?
   public var mcnemarP: Double
   /// "exact binomial" or "chi-square, continuity-corrected".
   public var mcnemarTest: String
@@ -84,12 +88,14 @@ public struct PairedDifference: Sendable, Codable, Equatable {
   public var referenceOnlyCorrect: Int
 
   public init(
-    reference: String, delta: Double, ci95: [Double], mcnemarP: Double, mcnemarTest: String,
-    examples: Int, seeds: [Int], rowOnlyCorrect: Int, referenceOnlyCorrect: Int
+    reference: String, delta: Double, ci95: [Double], ci95Seeds: [Double]? = nil,
+    mcnemarP: Double, mcnemarTest: String, examples: Int, seeds: [Int], rowOnlyCorrect: Int,
+    referenceOnlyCorrect: Int
   ) {
     self.reference = reference
     self.delta = delta
     self.ci95 = ci95
+    self.ci95Seeds = ci95Seeds
     self.mcnemarP = mcnemarP
     self.mcnemarTest = mcnemarTest
     self.examples = examples
@@ -98,8 +104,24 @@ public struct PairedDifference: Sendable, Codable, Equatable {
     self.referenceOnlyCorrect = referenceOnlyCorrect
   }
 
+  /// As synthesised, except that `ci95_seeds` is always written (null with one paired seed).
+  public func encode(to encoder: Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(reference, forKey: .reference)
+    try container.encode(delta, forKey: .delta)
+    try container.encode(ci95, forKey: .ci95)
+    try container.encode(ci95Seeds, forKey: .ci95Seeds)
+    try container.encode(mcnemarP, forKey: .mcnemarP)
+    try container.encode(mcnemarTest, forKey: .mcnemarTest)
+    try container.encode(examples, forKey: .examples)
+    try container.encode(seeds, forKey: .seeds)
+    try container.encode(rowOnlyCorrect, forKey: .rowOnlyCorrect)
+    try container.encode(referenceOnlyCorrect, forKey: .referenceOnlyCorrect)
+  }
+
   enum CodingKeys: String, CodingKey {
     case reference, delta, ci95, examples, seeds
+    case ci95Seeds = "ci95_seeds"
     case mcnemarP = "mcnemar_p"
     case mcnemarTest = "mcnemar_test"
     case rowOnlyCorrect = "row_only_correct"
@@ -174,16 +196,20 @@ public enum PairedStatistics {
     guard examples > 0 else {
       return .failure(Unavailable(description: "the test split is empty"))
     }
-    // Per example, the correct answers summed over seeds: row minus reference, in −k…k.
+    // Per seed and example, row minus reference correct (−1, 0, 1); and summed over seeds.
+    var perSeed = [[Int8]](
+      repeating: [Int8](repeating: 0, count: examples), count: pairs.count)
     var differences = [Int](repeating: 0, count: examples)
     var rowOnly = 0
     var referenceOnly = 0
-    for pair in pairs {
+    for (seedIndex, pair) in pairs.enumerated() {
       for (index, (mine, theirs)) in zip(pair.row.correct, pair.reference.correct).enumerated() {
         if mine && !theirs {
+          perSeed[seedIndex][index] = 1
           differences[index] += 1
           rowOnly += 1
         } else if theirs && !mine {
+          perSeed[seedIndex][index] = -1
           differences[index] -= 1
           referenceOnly += 1
         }
@@ -193,11 +219,14 @@ public enum PairedStatistics {
     let delta = Double(differences.reduce(0, +)) / scale
     let interval = bootstrapInterval(
       differences: differences, seeds: pairs.count, draws: draws, seed: seed)
+    let withSeeds =
+      pairs.count > 1
+      ? seedsAndExamplesInterval(perSeed: perSeed, draws: draws, seed: seed) : nil
     let test = mcnemar(rowOnly: rowOnly, referenceOnly: referenceOnly)
     return .success(
       PairedDifference(
         reference: referenceName, delta: delta, ci95: [interval.lower, interval.upper],
-        mcnemarP: test.p,
+        ci95Seeds: withSeeds.map { [$0.lower, $0.upper] }, mcnemarP: test.p,
         mcnemarTest: test.exact ? "exact binomial" : "chi-square, continuity-corrected",
         examples: examples, seeds: seeds, rowOnlyCorrect: rowOnly,
         referenceOnlyCorrect: referenceOnly))
@@ -219,6 +248,49 @@ public enum PairedStatistics {
       var sum = 0
       for _ in 0..<n { sum += differences[generator.index(below: n)] }
       means[draw] = Double(sum) / scale
+    }
+    means.sort()
+    return (percentile(means, 0.025), percentile(means, 0.975))
+  }
+
+  /// The 2.5% and 97.5% percentiles of a two-level bootstrap of the mean paired difference.
+  /// Each draw first resamples the k paired seeds with replacement (k indices, each seed pair
+  /// kept whole), then the test examples (n indices, the same for every seed), and takes the
+  /// mean of `perSeed[seed][example]` (row − reference correct, −1…1) over both resamples.
+  /// Seeds are drawn before examples from one stream, so the interval is reproducible.
+  public static func seedsAndExamplesInterval(
+    perSeed: [[Int8]], draws: Int = bootstrapDraws, seed: UInt64 = bootstrapSeed
+  ) -> (lower: Double, upper: Double) {
+    let k = perSeed.count
+    let n = perSeed.first?.count ?? 0
+    guard k > 0, n > 0, draws > 0, perSeed.allSatisfy({ $0.count == n }) else {
+      return (.nan, .nan)
+    }
+    // Example-major, so one drawn example's k differences sit together.
+    var byExample = [Int32](repeating: 0, count: n * k)
+    for (seedIndex, differences) in perSeed.enumerated() {
+      for (example, difference) in differences.enumerated() {
+        byExample[example * k + seedIndex] = Int32(difference)
+      }
+    }
+    var generator = SplitMix64(seed: seed)
+    let scale = Double(n * k)
+    var multiplicity = [Int32](repeating: 0, count: k)
+    var means = [Double](repeating: 0, count: draws)
+    byExample.withUnsafeBufferPointer { differences in
+      for draw in 0..<draws {
+        for index in 0..<k { multiplicity[index] = 0 }
+        for _ in 0..<k { multiplicity[generator.index(below: k)] += 1 }
+        // Σ over drawn examples of Σ_s multiplicity_s · perSeed[s][example].
+        var sum = 0
+        for _ in 0..<n {
+          let base = generator.index(below: n) * k
+          var here: Int32 = 0
+          for index in 0..<k { here &+= multiplicity[index] &* differences[base + index] }
+          sum += Int(here)
+        }
+        means[draw] = Double(sum) / scale
+      }
     }
     means.sort()
     return (percentile(means, 0.025), percentile(means, 0.975))

@@ -264,18 +264,19 @@ public enum Aggregation {
     let changed = rows.filter { $0.buildsOn != nil }
     guard !changed.isEmpty else { return "" }
     var lines = [
-      "| method | builds on | seeds paired | Δ vs what it builds on, points [95% CI] | McNemar p |",
-      "|---|---|---|---|---|",
+      "| method | builds on | seeds paired | Δ vs what it builds on, points [95% CI] | 95% CI with the seed spread | McNemar p |",
+      "|---|---|---|---|---|---|",
     ]
     for row in changed {
       let base = row.buildsOn ?? "—"
       guard let change = row.change else {
-        lines.append("| \(row.method) | \(base) | — | — (\(row.changeNote ?? "not paired")) | — |")
+        lines.append(
+          "| \(row.method) | \(base) | — | — (\(row.changeNote ?? "not paired")) | — | — |")
         continue
       }
       lines.append(
         "| \(row.method) | \(base) | \(change.seeds.map(String.init).joined(separator: ",")) | "
-          + change.pointsText + " | \(formatP(change.mcnemarP)) |")
+          + change.pointsText + " | \(change.seedSpreadText) | \(formatP(change.mcnemarP)) |")
     }
     return lines.joined(separator: "\n") + "\n"
   }
@@ -289,7 +290,10 @@ public enum Aggregation {
     examples with replacement, the same draw for every seed, generator seed \
     \(PairedStatistics.bootstrapSeed). p: McNemar's test on the discordant examples pooled \
     over the paired seeds — exact binomial below \(PairedStatistics.exactBelow) discordant \
-    pairs, chi-square with continuity correction from there on.
+    pairs, chi-square with continuity correction from there on. The interval with the seed \
+    spread is a two-level bootstrap (the same draws and generator seed): each draw resamples \
+    the paired seeds, then the test examples, so it also covers how much another set of \
+    training runs would move Δ; with one paired seed that spread is unknown (—).
     """
 
   /// One line naming the builds that finished the cells (executable CRC-32 with its cell
@@ -308,19 +312,20 @@ public enum Aggregation {
   /// (`reference` is the comparison's; a row with another reference names it).
   public static func markdown(_ rows: [ComparisonRow], reference: String?) -> String {
     var lines = [
-      "| method | rank | lr (chosen on validation) | validation acc by lr | seeds | test acc (mean ± std) | Δ vs \(reference ?? "reference"), points [95% CI] | McNemar p | kept share of wrapped weights | deployed params | train s (mean) | W-free |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+      "| method | rank | lr (chosen on validation) | validation acc by lr | seeds | test acc (mean ± std) | Δ vs \(reference ?? "reference"), points [95% CI] | 95% CI with the seed spread | McNemar p | kept share of wrapped weights | deployed params | train s (mean) | W-free |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows {
       let tried = row.validationByLearningRate.sorted {
         (Double($0.key) ?? 0) < (Double($1.key) ?? 0)
       }.map { String(format: "%@: %.3f", $0.key, $0.value) }.joined(separator: ", ")
       let (delta, p) = pairedCells(row, rows: rows, reference: reference)
+      let spread = row.paired?.seedSpreadText ?? "—"
       let stuck = row.stuckSeeds > 0 ? " (\(row.stuckSeeds) stuck at chance)" : ""
       lines.append(
         "| \(row.method) | \(row.rank.map(String.init) ?? "—") | \(row.learningRate) | \(tried) | \(row.seeds.map(String.init).joined(separator: ",")) | "
           + String(format: "%.4f ± %.4f", row.test.mean, row.test.std) + stuck
-          + " | \(delta) | \(p) | "
+          + " | \(delta) | \(spread) | \(p) | "
           + String(format: "%.3f (1/%.1f)", row.keptShare, 1 / row.keptShare)
           + " | \(row.deployedParameters) | " + String(format: "%.0f", row.trainSeconds)
           + " | \(row.endsWFree ? "yes" : "no") |")
@@ -361,6 +366,12 @@ extension PairedDifference {
   /// `+1.5 [+0.7, +2.4]`.
   var pointsText: String {
     String(format: "%+.1f [%+.1f, %+.1f]", 100 * delta, 100 * ci95[0], 100 * ci95[1])
+  }
+
+  /// The two-level interval in points, `[−6.1, −2.8]`, or "— (one seed)".
+  public var seedSpreadText: String {
+    guard let interval = ci95Seeds, interval.count == 2 else { return "— (one seed)" }
+    return String(format: "[%+.1f, %+.1f]", 100 * interval[0], 100 * interval[1])
   }
 }
 
@@ -443,6 +454,7 @@ public enum ComparisonFigures {
       paired.pointsText
         + (versus.map { " vs \($0)" } ?? "")
         + " · \(paired.seeds.count) \(paired.seeds.count == 1 ? "seed" : "seeds")"
+        + (paired.ci95Seeds == nil ? "" : "; with the seed spread \(paired.seedSpreadText)")
     }
     func forest(
       title: String, pick: (ComparisonRow) -> (PairedDifference, versus: String?)?,
@@ -454,13 +466,22 @@ public enum ComparisonFigures {
           label: RowKey(method: row.method, rank: row.rank).description,
           estimate: 100 * paired.delta,
           interval: ErrorBar(low: 100 * paired.ci95[0], high: 100 * paired.ci95[1]),
+          outerInterval: paired.ci95Seeds.map { ErrorBar(low: 100 * $0[0], high: 100 * $0[1]) },
           note: note(paired, versus: versus), color: color(row.method),
           marker: marker(row.method))
       }
       return IntervalChart(
-        title: title, xLabel: "Δ test accuracy, points (95% bootstrap interval over test examples)",
+        title: title,
+        xLabel:
+          "Δ test accuracy, points (95% bootstrap intervals: bar, over test examples; thin line, with the seed spread)",
         items: items, references: [(0, zero)],
-        xRange: closeRange(picked.map { ($0.1.delta, $0.1.ci95[0], $0.1.ci95[1]) }),
+        xRange: closeRange(
+          picked.map { _, paired, _ in
+            (
+              paired.delta, min(paired.ci95[0], paired.ci95Seeds?[0] ?? .infinity),
+              max(paired.ci95[1], paired.ci95Seeds?[1] ?? -.infinity)
+            )
+          }),
         width: width
       ).svg()
     }

@@ -18,18 +18,22 @@ public struct IntervalChart: Sendable {
     public var estimate: Double
     /// The bar; nil (or a non-finite end): none.
     public var interval: ErrorBar?
+    /// A wider interval drawn as a thin, faint line behind the bar (say, one that adds the
+    /// spread between training runs to the test set's sampling); nil: none.
+    public var outerInterval: ErrorBar?
     /// Text at the right end of the row, e.g. "−4.4 [−5.4, −3.5]".
     public var note: String
     public var color: String
     public var marker: MarkerShape
 
     public init(
-      label: String, estimate: Double, interval: ErrorBar?, note: String = "",
-      color: String = Palette.colors[0], marker: MarkerShape = .circle
+      label: String, estimate: Double, interval: ErrorBar?, outerInterval: ErrorBar? = nil,
+      note: String = "", color: String = Palette.colors[0], marker: MarkerShape = .circle
     ) {
       self.label = label
       self.estimate = estimate
       self.interval = interval
+      self.outerInterval = outerInterval
       self.note = note
       self.color = color
       self.marker = marker
@@ -84,7 +88,8 @@ public struct IntervalChart: Sendable {
     var values = references.map(\.value)
     for item in items where item.estimate.isFinite {
       values.append(item.estimate)
-      if let bar = item.interval, bar.low.isFinite, bar.high.isFinite {
+      for bar in [item.interval, item.outerInterval].compactMap({ $0 })
+      where bar.low.isFinite && bar.high.isFinite {
         values += [bar.low, bar.high]
       }
     }
@@ -166,19 +171,16 @@ public struct IntervalChart: Sendable {
       body += "</g>\n"
     }
 
-    // Bars under markers; each item's in its own colour.
-    for (index, item) in items.enumerated() where item.estimate.isFinite {
-      guard let bar = item.interval, bar.low.isFinite, bar.high.isFinite else { continue }
-      let y = rowCenter(index)
+    // A bar's path: a cap where the interval ends, an arrowhead where the axis cuts it; nil
+    // when it lies wholly off the axis (the marker's edge arrow stands for it).
+    func barPath(_ bar: ErrorBar, y: Double) -> String? {
+      guard bar.low.isFinite, bar.high.isFinite else { return nil }
       let low = min(bar.low, bar.high)
       let high = max(bar.low, bar.high)
-      guard high >= domain.lowerBound, low <= domain.upperBound else {
-        continue  // wholly off the axis: the edge arrow below stands for it
-      }
+      guard high >= domain.lowerBound, low <= domain.upperBound else { return nil }
       let left = pixel(max(low, domain.lowerBound))
       let right = pixel(min(high, domain.upperBound))
       var d = "M\(c(left)),\(c(y))H\(c(right))"
-      // A cap where the interval ends, an arrowhead where the axis cuts it.
       d +=
         low < domain.lowerBound
         ? "M\(c(left + 6)),\(c(y - 4))L\(c(left)),\(c(y))L\(c(left + 6)),\(c(y + 4))"
@@ -187,6 +189,20 @@ public struct IntervalChart: Sendable {
         high > domain.upperBound
         ? "M\(c(right - 6)),\(c(y - 4))L\(c(right)),\(c(y))L\(c(right - 6)),\(c(y + 4))"
         : "M\(c(right)),\(c(y - Self.cap))v\(c(2 * Self.cap))"
+      return d
+    }
+    // Outer intervals first, thin and faint, then the bars, then the markers; each item's in
+    // its own colour.
+    for (index, item) in items.enumerated() where item.estimate.isFinite {
+      guard let bar = item.outerInterval, let d = barPath(bar, y: rowCenter(index)) else {
+        continue
+      }
+      body += "<path class=\"outer-intervals\" d=\"\(d)\" fill=\"none\""
+      body += " stroke=\"\(XML.escaped(item.color))\" stroke-width=\"0.8\" stroke-opacity=\"0.5\">"
+      body += "<title>\(XML.escaped(item.label))</title></path>\n"
+    }
+    for (index, item) in items.enumerated() where item.estimate.isFinite {
+      guard let bar = item.interval, let d = barPath(bar, y: rowCenter(index)) else { continue }
       body += "<path class=\"intervals\" d=\"\(d)\" fill=\"none\""
       body += " stroke=\"\(XML.escaped(item.color))\" stroke-width=\"1.5\">"
       body += "<title>\(XML.escaped(item.label))</title></path>\n"

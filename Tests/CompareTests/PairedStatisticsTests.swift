@@ -80,6 +80,10 @@ final class PairedStatisticsTests: XCTestCase {
     XCTAssertEqual(difference.delta, 0.16666666666666666, accuracy: 1e-15)
     XCTAssertEqual(difference.ci95[0], -0.041666666666666664, accuracy: 1e-15)
     XCTAssertEqual(difference.ci95[1], 0.375, accuracy: 1e-15)
+    // With the seed spread (the same script): seeds, then examples, from one stream.
+    let withSeeds = try XCTUnwrap(difference.ci95Seeds)
+    XCTAssertEqual(withSeeds[0], -0.08333333333333333, accuracy: 1e-15)
+    XCTAssertEqual(withSeeds[1], 0.4166666666666667, accuracy: 1e-15)
     XCTAssertEqual(difference.rowOnlyCorrect, 6)
     XCTAssertEqual(difference.referenceOnlyCorrect, 2)
     XCTAssertEqual(difference.mcnemarP, 0.2890625)
@@ -92,10 +96,51 @@ final class PairedStatisticsTests: XCTestCase {
       differences: differences, seeds: 2, draws: 1, seed: 20_240_601)
     XCTAssertEqual(first.lower, -0.08333333333333333, accuracy: 1e-15)
     XCTAssertEqual(first.upper, first.lower)
+    let perSeed = zip(tinyRow, tinyReference).map { row, reference in
+      zip(row, reference).map { Int8($0 - $1) }
+    }
+    let firstWithSeeds = PairedStatistics.seedsAndExamplesInterval(
+      perSeed: perSeed, draws: 1, seed: 20_240_601)
+    XCTAssertEqual(firstWithSeeds.lower, -0.041666666666666664, accuracy: 1e-15)
     // Same inputs, same table: the default draws are reproducible.
     XCTAssertEqual(
       PairedStatistics.bootstrapInterval(differences: differences, seeds: 2).lower,
       PairedStatistics.bootstrapInterval(differences: differences, seeds: 2).lower)
+  }
+
+  func testTheSeedSpreadWidensTheIntervalWhenSeedsDisagree() throws {
+    // A third seed on which the row does much worse than the reference; the values are from
+    // `python3 Scripts/paired-statistics-reference.py`.
+    let third = [0, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 1]
+    let thirdReference = [1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    let difference = try paired(
+      PairedStatistics.compare(
+        row: (tinyRow + [third]).enumerated().map { ($0.offset, predictions($0.element)) },
+        reference: (tinyReference + [thirdReference]).enumerated().map {
+          ($0.offset, predictions($0.element))
+        }, referenceName: "full", draws: 2000, seed: 20_240_601))
+    XCTAssertEqual(difference.delta, -0.08333333333333333, accuracy: 1e-15)
+    XCTAssertEqual(difference.ci95[0], -0.2777777777777778, accuracy: 1e-15)
+    XCTAssertEqual(difference.ci95[1], 0.08333333333333333, accuracy: 1e-15)
+    let withSeeds = try XCTUnwrap(difference.ci95Seeds)
+    XCTAssertEqual(withSeeds[0], -0.5833333333333334, accuracy: 1e-15)
+    XCTAssertEqual(withSeeds[1], 0.3333333333333333, accuracy: 1e-15)
+    XCTAssertGreaterThan(withSeeds[1] - withSeeds[0], 2 * (difference.ci95[1] - difference.ci95[0]))
+    // One seed: the spread between runs is unknown, and the table says so.
+    let one = try paired(
+      PairedStatistics.compare(
+        row: [(0, predictions(third))], reference: [(0, predictions(thirdReference))],
+        referenceName: "full", draws: 200))
+    XCTAssertNil(one.ci95Seeds)
+    XCTAssertEqual(one.seedSpreadText, "— (one seed)")
+    XCTAssertEqual(difference.seedSpreadText, "[-58.3, +33.3]")
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    XCTAssertTrue(
+      String(decoding: try encoder.encode(one), as: UTF8.self).contains(#""ci95_seeds":null"#))
+    XCTAssertEqual(
+      try JSONDecoder().decode(PairedDifference.self, from: encoder.encode(difference)),
+      difference)
   }
 
   func testIdenticalPredictionsGiveZeroWithAZeroIntervalAndPOne() throws {
@@ -104,6 +149,7 @@ final class PairedStatisticsTests: XCTestCase {
       PairedStatistics.compare(row: cells, reference: cells, referenceName: "full"))
     XCTAssertEqual(difference.delta, 0)
     XCTAssertEqual(difference.ci95, [0, 0])
+    XCTAssertEqual(difference.ci95Seeds, [0, 0])
     XCTAssertEqual(difference.mcnemarP, 1)
     XCTAssertEqual(difference.rowOnlyCorrect + difference.referenceOnlyCorrect, 0)
   }
@@ -280,14 +326,17 @@ final class PairedStatisticsTests: XCTestCase {
 
     let table = Aggregation.markdown(rows, reference: "full")
     let lines = table.split(separator: "\n").map(String.init)
-    XCTAssertTrue(lines[0].contains("Δ vs full, points [95% CI] | McNemar p"), lines[0])
-    XCTAssertTrue(lines[2].contains("| reference | — |"), lines[2])
-    XCTAssertTrue(lines[3].contains("| +16.7 [-4.2, +37.5] | 0.289 |"), lines[3])
+    XCTAssertTrue(
+      lines[0].contains("Δ vs full, points [95% CI] | 95% CI with the seed spread | McNemar p"),
+      lines[0])
+    XCTAssertTrue(lines[2].contains("| reference | — | — |"), lines[2])
+    XCTAssertTrue(lines[3].contains("| +16.7 [-4.2, +37.5] | [-8.3, +41.7] | 0.289 |"), lines[3])
     XCTAssertTrue(
       lines[4].contains(
         "— (vs full: no predictions.json for seed 1 (run before apply wrote it); difference of means -25.0)"
       ), lines[4])
-    XCTAssertTrue(lines[6].contains("| +0.0 [+0.0, +0.0] vs full-600 | 1.000 |"), lines[6])
+    XCTAssertTrue(
+      lines[6].contains("| +0.0 [+0.0, +0.0] vs full-600 | — (one seed) | 1.000 |"), lines[6])
 
     // comparison.json: `paired` is always there, null when the row is not paired.
     let encoder = JSONEncoder()
@@ -296,7 +345,7 @@ final class PairedStatisticsTests: XCTestCase {
     XCTAssertTrue(json.contains(#""paired":null,"paired_note":"reference""#), json)
     XCTAssertTrue(
       json.contains(
-        #""paired":{"ci95":[-0.041666666666666664,0.375],"delta":0.16666666666666666,"examples":12,"mcnemar_p":0.2890625,"mcnemar_test":"exact binomial","reference":"full","reference_only_correct":2,"row_only_correct":6,"seeds":[0,1]}"#
+        #""paired":{"ci95":[-0.041666666666666664,0.375],"ci95_seeds":[-0.08333333333333333,0.4166666666666667],"delta":0.16666666666666666,"examples":12,"mcnemar_p":0.2890625,"mcnemar_test":"exact binomial","reference":"full","reference_only_correct":2,"row_only_correct":6,"seeds":[0,1]}"#
       ), json)
   }
 
@@ -349,8 +398,10 @@ final class PairedStatisticsTests: XCTestCase {
     let lines = Aggregation.changesMarkdown(rows).split(separator: "\n").map(String.init)
     XCTAssertEqual(lines.count, 4)
     XCTAssertTrue(lines[0].hasPrefix("| method | builds on | seeds paired |"), lines[0])
-    XCTAssertEqual(lines[2], "| svd-deep | svd | 0,1 | +16.7 [-4.2, +37.5] | 0.289 |")
-    XCTAssertEqual(lines[3], "| svd-aug | svd-old | — | — (no finished cells of svd-old) | — |")
+    XCTAssertEqual(
+      lines[2], "| svd-deep | svd | 0,1 | +16.7 [-4.2, +37.5] | [-8.3, +41.7] | 0.289 |")
+    XCTAssertEqual(
+      lines[3], "| svd-aug | svd-old | — | — (no finished cells of svd-old) | — | — |")
     XCTAssertEqual(Aggregation.changesMarkdown([rows[0], rows[1]]), "", "no builds_on: no table")
     // The figure of what each change bought: one row per method that builds on another and
     // was paired with it, its numbers beside it; none when no method builds on another.
@@ -358,7 +409,11 @@ final class PairedStatisticsTests: XCTestCase {
       uniqueKeysWithValues: ComparisonFigures.figures(rows, results: results, reference: "full"))
     let changes = try XCTUnwrap(figures["what-each-change-bought.svg"])
     XCTAssertTrue(changes.contains(">svd-deep</text>"), changes)
-    XCTAssertTrue(changes.contains(">+16.7 [-4.2, +37.5] vs svd · 2 seeds</text>"), changes)
+    XCTAssertTrue(
+      changes.contains(
+        ">+16.7 [-4.2, +37.5] vs svd · 2 seeds; with the seed spread [-8.3, +41.7]</text>"),
+      changes)
+    XCTAssertEqual(changes.components(separatedBy: "class=\"outer-intervals\"").count - 1, 1)
     XCTAssertFalse(changes.contains(">svd-aug</text>"), "not paired: no row")
     XCTAssertEqual(changes.components(separatedBy: "class=\"markers\"").count - 1, 1)
     XCTAssertNil(

@@ -72,6 +72,32 @@ final class IntervalChartTests: XCTestCase {
       try XCTUnwrap(classes.firstIndex(of: "markers")))
   }
 
+  /// An outer interval is a thin, faint line behind the bar, spanning its own values, and the
+  /// automatic range includes it (else its left end would be cut at the edge).
+  func testAnOuterIntervalIsDrawnBehindTheBarAtItsValues() throws {
+    var wide = item("a", 0, -1, 1)
+    wide.outerInterval = ErrorBar(low: -3, high: 2)
+    let chart = IntervalChart(
+      title: "", xLabel: "points", items: [wide, item("b", 1, 0.5, 1.5)],
+      references: [(0, "reference")])
+    let svg = try ParsedSVG(chart.svg())
+    let outer = svg.elements(withClass: "outer-intervals")
+    XCTAssertEqual(outer.count, 1, "only the item that has one")
+    XCTAssertEqual(outer[0].string("stroke-opacity"), "0.5")
+    let bars = svg.elements(withClass: "intervals").compactMap { $0.string("d") }.map(numbers)
+    let markers = svg.elements(withClass: "markers").compactMap { $0.string("d") }.map(center)
+    let outerLine = numbers(try XCTUnwrap(outer[0].string("d")))
+    // The bar spans 2 points (−1…1) and the outer line 5 (−3…2), on the same row.
+    let pixelsPerPoint = (bars[0][2] - bars[0][0]) / 2
+    XCTAssertEqual(outerLine[0], markers[0].x - 3 * pixelsPerPoint, accuracy: 0.15)
+    XCTAssertEqual(outerLine[2], markers[0].x + 2 * pixelsPerPoint, accuracy: 0.15)
+    XCTAssertEqual(outerLine[1], markers[0].y, accuracy: 0.15)
+    let classes = svg.elements.compactMap { $0.string("class") }
+    XCTAssertLessThan(
+      try XCTUnwrap(classes.firstIndex(of: "outer-intervals")),
+      try XCTUnwrap(classes.firstIndex(of: "intervals")))
+  }
+
   /// Beyond an explicit range an item keeps its row: its estimate becomes an arrow at the edge
   /// and a cut interval ends in an arrowhead; the automatic range includes everything.
   func testFarItemsBecomeArrowsAtTheEdgeAndTheAutomaticRangeFitsAll() throws {
