@@ -138,7 +138,7 @@ enum CompareCommand: Command {
       }
       if !undecided.isEmpty {
         print(
-          "still choosing a learning rate (their other seeds follow): \(undecided.joined(separator: ", "))"
+          "other seeds follow once these methods' learning-rate cells finish: \(undecided.joined(separator: ", "))"
         )
       }
       let left = CellStatus.remainingTraining(cells)
