@@ -16,13 +16,20 @@ public struct SweepRun {
     /// A teacher cell known only from its record is trained again, so that its students have
     /// its weights.
     case teacherRetraining(id: String)
-    /// Another process is running the cell now (`pid` holds its output lock): this run leaves
-    /// it and goes on to the next.
+    /// Another process has the cell now (`pid` claimed it, or holds its output lock): this run
+    /// leaves it and goes on to the next.
     case cellBusy(id: String, pid: String)
     /// How the retrained teacher compares with its record: test accuracies and the test
     /// examples whose prediction changed (nil: no predictions to compare). The table keeps
     /// the record.
     case teacherRetrained(id: String, recorded: Double, retrained: Double, changed: Int?, of: Int?)
+  }
+
+  /// What `claim` answers for a cell's directory: taken by this process until `release` runs,
+  /// or held by another process.
+  public enum CellClaim {
+    case taken(release: () -> Void)
+    case held(pid: String)
   }
 
   public let sweep: Sweep
@@ -134,11 +141,14 @@ public struct SweepRun {
   /// Runs the cells of the methods in `runnable` that have not finished (none with
   /// `tableOnly`; with `seeds`, only cells of those seeds), collects every finished cell, and writes `comparison.md`,
   /// `comparison.json` and `figures/`. `apply(arguments, log)` runs one `surgeon apply` with its
-  /// output appended to `log` and returns its exit status; `busy(directory)` names the process
-  /// writing a cell's directory now, if any (such a cell is left to it).
+  /// output appended to `log` and returns its exit status. `claim(directory)` takes a cell for
+  /// this process before its `apply` starts, atomically, so that two processes sharing a
+  /// method list never start the same cell (`apply` takes its own output lock only once its
+  /// model is prepared, minutes later); a cell another process holds is left to it.
   public func run(
     methods runnable: Set<String>, seeds: Set<Int>? = nil, tableOnly: Bool,
-    apply: ([String], URL) throws -> Int32, busy: (URL) -> String? = { _ in nil },
+    apply: ([String], URL) throws -> Int32,
+    claim: (URL) -> CellClaim = { _ in .taken(release: {}) },
     events: (Event) -> Void
   ) throws -> [ComparisonRow] {
     let output = URL(fileURLWithPath: sweep.output)
@@ -207,10 +217,10 @@ public struct SweepRun {
       else { return true }
       let text = derivedText(teacher, teachers: teacherDirectories(teachers))
       guard !finishedHere(teacher, text: text), let record = results[teacher] else { return true }
-      if let pid = busy(URL(fileURLWithPath: cellDirectory(teacher))) {
-        events(.cellBusy(id: teacher.id, pid: pid))
-        return false
-      }
+      guard let release = take(teacher) else { return false }
+      defer { release() }
+      // Another process may have retrained it between the check and the claim.
+      if finishedHere(teacher, text: text) { return true }
       events(.teacherRetraining(id: teacher.id))
       guard let retrained = try execute(teacher, text: text) else { return false }
       var changed: Int?
@@ -227,6 +237,15 @@ public struct SweepRun {
           changed: changed, of: total))
       return true
     }
+    // Claims a cell for this run (its release), or reports that another process has it.
+    func take(_ cell: Cell) -> (() -> Void)? {
+      switch claim(URL(fileURLWithPath: cellDirectory(cell))) {
+      case .taken(let release): return release
+      case .held(let pid):
+        events(.cellBusy(id: cell.id, pid: pid))
+        return nil
+      }
+    }
     func runCell(_ cell: Cell) throws {
       let text = derivedText(cell, teachers: teacherDirectories(teachers))
       if let record = try matchingRecord(cell, text: text) {
@@ -242,8 +261,14 @@ public struct SweepRun {
       }
       if tableOnly || !runnable.contains(cell.method) { return }
       if let seeds, !seeds.contains(cell.seed) { return }
-      if let pid = busy(URL(fileURLWithPath: cellDirectory(cell))) {
-        events(.cellBusy(id: cell.id, pid: pid))
+      guard let release = take(cell) else { return }
+      defer { release() }
+      // Another process may have finished the cell between this run's check and its claim.
+      if finishedHere(cell, text: text),
+        let result = try CellReader.read(cell, directory: URL(fileURLWithPath: cellDirectory(cell)))
+      {
+        results[cell] = result
+        try keepRecord(result, text: text)
         return
       }
       guard try ensureTeacherWeights(for: cell) else { return }

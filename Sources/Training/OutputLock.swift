@@ -17,11 +17,23 @@ public final class OutputLock: @unchecked Sendable {
   private var descriptor: Int32
 
   /// Takes the lock or fails at once, naming the process that holds it.
-  public init(destination: URL) throws(OutputError) {
+  public convenience init(destination: URL) throws(OutputError) {
     let standardized = destination.standardizedFileURL
-    let parent = standardized.deletingLastPathComponent()
-    try OutputFiles.createDirectory(parent)
-    file = parent.appendingPathComponent(".\(standardized.lastPathComponent).lock")
+    try self.init(
+      file: Self.lockFile(standardized, kind: "lock"), guarding: standardized,
+      holder: "another surgeon apply")
+  }
+
+  /// `PARENT/.NAME.KIND` beside `destination`.
+  static func lockFile(_ destination: URL, kind: String) -> URL {
+    let standardized = destination.standardizedFileURL
+    return standardized.deletingLastPathComponent()
+      .appendingPathComponent(".\(standardized.lastPathComponent).\(kind)")
+  }
+
+  private init(file: URL, guarding standardized: URL, holder who: String) throws(OutputError) {
+    try OutputFiles.createDirectory(file.deletingLastPathComponent())
+    self.file = file
     while true {
       let descriptor = open(file.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
       guard descriptor >= 0 else { throw OutputError.system("create the lock file", file.path) }
@@ -37,7 +49,7 @@ public final class OutputLock: @unchecked Sendable {
         throw OutputError(
           path: standardized.path,
           problem:
-            "another surgeon apply (pid \(holder.isEmpty ? "unknown" : holder)) is writing this output directory",
+            "\(who) (pid \(holder.isEmpty ? "unknown" : holder)) is writing this output directory",
           fix: "wait for it to finish, or choose another output.dir")
       }
       // The holder removes the file as it releases it: a lock taken on a removed file guards
@@ -60,9 +72,11 @@ public final class OutputLock: @unchecked Sendable {
   /// The pid of the run writing `destination` now, nil when no run holds its lock (a probe
   /// with a shared lock, released at once: it never blocks the holder or a next run).
   public static func holder(of destination: URL) -> String? {
-    let standardized = destination.standardizedFileURL
-    let path = standardized.deletingLastPathComponent()
-      .appendingPathComponent(".\(standardized.lastPathComponent).lock").path
+    holder(lockFile: lockFile(destination, kind: "lock"))
+  }
+
+  private static func holder(lockFile: URL) -> String? {
+    let path = lockFile.path
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
     guard descriptor >= 0 else { return nil }
     defer { close(descriptor) }
@@ -88,4 +102,40 @@ public final class OutputLock: @unchecked Sendable {
   }
 
   deinit { release() }
+}
+
+extension OutputLock {
+  /// Why a claim was refused: the pid of the process that holds the directory.
+  public struct Held: Error, Sendable, Equatable {
+    public var pid: String
+
+    public init(pid: String) { self.pid = pid }
+  }
+
+  /// Claims `destination` for a runner that prepares a run before `apply` takes the output lock
+  /// (`surgeon compare` starts `apply`, which spends minutes on calibration and refits first):
+  /// an exclusive hold on `PARENT/.NAME.claim` until `release`, taken atomically, so two
+  /// runners never start the same run. Refused while another runner holds the claim or a run
+  /// (an `apply` started by hand, say) holds the output lock.
+  public static func claim(_ destination: URL) -> Result<OutputLock, Held> {
+    let standardized = destination.standardizedFileURL
+    let file = lockFile(standardized, kind: "claim")
+    let claim: OutputLock
+    do {
+      claim = try OutputLock(file: file, guarding: standardized, holder: "another runner")
+    } catch {
+      return .failure(Held(pid: holder(lockFile: file) ?? "unknown"))
+    }
+    if let pid = holder(of: standardized) {
+      claim.release()
+      return .failure(Held(pid: pid))
+    }
+    return .success(claim)
+  }
+
+  /// The pid of the runner that claimed `destination`, else of the run writing it; nil when
+  /// neither is held.
+  public static func claimant(of destination: URL) -> String? {
+    holder(lockFile: lockFile(destination, kind: "claim")) ?? holder(of: destination)
+  }
 }

@@ -128,9 +128,9 @@ enum CompareCommand: Command {
         case .stale: state = "stale     another manifest ran here: reruns from the start"
         case .pending: state = "to run"
         }
-        if status.state != .pending,
-          let pid = OutputLock.holder(
-            of: URL(fileURLWithPath: sweepRun.cellDirectory(status.cell)))
+        // A claimed cell may still be preparing its model (no directory yet).
+        if let pid = OutputLock.claimant(
+          of: URL(fileURLWithPath: sweepRun.cellDirectory(status.cell)))
         {
           state += " (running now, pid \(pid))"
         }
@@ -161,7 +161,12 @@ enum CompareCommand: Command {
 
     let rows = try sweepRun.run(
       methods: runnable, seeds: seeds, tableOnly: parsed.flag("table-only"), apply: runSubprocess,
-      busy: { OutputLock.holder(of: $0) }, events: show)
+      claim: { directory in
+        switch OutputLock.claim(directory) {
+        case .success(let claim): return .taken(release: { claim.release() })
+        case .failure(let held): return .held(pid: held.pid)
+        }
+      }, events: show)
     print(Aggregation.markdown(rows, reference: reference), terminator: "")
     let changes = Aggregation.changesMarkdown(rows)
     if !changes.isEmpty {

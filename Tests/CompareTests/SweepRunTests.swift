@@ -311,7 +311,10 @@ final class SweepRunTests: XCTestCase {
       apply: { arguments, _ in
         XCTFail("ran \(arguments) while the teacher was busy elsewhere")
         return 1
-      }, busy: { $0.lastPathComponent == "full_lr3e-3_s0" ? "77" : nil },
+      },
+      claim: {
+        $0.lastPathComponent == "full_lr3e-3_s0" ? .held(pid: "77") : .taken(release: {})
+      },
       events: { if case .cellBusy(let id, let pid) = $0 { busyTeacher.append("\(id) \(pid)") } })
     XCTAssertEqual(busyTeacher, ["full_lr3e-3_s0 77"])
 
@@ -352,7 +355,9 @@ final class SweepRunTests: XCTestCase {
     var reports: [String] = []
     _ = try run.run(
       methods: ["full"], tableOnly: false, apply: finishingApply { ran.append($0) },
-      busy: { $0.lastPathComponent == "full_lr1e-3_s0" ? "4242" : nil },
+      claim: {
+        $0.lastPathComponent == "full_lr1e-3_s0" ? .held(pid: "4242") : .taken(release: {})
+      },
       events: { event in
         if case .cellBusy(let id, let pid) = event { reports.append("\(id) \(pid)") }
         if case .diagnostics(let text) = event { reports.append(text) }
@@ -365,6 +370,49 @@ final class SweepRunTests: XCTestCase {
         "sweep.yaml: warning: full at seed 1 waits for its learning rate, chosen once its seed-0 cells finish; nothing ran for it; run `surgeon compare sweep.yaml --methods full --seeds 0` first",
       ])
     XCTAssertEqual(try run.status().undecided, ["full", "kd"])
+  }
+
+  /// Two processes check a cell, find it unfinished and claim it one after the other: the
+  /// second takes its claim only once the first has finished the cell, and must not run it
+  /// again (over the finished one). Every cell is claimed before it runs and released after.
+  func testACellAnotherProcessFinishedBeforeThisOneClaimedItIsNotRunAgain() throws {
+    let run = try sweepRun()
+    var ran: [String] = []
+    var claims: [String] = []
+    var otherProcess = true
+    _ = try run.run(
+      methods: ["full"], seeds: [0], tableOnly: false,
+      apply: finishingApply { ran.append("here \($0)") },
+      claim: { directory in
+        claims.append("claim \(directory.lastPathComponent)")
+        if otherProcess {
+          otherProcess = false
+          // The other process held the claim and ran the seed-0 cells to their end.
+          _ = try? run.run(
+            methods: ["full"], seeds: [0], tableOnly: false,
+            apply: finishingApply { ran.append("there \($0)") }, events: { _ in })
+        }
+        let name = directory.lastPathComponent
+        return .taken(release: { claims.append("release \(name)") })
+      }, events: { _ in })
+    XCTAssertEqual(ran.filter { $0.hasPrefix("here") }, [], "\(ran)")
+    XCTAssertEqual(ran.count, 2, "the other process ran both seed-0 cells: \(ran)")
+    XCTAssertEqual(claims.count, 2, "one claim, then the rest was finished: \(claims)")
+    XCTAssertTrue(claims[1].hasPrefix("release"), "\(claims)")
+
+    // A cell this process runs is claimed before its apply and released after it.
+    var order: [String] = []
+    _ = try run.run(
+      methods: ["full"], seeds: [1], tableOnly: false,
+      apply: finishingApply { order.append("apply \($0)") },
+      claim: { directory in
+        let name = directory.lastPathComponent
+        order.append("claim \(name)")
+        return .taken(release: { order.append("release \(name)") })
+      }, events: { _ in })
+    XCTAssertEqual(
+      order.filter { $0.hasSuffix("_s1") },
+      ["claim full_lr3e-3_s1", "apply full_lr3e-3_s1", "release full_lr3e-3_s1"])
   }
 
   /// A record of another manifest is stale (the cell runs again and its record is replaced);
