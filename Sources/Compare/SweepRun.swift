@@ -246,31 +246,29 @@ public struct SweepRun {
         return nil
       }
     }
+    // Collects a cell finished in its directory, from the same manifest `text`, and keeps its
+    // record; false when it has not finished.
+    func collectFinished(_ cell: Cell, text: String) throws -> Bool {
+      guard finishedHere(cell, text: text),
+        let result = try CellReader.read(cell, directory: URL(fileURLWithPath: cellDirectory(cell)))
+      else { return false }
+      results[cell] = result
+      try keepRecord(result, text: text)
+      return true
+    }
     func runCell(_ cell: Cell) throws {
       let text = derivedText(cell, teachers: teacherDirectories(teachers))
       if let record = try matchingRecord(cell, text: text) {
         results[cell] = record.result
         return
       }
-      if finishedHere(cell, text: text),
-        let result = try CellReader.read(cell, directory: URL(fileURLWithPath: cellDirectory(cell)))
-      {
-        results[cell] = result
-        try keepRecord(result, text: text)
-        return
-      }
+      if try collectFinished(cell, text: text) { return }
       if tableOnly || !runnable.contains(cell.method) { return }
       if let seeds, !seeds.contains(cell.seed) { return }
       guard let release = take(cell) else { return }
       defer { release() }
       // Another process may have finished the cell between this run's check and its claim.
-      if finishedHere(cell, text: text),
-        let result = try CellReader.read(cell, directory: URL(fileURLWithPath: cellDirectory(cell)))
-      {
-        results[cell] = result
-        try keepRecord(result, text: text)
-        return
-      }
+      if try collectFinished(cell, text: text) { return }
       guard try ensureTeacherWeights(for: cell) else { return }
       if let result = try execute(cell, text: text) {
         results[cell] = result
