@@ -196,32 +196,33 @@ public enum PairedStatistics {
     guard examples > 0 else {
       return .failure(Unavailable(description: "the test split is empty"))
     }
-    // Per seed and example, row minus reference correct (−1, 0, 1); and summed over seeds.
-    var perSeed = [[Int8]](
-      repeating: [Int8](repeating: 0, count: examples), count: pairs.count)
-    var differences = [Int](repeating: 0, count: examples)
+    // Row minus reference correct (−1, 0, 1), example-major: example e's k seeds sit at
+    // e·k ..< (e + 1)·k, the layout both bootstraps read.
+    let k = pairs.count
+    var byExample = [Int8](repeating: 0, count: examples * k)
     var rowOnly = 0
     var referenceOnly = 0
     for (seedIndex, pair) in pairs.enumerated() {
       for (index, (mine, theirs)) in zip(pair.row.correct, pair.reference.correct).enumerated() {
         if mine && !theirs {
-          perSeed[seedIndex][index] = 1
-          differences[index] += 1
+          byExample[index * k + seedIndex] = 1
           rowOnly += 1
         } else if theirs && !mine {
-          perSeed[seedIndex][index] = -1
-          differences[index] -= 1
+          byExample[index * k + seedIndex] = -1
           referenceOnly += 1
         }
       }
     }
-    let scale = Double(examples * pairs.count)
-    let delta = Double(differences.reduce(0, +)) / scale
+    let differences = (0..<examples).map { example in
+      byExample[example * k..<(example + 1) * k].reduce(0) { $0 + Int($1) }
+    }
+    let delta = Double(rowOnly - referenceOnly) / Double(examples * k)
     let interval = bootstrapInterval(
-      differences: differences, seeds: pairs.count, draws: draws, seed: seed)
+      differences: differences, seeds: k, draws: draws, seed: seed)
     let withSeeds =
-      pairs.count > 1
-      ? seedsAndExamplesInterval(perSeed: perSeed, draws: draws, seed: seed) : nil
+      k > 1
+      ? seedsAndExamplesInterval(
+        byExample: byExample, seeds: k, draws: draws, seed: seed) : nil
     let test = mcnemar(rowOnly: rowOnly, referenceOnly: referenceOnly)
     return .success(
       PairedDifference(
@@ -263,16 +264,25 @@ public enum PairedStatistics {
   ) -> (lower: Double, upper: Double) {
     let k = perSeed.count
     let n = perSeed.first?.count ?? 0
-    guard k > 0, n > 0, draws > 0, perSeed.allSatisfy({ $0.count == n }) else {
-      return (.nan, .nan)
-    }
-    // Example-major, so one drawn example's k differences sit together.
-    var byExample = [Int32](repeating: 0, count: n * k)
+    guard perSeed.allSatisfy({ $0.count == n }) else { return (.nan, .nan) }
+    var byExample = [Int8](repeating: 0, count: n * k)
     for (seedIndex, differences) in perSeed.enumerated() {
       for (example, difference) in differences.enumerated() {
-        byExample[example * k + seedIndex] = Int32(difference)
+        byExample[example * k + seedIndex] = difference
       }
     }
+    return seedsAndExamplesInterval(byExample: byExample, seeds: k, draws: draws, seed: seed)
+  }
+
+  /// The same interval from the differences laid out example-major: `byExample[e·seeds + s]`
+  /// is seed s's difference on example e (so one drawn example's differences sit together).
+  static func seedsAndExamplesInterval(
+    byExample: [Int8], seeds k: Int, draws: Int = bootstrapDraws, seed: UInt64 = bootstrapSeed
+  ) -> (lower: Double, upper: Double) {
+    guard k > 0, draws > 0, !byExample.isEmpty, byExample.count % k == 0 else {
+      return (.nan, .nan)
+    }
+    let n = byExample.count / k
     var generator = SplitMix64(seed: seed)
     let scale = Double(n * k)
     var multiplicity = [Int32](repeating: 0, count: k)
@@ -281,12 +291,12 @@ public enum PairedStatistics {
       for draw in 0..<draws {
         for index in 0..<k { multiplicity[index] = 0 }
         for _ in 0..<k { multiplicity[generator.index(below: k)] += 1 }
-        // Σ over drawn examples of Σ_s multiplicity_s · perSeed[s][example].
+        // Σ over drawn examples of Σ_s multiplicity_s · difference(s, example).
         var sum = 0
         for _ in 0..<n {
           let base = generator.index(below: n) * k
           var here: Int32 = 0
-          for index in 0..<k { here &+= multiplicity[index] &* differences[base + index] }
+          for index in 0..<k { here &+= multiplicity[index] &* Int32(differences[base + index]) }
           sum += Int(here)
         }
         means[draw] = Double(sum) / scale
