@@ -118,6 +118,7 @@ let package = Package(
       name: "TrainingTests",
       dependencies: [
         "Training", "Surgery", "Datasets", "Models", "Manifest", "Tensor", "Distributed",
+        "Plumbing",
       ]
     ),
     .testTarget(

@@ -67,7 +67,31 @@ public enum CellReader {
       stuckAtChance: results["stuck_at_chance"] as? Bool ?? false, deployedParameters: deployed,
       keptShare: kept, curve: curve, losses: losses,
       predictions: try CellPredictions.read(directory.appendingPathComponent("predictions.json")),
-      build: (results["build"] as? [String: Any])?["executable_crc32"] as? String)
+      build: (results["build"] as? [String: Any])?["executable_crc32"] as? String,
+      inputs: try (results["inputs"]).map {
+        try inputFingerprints($0) {
+          ReadError(
+            description: "\(resultsURL.path): \($0); rerun the cell (delete its results.json)")
+        }
+      })
+  }
+
+  /// A JSON object of input fingerprints (`{"path": {"crc32": "…", "bytes": n}}`: results.json's
+  /// and a record's `inputs`); `invalid` phrases a problem for the file it came from.
+  static func inputFingerprints(_ value: Any, invalid: (String) -> ReadError) throws -> [String:
+    FileFingerprint]
+  {
+    guard let object = value as? [String: Any] else {
+      throw invalid("'inputs' must be an object of path: {crc32, bytes}")
+    }
+    return try object.mapValues { entry in
+      guard let fields = entry as? [String: Any], let crc32 = fields["crc32"] as? String,
+        let bytes = fields["bytes"] as? Int
+      else {
+        throw invalid("each entry of 'inputs' must be {\"crc32\": \"8 hex digits\", \"bytes\": n}")
+      }
+      return FileFingerprint(crc32: crc32, bytes: bytes)
+    }
   }
 
   /// For every node with an adapter (`<node>.lora_A`): `W` + `b` against `A` + `B` + `C`.

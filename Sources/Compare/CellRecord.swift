@@ -41,6 +41,11 @@ public struct CellRecord: Sendable {
     ]
     if let rank = cell.rank { object["rank"] = rank }
     if let build = result.build { object["build"] = build }
+    if let inputs = result.inputs {
+      object["inputs"] = inputs.mapValues {
+        ["crc32": $0.crc32, "bytes": $0.bytes] as [String: Any]
+      }
+    }
     if let predictions = result.predictions {
       object["predictions"] = [
         "model": predictions.model,
@@ -132,7 +137,8 @@ public struct CellRecord: Sendable {
       stuckAtChance: object["stuck_at_chance"] as? Bool ?? false,
       deployedParameters: object["deployed_params"] as? Int ?? 0,
       keptShare: object["kept_share"] as? Double ?? 1, curve: curve, losses: losses,
-      predictions: predictions, build: object["build"] as? String)
+      predictions: predictions, build: object["build"] as? String,
+      inputs: try object["inputs"].map { try CellReader.inputFingerprints($0, invalid: invalid) })
     return CellRecord(result: result, manifest: manifest)
   }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Plots
+import Plumbing
 
 /// What one finished cell measured, read back from its output directory.
 public struct CellResult: Sendable {
@@ -25,13 +26,16 @@ public struct CellResult: Sendable {
   /// The CRC-32 of the surgeon executable that finished the cell (results.json's
   /// `build.executable_crc32`); nil for runs from before it was recorded.
   public var build: String?
+  /// The input files the run read, by path (results.json's `inputs`); nil for runs from
+  /// before they were recorded.
+  public var inputs: [String: FileFingerprint]?
 
   public init(
     cell: Cell, validationAccuracy: Double, testAccuracy: Double, trainSeconds: Double = 0,
     endsWFree: Bool = false, stuckAtChance: Bool = false, deployedParameters: Int = 0,
     keptShare: Double = 1, curve: [(step: Int, accuracy: Double, wFree: Double)] = [],
     losses: [(step: Int, loss: Double)] = [], predictions: CellPredictions? = nil,
-    build: String? = nil
+    build: String? = nil, inputs: [String: FileFingerprint]? = nil
   ) {
     self.cell = cell
     self.validationAccuracy = validationAccuracy
@@ -45,6 +49,7 @@ public struct CellResult: Sendable {
     self.losses = losses
     self.predictions = predictions
     self.build = build
+    self.inputs = inputs
   }
 }
 

@@ -79,6 +79,72 @@ public struct SweepRun {
     return record.manifest == Self.manifestBody(text) ? record : nil
   }
 
+  /// An input file whose fingerprint here differs from the one the records name.
+  public struct InputMismatch: Sendable, Equatable {
+    public var path: String
+    public var here: FileFingerprint
+    public var recorded: FileFingerprint
+    /// The cells whose records name `recorded`, in the sweep's order.
+    public var cells: [String]
+
+    public init(path: String, here: FileFingerprint, recorded: FileFingerprint, cells: [String]) {
+      self.path = path
+      self.here = here
+      self.recorded = recorded
+      self.cells = cells
+    }
+  }
+
+  /// Records made from input files other than the ones here (a base checkpoint retrained on
+  /// another machine, a regenerated data file): one entry per file and recorded fingerprint.
+  /// A record without `inputs` (kept before they were recorded) and a file that is not here
+  /// pass, and files inside the sweep's output (teachers, which a new machine retrains) are
+  /// not compared: the records stand for those.
+  public func recordsFromOtherInputs() throws -> [InputMismatch] {
+    var here: [String: FileFingerprint?] = [:]
+    var mismatches: [InputMismatch] = []
+    let inOutput = sweep.output.hasSuffix("/") ? sweep.output : sweep.output + "/"
+    for cell in sweep.allCells {
+      guard let url = recordURL(cell),
+        let inputs = try CellRecord.read(url, cell: cell)?.result.inputs
+      else { continue }
+      for (path, recorded) in inputs.sorted(by: { $0.key < $1.key })
+      where !path.hasPrefix(inOutput) {
+        if here[path] == nil { here[path] = .some(FileFingerprint.of(path: path)) }
+        guard let current = here[path]!, current != recorded else { continue }
+        if let index = mismatches.firstIndex(where: { $0.path == path && $0.recorded == recorded })
+        {
+          mismatches[index].cells.append(cell.id)
+        } else {
+          mismatches.append(
+            InputMismatch(path: path, here: current, recorded: recorded, cells: [cell.id]))
+        }
+      }
+    }
+    return mismatches
+  }
+
+  /// The error for `mismatches` (nil when there are none): mixing the records with cells run
+  /// here would compare models grown from different inputs.
+  public func inputsError(_ mismatches: [InputMismatch]) -> UserError? {
+    guard !mismatches.isEmpty else { return nil }
+    let lines = mismatches.map { mismatch in
+      let cells =
+        mismatch.cells.prefix(3).joined(separator: ", ")
+        + (mismatch.cells.count > 3 ? " and \(mismatch.cells.count - 3) more" : "")
+      return
+        "\(mismatch.path) is \(mismatch.here) here, \(mismatch.recorded) in the records of \(cells)"
+    }
+    return UserError(
+      file: sweep.records ?? path,
+      problem:
+        "records were made from other input files than the ones here:\n  "
+        + lines.joined(separator: "\n  "),
+      fix:
+        "restore those files as the records' runs read them (a base checkpoint retrained here differs in its last bits), or move the records named aside to run those cells again here"
+    )
+  }
+
   /// Writes `result`'s record of the manifest `text` (callers write one only where no record
   /// of that manifest is kept: a kept record stays, and a retrained teacher does not rewrite
   /// its history).

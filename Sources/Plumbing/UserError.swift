@@ -35,7 +35,8 @@ public struct UserError: Error, CustomStringConvertible, Sendable, Equatable {
   /// diagnostic quoting a data file's error), so no message carries two `error:` prefixes.
   public var quoted: String { rendered(severity: nil) }
 
-  private func rendered(severity: String?) -> String {
+  /// `FILE[:PLACE]: SEVERITY: PROBLEM[; FIX]` (no severity: as `quoted`).
+  public func rendered(severity: String?) -> String {
     var result = file
     if let location { result += ":" + location }
     if let severity { result += ": " + severity }

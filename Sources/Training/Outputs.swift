@@ -60,6 +60,9 @@ public struct RunResults: Codable, Sendable {
   public var vectorKernels: String?
   /// Which surgeon wrote the file (version, executable checksum). Nil in older files.
   public var build: BuildIdentity?
+  /// The input files the run read, by path, as they were when it started (`RunInputs`). Nil in
+  /// older files.
+  public var inputs: [String: FileFingerprint]?
 
   public init(
     name: String, steps: Int, trainSeconds: Double, params: Parameters,
@@ -110,6 +113,7 @@ public struct RunResults: Codable, Sendable {
     case cpuFeatures = "cpu_features"
     case vectorKernels = "vector_kernels"
     case build
+    case inputs
   }
 
   /// JSON with `null` for absent values (docs/manifest.md: `test_accuracy_with_w` is null when W is

@@ -155,6 +155,10 @@ public struct TrainingRun {
       note("wrote \(manifest.output.directory.value)/ (no train section: rewritten model only)")
       return .finished(nil)
     }
+    // The files the setup just read (a resumed run takes them again: they must not change).
+    let inputs =
+      group.isPrimary
+      ? RunInputs.fingerprints(of: manifest, workingDirectory: workingDirectory) : [:]
     if settings.batchSize < group.size {
       throw RunError(
         message:
@@ -277,13 +281,15 @@ public struct TrainingRun {
           stepsRun, communication))
     }
     trainer.finishSchedules()
-    return .finished(try writeResults(&trainer, trainSeconds: trainSeconds, report: report))
+    return .finished(
+      try writeResults(&trainer, trainSeconds: trainSeconds, inputs: inputs, report: report))
   }
 
   /// Tests (sharded over the ranks), then rank 0 alone exports, reloads and reports; nil on
   /// the other ranks.
   private func writeResults(
-    _ trainer: inout Trainer, trainSeconds: Double, report: (RunEvent) -> Void
+    _ trainer: inout Trainer, trainSeconds: Double, inputs: [String: FileFingerprint],
+    report: (RunEvent) -> Void
   ) throws -> RunResults? {
     let test = try trainer.evaluate(.test)
     guard group.isPrimary, let source = setup.source, let settings = setup.settings else {
@@ -358,6 +364,7 @@ public struct TrainingRun {
         cpuFeatures: Processor.current.featureList,
         vectorKernels: VectorKernelChoice.active.name)
       written.build = .current
+      written.inputs = inputs
       if !setup.rewrite.whitened.isEmpty {
         written.whitened = setup.rewrite.whitened.sorted { $0.key < $1.key }.map {
           WhitenedStart(

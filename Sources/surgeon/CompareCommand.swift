@@ -109,6 +109,12 @@ enum CompareCommand: Command {
     // The base manifest and every method's derived manifest must decode before anything runs.
     let sweepRun = try SweepRun(sweep: sweep, path: path, reference: reference, events: show)
     guard sweepRun.derivedManifestsDecode(events: show) else { throw ExitStatus(code: 1) }
+    // Records of other input files (a base retrained elsewhere) must not mix with cells run
+    // here; a table of records alone is still worth printing, with the warning.
+    if let mismatch = sweepRun.inputsError(try sweepRun.recordsFromOtherInputs()) {
+      guard parsed.flag("table-only") else { throw mismatch }
+      printError(mismatch.rendered(severity: "warning"))
+    }
 
     if parsed.flag("dry-run") {
       let (cells, undecided) = try sweepRun.status()

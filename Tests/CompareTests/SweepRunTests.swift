@@ -458,7 +458,8 @@ final class SweepRunTests: XCTestCase {
       curve: [(100, 0.5, 0.25), (200, 0.75, 0.625)], losses: [(1, 0.69), (2, 0.5)],
       predictions: CellPredictions(
         model: "w-free", indices: [3, 1], labels: [0, 1], predicted: [0, 0]),
-      build: "0badf00d")
+      build: "0badf00d",
+      inputs: ["data/x.csv": FileFingerprint(crc32: "3610a686", bytes: 5)])
     let url = file("record.json")
     try CellRecord(result: result, manifest: "surgeon: 1\nname: \"x\"\n").encoded().write(to: url)
     let read = try XCTUnwrap(CellRecord.read(url, cell: cell))
@@ -477,7 +478,58 @@ final class SweepRunTests: XCTestCase {
     XCTAssertEqual(back.losses.map { "\($0.step) \($0.loss)" }, ["1 0.69", "2 0.5"])
     XCTAssertEqual(back.predictions, result.predictions)
     XCTAssertEqual(back.build, "0badf00d")
+    XCTAssertEqual(back.inputs, result.inputs)
     XCTAssertNil(try CellRecord.read(file("missing.json"), cell: cell))
+  }
+
+  /// A record names the input files its run read; one whose files differ from the ones here
+  /// (a base retrained on another machine) is found before anything runs, while files that
+  /// are not here, files inside the sweep's output and records without inputs pass.
+  func testRecordsOfOtherInputFilesAreFound() throws {
+    let run = try sweepRun(records: true)
+    try FileManager.default.createDirectory(
+      at: file("records"), withIntermediateDirectories: true)
+    let base = file("weights.bin").path
+    try Data("hello".utf8).write(to: URL(fileURLWithPath: base))
+    let hello = try XCTUnwrap(FileFingerprint.of(path: base))
+    let other = FileFingerprint(crc32: "00000000", bytes: 5)
+    func record(_ cell: Cell, _ inputs: [String: FileFingerprint]?) throws {
+      try CellRecord(
+        result: CellResult(
+          cell: cell, validationAccuracy: 0.5, testAccuracy: 0.5, inputs: inputs),
+        manifest: "m\n"
+      ).encoded().write(to: file("records/\(cell.id).json"))
+    }
+    let cells = [
+      Cell(method: "full", rank: nil, learningRate: "1.0e-3", seed: 0),
+      Cell(method: "full", rank: nil, learningRate: "3.0e-3", seed: 0),
+      Cell(method: "full", rank: nil, learningRate: "1.0e-3", seed: 1),
+      Cell(method: "kd", rank: nil, learningRate: "1.0e-2", seed: 0),
+    ]
+    try record(cells[0], [base: hello, file("missing.csv").path: other])
+    try record(cells[1], nil)
+    try record(cells[2], [file("out/cells/full-teacher/model.safetensors").path: other])
+    try record(cells[3], [base: hello])
+    XCTAssertEqual(try run.recordsFromOtherInputs(), [])
+    XCTAssertNil(run.inputsError([]))
+
+    // The base changes: both records that name it are found, in the sweep's order.
+    try Data("hellO".utf8).write(to: URL(fileURLWithPath: base))
+    let changed = try XCTUnwrap(FileFingerprint.of(path: base))
+    let mismatches = try run.recordsFromOtherInputs()
+    XCTAssertEqual(
+      mismatches,
+      [
+        SweepRun.InputMismatch(
+          path: base, here: changed, recorded: hello, cells: ["full_lr1e-3_s0", "kd_lr1e-2_s0"])
+      ])
+    let error = try XCTUnwrap(run.inputsError(mismatches))
+    XCTAssertEqual(
+      "\(error)",
+      "\(file("records").path): error: records were made from other input files than the ones here:\n"
+        + "  \(base) is CRC-32 \(changed.crc32), 5 bytes here, CRC-32 \(hello.crc32), 5 bytes in the records of full_lr1e-3_s0, kd_lr1e-2_s0; "
+        + "restore those files as the records' runs read them (a base checkpoint retrained here differs in its last bits), or move the records named aside to run those cells again here"
+    )
   }
 
   func testAnInvalidBaseManifestIsReportedAtTheSweep() throws {

@@ -34,6 +34,22 @@ final class BuildIdentityTests: XCTestCase {
     XCTAssertThrowsError(try BuildIdentity.fileChecksum(atPath: file.path + "-missing"))
   }
 
+  /// A file's fingerprint is its checksum and length; a directory or a missing path has none.
+  func testAFingerprintIsOfARegularFileOnly() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "surgeon-fingerprint-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let file = directory.appendingPathComponent("weights")
+    try Data("123456789".utf8).write(to: file)
+    XCTAssertEqual(
+      FileFingerprint.of(path: file.path), FileFingerprint(crc32: "cbf43926", bytes: 9))
+    XCTAssertEqual(
+      FileFingerprint(crc32: "cbf43926", bytes: 9).description, "CRC-32 cbf43926, 9 bytes")
+    XCTAssertNil(FileFingerprint.of(path: directory.path))
+    XCTAssertNil(FileFingerprint.of(path: file.path + "-missing"))
+  }
+
   /// This process's identity: the release version and the checksum of the executable that runs
   /// the tests.
   func testTheCurrentBuildNamesItsVersionAndExecutable() throws {

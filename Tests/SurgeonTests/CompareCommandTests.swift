@@ -253,6 +253,43 @@ final class CompareCommandTests: XCTestCase {
     XCTAssertTrue(
       FileManager.default.fileExists(
         atPath: output.appendingPathComponent("cells/full_lr1e-3_s0/model.safetensors").path))
+
+    // Each record names the files its run read; the teacher's weights, inside the sweep's
+    // output, are named too (and never compared).
+    let record = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: workspace.appendingPathComponent("records/kd_lr1e-2_s0.json")))
+        as? [String: Any])
+    let inputs = try XCTUnwrap(record["inputs"] as? [String: Any])
+    XCTAssertEqual(
+      Set(inputs.keys),
+      [
+        "tiny.csv", "checkpoints/tiny-bert/config.json", "checkpoints/tiny-bert/model.safetensors",
+        "checkpoints/tiny-bert/vocab.txt", "checkpoints/compare/cells/full_lr1e-3_s0/config.json",
+        "checkpoints/compare/cells/full_lr1e-3_s0/model.safetensors",
+        "checkpoints/compare/cells/full_lr1e-3_s0/vocab.txt",
+      ])
+    // The data changes under the records: nothing runs, and the error names the file, the
+    // records and the fix; a table of the records alone still prints, with the warning.
+    let data = workspace.appendingPathComponent("tiny.csv")
+    try (String(contentsOf: data, encoding: .utf8) + "a b c,yes\n").write(
+      to: data, atomically: true, encoding: .utf8)
+    let refused = try runSurgeon(["compare", "sweep.yaml"], in: workspace)
+    XCTAssertEqual(refused.status, 1, refused.error)
+    XCTAssertTrue(
+      refused.error.contains(
+        "records: error: records were made from other input files than the ones here:\n  tiny.csv is CRC-32 "
+      ),
+      refused.error)
+    XCTAssertTrue(
+      refused.error.contains("in the records of full_lr1e-3_s0, decay-c_lr1e-2_s0, kd_lr1e-2_s0;"),
+      refused.error)
+    XCTAssertFalse(refused.error.contains("compare: running"), refused.error)
+    let warned = try runSurgeon(["compare", "sweep.yaml", "--table-only"], in: workspace)
+    XCTAssertEqual(warned.status, 0, warned.error)
+    XCTAssertTrue(
+      warned.error.contains("records: warning: records were made from other input files"),
+      warned.error)
   }
 
   func testDistillationCellIsTaughtByTheTeachersRun() throws {

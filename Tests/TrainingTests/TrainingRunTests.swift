@@ -1,6 +1,7 @@
 import Foundation
 import Manifest
 import Models
+import Plumbing
 import Tensor
 import Training
 import XCTest
@@ -128,6 +129,24 @@ final class TrainingRunTests: XCTestCase {
       return XCTFail("expected finished with results, got \(outcome)")
     }
     XCTAssertEqual(results.steps, 6)
+    // results.json names the files the run read, as the manifest names them, with their
+    // fingerprints (the checkpoint has no pytorch_model.bin: only files that exist).
+    var expected: [String: FileFingerprint] = [:]
+    for path in [
+      "checkpoints/tiny-bert/config.json", "checkpoints/tiny-bert/model.safetensors",
+      "checkpoints/tiny-bert/vocab.txt", "tiny.csv",
+    ] {
+      expected[path] = try XCTUnwrap(
+        FileFingerprint.of(path: whole.appendingPathComponent(path).path), path)
+    }
+    XCTAssertEqual(results.inputs, expected)
+    let written = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: whole.appendingPathComponent("out/library-run/results.json")))
+        as? [String: Any])
+    let inputs = try XCTUnwrap(written["inputs"] as? [String: [String: Any]])
+    XCTAssertEqual(inputs["tiny.csv"]?["crc32"] as? String, expected["tiny.csv"]?.crc32)
+    XCTAssertEqual(inputs["tiny.csv"]?["bytes"] as? Int, expected["tiny.csv"]?.bytes)
     XCTAssertEqual(
       trainingPart(events),
       [
