@@ -47,7 +47,8 @@ public struct IntervalChart: Sendable {
   public var references: [(value: Double, label: String)]
   /// `nil` fits every estimate, interval and reference line, padded by 5% each side.
   public var xRange: ClosedRange<Double>?
-  /// Width in pixels (at least 360); the height follows from the item count.
+  /// Width in pixels (at least 360, and wider, up to `maximumWidth`, when the labels and notes
+  /// need it); the height follows from the item count.
   public var width: Int
 
   public init(
@@ -64,6 +65,8 @@ public struct IntervalChart: Sendable {
   }
 
   // Geometry in pixels.
+  /// The widest a chart grows to fit its notes.
+  public static let maximumWidth = 1200
   static let rowHeight = 22.0
   static let top = 56.0
   static let bottom = 52.0
@@ -102,17 +105,17 @@ public struct IntervalChart: Sendable {
 
   /// The chart as a complete SVG document (XML declaration, `viewBox`, white background).
   public func svg() -> String {
-    let width = max(self.width, 360)
     let height = self.height
     func c(_ value: Double) -> String { Format.coordinate(value) }
     // Columns: labels, plot, notes. Labels may take up to 40% of the width and notes what is
-    // left once the plot has 30%; longer ones are cut with an ellipsis.
-    let labelWidth = min(
-      items.map { TextMetrics.width($0.label, fontSize: Self.labelSize) }.max() ?? 0,
-      0.4 * Double(width))
-    let noteWidth = min(
-      items.map { TextMetrics.width($0.note, fontSize: Self.noteSize) }.max() ?? 0,
-      max(0, 0.7 * Double(width) - labelWidth - 54))
+    // left once the plot has 30%. The chart grows (up to `maximumWidth`) rather than cut a
+    // note, whose numbers are the point of it; longer texts are cut with an ellipsis.
+    let labelNeeded = items.map { TextMetrics.width($0.label, fontSize: Self.labelSize) }.max() ?? 0
+    let noteNeeded = items.map { TextMetrics.width($0.note, fontSize: Self.noteSize) }.max() ?? 0
+    let fitting = Int(((labelNeeded + noteNeeded + 54) / 0.7).rounded(.up))
+    let width = max(self.width, 360, min(fitting, Self.maximumWidth))
+    let labelWidth = min(labelNeeded, 0.4 * Double(width))
+    let noteWidth = min(noteNeeded, max(0, 0.7 * Double(width) - labelWidth - 54))
     let minX = 12 + labelWidth + 10
     let maxX = Double(width) - 12 - noteWidth - (noteWidth > 0 ? 10 : 0)
     let minY = Self.top

@@ -72,6 +72,31 @@ final class IntervalChartTests: XCTestCase {
       try XCTUnwrap(classes.firstIndex(of: "markers")))
   }
 
+  /// A note too long for the notes' column widens the chart instead of losing its end (the
+  /// numbers are the point of it), up to `maximumWidth`, past which it is cut with an ellipsis.
+  func testTheChartWidensToFitItsNotes() throws {
+    let long =
+      "-0.9 [-1.1, -0.6] vs full-900 · 5 seeds; with the seed spread [-1.2, -0.5]"
+    let short = try ParsedSVG(
+      IntervalChart(title: "t", xLabel: "x", items: [item("a", 0, -1, 1, note: "+0.0")]).svg())
+    XCTAssertEqual(short.root.string("width"), "760")
+    let chart = IntervalChart(
+      title: "t", xLabel: "x",
+      items: [item("white-budget-kd-900-eighth-deep", -0.9, -1.1, -0.6, note: long)])
+    let svg = try ParsedSVG(chart.svg())
+    XCTAssertEqual(svg.texts(inClass: "row-notes"), [long])
+    let width = try XCTUnwrap(Int(try XCTUnwrap(svg.root.string("width"))))
+    XCTAssertGreaterThan(width, 760)
+    XCTAssertLessThanOrEqual(width, IntervalChart.maximumWidth)
+
+    let endless = String(repeating: "a very long note ", count: 40)
+    let capped = try ParsedSVG(
+      IntervalChart(title: "t", xLabel: "x", items: [item("a", 0, -1, 1, note: endless)]).svg())
+    XCTAssertEqual(capped.root.string("width"), String(IntervalChart.maximumWidth))
+    let cut = try XCTUnwrap(capped.texts(inClass: "row-notes").first)
+    XCTAssertTrue(cut.hasSuffix("…"), cut)
+  }
+
   /// An outer interval is a thin, faint line behind the bar, spanning its own values, and the
   /// automatic range includes it (else its left end would be cut at the edge).
   func testAnOuterIntervalIsDrawnBehindTheBarAtItsValues() throws {
