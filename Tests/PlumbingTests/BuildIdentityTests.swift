@@ -36,10 +36,7 @@ final class BuildIdentityTests: XCTestCase {
 
   /// A file's fingerprint is its checksum and length; a directory or a missing path has none.
   func testAFingerprintIsOfARegularFileOnly() throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "surgeon-fingerprint-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
+    let directory = try makeTemporaryDirectory("surgeon-fingerprint")
     let file = directory.appendingPathComponent("weights")
     try Data("123456789".utf8).write(to: file)
     XCTAssertEqual(

@@ -134,10 +134,7 @@ final class FileContentsTests: XCTestCase {
   /// A file's bytes; an empty file is empty data (not Foundation's read, which leaks a buffer
   /// on it); no file, or a directory, is nil.
   func testReadsFilesEmptyFilesAndNothing() throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "surgeon-file-contents-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    addTeardownBlock { try? FileManager.default.removeItem(at: directory) }
+    let directory = try makeTemporaryDirectory("surgeon-file-contents")
     let file = directory.appendingPathComponent("a.json")
     try Data("{}\n".utf8).write(to: file)
     XCTAssertEqual(FileContents.read(file.path), Data("{}\n".utf8))
