@@ -155,10 +155,6 @@ public struct TrainingRun {
       note("wrote \(manifest.output.directory.value)/ (no train section: rewritten model only)")
       return .finished(nil)
     }
-    // The files the setup just read (a resumed run takes them again: they must not change).
-    let inputs =
-      group.isPrimary
-      ? RunInputs.fingerprints(of: manifest, workingDirectory: workingDirectory) : [:]
     if settings.batchSize < group.size {
       throw RunError(
         message:
@@ -171,6 +167,11 @@ public struct TrainingRun {
           "\(manifestPath): error: train.distill.augment and unlabeled train in one process only; run without mpirun, or remove them"
       )
     }
+    // The files the setup just read, once the run is past its refusals (a resumed run takes
+    // them again as it restarts: results.json names the last session's).
+    let inputs =
+      group.isPrimary
+      ? RunInputs.fingerprints(of: manifest, workingDirectory: workingDirectory) : [:]
     var trainer = Trainer(
       plan: plan, source: source, settings: settings, group: group,
       distillation: setup.distillation, pools: setup.pools)
